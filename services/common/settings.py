@@ -1,0 +1,316 @@
+"""Settings: every ``ORCHESTRATOR_*`` variable, validated, with its source.
+
+Precedence: CLI option > environment > ``.env`` file > default. A bad value raises
+:class:`SettingsError` whose message is one line naming the variable (or option),
+the value received and what is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from datetime import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+ENV_PREFIX = "ORCHESTRATOR_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DATA_PROVIDERS = ("simulated", "pykrx")
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+_MINUTES_PER_DAY = 24 * 60
+_USER_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class ConfigurationError(ValueError):
+    """Bad configuration or usage: the CLI prints the message and exits 2."""
+
+
+class SettingsError(ConfigurationError):
+    """A setting has a value that is not accepted."""
+
+
+# --- parsers: raw text -> value, or ValueError("what is accepted") -------------------
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("expected one of true/false/1/0/yes/no")
+
+
+def parse_clock_time(text: str) -> time:
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError("expected a time HH:MM between 00:00 and 23:59")
+    return time(int(match[1]), int(match[2]))
+
+
+def parse_timezone(text: str) -> str:
+    name = text.strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown timezone; expected an IANA name such as Asia/Seoul or UTC") from None
+    return name
+
+
+def _parse_int(text: str, what: str) -> int:
+    try:
+        return int(text.strip().replace("_", ""))
+    except ValueError:
+        raise ValueError(f"expected {what}") from None
+
+
+def parse_positive_int(text: str) -> int:
+    value = _parse_int(text, "a whole number above 0")
+    if value <= 0:
+        raise ValueError("expected a whole number above 0")
+    return value
+
+
+def parse_non_negative_int(text: str) -> int:
+    value = _parse_int(text, "a whole number, 0 or more")
+    if value < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return value
+
+
+def parse_interval_minutes(text: str) -> int:
+    value = _parse_int(text, "a whole number of minutes from 1 to 1440")
+    if not 1 <= value <= _MINUTES_PER_DAY:
+        raise ValueError("expected a whole number of minutes from 1 to 1440")
+    return value
+
+
+def parse_day_divisor_minutes(text: str) -> int:
+    value = parse_interval_minutes(text)
+    if _MINUTES_PER_DAY % value:
+        raise ValueError(
+            "the interval must divide a day evenly (e.g. 5, 10, 15, 20, 30, 60, 120 minutes)"
+        )
+    return value
+
+
+def parse_percent(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError("expected a percentage above 0 and at most 100") from None
+    if not 0 < value <= 100:
+        raise ValueError("expected a percentage above 0 and at most 100")
+    return value
+
+
+def parse_user_id(text: str) -> str:
+    value = text.strip()
+    if not _USER_ID.match(value):
+        raise ValueError("expected 1-64 characters of letters, digits, _ . @ or -")
+    return value
+
+
+def parse_log_level(text: str) -> str:
+    value = text.strip().upper()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
+def parse_provider(text: str) -> str:
+    value = text.strip().lower()
+    if value not in DATA_PROVIDERS:
+        raise ValueError(f"expected one of {', '.join(DATA_PROVIDERS)}")
+    return value
+
+
+def parse_database_url(text: str) -> str:
+    value = text.strip()
+    if not re.match(r"^[a-z][a-z0-9+]*://", value):
+        raise ValueError(
+            "expected a SQLAlchemy URL such as sqlite:///data/orchestrator.db "
+            "or postgresql+psycopg://user@host:5432/db"
+        )
+    return value
+
+
+def parse_text(text: str) -> str:
+    return text.strip()
+
+
+# --- the settings ---------------------------------------------------------------------
+
+
+def _setting(env: str, parser: Callable[[str], Any], default: str, doc: str) -> Any:
+    return field(metadata={"env": env, "parser": parser, "default": default, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings in force; build with :func:`load_settings`."""
+
+    timezone: str = _setting("ORCHESTRATOR_TIMEZONE", parse_timezone, "Asia/Seoul",
+                             "IANA timezone of the schedule and of displayed times")
+    user_id: str = _setting("ORCHESTRATOR_USER_ID", parse_user_id, "default_user",
+                            "account the jobs work for")
+    dry_run: bool = _setting("ORCHESTRATOR_DRY_RUN", parse_bool, "true",
+                             "paper trading (true) or live orders (false)")
+    portfolio_value: int = _setting("ORCHESTRATOR_PORTFOLIO_VALUE", parse_positive_int,
+                                    "100000000", "initial cash of a new paper account, KRW")
+    data_collection_time: time = _setting("ORCHESTRATOR_DATA_COLLECTION_TIME", parse_clock_time,
+                                          "16:00", "data collection, read against the regular close")
+    indicator_calculation_time: time = _setting(
+        "ORCHESTRATOR_INDICATOR_CALCULATION_TIME", parse_clock_time, "17:00",
+        "indicator calculation, read against the regular close")
+    watchlist_update_time: time = _setting("ORCHESTRATOR_WATCHLIST_UPDATE_TIME", parse_clock_time,
+                                           "18:00", "watchlist update, read against the regular close")
+    signal_generation_time: time = _setting("ORCHESTRATOR_SIGNAL_GENERATION_TIME", parse_clock_time,
+                                            "08:45", "pre-open signals, read against the regular open")
+    market_open_time: time = _setting("ORCHESTRATOR_MARKET_OPEN_TIME", parse_clock_time, "09:00",
+                                      "regular session open the job times are read against")
+    market_close_time: time = _setting("ORCHESTRATOR_MARKET_CLOSE_TIME", parse_clock_time, "15:30",
+                                       "regular session close the job times are read against")
+    position_monitor_interval: int = _setting(
+        "ORCHESTRATOR_POSITION_MONITOR_INTERVAL", parse_interval_minutes, "15",
+        "minutes between position checks, from the actual open to the actual close")
+    risk_check_interval: int = _setting("ORCHESTRATOR_RISK_CHECK_INTERVAL", parse_day_divisor_minutes,
+                                        "30", "minutes between risk checks, clock-aligned, every day")
+    enable_data_collection: bool = _setting("ORCHESTRATOR_ENABLE_DATA_COLLECTION", parse_bool, "true",
+                                            "schedule the data_collection job")
+    enable_indicator_calculation: bool = _setting(
+        "ORCHESTRATOR_ENABLE_INDICATOR_CALCULATION", parse_bool, "true",
+        "schedule the indicator_calculation job")
+    enable_watchlist_update: bool = _setting("ORCHESTRATOR_ENABLE_WATCHLIST_UPDATE", parse_bool, "true",
+                                             "schedule the watchlist_update job")
+    enable_signal_generation: bool = _setting("ORCHESTRATOR_ENABLE_SIGNAL_GENERATION", parse_bool,
+                                              "true", "schedule the signal_generation job")
+    enable_position_monitoring: bool = _setting("ORCHESTRATOR_ENABLE_POSITION_MONITORING", parse_bool,
+                                                "true", "schedule the position_monitoring job")
+    enable_risk_checks: bool = _setting("ORCHESTRATOR_ENABLE_RISK_CHECKS", parse_bool, "true",
+                                        "schedule the risk_checks job")
+    max_position_size_pct: float = _setting("ORCHESTRATOR_MAX_POSITION_SIZE_PCT", parse_percent,
+                                            "10.0", "largest position, percent of equity")
+    max_positions: int = _setting("ORCHESTRATOR_MAX_POSITIONS", parse_positive_int, "20",
+                                  "most open positions at once")
+    max_daily_loss_pct: float = _setting("ORCHESTRATOR_MAX_DAILY_LOSS_PCT", parse_percent, "3.0",
+                                         "daily loss that blocks new entries for the session, percent")
+    max_total_loss_pct: float = _setting("ORCHESTRATOR_MAX_TOTAL_LOSS_PCT", parse_percent, "15.0",
+                                         "drawdown that halts trading until resumed, percent")
+    misfire_grace_seconds: int = _setting("ORCHESTRATOR_MISFIRE_GRACE_SECONDS", parse_non_negative_int,
+                                          "300", "how late a fire may still run, capped by the market")
+    data_provider: str = _setting("ORCHESTRATOR_DATA_PROVIDER", parse_provider, "simulated",
+                                  "market data source: simulated (offline) or pykrx")
+    database_url: str = _setting("DATABASE_URL", parse_database_url, "sqlite:///data/orchestrator.db",
+                                 "SQLAlchemy URL; a relative SQLite path is under the working directory")
+    cache_dir: str = _setting("ORCHESTRATOR_CACHE_DIR", parse_text, "",
+                              "where the calendar cache lives (default ~/.cache/krx-orchestrator)")
+    log_level: str = _setting("LOG_LEVEL", parse_log_level, "INFO", "logging level")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def job_enabled(self, job_name: str) -> bool:
+        """Whether ``ORCHESTRATOR_ENABLE_<JOB>`` (or a ``--disable-<job>`` flag) left it on."""
+        return bool(getattr(self, f"enable_{job_name}"))
+
+    def redacted_database_url(self) -> str:
+        return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", self.database_url)
+
+
+SETTING_FIELDS = {f.name: f for f in fields(Settings)}
+ENV_TO_FIELD = {f.metadata["env"]: f.name for f in fields(Settings)}
+
+
+def _describe(value: str) -> str:
+    return repr(value) if len(value) <= 60 else repr(value[:57] + "...")
+
+
+def _parse_field(name: str, raw: Any, source: str) -> Any:
+    meta = SETTING_FIELDS[name].metadata
+    if not isinstance(raw, str):
+        return raw  # already typed (a CLI option parsed by typer)
+    try:
+        return meta["parser"](raw)
+    except ValueError as exc:
+        raise SettingsError(f"{source}={_describe(raw)}: {exc}") from None
+
+
+def _sqlite_default_url(cwd: Path) -> str:
+    return f"sqlite:///{cwd / 'data' / 'orchestrator.db'}"
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Merge CLI > environment > ``.env`` > defaults, validating every value.
+
+    ``cli`` maps field names to values given on the command line (``None`` = not given).
+    """
+    cwd = cwd or Path.cwd()
+    environ = os.environ if environ is None else environ
+    env_file = env_file if env_file is not None else cwd / ".env"
+    dotenv = _read_env_file(env_file)
+    values: dict[str, Any] = {}
+    for name, spec in SETTING_FIELDS.items():
+        env_name = spec.metadata["env"]
+        if cli and cli.get(name) is not None:
+            values[name] = _parse_field(name, cli[name], f"--{name.replace('_', '-')}")
+        elif env_name in environ:
+            values[name] = _parse_field(name, environ[env_name], env_name)
+        elif env_name in dotenv:
+            values[name] = _parse_field(name, dotenv[env_name], f"{env_name} (in {env_file.name})")
+        elif name == "database_url":
+            values[name] = _sqlite_default_url(cwd)
+        else:
+            values[name] = _parse_field(name, spec.metadata["default"], f"default {env_name}")
+    settings = Settings(**values)
+    _check_regular_session(settings)
+    return settings
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    values = dotenv_values(path)
+    missing = [key for key, value in values.items() if value is None]
+    if missing:
+        raise SettingsError(
+            f"{path.name}: line for {missing[0]!r} has no '='; expected NAME=value lines"
+        )
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _check_regular_session(settings: Settings) -> None:
+    if settings.market_open_time >= settings.market_close_time:
+        raise SettingsError(
+            f"ORCHESTRATOR_MARKET_OPEN_TIME {settings.market_open_time:%H:%M} is not before "
+            f"ORCHESTRATOR_MARKET_CLOSE_TIME {settings.market_close_time:%H:%M}; "
+            "expected the regular session, e.g. 09:00 and 15:30"
+        )
+
+
+def unknown_variables(environ: Mapping[str, str], known: Iterable[str]) -> list[str]:
+    """``ORCHESTRATOR_*`` names in ``environ`` that no setting reads (likely typos)."""
+    known_set = set(known)
+    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known_set)
+
+
+def env_example_lines() -> list[str]:
+    """The lines of ``.env.example``: every variable with its default and meaning."""
+    lines = []
+    for spec in SETTING_FIELDS.values():
+        meta = spec.metadata
+        lines.append(f"# {meta['doc']}")
+        lines.append(f"{meta['env']}={meta['default']}")
+    return lines

@@ -1,0 +1,28 @@
+"""Alembic environment: runs on the connection handed over by services.common.database."""
+
+from alembic import context
+from sqlalchemy import create_engine
+
+import services.orchestrator.models  # noqa: F401  (registers the tables)
+from services.common.database import Base
+
+config = context.config
+connection = config.attributes.get("connection")
+
+
+def _run(conn) -> None:  # type: ignore[no-untyped-def]
+    context.configure(
+        connection=conn,
+        target_metadata=Base.metadata,
+        render_as_batch=conn.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if connection is not None:
+    _run(connection)
+else:  # the plain `alembic` command, with sqlalchemy.url set
+    with create_engine(config.get_main_option("sqlalchemy.url")).begin() as conn:
+        _run(conn)

@@ -1,0 +1,225 @@
+"""The job registry: every job and its schedule, declared once.
+
+The scheduler, the ``--disable-*`` flags, the ``ORCHESTRATOR_ENABLE_*`` switches,
+``status``, ``next-runs`` and the README's job table all read :data:`JOBS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from datetime import time, timedelta
+from typing import Union
+
+from services.common.job_api import JobEntryPoint
+from services.common.market_calendar import MarketCalendar
+from services.common.settings import ConfigurationError, Settings
+from services.orchestrator.triggers import (
+    CalendarTrigger,
+    ClockAlignedIntervalTrigger,
+    InSessionIntervalTrigger,
+    SessionAnchoredTrigger,
+    TriggerError,
+)
+
+
+class UnknownJobError(ConfigurationError):
+    """A job name that is not in the registry."""
+
+
+class ServiceUnavailableError(LookupError):
+    """The job's service package is not part of this build."""
+
+
+@dataclass(frozen=True)
+class PreOpen:
+    """Once per session, before the actual open; ``time_setting`` is read against the
+    regular open (08:45 = open - 15 min)."""
+
+    time_setting: str
+
+
+@dataclass(frozen=True)
+class PostClose:
+    """Once per session, after the actual close; ``time_setting`` is read against the
+    regular close (16:00 = close + 30 min)."""
+
+    time_setting: str
+
+
+@dataclass(frozen=True)
+class DuringSession:
+    """Every ``interval_setting`` minutes from the actual open to the actual close."""
+
+    interval_setting: str
+
+
+@dataclass(frozen=True)
+class AroundTheClock:
+    """Every ``interval_setting`` minutes, aligned to the clock, every day."""
+
+    interval_setting: str
+
+
+Schedule = Union[PreOpen, PostClose, DuringSession, AroundTheClock]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    summary: str
+    entry_point: str  # "package.module:function"
+    schedule: Schedule
+
+    @property
+    def sessions_only(self) -> bool:
+        return not isinstance(self.schedule, AroundTheClock)
+
+    @property
+    def enable_variable(self) -> str:
+        return f"ORCHESTRATOR_ENABLE_{self.name.upper()}"
+
+    @property
+    def disable_flag(self) -> str:
+        return f"--disable-{self.name.replace('_', '-')}"
+
+    @property
+    def service_module(self) -> str:
+        return self.entry_point.split(":", 1)[0]
+
+    def service_available(self) -> bool:
+        try:
+            return importlib.util.find_spec(self.service_module) is not None
+        except ModuleNotFoundError:
+            return False
+
+    def load_entry_point(self) -> JobEntryPoint:
+        if not self.service_available():
+            raise ServiceUnavailableError(
+                f"service {self.service_module} is not installed in this build"
+            )
+        module_name, function_name = self.entry_point.split(":", 1)
+        return getattr(importlib.import_module(module_name), function_name)  # type: ignore[no-any-return]
+
+
+JOBS: tuple[JobSpec, ...] = (
+    JobSpec(
+        "signal_generation",
+        "pre-open entry and exit signals from the previous session's watchlist",
+        "services.trading_engine.engine:run",
+        PreOpen("signal_generation_time"),
+    ),
+    JobSpec(
+        "position_monitoring",
+        "price open positions, fill paper orders, apply exits, snapshot the portfolio",
+        "services.trading_engine.monitor:run",
+        DuringSession("position_monitor_interval"),
+    ),
+    JobSpec(
+        "data_collection",
+        "collect the session's prices, fundamentals and stock master",
+        "services.data_collector.collector:run",
+        PostClose("data_collection_time"),
+    ),
+    JobSpec(
+        "indicator_calculation",
+        "technical and financial indicators for the session",
+        "services.indicator_calculator.calculator:run",
+        PostClose("indicator_calculation_time"),
+    ),
+    JobSpec(
+        "watchlist_update",
+        "score the universe and store each user's watchlist for the session",
+        "services.watchlist_manager.manager:run",
+        PostClose("watchlist_update_time"),
+    ),
+    JobSpec(
+        "risk_checks",
+        "portfolio metrics against the risk limits; halts trading on a breach",
+        "services.risk_manager.manager:run",
+        AroundTheClock("risk_check_interval"),
+    ),
+)
+
+REGISTRY: dict[str, JobSpec] = {job.name: job for job in JOBS}
+JOB_NAMES: tuple[str, ...] = tuple(REGISTRY)
+
+
+def get_job(name: str) -> JobSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownJobError(
+            f"unknown job {name!r}; known jobs: {', '.join(JOB_NAMES)}"
+        ) from None
+
+
+def enabled_jobs(settings: Settings) -> list[JobSpec]:
+    return [job for job in JOBS if settings.job_enabled(job.name)]
+
+
+def _pre_open_lead(settings: Settings) -> timedelta:
+    """How long before the open the earliest pre-open job runs (bounds post-close jobs)."""
+    leads = [
+        _minutes(settings.market_open_time) - _minutes(getattr(settings, job.schedule.time_setting))
+        for job in JOBS
+        if isinstance(job.schedule, PreOpen)
+    ]
+    return timedelta(minutes=max([lead for lead in leads if lead > 0], default=0))
+
+
+def build_trigger(
+    job: JobSpec, settings: Settings, calendar: MarketCalendar | None = None
+) -> CalendarTrigger:
+    """The trigger for ``job`` under ``settings``; a bad combination raises
+    :class:`ConfigurationError` naming the variable."""
+    schedule, tz = job.schedule, settings.timezone
+    try:
+        if isinstance(schedule, (PreOpen, PostClose)):
+            return SessionAnchoredTrigger.from_clock_time(
+                getattr(settings, schedule.time_setting),
+                anchor="open" if isinstance(schedule, PreOpen) else "close",
+                regular_open=settings.market_open_time,
+                regular_close=settings.market_close_time,
+                timezone=tz,
+                label=f"ORCHESTRATOR_{schedule.time_setting.upper()}",
+                deadline_lead=_pre_open_lead(settings),
+                calendar=calendar,
+            )
+        if isinstance(schedule, DuringSession):
+            minutes = getattr(settings, schedule.interval_setting)
+            return InSessionIntervalTrigger(timedelta(minutes=minutes), tz, calendar=calendar)
+        return ClockAlignedIntervalTrigger(
+            getattr(settings, schedule.interval_setting), tz, calendar=calendar
+        )
+    except TriggerError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def build_triggers(
+    settings: Settings, calendar: MarketCalendar | None = None, jobs: tuple[JobSpec, ...] = JOBS
+) -> dict[str, CalendarTrigger]:
+    return {job.name: build_trigger(job, settings, calendar) for job in jobs}
+
+
+def schedule_in_words(job: JobSpec, settings: Settings) -> str:
+    """E.g. '16:00 on KRX sessions (close + 30 min; moves with the actual close)'."""
+    schedule = job.schedule
+    if isinstance(schedule, PreOpen):
+        at: time = getattr(settings, schedule.time_setting)
+        lead = _minutes(settings.market_open_time) - _minutes(at)
+        return f"{at:%H:%M} on KRX sessions (open - {lead} min; moves with the actual open)"
+    if isinstance(schedule, PostClose):
+        at = getattr(settings, schedule.time_setting)
+        lag = _minutes(at) - _minutes(settings.market_close_time)
+        return f"{at:%H:%M} on KRX sessions (close + {lag} min; moves with the actual close)"
+    if isinstance(schedule, DuringSession):
+        minutes = getattr(settings, schedule.interval_setting)
+        return f"every {minutes} min from the actual open to the close, KRX sessions"
+    minutes = getattr(settings, schedule.interval_setting)
+    return f"every {minutes} min aligned to the clock ({settings.timezone}), every day"
+
+
+def _minutes(clock: time) -> int:
+    return clock.hour * 60 + clock.minute

@@ -1,0 +1,395 @@
+"""The command line: ``python -m services.orchestrator.main COMMAND``.
+
+Exit codes: 0 success, 1 a job or check failed, 2 bad usage or configuration (one
+line on stderr, no traceback).
+"""
+
+import functools
+import inspect
+import logging
+import os
+import sys
+from datetime import date, datetime, time
+from typing import Any, Callable, List, Optional
+from zoneinfo import ZoneInfo
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+from typer._click import exceptions as click_exceptions  # typer vendors click (0.29+)
+from typer.core import TyperGroup
+
+from services.common.logging_setup import configure_logging
+from services.common.market_calendar import KRX_TZ, CalendarError
+from services.common.settings import (
+    ENV_TO_FIELD,
+    ConfigurationError,
+    Settings,
+    load_settings,
+    unknown_variables,
+)
+from services.orchestrator import reports
+from services.orchestrator.jobs import JOB_NAMES, JOBS, get_job
+from services.orchestrator.output import Format, console, emit, to_json
+from services.orchestrator.runtime import Runtime
+from services.orchestrator.scheduler import build_scheduler, run_until_signalled, schedule_catch_up
+
+logger = logging.getLogger("services.orchestrator")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class OneLineErrorGroup(TyperGroup):
+    """Turns every usage or configuration error into one line on stderr and exit 2."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click_exceptions.NoArgsIsHelpError as exc:
+            typer.echo(exc.format_message(), err=True)
+            code = EXIT_USAGE
+        except click_exceptions.UsageError as exc:
+            code = _fail(_usage_message(exc, self), EXIT_USAGE)
+        except (ConfigurationError, CalendarError) as exc:
+            code = _fail(str(exc), EXIT_USAGE)
+        except SQLAlchemyError as exc:
+            code = _fail(f"database error: {_first_line(str(exc))}", EXIT_FAILED)
+        except click_exceptions.ClickException as exc:
+            code = _fail(exc.format_message(), exc.exit_code)
+        except (click_exceptions.Abort, typer.Abort, KeyboardInterrupt):
+            code = _fail("aborted", 130)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _fail(message: str, code: int) -> int:
+    typer.echo(f"Error: {_first_line(message)}", err=True)
+    return code
+
+
+def _first_line(text: str) -> str:
+    return " ".join(text.strip().splitlines()[:1]) if text.strip() else "unknown error"
+
+
+def _usage_message(exc: Exception, group: TyperGroup) -> str:
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = message.replace("Value error, ", "")
+    if message.startswith("No such command"):
+        message = f"{message.rstrip('.')}; known commands: {', '.join(group.list_commands(None))}"  # type: ignore[arg-type]
+    return message
+
+
+app = typer.Typer(
+    cls=OneLineErrorGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Calendar-driven batch job scheduler for KRX trading.\n\n"
+         "Example: python -m services.orchestrator.main status",
+)
+
+# --- shared options and helpers -------------------------------------------------------------
+
+UserIdOption = typer.Option(None, "--user-id", help="Account the jobs work for.")
+TimezoneOption = typer.Option(None, "--timezone", help="IANA timezone, e.g. Asia/Seoul.")
+PortfolioOption = typer.Option(None, "--portfolio-value", help="Initial paper cash, KRW.")
+DryRunOption = typer.Option(None, "--dry-run/--no-dry-run", help="Paper trading (default) or live.")
+
+
+def _settings(**cli: Any) -> Settings:
+    settings = load_settings(cli)
+    configure_logging(settings.log_level)
+    for name in unknown_variables(os.environ, ENV_TO_FIELD):
+        logger.warning("%s is not a known setting; ignored (check its spelling)", name)
+    return settings
+
+
+def with_disable_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one ``--disable-<job>`` flag per registry job; the command gets ``disabled``."""
+    signature = inspect.signature(func)
+    params = [p for p in signature.parameters.values() if p.name != "disabled"]
+    for job in JOBS:
+        params.append(inspect.Parameter(
+            f"disable_{job.name}", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+            default=typer.Option(False, job.disable_flag, help=f"Do not schedule {job.name}."),
+        ))
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        disabled = {job.name for job in JOBS if kwargs.pop(f"disable_{job.name}", False)}
+        return func(disabled=disabled, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _parse_day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date; expected YYYY-MM-DD",
+                                 param_hint=f"'{option}'") from None
+
+
+def _parse_moment(text: str, option: str, tz: ZoneInfo) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time; expected e.g. 2026-11-23 or 2026-11-23T09:00+09:00",
+            param_hint=f"'{option}'",
+        ) from None
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+
+
+def _check_range(start: Any, end: Any, what: str) -> None:
+    if start > end:
+        raise typer.BadParameter(f"--start {start} is after --end {end}; expected start <= end",
+                                 param_hint=what)
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+@app.command()
+@with_disable_flags
+def start(
+    user_id: Optional[str] = UserIdOption,
+    timezone: Optional[str] = TimezoneOption,
+    portfolio_value: Optional[str] = PortfolioOption,
+    dry_run: Optional[bool] = DryRunOption,
+    disabled: Any = None,
+) -> None:
+    """Run the scheduler until SIGINT/SIGTERM.
+
+    Example: python -m services.orchestrator.main start --disable-risk-checks
+    """
+    settings = _settings(user_id=user_id, timezone=timezone, portfolio_value=portfolio_value,
+                         dry_run=dry_run, **{f"enable_{name}": False for name in disabled})
+    runtime = Runtime.create(settings)
+    runner = runtime.runner()
+    jobs = [job for job in runtime.enabled_jobs if job.service_available()]
+    now = runtime.clock.now()
+    _print_start_banner(runtime, jobs, now)
+    scheduler = build_scheduler(runner, jobs)
+    if schedule_catch_up(scheduler, runner, now):
+        logger.info("fires were missed while the orchestrator was down; catching up")
+    try:
+        run_until_signalled(scheduler)
+    finally:
+        runtime.close()
+
+
+def _print_start_banner(runtime: Runtime, jobs: List[Any], now: datetime) -> None:
+    settings = runtime.settings
+    if not settings.dry_run:
+        logger.warning("LIVE TRADING: --no-dry-run is set; orders go to the broker")
+    statuses = reports.job_statuses(runtime.all_jobs, settings, runtime.triggers, now, {})
+    rows = [{
+        "job": s.name,
+        "state": "scheduled" if s.name in {j.name for j in jobs}
+        else ("disabled" if not s.enabled else "service not installed"),
+        "next fire": s.next_fires[0].isoformat() if s.next_fires else "",
+        "schedule": s.schedule,
+    } for s in statuses]
+    out = console()
+    out.print(f"KRX orchestrator for [bold]{settings.user_id}[/bold] "
+              f"({'dry run' if settings.dry_run else 'LIVE'}, {settings.timezone}, "
+              f"data: {settings.data_provider}, db: {settings.redacted_database_url()})")
+    emit(rows, ["job", "state", "next fire", "schedule"], Format.table, title="Schedule")
+    warning = reports.calendar_warning(runtime.calendar, now,
+                                       [f for s in statuses for f in s.next_fires])
+    if warning:
+        logger.warning(warning)
+
+
+@app.command("run-job")
+def run_job(
+    name: str = typer.Argument(..., help=f"One of: {', '.join(JOB_NAMES)}."),
+    date_text: Optional[str] = typer.Option(None, "--date", help="Trading date, YYYY-MM-DD."),
+    user_id: Optional[str] = UserIdOption,
+    dry_run: Optional[bool] = DryRunOption,
+) -> None:
+    """Run one job now and record it in the run ledger (exit 1 unless it succeeds).
+
+    Example: python -m services.orchestrator.main run-job data_collection --date 2026-11-20
+    """
+    job = get_job(name)
+    settings = _settings(user_id=user_id, dry_run=dry_run)
+    runtime = Runtime.create(settings)
+    now = runtime.clock.now()
+    trading_date = _trading_date_for_manual_run(runtime, job.name, date_text, now)
+    record = runtime.runner().run_now(job.name, trading_date)
+    detail = record.error or record.reason or to_json(record.summary or {}).replace("\n", " ")
+    typer.echo(f"{job.name} {trading_date}: {record.outcome.value}: {detail}")
+    runtime.close()
+    raise typer.Exit(EXIT_OK if record.outcome.value == "success" else EXIT_FAILED)
+
+
+def _trading_date_for_manual_run(runtime: Runtime, job_name: str, text: Optional[str],
+                                 now: datetime) -> date:
+    trigger, calendar = runtime.triggers[job_name], runtime.calendar
+    today = now.astimezone(KRX_TZ).date()
+    if text is None:
+        latest = trigger.previous_fire_time(now)
+        return trigger.trading_date(latest) if latest else today
+    day = _parse_day(text, "--date")
+    if day > today:
+        raise typer.BadParameter(f"{day} is in the future; expected {today} or earlier",
+                                 param_hint="'--date'")
+    if get_job(job_name).sessions_only and calendar.session(day) is None:
+        before, after = calendar.previous_session(day), calendar.next_session(day)
+        nearest = " and ".join(str(s.date) for s in (before, after) if s is not None)
+        raise typer.BadParameter(f"{day} is not a KRX session; nearest sessions: {nearest}",
+                                 param_hint="'--date'")
+    return day
+
+
+@app.command()
+def status(
+    user_id: Optional[str] = UserIdOption,
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Settings in force and each job: enabled, schedule, next fires, last run.
+
+    JSON keys: now, settings, calendar {valid_through, warning}, jobs [{job, enabled,
+    service_installed, schedule, next_fire_times, last_run}].
+
+    Example: python -m services.orchestrator.main status --format json
+    """
+    settings = _settings(user_id=user_id)
+    runtime = Runtime.create(settings)
+    now = runtime.clock.now()
+    last_runs = runtime.ledger().last_runs(settings.user_id)
+    statuses = reports.job_statuses(runtime.all_jobs, settings, runtime.triggers, now, last_runs)
+    warning = reports.calendar_warning(runtime.calendar, now, [f for s in statuses for f in s.next_fires])
+    document = {
+        "now": now.astimezone(settings.tz).isoformat(),
+        "settings": reports.settings_summary(settings),
+        "calendar": {"valid_through": runtime.calendar.valid_through.isoformat(), "warning": warning},
+        "jobs": [s.as_dict() for s in statuses],
+    }
+    runtime.close()
+    if fmt is Format.json:
+        typer.echo(to_json(document))
+        return
+    _print_status(document)
+
+
+def _print_status(document: dict[str, Any]) -> None:
+    out = console()
+    for key, value in document["settings"].items():
+        out.print(f"{key:>22}: {value}")
+    if document["settings"]["data_provider"] == "simulated":
+        out.print("[yellow]market data is SIMULATED (ORCHESTRATOR_DATA_PROVIDER=simulated)[/yellow]")
+    rows = []
+    for job in document["jobs"]:
+        last = job["last_run"]
+        state = "on" if job["enabled"] else "off"
+        if not job["service_installed"]:
+            state += " (not installed)"
+        rows.append({
+            "job": job["job"],
+            "state": state,
+            "schedule": job["schedule"],
+            "next fire": _short_time(job["next_fire_times"][0]) if job["next_fire_times"] else "",
+            "last run": "" if last is None
+            else f"{_short_time(last['scheduled_for'])} {last['outcome']}",
+        })
+    emit(rows, ["job", "state", "next fire", "last run", "schedule"], Format.table,
+         title=f"Jobs at {_short_time(document['now'])}")
+    if document["calendar"]["warning"]:
+        out.print(f"[bold yellow]warning:[/bold yellow] {document['calendar']['warning']}")
+
+
+def _short_time(iso: str) -> str:
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M %z")
+
+
+@app.command()
+def calendar(
+    start_text: str = typer.Option(..., "--start", help="First date, YYYY-MM-DD."),
+    end_text: str = typer.Option(..., "--end", help="Last date, YYYY-MM-DD (included)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
+) -> None:
+    """The KRX sessions, one row per weekday: date, open, close, status.
+
+    Example: python -m services.orchestrator.main calendar --start 2026-11-16 --end 2026-11-20
+    """
+    start_day, end_day = _parse_day(start_text, "--start"), _parse_day(end_text, "--end")
+    _check_range(start_day, end_day, "'--start'")
+    settings = _settings()
+    runtime = Runtime.create(settings)
+    runtime.calendar.session(start_day), runtime.calendar.session(end_day)  # bounds check
+    rows = reports.calendar_rows(runtime.calendar, start_day, end_day, settings.tz)
+    emit(rows, ["date", "open", "close", "status"], fmt, title="KRX calendar")
+
+
+@app.command("next-runs")
+def next_runs(
+    jobs: Optional[List[str]] = typer.Argument(None, help="Jobs to show (default: all enabled)."),
+    start_text: str = typer.Option(..., "--start", help="ISO time (included); naive = configured tz."),
+    end_text: str = typer.Option(..., "--end", help="ISO time (excluded)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
+) -> None:
+    """Every fire time in [start, end), from the scheduler's own triggers.
+
+    Example: python -m services.orchestrator.main next-runs data_collection --start 2026-11-16 --end 2026-11-21 --format csv
+    """
+    selected = [get_job(name) for name in jobs] if jobs else list(JOBS)
+    settings = _settings()
+    start_at = _parse_moment(start_text, "--start", settings.tz)
+    end_at = _parse_moment(end_text, "--end", settings.tz)
+    _check_range(start_at, end_at, "'--start'")
+    runtime = Runtime.create(settings)
+    runtime.calendar.session(start_at.astimezone(KRX_TZ).date())  # bounds check
+    enabled = [job for job in selected if settings.job_enabled(job.name)]
+    rows = reports.next_runs(enabled, runtime.triggers, start_at, end_at)
+    emit(rows, ["job", "fire_time"], fmt, title="Fire times")
+
+
+@app.command()
+def history(
+    job: Optional[str] = typer.Option(None, "--job", help="Only this job."),
+    limit: int = typer.Option(20, "--limit", min=1, max=100_000, help="Most recent N rows."),
+    user_id: Optional[str] = typer.Option(None, "--user-id", help="Only this user."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """The run ledger, newest first.
+
+    Example: python -m services.orchestrator.main history --job risk_checks --limit 5
+    """
+    if job is not None:
+        get_job(job)
+    settings = _settings()
+    runtime = Runtime.create(settings)
+    runs = runtime.ledger().history(job_name=job, user_id=user_id, limit=limit)
+    rows = [reports.history_row(run, settings.tz) for run in runs]
+    runtime.close()
+    if fmt is Format.csv:
+        raise typer.BadParameter("csv is not offered here; expected table or json", param_hint="'--format'")
+    columns = ["id", "job", "scheduled_for", "trading_date", "origin", "outcome", "reason", "error"]
+    emit(rows, columns, fmt, title="Run ledger")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (``start`` does this too).
+
+    Example: DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/test python -m services.orchestrator.main migrate
+    """
+    from services.common.database import create_db_engine, migrate as apply_migrations
+
+    settings = _settings()
+    engine = create_db_engine(settings.database_url)
+    revision = apply_migrations(engine)
+    engine.dispose()
+    typer.echo(f"database {settings.redacted_database_url()} is at revision {revision}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

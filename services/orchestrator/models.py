@@ -1,0 +1,37 @@
+"""The run ledger's table: one row per fire or manual run."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.common.database import Base, UTCDateTime
+
+
+class JobRun(Base):
+    """A fire claimed by one orchestrator: unique by ``(job_name, user_id, scheduled_for)``."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (
+        UniqueConstraint("job_name", "user_id", "scheduled_for", name="uq_job_runs_fire"),
+        Index("ix_job_runs_job_scheduled", "job_name", "scheduled_for"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_name: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime())
+    trading_date: Mapped[Optional[date]]
+    origin: Mapped[str] = mapped_column(String(16))
+    dry_run: Mapped[bool]
+    outcome: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    summary: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)

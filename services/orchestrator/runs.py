@@ -1,0 +1,332 @@
+"""The run ledger and the one wrapper every job runs through.
+
+Every fire (scheduled, caught up or ``run-job``) is claimed by inserting its row,
+unique by ``(job_name, user_id, scheduled_for)``, before the job runs: a second
+orchestrator on the same database fails the insert and leaves the fire alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from services.common.clock import Clock
+from services.common.job_api import JobContext, JobResult, Outcome
+from services.common.market_calendar import MarketCalendar
+from services.common.settings import Settings
+from services.orchestrator.jobs import JobSpec, ServiceUnavailableError, get_job
+from services.orchestrator.models import JobRun
+from services.orchestrator.triggers import CalendarTrigger
+
+logger = logging.getLogger(__name__)
+
+#: After downtime, fires older than this are not looked for (each job's own window
+#: is usually much shorter; this only bounds the ledger query).
+DOWNTIME_LOOKBACK = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run came to, as recorded in the ledger."""
+
+    run_id: int
+    job_name: str
+    scheduled_for: datetime
+    trading_date: date | None
+    outcome: Outcome
+    reason: str | None = None
+    error: str | None = None
+    summary: dict[str, Any] | None = None
+
+
+class RunLedger:
+    """Reads and writes ``job_runs``; each call is its own short transaction."""
+
+    def __init__(self, session_factory: sessionmaker[DbSession], clock: Clock) -> None:
+        self._sessions = session_factory
+        self._clock = clock
+        self._host = socket.gethostname()[:255]
+        self._pid = os.getpid()
+
+    def claim(
+        self,
+        job_name: str,
+        user_id: str,
+        scheduled_for: datetime,
+        *,
+        trading_date: date | None,
+        origin: str,
+        dry_run: bool,
+        outcome: Outcome = Outcome.RUNNING,
+        reason: str | None = None,
+    ) -> int | None:
+        """Insert the fire's row; ``None`` if another run already holds it."""
+        now = self._clock.now()
+        row = JobRun(
+            job_name=job_name,
+            user_id=user_id,
+            scheduled_for=scheduled_for,
+            trading_date=trading_date,
+            origin=origin,
+            dry_run=dry_run,
+            outcome=outcome.value,
+            started_at=now,
+            finished_at=None if outcome is Outcome.RUNNING else now,
+            host=self._host,
+            pid=self._pid,
+            reason=reason,
+        )
+        with self._sessions() as session:
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                return None
+            return row.id
+
+    def finish(
+        self,
+        run_id: int,
+        outcome: Outcome,
+        *,
+        reason: str | None = None,
+        error: str | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
+        with self._sessions() as session:
+            row = session.get(JobRun, run_id)
+            if row is None:
+                raise LookupError(f"no ledger row {run_id}")
+            row.outcome = outcome.value
+            row.finished_at = self._clock.now()
+            row.reason = reason
+            row.error = error
+            row.summary = summary
+            session.commit()
+
+    def latest_fire(self, job_name: str, user_id: str, origins: Sequence[str]) -> datetime | None:
+        with self._sessions() as session:
+            return session.scalar(
+                select(func.max(JobRun.scheduled_for)).where(
+                    JobRun.job_name == job_name,
+                    JobRun.user_id == user_id,
+                    JobRun.origin.in_(origins),
+                )
+            )
+
+    def last_runs(self, user_id: str) -> dict[str, JobRun]:
+        """The most recent row of each job for ``user_id``."""
+        with self._sessions() as session:
+            latest = (
+                select(JobRun.job_name, func.max(JobRun.id).label("id"))
+                .where(JobRun.user_id == user_id)
+                .group_by(JobRun.job_name)
+                .subquery()
+            )
+            rows = session.scalars(select(JobRun).join(latest, JobRun.id == latest.c.id))
+            return {row.job_name: row for row in rows}
+
+    def history(
+        self, *, job_name: str | None = None, user_id: str | None = None, limit: int = 20
+    ) -> list[JobRun]:
+        with self._sessions() as session:
+            query = select(JobRun).order_by(JobRun.scheduled_for.desc(), JobRun.id.desc())
+            if job_name:
+                query = query.where(JobRun.job_name == job_name)
+            if user_id:
+                query = query.where(JobRun.user_id == user_id)
+            return list(session.scalars(query.limit(limit)))
+
+
+class JobRunner:
+    """Runs fires through the ledger: claim, guard, run, record. Never raises for a job's
+    own failure, so the scheduler and the other jobs carry on."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        session_factory: sessionmaker[DbSession],
+        clock: Clock,
+        calendar: MarketCalendar,
+        triggers: dict[str, CalendarTrigger],
+        origin: str = "schedule",
+    ) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.clock = clock
+        self.calendar = calendar
+        self.triggers = triggers
+        self.origin = origin
+        self.ledger = RunLedger(session_factory, clock)
+
+    # -- deadlines -----------------------------------------------------------------------
+
+    def deadline(self, job_name: str, fire_time: datetime) -> datetime:
+        """The latest moment a fire may start: the grace, capped by the market's bound."""
+        grace_end = fire_time + timedelta(seconds=self.settings.misfire_grace_seconds)
+        market = self.triggers[job_name].market_deadline(fire_time)
+        return grace_end if market is None else min(grace_end, market)
+
+    # -- entry points -----------------------------------------------------------------------
+
+    def run_scheduled(self, job_name: str) -> RunRecord | None:
+        """APScheduler's target: run the fire this moment belongs to (coalesced)."""
+        fire_time = self.triggers[job_name].previous_fire_time(self.clock.now())
+        if fire_time is None:
+            logger.warning("%s: no fire at or before now; nothing to run", job_name)
+            return None
+        return self.run_fire(job_name, fire_time)
+
+    def run_fire(self, job_name: str, fire_time: datetime, *, origin: str | None = None) -> RunRecord | None:
+        """Run one fire of the schedule, or record it ``missed`` if it is too late."""
+        job = get_job(job_name)
+        trading_date = self.triggers[job_name].trading_date(fire_time)
+        late_by = self.clock.now() - self.deadline(job_name, fire_time)
+        if late_by > timedelta(0):
+            return self._record_only(
+                job, fire_time, trading_date, Outcome.MISSED,
+                f"too late: started {_seconds(late_by)} s after the deadline "
+                f"{self.deadline(job_name, fire_time).isoformat()}",
+                origin=origin,
+            )
+        return self._claim_and_run(job, fire_time, trading_date, origin or self.origin,
+                                   dry_run=self.settings.dry_run, user_id=self.settings.user_id)
+
+    def run_now(
+        self, job_name: str, trading_date: date, *, dry_run: bool | None = None, user_id: str | None = None
+    ) -> RunRecord:
+        """``run-job``: run now for ``trading_date``, recorded like a scheduled run."""
+        job = get_job(job_name)
+        record = self._claim_and_run(
+            job, self.clock.now(), trading_date, "manual",
+            dry_run=self.settings.dry_run if dry_run is None else dry_run,
+            user_id=user_id or self.settings.user_id,
+        )
+        assert record is not None  # a manual run's moment is its own; nothing else claims it
+        return record
+
+    def record_overlap(self, job_name: str, fire_time: datetime) -> RunRecord | None:
+        """A fire that came while the previous run of the job was still running."""
+        trading_date = self.triggers[job_name].trading_date(fire_time)
+        return self._record_only(get_job(job_name), fire_time, trading_date, Outcome.SKIPPED,
+                                 "previous run still running")
+
+    def fires_missed_during_downtime(self, now: datetime) -> list[tuple[str, datetime]]:
+        """Fires since each job's last recorded fire (within a day) that never ran."""
+        missed: list[tuple[str, datetime]] = []
+        for job_name, trigger in self.triggers.items():
+            last = self.ledger.latest_fire(job_name, self.settings.user_id, ("schedule", "catch_up"))
+            if last is None:
+                continue  # a job that never ran here has no history to catch up
+            start = max(last + timedelta(microseconds=1), now - DOWNTIME_LOOKBACK)
+            missed.extend((job_name, fire) for fire in trigger.fire_times(start, now))
+        return sorted(missed, key=lambda item: (item[1], item[0]))
+
+    def catch_up_downtime(self, now: datetime) -> list[RunRecord]:
+        """After downtime: every missed fire is recorded; the latest one of each job still
+        inside its window runs once (coalesced), in time order."""
+        by_job: dict[str, list[datetime]] = {}
+        for job_name, fire in self.fires_missed_during_downtime(now):
+            by_job.setdefault(job_name, []).append(fire)
+        records: list[RunRecord] = []
+        for job_name, fires in by_job.items():
+            *older, latest = fires
+            for fire in older:
+                record = self._record_only(get_job(job_name), fire,
+                                           self.triggers[job_name].trading_date(fire),
+                                           Outcome.MISSED, "orchestrator was not running",
+                                           origin="catch_up")
+                if record:
+                    records.append(record)
+            record = self.run_fire(job_name, latest, origin="catch_up")
+            if record:
+                records.append(record)
+        return sorted(records, key=lambda r: (r.scheduled_for, r.job_name))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _record_only(
+        self, job: JobSpec, fire_time: datetime, trading_date: date, outcome: Outcome, reason: str,
+        *, origin: str | None = None,
+    ) -> RunRecord | None:
+        run_id = self.ledger.claim(
+            job.name, self.settings.user_id, fire_time, trading_date=trading_date,
+            origin=origin or self.origin, dry_run=self.settings.dry_run, outcome=outcome, reason=reason,
+        )
+        if run_id is None:
+            logger.info("%s %s: already recorded by another run", job.name, fire_time.isoformat())
+            return None
+        log = logger.warning if outcome is Outcome.MISSED else logger.info
+        log("[%s %s] %s: %s", job.name, trading_date, outcome.value, reason)
+        return RunRecord(run_id, job.name, fire_time, trading_date, outcome, reason=reason)
+
+    def _claim_and_run(
+        self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str,
+        *, dry_run: bool, user_id: str,
+    ) -> RunRecord | None:
+        run_id = self.ledger.claim(job.name, user_id, fire_time, trading_date=trading_date,
+                                   origin=origin, dry_run=dry_run)
+        if run_id is None:
+            logger.info("%s %s: claimed by another orchestrator; leaving it", job.name,
+                        fire_time.isoformat())
+            return None
+        ctx = JobContext(
+            job_name=job.name, trading_date=trading_date, scheduled_for=fire_time,
+            settings=replace(self.settings, dry_run=dry_run, user_id=user_id),
+            session_factory=self.session_factory, clock=self.clock, calendar=self.calendar,
+            dry_run=dry_run, user_id=user_id, run_id=run_id,
+        )
+        result, error = self._execute(job, ctx)
+        self.ledger.finish(run_id, result.status, reason=result.reason if not error else None,
+                           error=error, summary=result.summary or None)
+        record = RunRecord(run_id, job.name, fire_time, trading_date, result.status,
+                           reason=None if error else result.reason, error=error,
+                           summary=result.summary or None)
+        _log_outcome(ctx, record)
+        return record
+
+    def _execute(self, job: JobSpec, ctx: JobContext) -> tuple[JobResult, str | None]:
+        """Guards, then the job. Returns its result and, when it failed, the error text."""
+        if job.sessions_only and not self.calendar.is_session(ctx.trading_date):
+            return JobResult.skipped(f"not a session: {ctx.trading_date} is a KRX holiday or weekend"), None
+        try:
+            entry_point = job.load_entry_point()
+        except ServiceUnavailableError as exc:
+            return JobResult.skipped(str(exc)), None
+        ctx.log.info("started (run %s, %s)", ctx.run_id, "dry run" if ctx.dry_run else "LIVE")
+        try:
+            result = entry_point(ctx)
+        except Exception as exc:  # the edge: a failing job is recorded, the scheduler goes on
+            ctx.log.exception("failed")
+            return JobResult(Outcome.FAILED), f"{type(exc).__name__}: {exc}"
+        if not isinstance(result, JobResult) or result.status not in (
+            Outcome.SUCCESS, Outcome.SKIPPED, Outcome.FAILED,
+        ):
+            return JobResult(Outcome.FAILED), f"job returned {result!r}; expected a JobResult"
+        if result.status is Outcome.FAILED:
+            return result, result.reason or "failed"
+        return result, None
+
+
+def _log_outcome(ctx: JobContext, record: RunRecord) -> None:
+    if record.outcome is Outcome.FAILED:
+        ctx.log.error("failed: %s", record.error)
+    elif record.outcome is Outcome.SKIPPED:
+        ctx.log.info("skipped: %s", record.reason)
+    else:
+        ctx.log.info("%s %s", record.outcome.value, record.summary or "")
+
+
+def _seconds(delta: timedelta) -> int:
+    return int(delta.total_seconds())
