@@ -12,7 +12,7 @@ import os
 import socket
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +23,7 @@ from services.common.clock import Clock
 from services.common.job_api import JobContext, JobResult, Outcome
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import Settings
-from services.orchestrator.jobs import JobSpec, ServiceUnavailableError, get_job
+from services.orchestrator.jobs import REGISTRY, JobSpec, ServiceUnavailableError, UnknownJobError
 from services.orchestrator.models import JobRun
 from services.orchestrator.triggers import CalendarTrigger
 
@@ -161,7 +161,9 @@ class JobRunner:
         calendar: MarketCalendar,
         triggers: dict[str, CalendarTrigger],
         origin: str = "schedule",
+        jobs: Mapping[str, JobSpec] = REGISTRY,
     ) -> None:
+        self.jobs = jobs
         self.settings = settings
         self.session_factory = session_factory
         self.clock = clock
@@ -169,6 +171,12 @@ class JobRunner:
         self.triggers = triggers
         self.origin = origin
         self.ledger = RunLedger(session_factory, clock)
+
+    def job(self, name: str) -> JobSpec:
+        try:
+            return self.jobs[name]
+        except KeyError:
+            raise UnknownJobError(f"unknown job {name!r}; known jobs: {', '.join(self.jobs)}") from None
 
     # -- deadlines -----------------------------------------------------------------------
 
@@ -190,14 +198,14 @@ class JobRunner:
 
     def run_fire(self, job_name: str, fire_time: datetime, *, origin: str | None = None) -> RunRecord | None:
         """Run one fire of the schedule, or record it ``missed`` if it is too late."""
-        job = get_job(job_name)
+        job = self.job(job_name)
         trading_date = self.triggers[job_name].trading_date(fire_time)
-        late_by = self.clock.now() - self.deadline(job_name, fire_time)
+        deadline = self.deadline(job_name, fire_time)
+        late_by = self.clock.now() - deadline
         if late_by > timedelta(0):
             return self._record_only(
                 job, fire_time, trading_date, Outcome.MISSED,
-                f"too late: started {_seconds(late_by)} s after the deadline "
-                f"{self.deadline(job_name, fire_time).isoformat()}",
+                f"too late: {_seconds(late_by)} s past the deadline {deadline.isoformat()}",
                 origin=origin,
             )
         return self._claim_and_run(job, fire_time, trading_date, origin or self.origin,
@@ -207,7 +215,7 @@ class JobRunner:
         self, job_name: str, trading_date: date, *, dry_run: bool | None = None, user_id: str | None = None
     ) -> RunRecord:
         """``run-job``: run now for ``trading_date``, recorded like a scheduled run."""
-        job = get_job(job_name)
+        job = self.job(job_name)
         record = self._claim_and_run(
             job, self.clock.now(), trading_date, "manual",
             dry_run=self.settings.dry_run if dry_run is None else dry_run,
@@ -219,7 +227,7 @@ class JobRunner:
     def record_overlap(self, job_name: str, fire_time: datetime) -> RunRecord | None:
         """A fire that came while the previous run of the job was still running."""
         trading_date = self.triggers[job_name].trading_date(fire_time)
-        return self._record_only(get_job(job_name), fire_time, trading_date, Outcome.SKIPPED,
+        return self._record_only(self.job(job_name), fire_time, trading_date, Outcome.SKIPPED,
                                  "previous run still running")
 
     def fires_missed_during_downtime(self, now: datetime) -> list[tuple[str, datetime]]:
@@ -243,7 +251,7 @@ class JobRunner:
         for job_name, fires in by_job.items():
             *older, latest = fires
             for fire in older:
-                record = self._record_only(get_job(job_name), fire,
+                record = self._record_only(self.job(job_name), fire,
                                            self.triggers[job_name].trading_date(fire),
                                            Outcome.MISSED, "orchestrator was not running",
                                            origin="catch_up")

@@ -1,0 +1,158 @@
+"""Settings: defaults of the original README, precedence, and one-line errors."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from services.common.settings import (
+    ENV_TO_FIELD,
+    SettingsError,
+    env_example_lines,
+    load_settings,
+    unknown_variables,
+)
+from services.orchestrator.jobs import JOBS
+
+NO_ENV_FILE = Path("/nonexistent/.env")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_match_the_documented_values(tmp_path: Path) -> None:
+    settings = load_settings({}, environ={}, env_file=NO_ENV_FILE, cwd=tmp_path)
+    assert settings.timezone == "Asia/Seoul"
+    assert settings.user_id == "default_user"
+    assert settings.dry_run is True
+    assert settings.portfolio_value == 100_000_000
+    assert settings.data_collection_time == time(16, 0)
+    assert settings.indicator_calculation_time == time(17, 0)
+    assert settings.watchlist_update_time == time(18, 0)
+    assert settings.signal_generation_time == time(8, 45)
+    assert settings.market_open_time == time(9, 0)
+    assert settings.market_close_time == time(15, 30)
+    assert settings.position_monitor_interval == 15
+    assert settings.risk_check_interval == 30
+    assert all(settings.job_enabled(job.name) for job in JOBS)
+    assert settings.max_position_size_pct == 10.0
+    assert settings.max_positions == 20
+    assert settings.log_level == "INFO"
+    assert settings.misfire_grace_seconds == 300
+    assert settings.data_provider == "simulated"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'data' / 'orchestrator.db'}"
+
+
+def test_cli_beats_environment_beats_env_file_beats_default(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "ORCHESTRATOR_USER_ID=from_file\nORCHESTRATOR_TIMEZONE=UTC\nORCHESTRATOR_MAX_POSITIONS=7\n"
+    )
+    environ = {"ORCHESTRATOR_USER_ID": "from_env", "ORCHESTRATOR_TIMEZONE": "Asia/Tokyo"}
+    settings = load_settings({"user_id": "from_cli"}, environ=environ, env_file=env_file)
+    assert settings.user_id == "from_cli"
+    assert settings.timezone == "Asia/Tokyo"
+    assert settings.max_positions == 7
+    assert settings.portfolio_value == 100_000_000
+
+
+def test_cli_options_not_given_fall_through_to_the_environment() -> None:
+    settings = load_settings({"user_id": None, "dry_run": None},
+                             environ={"ORCHESTRATOR_DRY_RUN": "no"}, env_file=NO_ENV_FILE)
+    assert settings.dry_run is False
+    assert settings.user_id == "default_user"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("true", True), ("TRUE", True), ("1", True), ("yes", True), ("Yes", True),
+    ("false", False), ("False", False), ("0", False), ("no", False), ("NO", False),
+])
+def test_booleans_accept_true_false_1_0_yes_no_in_any_case(text: str, expected: bool) -> None:
+    settings = load_settings({}, environ={"ORCHESTRATOR_ENABLE_RISK_CHECKS": text}, env_file=NO_ENV_FILE)
+    assert settings.enable_risk_checks is expected
+
+
+BAD_ENVIRONMENT = [
+    ("ORCHESTRATOR_DATA_COLLECTION_TIME", "25:00",
+     "ORCHESTRATOR_DATA_COLLECTION_TIME='25:00': expected a time HH:MM between 00:00 and 23:59"),
+    ("ORCHESTRATOR_SIGNAL_GENERATION_TIME", "8.45",
+     "ORCHESTRATOR_SIGNAL_GENERATION_TIME='8.45': expected a time HH:MM between 00:00 and 23:59"),
+    ("ORCHESTRATOR_TIMEZONE", "Asia/Seol",
+     "ORCHESTRATOR_TIMEZONE='Asia/Seol': unknown timezone; expected an IANA name such as Asia/Seoul or UTC"),
+    ("ORCHESTRATOR_PORTFOLIO_VALUE", "-5", "ORCHESTRATOR_PORTFOLIO_VALUE='-5': expected a whole number above 0"),
+    ("ORCHESTRATOR_PORTFOLIO_VALUE", "lots", "ORCHESTRATOR_PORTFOLIO_VALUE='lots': expected a whole number above 0"),
+    ("ORCHESTRATOR_DRY_RUN", "maybe", "ORCHESTRATOR_DRY_RUN='maybe': expected one of true/false/1/0/yes/no"),
+    ("ORCHESTRATOR_ENABLE_RISK_CHECKS", "on",
+     "ORCHESTRATOR_ENABLE_RISK_CHECKS='on': expected one of true/false/1/0/yes/no"),
+    ("ORCHESTRATOR_POSITION_MONITOR_INTERVAL", "0",
+     "ORCHESTRATOR_POSITION_MONITOR_INTERVAL='0': expected a whole number of minutes from 1 to 1440"),
+    ("ORCHESTRATOR_RISK_CHECK_INTERVAL", "0",
+     "ORCHESTRATOR_RISK_CHECK_INTERVAL='0': expected a whole number of minutes from 1 to 1440"),
+    ("ORCHESTRATOR_RISK_CHECK_INTERVAL", "7",
+     "ORCHESTRATOR_RISK_CHECK_INTERVAL='7': the interval must divide a day evenly"),
+    ("ORCHESTRATOR_MAX_POSITION_SIZE_PCT", "150",
+     "ORCHESTRATOR_MAX_POSITION_SIZE_PCT='150': expected a percentage above 0 and at most 100"),
+    ("ORCHESTRATOR_MAX_POSITIONS", "0", "ORCHESTRATOR_MAX_POSITIONS='0': expected a whole number above 0"),
+    ("ORCHESTRATOR_MISFIRE_GRACE_SECONDS", "-1",
+     "ORCHESTRATOR_MISFIRE_GRACE_SECONDS='-1': expected a whole number, 0 or more"),
+    ("ORCHESTRATOR_DATA_PROVIDER", "yahoo", "ORCHESTRATOR_DATA_PROVIDER='yahoo': expected one of simulated, pykrx"),
+    ("ORCHESTRATOR_USER_ID", "", "ORCHESTRATOR_USER_ID='': expected 1-64 characters"),
+    ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ("DATABASE_URL", "data/orchestrator.db", "DATABASE_URL='data/orchestrator.db': expected a SQLAlchemy URL"),
+]
+
+
+@pytest.mark.parametrize("name, value, message", BAD_ENVIRONMENT,
+                         ids=[f"{n}={v}" for n, v, _ in BAD_ENVIRONMENT])
+def test_a_bad_environment_value_is_one_line_naming_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({}, environ={name: value}, env_file=NO_ENV_FILE)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_a_bad_env_file_value_says_it_came_from_the_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("ORCHESTRATOR_TIMEZONE=Nowhere/Land\n")
+    with pytest.raises(SettingsError, match=r"^ORCHESTRATOR_TIMEZONE \(in \.env\)='Nowhere/Land': unknown timezone"):
+        load_settings({}, environ={}, env_file=env_file)
+
+
+def test_an_env_file_line_without_equals_is_rejected(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("ORCHESTRATOR_TIMEZONE\n")
+    with pytest.raises(SettingsError, match=r"^\.env: line for 'ORCHESTRATOR_TIMEZONE' has no '='"):
+        load_settings({}, environ={}, env_file=env_file)
+
+
+def test_a_bad_cli_value_names_the_option() -> None:
+    with pytest.raises(SettingsError, match=r"^--portfolio-value='0': expected a whole number above 0"):
+        load_settings({"portfolio_value": "0"}, environ={}, env_file=NO_ENV_FILE)
+
+
+def test_the_regular_session_must_open_before_it_closes() -> None:
+    environ = {"ORCHESTRATOR_MARKET_OPEN_TIME": "15:30", "ORCHESTRATOR_MARKET_CLOSE_TIME": "09:00"}
+    with pytest.raises(SettingsError, match="is not before ORCHESTRATOR_MARKET_CLOSE_TIME"):
+        load_settings({}, environ=environ, env_file=NO_ENV_FILE)
+
+
+def test_the_database_password_is_hidden_when_shown() -> None:
+    settings = load_settings({}, environ={"DATABASE_URL": "postgresql+psycopg://bob:secret@db/x"},
+                             env_file=NO_ENV_FILE)
+    assert settings.redacted_database_url() == "postgresql+psycopg://bob:***@db/x"
+
+
+def test_misspelt_orchestrator_variables_are_reported() -> None:
+    environ = {"ORCHESTRATOR_DATA_COLECTION_TIME": "16:00", "ORCHESTRATOR_USER_ID": "a", "PATH": "/bin"}
+    assert unknown_variables(environ, ENV_TO_FIELD) == ["ORCHESTRATOR_DATA_COLECTION_TIME"]
+
+
+def test_every_registry_job_has_an_enable_switch() -> None:
+    assert {job.enable_variable for job in JOBS} <= set(ENV_TO_FIELD)
+
+
+def test_env_example_lists_every_variable_with_its_default() -> None:
+    example = (REPO / ".env.example").read_text().splitlines()
+    assert [line for line in example if line and not line.startswith("#")] == [
+        line for line in env_example_lines() if not line.startswith("#")
+    ]

@@ -1,0 +1,78 @@
+"""Shared fixtures: settings without the host's environment, the calendar built once,
+and migrated databases (SQLite always; PostgreSQL when TEST_DATABASE_URL is set)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from services.common.database import create_db_engine, make_session_factory, migrate
+from services.common.market_calendar import MarketCalendar, load_calendar
+from services.common.settings import Settings, load_settings
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+DATA_DIR = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def calendar_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A calendar disk cache shared by the run (and by the CLI subprocesses it starts)."""
+    return tmp_path_factory.mktemp("calendar-cache")
+
+
+@pytest.fixture(scope="session")
+def krx_calendar(calendar_cache_dir: Path) -> MarketCalendar:
+    """The real corrected KRX calendar, built once for the whole run."""
+    return load_calendar(calendar_cache_dir)
+
+
+def make_settings(**values: Any) -> Settings:
+    """Settings from defaults plus ``values`` (as if given on the command line),
+    never reading the host's environment or a .env file."""
+    return load_settings(values, environ={}, env_file=Path("/nonexistent/.env"))
+
+
+def _postgres_schema_url(base_url: str, schema: str) -> str:
+    url = make_url(base_url)
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind (PostgreSQL: a throwaway schema)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    if not TEST_DATABASE_URL:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(TEST_DATABASE_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _postgres_schema_url(TEST_DATABASE_URL, schema)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def migrated_engine(database_url: str) -> Iterator[Any]:
+    engine = create_db_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(migrated_engine: Any) -> Any:
+    return make_session_factory(migrated_engine)

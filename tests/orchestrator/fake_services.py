@@ -1,0 +1,35 @@
+"""Job entry points for the runner's tests: each records that it ran."""
+
+from __future__ import annotations
+
+import time
+
+from services.common.job_api import JobContext, JobResult
+
+CALLS: list[tuple[str, str]] = []
+
+
+def succeed(ctx: JobContext) -> JobResult:
+    CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
+    return JobResult.success(rows=3, trading_date=ctx.trading_date.isoformat())
+
+
+def explode(ctx: JobContext) -> JobResult:
+    CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
+    raise RuntimeError("provider answered 503")
+
+
+def skip_input_missing(ctx: JobContext) -> JobResult:
+    CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
+    return JobResult.skipped("input missing: no data_collection for this date")
+
+
+def return_garbage(ctx: JobContext) -> JobResult:
+    CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
+    return "done"  # type: ignore[return-value]
+
+
+def slow(ctx: JobContext) -> JobResult:
+    CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
+    time.sleep(1.0)
+    return JobResult.success(slept=1)

@@ -1,0 +1,216 @@
+"""The run ledger and the job wrapper, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from services.common.clock import FixedClock
+from services.common.job_api import Outcome
+from services.orchestrator.jobs import REGISTRY, UnknownJobError, build_triggers
+from services.orchestrator.models import JobRun
+from services.orchestrator.runs import JobRunner
+from tests.conftest import make_settings
+from tests.orchestrator import fake_services
+
+KST = ZoneInfo("Asia/Seoul")
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=KST)
+
+
+def registry_with(**entry_points: str) -> dict[str, Any]:
+    """The real registry (real schedules) with test entry points for some jobs."""
+    jobs = dict(REGISTRY)
+    for name, function in entry_points.items():
+        jobs[name] = replace(jobs[name], entry_point=f"tests.orchestrator.fake_services:{function}")
+    return jobs
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls() -> None:
+    fake_services.CALLS.clear()
+
+
+def make_runner(session_factory: Any, krx_calendar: Any, clock: FixedClock, **entry_points: str) -> JobRunner:
+    settings = make_settings()
+    return JobRunner(
+        settings=settings, session_factory=session_factory, clock=clock, calendar=krx_calendar,
+        triggers=build_triggers(settings, krx_calendar), jobs=registry_with(**entry_points),
+    )
+
+
+def ledger_rows(session_factory: Any) -> list[JobRun]:
+    with session_factory() as session:
+        return list(session.scalars(select(JobRun).order_by(JobRun.id)))
+
+
+def test_a_fire_runs_once_and_is_recorded_with_its_trading_date_and_summary(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-19T17:00:01"))
+    runner = make_runner(session_factory, krx_calendar, clock, data_collection="succeed")
+    record = runner.run_fire("data_collection", at("2026-11-19T17:00"))
+    assert record is not None and record.outcome is Outcome.SUCCESS
+    [row] = ledger_rows(session_factory)
+    assert (row.job_name, row.trading_date, row.outcome, row.origin) == (
+        "data_collection", date(2026, 11, 19), "success", "schedule")
+    assert row.scheduled_for == at("2026-11-19T17:00")
+    assert row.summary == {"rows": 3, "trading_date": "2026-11-19"}
+    assert row.dry_run is True and row.finished_at is not None
+    assert fake_services.CALLS == [("data_collection", "2026-11-19")]
+
+
+def test_a_fire_already_claimed_by_another_orchestrator_is_left_alone(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T16:00:01"))
+    first = make_runner(session_factory, krx_calendar, clock, data_collection="succeed")
+    second = make_runner(session_factory, krx_calendar, clock, data_collection="succeed")
+    assert first.run_fire("data_collection", at("2026-11-20T16:00")) is not None
+    assert second.run_fire("data_collection", at("2026-11-20T16:00")) is None
+    assert len(ledger_rows(session_factory)) == 1
+    assert fake_services.CALLS == [("data_collection", "2026-11-20")]
+
+
+def test_a_failing_job_is_recorded_failed_and_the_next_job_still_runs(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T16:00:01"))
+    runner = make_runner(session_factory, krx_calendar, clock,
+                         data_collection="explode", indicator_calculation="succeed")
+    failed = runner.run_fire("data_collection", at("2026-11-20T16:00"))
+    clock.set(at("2026-11-20T17:00:01"))
+    ok = runner.run_fire("indicator_calculation", at("2026-11-20T17:00"))
+    assert failed is not None and failed.outcome is Outcome.FAILED
+    assert failed.error == "RuntimeError: provider answered 503"
+    assert ok is not None and ok.outcome is Outcome.SUCCESS
+    assert [(r.job_name, r.outcome, r.error) for r in ledger_rows(session_factory)] == [
+        ("data_collection", "failed", "RuntimeError: provider answered 503"),
+        ("indicator_calculation", "success", None),
+    ]
+
+
+def test_a_job_that_skips_is_recorded_skipped_with_its_reason(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T17:00:01"))
+    runner = make_runner(session_factory, krx_calendar, clock, indicator_calculation="skip_input_missing")
+    record = runner.run_fire("indicator_calculation", at("2026-11-20T17:00"))
+    assert record is not None and record.outcome is Outcome.SKIPPED
+    [row] = ledger_rows(session_factory)
+    assert (row.outcome, row.reason) == ("skipped", "input missing: no data_collection for this date")
+
+
+def test_a_job_returning_something_else_than_a_result_is_a_failure(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T17:00:01"))
+    runner = make_runner(session_factory, krx_calendar, clock, indicator_calculation="return_garbage")
+    record = runner.run_fire("indicator_calculation", at("2026-11-20T17:00"))
+    assert record is not None and record.outcome is Outcome.FAILED
+    assert record.error == "job returned 'done'; expected a JobResult"
+
+
+def test_a_fire_past_its_deadline_is_recorded_missed_without_running(session_factory, krx_calendar):
+    # signal generation at 08:45 may run until min(08:45 + 300 s, the 09:00 open)
+    clock = FixedClock(at("2026-11-20T08:50:01"))
+    runner = make_runner(session_factory, krx_calendar, clock, signal_generation="succeed")
+    record = runner.run_fire("signal_generation", at("2026-11-20T08:45"))
+    assert record is not None and record.outcome is Outcome.MISSED
+    assert record.reason == "too late: 1 s past the deadline 2026-11-20T08:50:00+09:00"
+    assert fake_services.CALLS == []
+
+
+def test_the_market_bound_caps_a_long_grace(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T09:00:01"))
+    settings = make_settings(misfire_grace_seconds="3600")
+    runner = JobRunner(settings=settings, session_factory=session_factory, clock=clock,
+                       calendar=krx_calendar, triggers=build_triggers(settings, krx_calendar),
+                       jobs=registry_with(signal_generation="succeed"))
+    assert runner.deadline("signal_generation", at("2026-11-20T08:45")) == at("2026-11-20T09:00")
+    assert runner.deadline("data_collection", at("2026-11-20T16:00")) == at("2026-11-20T17:00")
+    # a Friday's post-close job is bounded by Monday's pre-open jobs, not by the grace alone
+    long_grace = replace(settings, misfire_grace_seconds=7 * 24 * 3600)
+    runner.settings = long_grace
+    assert runner.deadline("data_collection", at("2026-11-20T16:00")) == at("2026-11-23T08:45")
+    record = runner.run_fire("signal_generation", at("2026-11-20T08:45"))
+    assert record is not None and record.outcome is Outcome.MISSED
+
+
+def test_a_manual_run_on_a_holiday_is_skipped_as_not_a_session(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-21T10:00"))
+    runner = make_runner(session_factory, krx_calendar, clock, data_collection="succeed")
+    record = runner.run_now("data_collection", date(2026, 7, 17))
+    assert record.outcome is Outcome.SKIPPED
+    assert record.reason == "not a session: 2026-07-17 is a KRX holiday or weekend"
+    assert fake_services.CALLS == []
+
+
+def test_a_manual_run_is_recorded_like_a_scheduled_one(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-21T10:00"))
+    runner = make_runner(session_factory, krx_calendar, clock, data_collection="succeed")
+    record = runner.run_now("data_collection", date(2026, 11, 19), user_id="alice", dry_run=True)
+    [row] = ledger_rows(session_factory)
+    assert record.outcome is Outcome.SUCCESS
+    assert (row.origin, row.user_id, row.trading_date, row.scheduled_for) == (
+        "manual", "alice", date(2026, 11, 19), at("2026-11-21T10:00"))
+
+
+def test_a_job_whose_service_is_not_installed_is_skipped_with_that_reason(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-21T10:00"))
+    runner = make_runner(session_factory, krx_calendar, clock)
+    jobs = dict(runner.jobs)
+    jobs["risk_checks"] = replace(jobs["risk_checks"], entry_point="services.not_a_service.manager:run")
+    runner.jobs = jobs
+    record = runner.run_now("risk_checks", date(2026, 11, 21))
+    assert record.outcome is Outcome.SKIPPED
+    assert record.reason == "service services.not_a_service.manager is not installed in this build"
+
+
+def test_an_unknown_job_lists_the_known_ones(session_factory, krx_calendar):
+    runner = make_runner(session_factory, krx_calendar, FixedClock(at("2026-11-21T10:00")))
+    with pytest.raises(UnknownJobError, match="unknown job 'data_colection'; known jobs: signal_generation, "):
+        runner.run_now("data_colection", date(2026, 11, 20))
+
+
+def test_a_fire_arriving_while_the_previous_run_still_runs_is_skipped(session_factory, krx_calendar):
+    runner = make_runner(session_factory, krx_calendar, FixedClock(at("2026-11-20T10:15:02")))
+    record = runner.record_overlap("position_monitoring", at("2026-11-20T10:15"))
+    assert record is not None
+    [row] = ledger_rows(session_factory)
+    assert (row.outcome, row.reason, row.trading_date) == (
+        "skipped", "previous run still running", date(2026, 11, 20))
+
+
+def test_after_downtime_missed_fires_are_recorded_and_the_latest_runs_once(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T08:00:01"))
+    runner = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
+    runner.run_fire("risk_checks", at("2026-11-20T08:00"))
+    # the process dies; it comes back at 10:03, within the 10:00 fire's 300 s grace
+    clock.set(at("2026-11-20T10:03"))
+    records = runner.catch_up_downtime(clock.now())
+    assert [(r.scheduled_for.astimezone(KST).strftime("%H:%M"), r.outcome.value) for r in records] == [
+        ("08:30", "missed"), ("09:00", "missed"), ("09:30", "missed"), ("10:00", "success"),
+    ]
+    assert fake_services.CALLS == [("risk_checks", "2026-11-20"), ("risk_checks", "2026-11-20")]
+    # running the catch-up again finds nothing new and runs nothing twice
+    assert runner.catch_up_downtime(clock.now()) == []
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(JobRun)) == 5
+
+
+def test_a_job_that_never_ran_here_has_nothing_to_catch_up(session_factory, krx_calendar):
+    runner = make_runner(session_factory, krx_calendar, FixedClock(at("2026-11-20T10:10")))
+    assert runner.fires_missed_during_downtime(at("2026-11-20T10:10")) == []
+
+
+def test_history_and_last_runs_read_back_the_ledger(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T16:00:01"))
+    runner = make_runner(session_factory, krx_calendar, clock,
+                         data_collection="succeed", indicator_calculation="explode")
+    runner.run_fire("data_collection", at("2026-11-20T16:00"))
+    clock.set(at("2026-11-20T17:00:01"))
+    runner.run_fire("indicator_calculation", at("2026-11-20T17:00"))
+    history = runner.ledger.history(limit=10)
+    assert [run.job_name for run in history] == ["indicator_calculation", "data_collection"]
+    assert [run.job_name for run in runner.ledger.history(job_name="data_collection")] == ["data_collection"]
+    last = runner.ledger.last_runs("default_user")
+    assert {name: run.outcome for name, run in last.items()} == {
+        "data_collection": "success", "indicator_calculation": "failed"}
