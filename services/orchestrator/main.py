@@ -84,6 +84,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="Calendar-driven batch job scheduler for KRX trading.\n\n"
          "Example: python -m services.orchestrator.main status",
 )
@@ -140,6 +141,11 @@ def _parse_moment(text: str, option: str, tz: ZoneInfo) -> datetime:
             param_hint=f"'{option}'",
         ) from None
     return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+
+
+def _reject_csv(fmt: Format) -> None:
+    if fmt is Format.csv:
+        raise typer.BadParameter("csv is not offered here; expected table or json", param_hint="'--format'")
 
 
 def _check_range(start: Any, end: Any, what: str) -> None:
@@ -257,6 +263,7 @@ def status(
 
     Example: python -m services.orchestrator.main status --format json
     """
+    _reject_csv(fmt)
     settings = _settings(user_id=user_id)
     runtime = Runtime.create(settings)
     now = runtime.clock.now()
@@ -359,6 +366,7 @@ def history(
 
     Example: python -m services.orchestrator.main history --job risk_checks --limit 5
     """
+    _reject_csv(fmt)
     if job is not None:
         get_job(job)
     settings = _settings()
@@ -366,8 +374,6 @@ def history(
     runs = runtime.ledger().history(job_name=job, user_id=user_id, limit=limit)
     rows = [reports.history_row(run, settings.tz) for run in runs]
     runtime.close()
-    if fmt is Format.csv:
-        raise typer.BadParameter("csv is not offered here; expected table or json", param_hint="'--format'")
     columns = ["id", "job", "scheduled_for", "trading_date", "origin", "outcome", "reason", "error"]
     emit(rows, columns, fmt, title="Run ledger")
 
