@@ -31,7 +31,7 @@ from services.orchestrator import reports
 from services.orchestrator.jobs import JOB_NAMES, JOBS, get_job
 from services.orchestrator.output import Format, console, emit, to_json
 from services.orchestrator.runtime import Runtime
-from services.orchestrator.scheduler import build_scheduler, run_until_signalled, schedule_catch_up
+from services.orchestrator.scheduler import StopOnSignal, build_scheduler, schedule_catch_up
 
 logger = logging.getLogger("services.orchestrator")
 
@@ -172,6 +172,7 @@ def start(
     """
     settings = _settings(user_id=user_id, timezone=timezone, portfolio_value=portfolio_value,
                          dry_run=dry_run, **{f"enable_{name}": False for name in disabled})
+    stop = StopOnSignal()
     runtime = Runtime.create(settings)
     runner = runtime.runner()
     jobs = [job for job in runtime.enabled_jobs if job.service_available()]
@@ -181,8 +182,9 @@ def start(
     if schedule_catch_up(scheduler, runner, now):
         logger.info("fires were missed while the orchestrator was down; catching up")
     try:
-        run_until_signalled(scheduler)
+        stop.run(scheduler)
     finally:
+        stop.restore()
         runtime.close()
 
 

@@ -12,9 +12,14 @@ import signal
 import threading
 from datetime import datetime
 from types import FrameType
-from typing import Sequence
+from typing import Any, Sequence
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_SCHEDULER_STARTED,
+    JobSubmissionEvent,
+    SchedulerEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -24,6 +29,8 @@ from services.orchestrator.runs import JobRunner
 logger = logging.getLogger(__name__)
 
 MAX_WORKERS = 4
+#: Missed fires run once; never two runs of a job at once; lateness judged by JobRunner.
+JOB_POLICY: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
 
 def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec]) -> BlockingScheduler:
@@ -31,7 +38,7 @@ def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec]) -> BlockingSched
     scheduler = BlockingScheduler(
         timezone=runner.settings.tz,
         executors={"default": ThreadPoolExecutor(MAX_WORKERS)},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        job_defaults=JOB_POLICY,
     )
     for job in jobs:
         scheduler.add_job(
@@ -41,6 +48,7 @@ def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec]) -> BlockingSched
             id=job.name,
             name=job.name,
             replace_existing=True,
+            **JOB_POLICY,
         )
 
     def on_overlap(event: JobSubmissionEvent) -> None:
@@ -60,22 +68,47 @@ def schedule_catch_up(scheduler: BlockingScheduler, runner: JobRunner, now: date
     return 1
 
 
-def run_until_signalled(scheduler: BlockingScheduler) -> None:
-    """Block until SIGINT or SIGTERM; a running job finishes and is recorded first."""
-    stopping = threading.Event()
+class StopOnSignal:
+    """SIGINT/SIGTERM handling for ``start``, installed before anything is printed.
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        if stopping.is_set():
+    A signal before the scheduler runs means it never starts; a signal while it runs
+    lets the running jobs finish (and record) before it stops.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._scheduler: BlockingScheduler | None = None
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.requested.is_set():
             return
-        stopping.set()
+        self.requested.set()
         logger.info("%s received: letting running jobs finish, then stopping",
                     signal.Signals(signum).name)
-        scheduler.shutdown(wait=True)
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        scheduler.start()
-    finally:
-        for sig, handler in previous.items():
+    def _on_started(self, _event: SchedulerEvent) -> None:
+        if self.requested.is_set() and self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+
+    def run(self, scheduler: BlockingScheduler) -> None:
+        """Block in ``scheduler.start()`` until a signal; then restore the old handlers."""
+        self._scheduler = scheduler
+        scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
+        try:
+            if not self.requested.is_set():
+                scheduler.start()
+        finally:
+            self.restore()
+        logger.info("scheduler stopped")
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-    logger.info("scheduler stopped")
+
+
+def run_until_signalled(scheduler: BlockingScheduler) -> None:
+    """Block until SIGINT or SIGTERM; a running job finishes and is recorded first."""
+    StopOnSignal().run(scheduler)

@@ -1,0 +1,37 @@
+"""Migrations build exactly the models' schema, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+import services.orchestrator.models  # noqa: F401  (registers the tables)
+from services.common.database import Base, current_revision, head_revision, migrate
+from services.orchestrator.models import JobRun
+
+
+def test_migrations_create_exactly_the_models_schema(migrated_engine: Any) -> None:
+    with migrated_engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_migrating_twice_is_a_no_op_at_head(migrated_engine: Any) -> None:
+    assert migrate(migrated_engine) == head_revision() == current_revision(migrated_engine)
+
+
+def test_times_are_stored_in_utc_and_read_back_aware(session_factory: Any) -> None:
+    seoul = datetime(2026, 11, 19, 17, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+    with session_factory() as session:
+        session.add(JobRun(job_name="j", user_id="u", scheduled_for=seoul, trading_date=None,
+                           origin="manual", dry_run=True, outcome="success", started_at=seoul,
+                           host="h", pid=1))
+        session.commit()
+    with session_factory() as session:
+        row = session.query(JobRun).one()
+    assert row.scheduled_for == seoul
+    assert row.scheduled_for.utcoffset() == timedelta(0)
+    assert row.scheduled_for == datetime(2026, 11, 19, 8, 0, tzinfo=timezone.utc)

@@ -1,0 +1,103 @@
+"""The APScheduler wiring and the shutdown contract of `start`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from services.common.clock import FixedClock
+from services.orchestrator.jobs import JOBS
+from services.orchestrator.models import JobRun
+from services.orchestrator.scheduler import build_scheduler, run_until_signalled
+from tests.orchestrator.test_runs import make_runner
+
+KST = ZoneInfo("Asia/Seoul")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=KST)
+
+
+@pytest.fixture
+def sqlite_factory(tmp_path: Path) -> Any:
+    from services.common.database import create_db_engine, make_session_factory, migrate
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'sched.db'}")
+    migrate(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def test_every_job_is_scheduled_with_coalescing_one_instance_and_no_apscheduler_grace(
+    sqlite_factory: Any, krx_calendar: Any
+) -> None:
+    runner = make_runner(sqlite_factory, krx_calendar, FixedClock(at("2026-11-20T10:00")))
+    scheduler = build_scheduler(runner, list(JOBS))
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert list(jobs) == [job.name for job in JOBS]
+    for name, job in jobs.items():
+        assert job.trigger is runner.triggers[name]
+        assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, None)
+        assert job.args == (name,)
+
+
+def test_sigterm_lets_the_running_job_finish_and_record_before_returning(
+    sqlite_factory: Any, krx_calendar: Any
+) -> None:
+    runner = make_runner(sqlite_factory, krx_calendar, FixedClock(at("2026-11-20T10:00:01")),
+                         risk_checks="slow")
+    scheduler = build_scheduler(runner, [])
+    scheduler.add_job(runner.run_fire, args=["risk_checks", at("2026-11-20T10:00")], id="now")
+    threading.Timer(0.3, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
+    run_until_signalled(scheduler)
+    with sqlite_factory() as session:
+        [row] = session.scalars(select(JobRun)).all()
+    assert (row.job_name, row.outcome, row.summary) == ("risk_checks", "success", {"slept": 1})
+    assert row.finished_at is not None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_start_runs_until_signalled_and_exits_0(tmp_path: Path, calendar_cache_dir: Path, signum: int) -> None:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("ORCHESTRATOR_") and key != "DATABASE_URL"}
+    env.update({"ORCHESTRATOR_CACHE_DIR": str(calendar_cache_dir), "PYTHONPATH": str(REPO)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.orchestrator.main", "start"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        banner = _read_until(process, "Schedule", timeout=30)
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, banner + output
+    assert "Traceback" not in banner + output
+    assert "scheduler stopped" in output
+    assert (tmp_path / "data" / "orchestrator.db").exists()
+
+
+def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    seen, deadline = [], time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"no {marker!r} in start-up output:\n{''.join(seen)}")
