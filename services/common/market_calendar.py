@@ -317,7 +317,11 @@ def _read_cache(path: Path) -> list[Session] | None:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
         return [
-            Session(date.fromisoformat(d), datetime.fromisoformat(o), datetime.fromisoformat(c))
+            Session(
+                date.fromisoformat(d),
+                datetime.fromisoformat(o).astimezone(KRX_TZ),
+                datetime.fromisoformat(c).astimezone(KRX_TZ),
+            )
             for d, o, c in rows
         ]
     except FileNotFoundError:

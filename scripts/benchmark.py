@@ -1,0 +1,212 @@
+"""Benchmarks with budgets, printed as a table with a baseline beside each figure.
+
+    python scripts/benchmark.py            # everything
+    python scripts/benchmark.py --only status --repeat 7
+
+Each benchmark returns one row: what was measured, our figure, the baseline's figure,
+the budget and whether it was met. Subprocess timings are wall-clock medians of fresh
+processes (a "cold" CLI call: new interpreter, warm OS file cache, warm calendar cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+KST = ZoneInfo("Asia/Seoul")
+YEAR_START = datetime(2026, 1, 1, tzinfo=KST)
+YEAR_END = datetime(2027, 1, 1, tzinfo=KST)
+
+
+@dataclass
+class Row:
+    name: str
+    ours: float
+    baseline: float | None
+    unit: str
+    budget: str
+    ok: bool
+    note: str = ""
+
+
+def _env(workdir: Path, cache_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_") and k != "DATABASE_URL"}
+    env.update({"PYTHONPATH": str(REPO), "ORCHESTRATOR_CACHE_DIR": str(cache_dir),
+                "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}"})
+    return env
+
+
+def _time_command(args: list[str], env: dict[str, str], cwd: Path, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(args, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+CLI = [sys.executable, "-m", "services.orchestrator.main"]
+LIBRARY_ONLY = [sys.executable, "-c",
+                "import warnings; warnings.simplefilter('ignore');"
+                "import pandas_market_calendars as m;"
+                "m.get_calendar('XKRX').schedule('2026-01-01', '2026-12-31')"]
+
+
+def bench_cold_status(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
+    env = _env(workdir, cache_dir)
+    subprocess.run(CLI + ["migrate"], env=env, cwd=workdir, check=True, stdout=subprocess.DEVNULL)
+    ours = _time_command(CLI + ["status"], env, workdir, repeat)
+    baseline = _time_command(LIBRARY_ONLY, env, workdir, repeat)
+    empty_cache = Path(tempfile.mkdtemp(prefix="krx-empty-cache-"))
+    first = _time_command(CLI + ["status"], _env(workdir, empty_cache), workdir, 1)
+    shutil.rmtree(empty_cache, ignore_errors=True)
+    return [
+        Row("cold `status` (calendar cache warm)", ours, baseline, "s", "< 1.5 s", ours < 1.5,
+            "baseline: a process that only builds one year with pandas-market-calendars"),
+        Row("first-ever `status` (empty calendar cache)", first, baseline, "s", "(informational)", True,
+            "builds 2015-2027 once and writes the cache"),
+    ]
+
+
+def bench_cold_next_runs(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
+    env = _env(workdir, cache_dir)
+    args = CLI + ["next-runs", "--start", "2026-01-01", "--end", "2027-01-01", "--format", "csv"]
+    ours = _time_command(args, env, workdir, repeat)
+    baseline = _time_command(LIBRARY_ONLY, env, workdir, repeat)
+    return [Row("cold `next-runs` for a year, all jobs (csv)", ours, baseline, "s", "< 1.5 s", ours < 1.5,
+                "baseline: the library's one-year schedule alone")]
+
+
+def bench_year_of_fires(_workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
+    from services.common.market_calendar import load_calendar
+    from services.common.settings import load_settings
+    from services.orchestrator.jobs import JOBS, build_triggers
+    from services.orchestrator.reports import next_runs
+
+    settings = load_settings({}, environ={}, env_file=Path("/nonexistent"))
+    calendar = load_calendar(cache_dir)
+    triggers = build_triggers(settings, calendar)
+    next_runs(JOBS, triggers, YEAR_START, YEAR_END)  # warm-up
+
+    def ours() -> int:
+        return len(next_runs(JOBS, triggers, YEAR_START, YEAR_END))
+
+    def baseline() -> int:  # APScheduler's way: ask each trigger for the next fire, one at a time
+        count = 0
+        for trigger in triggers.values():
+            fire = trigger.get_next_fire_time(None, YEAR_START)
+            while fire is not None and fire < YEAR_END:
+                count += 1
+                fire = trigger.get_next_fire_time(fire, fire)
+        return count
+
+    ours_s, count = _best(ours, repeat)
+    base_s, base_count = _best(baseline, max(1, repeat // 3))
+    assert count == base_count, (count, base_count)
+    return [Row(f"a year of fire times, all jobs, warm ({count} fires)", ours_s * 1000, base_s * 1000,
+                "ms", "< 100 ms", ours_s < 0.1, "baseline: get_next_fire_time loop per trigger")]
+
+
+def bench_idle_memory(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
+    env = _env(workdir, cache_dir)
+    process = subprocess.Popen(CLI + ["start"], env=env, cwd=workdir, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "Schedule" in line:
+                break
+        time.sleep(3)
+        rss_kb = _rss_kb(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    baseline_kb = _python_baseline_rss_kb()
+    mb = rss_kb / 1024
+    return [Row("idle `start` resident memory", mb, baseline_kb / 1024, "MB", "< 150 MB", mb < 150,
+                "baseline: a bare interpreter that imported pandas")]
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def _python_baseline_rss_kb() -> int:
+    code = ("import pandas, time\n"
+            "for l in open('/proc/self/status'):\n"
+            "    l.startswith('VmRSS:') and print(l.split()[1])")
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def _best(func: Callable[[], int], repeat: int) -> tuple[float, int]:
+    best, result = float("inf"), 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = func()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+BENCHMARKS: dict[str, Callable[[Path, Path, int], list[Row]]] = {
+    "status": bench_cold_status,
+    "next-runs": bench_cold_next_runs,
+    "fires": bench_year_of_fires,
+    "memory": bench_idle_memory,
+}
+
+
+def print_table(rows: list[Row]) -> None:
+    headers = ["benchmark", "ours", "baseline", "budget", "met", "note"]
+    table = [[r.name, f"{r.ours:.3g} {r.unit}",
+              "-" if r.baseline is None else f"{r.baseline:.3g} {r.unit}",
+              r.budget, "yes" if r.ok else "NO", r.note] for r in rows]
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *table)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("-" * len(line))
+    for row in table:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="krx-bench-"))
+    cache_dir = workdir / "calendar-cache"
+    from services.common.market_calendar import load_calendar
+
+    load_calendar(cache_dir)  # the warm cache every cold CLI call below reads
+    rows: list[Row] = []
+    for name in args.only or BENCHMARKS:
+        print(f"running {name} ...", file=sys.stderr)
+        rows.extend(BENCHMARKS[name](workdir, cache_dir, args.repeat))
+    shutil.rmtree(workdir, ignore_errors=True)
+    print_table(rows)
+    return 0 if all(row.ok for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
