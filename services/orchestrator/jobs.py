@@ -221,5 +221,18 @@ def schedule_in_words(job: JobSpec, settings: Settings) -> str:
     return f"every {minutes} min aligned to the clock ({settings.timezone}), every day"
 
 
+def job_table_markdown(settings: Settings) -> str:
+    """The README's job table, rendered from the registry."""
+    lines = [
+        "| job | schedule (defaults) | service entry point | what it does |",
+        "|---|---|---|---|",
+    ]
+    for job in JOBS:
+        lines.append(
+            f"| `{job.name}` | {schedule_in_words(job, settings)} | `{job.entry_point}` | {job.summary} |"
+        )
+    return "\n".join(lines)
+
+
 def _minutes(clock: time) -> int:
     return clock.hour * 60 + clock.minute

@@ -232,3 +232,11 @@ def test_an_unreachable_database_is_one_line_and_exit_1(cli: Any) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: database error: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_the_readme_job_table_is_the_registry_rendered() -> None:
+    from services.orchestrator.jobs import job_table_markdown
+    from tests.conftest import make_settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert job_table_markdown(make_settings()) in readme
