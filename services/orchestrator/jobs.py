@@ -204,21 +204,19 @@ def build_triggers(
 
 
 def schedule_in_words(job: JobSpec, settings: Settings) -> str:
-    """E.g. '16:00 on KRX sessions (close + 30 min; moves with the actual close)'."""
+    """E.g. '16:00 on sessions (close + 30 min)': the configured time and its anchor."""
     schedule = job.schedule
     if isinstance(schedule, PreOpen):
         at: time = getattr(settings, schedule.time_setting)
         lead = _minutes(settings.market_open_time) - _minutes(at)
-        return f"{at:%H:%M} on KRX sessions (open - {lead} min; moves with the actual open)"
+        return f"{at:%H:%M} on sessions (open - {lead} min)"
     if isinstance(schedule, PostClose):
         at = getattr(settings, schedule.time_setting)
         lag = _minutes(at) - _minutes(settings.market_close_time)
-        return f"{at:%H:%M} on KRX sessions (close + {lag} min; moves with the actual close)"
+        return f"{at:%H:%M} on sessions (close + {lag} min)"
     if isinstance(schedule, DuringSession):
-        minutes = getattr(settings, schedule.interval_setting)
-        return f"every {minutes} min from the actual open to the close, KRX sessions"
-    minutes = getattr(settings, schedule.interval_setting)
-    return f"every {minutes} min aligned to the clock ({settings.timezone}), every day"
+        return f"every {getattr(settings, schedule.interval_setting)} min, open to close, sessions"
+    return f"every {getattr(settings, schedule.interval_setting)} min on the clock, every day"
 
 
 def job_table_markdown(settings: Settings) -> str:

@@ -196,8 +196,8 @@ def _print_start_banner(runtime: Runtime, jobs: List[Any], now: datetime) -> Non
     rows = [{
         "job": s.name,
         "state": "scheduled" if s.name in {j.name for j in jobs}
-        else ("disabled" if not s.enabled else "service not installed"),
-        "next fire": s.next_fires[0].isoformat() if s.next_fires else "",
+        else ("disabled" if not s.enabled else "not installed"),
+        "next fire": _short_time(s.next_fires[0].isoformat()) if s.next_fires else "",
         "schedule": s.schedule,
     } for s in statuses]
     out = console()
@@ -312,7 +312,7 @@ def _print_status(document: dict[str, Any]) -> None:
 
 
 def _short_time(iso: str) -> str:
-    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M %z")
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
 
 
 @app.command()
