@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from services.common.settings import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +55,13 @@ def create_db_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            directory = Path(database).parent
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"DATABASE_URL: cannot create the directory {directory} ({exc.strerror}); "
+                    "expected a writable path") from None
         kwargs["connect_args"] = {"timeout": 30}
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
@@ -62,6 +72,7 @@ def create_db_engine(url: str) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing committed
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -81,14 +92,35 @@ def _alembic_config(connection: Any) -> Any:
 
 
 def migrate(engine: Engine) -> str | None:
-    """Apply every migration up to head; returns the revision now in force."""
+    """Apply every migration up to head; returns the revision now in force.
+
+    A database already at head is only read. Concurrent migrators take turns: a
+    PostgreSQL advisory lock, or a lock file beside the SQLite database.
+    """
     from alembic import command
 
-    with engine.begin() as connection:
+    head = head_revision()
+    if current_revision(engine) == head:
+        return head
+    with _sqlite_migration_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
         command.upgrade(_alembic_config(connection), "head")
     return current_revision(engine)
+
+
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a+") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -102,3 +134,62 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+
+
+def upsert(connection: Any, table: Any, rows: list[dict[str, Any]], key_columns: list[str]) -> int:
+    """Bulk ``INSERT ... ON CONFLICT (keys) DO UPDATE`` (SQLite and PostgreSQL).
+
+    Idempotent: writing the same rows again leaves the table as it was.
+    """
+    if not rows:
+        return 0
+    connection.execute(_upsert_statement(connection, table, key_columns), rows)
+    return len(rows)
+
+
+def upsert_columns(connection: Any, table: Any, columns: dict[str, list[Any]],
+                   key_columns: list[str]) -> int:
+    """:func:`upsert` for large batches given as plain column lists (Python values).
+
+    The statement is compiled once by SQLAlchemy for the connection's dialect and
+    sent with the driver's ``executemany``: no per-row ORM or parameter processing.
+    Values must already be what the driver stores (int, float, str, bool, date).
+    """
+    names = list(columns)
+    count = len(columns[names[0]]) if names else 0
+    if not count:
+        return 0
+    statement = _upsert_statement(connection, table, key_columns, names)
+    compiled = statement.compile(dialect=connection.dialect)
+    if compiled.positional:
+        order = [columns[name] for name in compiled.positiontup]  # type: ignore[union-attr]
+        parameters: list[Any] = list(zip(*order))
+    else:
+        parameters = [dict(zip(names, values)) for values in zip(*(columns[n] for n in names))]
+    connection.exec_driver_sql(str(compiled), parameters)
+    return count
+
+
+def dialect_insert(connection: Any, table: Any) -> Any:
+    """``INSERT`` with ``ON CONFLICT`` support for the connection's dialect."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        raise NotImplementedError(f"upserts support sqlite and postgresql, not {dialect}")
+    return insert(table)
+
+
+def _upsert_statement(connection: Any, table: Any, key_columns: list[str],
+                      names: list[str] | None = None) -> Any:
+    statement = dialect_insert(connection, table)
+    if names is not None:
+        from sqlalchemy import bindparam
+
+        statement = statement.values({name: bindparam(name) for name in names})
+    updates = {c.name: statement.excluded[c.name] for c in table.columns
+               if c.name not in key_columns and (names is None or c.name in names)}
+    return (statement.on_conflict_do_update(index_elements=key_columns, set_=updates)
+            if updates else statement.on_conflict_do_nothing(index_elements=key_columns))

@@ -44,6 +44,7 @@ class JobContext:
     dry_run: bool
     user_id: str
     run_id: int | None = None
+    origin: str = "schedule"  # schedule | catch_up | manual | simulate
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -262,7 +263,9 @@ def load_calendar(cache_dir: Path | None = None, overrides_path: Path = OVERRIDE
     overrides = parse_overrides(overrides_text, overrides_path.name)
     end = calendar_end(overrides)
     cache_file = _cache_file(cache_dir, overrides_text, end)
-    sessions = _read_cache(cache_file) if cache_file else None
+    sessions = None
+    if cache_file:
+        sessions = _read_cache(cache_file) or _read_cache(fallback_cache_dir() / cache_file.name)
     if sessions is None:
         sessions = apply_overrides(_library_sessions(CALENDAR_START, end), overrides.entries)
         if cache_file:
@@ -316,14 +319,9 @@ def _cache_file(cache_dir: Path | None, overrides_text: str, end: date) -> Path 
 def _read_cache(path: Path) -> list[Session] | None:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
-        return [
-            Session(
-                date.fromisoformat(d),
-                datetime.fromisoformat(o).astimezone(KRX_TZ),
-                datetime.fromisoformat(c).astimezone(KRX_TZ),
-            )
-            for d, o, c in rows
-        ]
+        sessions = [_cached_session(row) for row in rows]
+        _check_cached_sessions(sessions)
+        return sessions
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as exc:
@@ -331,15 +329,42 @@ def _read_cache(path: Path) -> list[Session] | None:
         return None
 
 
+def _cached_session(row: list[str]) -> Session:
+    day, opens, closes = row
+    session = Session(date.fromisoformat(day), datetime.fromisoformat(opens), datetime.fromisoformat(closes))
+    if session.open.tzinfo is None or session.close.tzinfo is None:
+        raise ValueError(f"naive time in cached session {day}")
+    return Session(session.date, session.open.astimezone(KRX_TZ), session.close.astimezone(KRX_TZ))
+
+
+def _check_cached_sessions(sessions: list[Session]) -> None:
+    """A cache that cannot be the calendar (empty, unordered, odd times) is rebuilt."""
+    if len(sessions) < 200:
+        raise ValueError(f"only {len(sessions)} sessions")
+    for before, after in zip(sessions, sessions[1:]):
+        if not before.date < after.date:
+            raise ValueError(f"sessions out of order at {after.date}")
+    for session in sessions:
+        if session.open.date() != session.date or not session.open < session.close:
+            raise ValueError(f"implausible session {session.date}")
+
+
 def _write_cache(path: Path, sessions: Sequence[Session]) -> None:
     rows = [[s.date.isoformat(), s.open.isoformat(), s.close.isoformat()] for s in sessions]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(rows), encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        logger.warning("cannot write the calendar cache %s: %s", path, exc)
+    for target in (path, fallback_cache_dir() / path.name):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(rows), encoding="utf-8")
+            tmp.replace(target)
+            return
+        except OSError as exc:
+            logger.warning("cannot write the calendar cache %s: %s", target, exc)
+
+
+def fallback_cache_dir() -> Path:
+    """Where the cache goes when the configured directory is not writable."""
+    return Path(tempfile.gettempdir()) / f"krx-orchestrator-{os.getuid()}"
 
 
 def weekdays(start: date, end: date) -> list[date]:

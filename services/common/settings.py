@@ -7,6 +7,7 @@ the value received and what is accepted.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 ENV_PREFIX = "ORCHESTRATOR_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -47,7 +48,7 @@ def parse_bool(text: str) -> bool:
 
 
 def parse_clock_time(text: str) -> time:
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    match = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})", text.strip())
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
         raise ValueError("expected a time HH:MM between 00:00 and 23:59")
     return time(int(match[1]), int(match[2]))
@@ -63,10 +64,10 @@ def parse_timezone(text: str) -> str:
 
 
 def _parse_int(text: str, what: str) -> int:
-    try:
-        return int(text.strip().replace("_", ""))
-    except ValueError:
-        raise ValueError(f"expected {what}") from None
+    stripped = text.strip()
+    if not re.fullmatch(r"-?[0-9]{1,18}", stripped):
+        raise ValueError(f"expected {what}")
+    return int(stripped)
 
 
 def parse_positive_int(text: str) -> int:
@@ -80,6 +81,16 @@ def parse_non_negative_int(text: str) -> int:
     value = _parse_int(text, "a whole number, 0 or more")
     if value < 0:
         raise ValueError("expected a whole number, 0 or more")
+    return value
+
+
+MAX_GRACE_SECONDS = 7 * 24 * 3600
+
+
+def parse_grace_seconds(text: str) -> int:
+    value = _parse_int(text, f"a whole number of seconds from 0 to {MAX_GRACE_SECONDS}")
+    if not 0 <= value <= MAX_GRACE_SECONDS:
+        raise ValueError(f"expected a whole number of seconds from 0 to {MAX_GRACE_SECONDS} (a week)")
     return value
 
 
@@ -99,11 +110,29 @@ def parse_day_divisor_minutes(text: str) -> int:
     return value
 
 
+def parse_universe_size(text: str) -> int:
+    value = _parse_int(text, "a whole number of tickers from 1 to 5000")
+    if not 1 <= value <= 5000:
+        raise ValueError("expected a whole number of tickers from 1 to 5000")
+    return value
+
+
+def parse_non_negative_float(text: str) -> float:
+    value = _parse_float(text, "a number of seconds, 0 or more")
+    if value < 0:
+        raise ValueError("expected a number of seconds, 0 or more")
+    return value
+
+
+def _parse_float(text: str, what: str) -> float:
+    stripped = text.strip()
+    if not re.fullmatch(r"-?[0-9]+(\.[0-9]*)?|-?\.[0-9]+", stripped):
+        raise ValueError(f"expected {what}")
+    return float(stripped)
+
+
 def parse_percent(text: str) -> float:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError("expected a percentage above 0 and at most 100") from None
+    value = _parse_float(text, "a percentage above 0 and at most 100")
     if not 0 < value <= 100:
         raise ValueError("expected a percentage above 0 and at most 100")
     return value
@@ -130,13 +159,26 @@ def parse_provider(text: str) -> str:
     return value
 
 
+_URL_HINT = "sqlite:///data/orchestrator.db or postgresql+psycopg://user@host:5432/db"
+
+
 def parse_database_url(text: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
     value = text.strip()
-    if not re.match(r"^[a-z][a-z0-9+]*://", value):
-        raise ValueError(
-            "expected a SQLAlchemy URL such as sqlite:///data/orchestrator.db "
-            "or postgresql+psycopg://user@host:5432/db"
-        )
+    try:
+        url = make_url(value)
+        backend = url.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"{backend} is not supported; expected a URL such as {_URL_HINT}")
+        url.get_dialect()  # the driver must be installed
+    except (ArgumentError, NoSuchModuleError, ImportError):
+        raise ValueError(f"expected a SQLAlchemy URL such as {_URL_HINT}") from None
+    except ValueError as exc:
+        if "not supported" in str(exc):
+            raise
+        raise ValueError(f"expected a SQLAlchemy URL such as {_URL_HINT}") from None
     return value
 
 
@@ -202,10 +244,19 @@ class Settings:
                                          "daily loss that blocks new entries for the session, percent")
     max_total_loss_pct: float = _setting("ORCHESTRATOR_MAX_TOTAL_LOSS_PCT", parse_percent, "15.0",
                                          "drawdown that halts trading until resumed, percent")
-    misfire_grace_seconds: int = _setting("ORCHESTRATOR_MISFIRE_GRACE_SECONDS", parse_non_negative_int,
-                                          "300", "how late a fire may still run, capped by the market")
+    misfire_grace_seconds: int = _setting("ORCHESTRATOR_MISFIRE_GRACE_SECONDS", parse_grace_seconds,
+                                          "300", "how late a fire of a job without a market bound may run")
     data_provider: str = _setting("ORCHESTRATOR_DATA_PROVIDER", parse_provider, "simulated",
                                   "market data source: simulated (offline) or pykrx")
+    bootstrap_sessions: int = _setting("ORCHESTRATOR_BOOTSTRAP_SESSIONS", parse_positive_int, "250",
+                                       "sessions of history kept complete (caught up on start)")
+    simulated_universe: int = _setting("ORCHESTRATOR_SIMULATED_UNIVERSE", parse_universe_size, "300",
+                                       "tickers in the simulated market (1-5000)")
+    simulated_seed: int = _setting("ORCHESTRATOR_SIMULATED_SEED", parse_non_negative_int, "42",
+                                   "seed of the simulated market: same seed, same data")
+    pykrx_min_interval_seconds: float = _setting(
+        "ORCHESTRATOR_PYKRX_MIN_INTERVAL", parse_non_negative_float, "1.0",
+        "seconds between two requests to KRX (pykrx provider)")
     database_url: str = _setting("DATABASE_URL", parse_database_url, "sqlite:///data/orchestrator.db",
                                  "SQLAlchemy URL; a relative SQLite path is under the working directory")
     cache_dir: str = _setting("ORCHESTRATOR_CACHE_DIR", parse_text, "",
@@ -221,7 +272,11 @@ class Settings:
         return bool(getattr(self, f"enable_{job_name}"))
 
     def redacted_database_url(self) -> str:
-        return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", self.database_url)
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        query = {key: ("***" if "password" in key.lower() else value) for key, value in url.query.items()}
+        return url.set(query=query).render_as_string(hide_password=True)
 
 
 SETTING_FIELDS = {f.name: f for f in fields(Settings)}
@@ -260,7 +315,7 @@ def load_settings(
     cwd = cwd or Path.cwd()
     environ = os.environ if environ is None else environ
     env_file = env_file if env_file is not None else cwd / ".env"
-    dotenv = _read_env_file(env_file)
+    dotenv = read_env_file(env_file)
     values: dict[str, Any] = {}
     for name, spec in SETTING_FIELDS.items():
         env_name = spec.metadata["env"]
@@ -279,16 +334,28 @@ def load_settings(
     return settings
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
+def read_env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` pairs of a ``.env`` file; a line that does not parse is an error."""
     if not path.is_file():
         return {}
-    values = dotenv_values(path)
-    missing = [key for key, value in values.items() if value is None]
-    if missing:
-        raise SettingsError(
-            f"{path.name}: line for {missing[0]!r} has no '='; expected NAME=value lines"
-        )
-    return {key: value for key, value in values.items() if value is not None}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path.name}: not UTF-8 text; expected NAME=value lines") from None
+    except OSError as exc:
+        raise SettingsError(f"{path.name}: cannot be read ({exc.strerror})") from None
+    values: dict[str, str] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            raise SettingsError(f"{path.name} line {line}: cannot parse {binding.original.string.strip()!r}; "
+                                "expected NAME=value")
+        if binding.key is None:
+            continue  # a blank or comment line
+        if binding.value is None:
+            raise SettingsError(f"{path.name} line {line}: {binding.key!r} has no '='; expected NAME=value")
+        values[binding.key] = binding.value
+    return values
 
 
 def _check_regular_session(settings: Settings) -> None:

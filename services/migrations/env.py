@@ -3,7 +3,8 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-import services.orchestrator.models  # noqa: F401  (registers the tables)
+import services.data_collector.models  # noqa: F401  (registers the tables)
+import services.orchestrator.models  # noqa: F401
 from services.common.database import Base
 
 config = context.config

@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from datetime import time, timedelta
-from typing import Union
+from typing import Any, Union
 
 from services.common.job_api import JobEntryPoint
 from services.common.market_calendar import MarketCalendar
@@ -71,6 +71,11 @@ class JobSpec:
     summary: str
     entry_point: str  # "package.module:function"
     schedule: Schedule
+    #: on ``start``, run once for the latest trading date so missing history is filled
+    catch_up_on_start: bool = False
+    #: "module:function(settings, clock, calendar)" run by ``start`` before scheduling:
+    #: raises ConfigurationError when the job cannot work here (e.g. missing credentials)
+    preflight: str | None = None
 
     @property
     def sessions_only(self) -> bool:
@@ -93,6 +98,11 @@ class JobSpec:
             return importlib.util.find_spec(self.service_module) is not None
         except ModuleNotFoundError:
             return False
+
+    def run_preflight(self, settings: Settings, clock: Any, calendar: MarketCalendar) -> None:
+        if self.preflight and self.service_available():
+            module_name, function_name = self.preflight.split(":", 1)
+            getattr(importlib.import_module(module_name), function_name)(settings, clock, calendar)
 
     def load_entry_point(self) -> JobEntryPoint:
         if not self.service_available():
@@ -121,6 +131,8 @@ JOBS: tuple[JobSpec, ...] = (
         "collect the session's prices, fundamentals and stock master",
         "services.data_collector.collector:run",
         PostClose("data_collection_time"),
+        catch_up_on_start=True,
+        preflight="services.data_collector.collector:preflight",
     ),
     JobSpec(
         "indicator_calculation",

@@ -8,8 +8,10 @@ import functools
 import inspect
 import logging
 import os
+import re
 import sys
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any, Callable, List, Optional
 from zoneinfo import ZoneInfo
 
@@ -25,6 +27,7 @@ from services.common.settings import (
     ConfigurationError,
     Settings,
     load_settings,
+    read_env_file,
     unknown_variables,
 )
 from services.orchestrator import reports
@@ -57,8 +60,11 @@ class OneLineErrorGroup(TyperGroup):
             code = _fail(f"database error: {_first_line(str(exc))}", EXIT_FAILED)
         except click_exceptions.ClickException as exc:
             code = _fail(exc.format_message(), exc.exit_code)
-        except (click_exceptions.Abort, typer.Abort, KeyboardInterrupt):
+        except (typer.Abort, KeyboardInterrupt):
             code = _fail("aborted", 130)
+        except Exception as exc:  # the CLI's edge: one line, the traceback only in the debug log
+            logger.debug("unexpected error", exc_info=True)
+            code = _fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_FAILED)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
@@ -100,7 +106,8 @@ DryRunOption = typer.Option(None, "--dry-run/--no-dry-run", help="Paper trading 
 def _settings(**cli: Any) -> Settings:
     settings = load_settings(cli)
     configure_logging(settings.log_level)
-    for name in unknown_variables(os.environ, ENV_TO_FIELD):
+    names = {**read_env_file(Path.cwd() / ".env"), **os.environ}
+    for name in unknown_variables(names, ENV_TO_FIELD):
         logger.warning("%s is not a known setting; ignored (check its spelling)", name)
     return settings
 
@@ -126,6 +133,8 @@ def with_disable_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _parse_day(text: str, option: str) -> date:
     try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            raise ValueError(text)
         return date.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a date; expected YYYY-MM-DD",
@@ -134,6 +143,8 @@ def _parse_day(text: str, option: str) -> date:
 
 def _parse_moment(text: str, option: str, tz: ZoneInfo) -> datetime:
     try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.+\-Z]*)?", text):
+            raise ValueError(text)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(
@@ -141,6 +152,12 @@ def _parse_moment(text: str, option: str, tz: ZoneInfo) -> datetime:
             param_hint=f"'{option}'",
         ) from None
     return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+
+
+def _require_in_calendar(runtime: Runtime, *days: date) -> None:
+    """A date outside the calendar data is a usage error (exit 2) naming the range."""
+    for day in days:
+        runtime.calendar.session(day)
 
 
 def _reject_csv(fmt: Format) -> None:
@@ -176,13 +193,18 @@ def start(
     runtime = Runtime.create(settings)
     runner = runtime.runner()
     jobs = [job for job in runtime.enabled_jobs if job.service_available()]
+    for job in jobs:
+        job.run_preflight(settings, runtime.clock, runtime.calendar)
+    abandoned = runner.abandon_dead_runs()
+    if abandoned:
+        logger.warning("%d runs left unfinished by a dead process were recorded failed", abandoned)
     now = runtime.clock.now()
     _print_start_banner(runtime, jobs, now)
-    scheduler = build_scheduler(runner, jobs)
+    scheduler = build_scheduler(runner, jobs, now)
     if schedule_catch_up(scheduler, runner, now):
-        logger.info("fires were missed while the orchestrator was down; catching up")
+        logger.info("catching up: fires missed while down, and missing history")
     try:
-        stop.run(scheduler)
+        stop.run(scheduler, on_stop=runner.request_stop)
     finally:
         stop.restore()
         runtime.close()
@@ -242,6 +264,7 @@ def _trading_date_for_manual_run(runtime: Runtime, job_name: str, text: Optional
         latest = trigger.previous_fire_time(now)
         return trigger.trading_date(latest) if latest else today
     day = _parse_day(text, "--date")
+    _require_in_calendar(runtime, day)
     if day > today:
         raise typer.BadParameter(f"{day} is in the future; expected {today} or earlier",
                                  param_hint="'--date'")
@@ -329,7 +352,7 @@ def calendar(
     _check_range(start_day, end_day, "'--start'")
     settings = _settings()
     runtime = Runtime.create(settings)
-    runtime.calendar.session(start_day), runtime.calendar.session(end_day)  # bounds check
+    _require_in_calendar(runtime, start_day, end_day)
     rows = reports.calendar_rows(runtime.calendar, start_day, end_day, settings.tz)
     emit(rows, ["date", "open", "close", "status"], fmt, title="KRX calendar")
 
@@ -345,13 +368,17 @@ def next_runs(
 
     Example: python -m services.orchestrator.main next-runs data_collection --start 2026-11-16 --end 2026-11-21 --format csv
     """
-    selected = [get_job(name) for name in jobs] if jobs else list(JOBS)
+    selected = [get_job(name) for name in dict.fromkeys(jobs)] if jobs else list(JOBS)
     settings = _settings()
     start_at = _parse_moment(start_text, "--start", settings.tz)
     end_at = _parse_moment(end_text, "--end", settings.tz)
     _check_range(start_at, end_at, "'--start'")
     runtime = Runtime.create(settings)
-    runtime.calendar.session(start_at.astimezone(KRX_TZ).date())  # bounds check
+    try:
+        first_day, last_day = start_at.astimezone(KRX_TZ).date(), (end_at - timedelta(microseconds=1)).astimezone(KRX_TZ).date()
+    except OverflowError:
+        raise typer.BadParameter("the window is outside the calendar data", param_hint="'--start'") from None
+    _require_in_calendar(runtime, first_day, last_day)
     enabled = [job for job in selected if settings.job_enabled(job.name)]
     rows = reports.next_runs(enabled, runtime.triggers, start_at, end_at)
     emit(rows, ["job", "fire_time"], fmt, title="Fire times")
@@ -378,6 +405,63 @@ def history(
     runtime.close()
     columns = ["id", "job", "scheduled_for", "trading_date", "origin", "outcome", "reason", "error"]
     emit(rows, columns, fmt, title="Run ledger")
+
+
+@app.command()
+def backfill(
+    start_text: str = typer.Option(..., "--start", help="First date, YYYY-MM-DD."),
+    end_text: str = typer.Option(..., "--end", help="Last date, YYYY-MM-DD (included)."),
+    force: bool = typer.Option(False, "--force", help="Collect again dates already complete."),
+) -> None:
+    """Collect every session in the range, in date order, with a progress bar
+    (exit 1 if a date failed).
+
+    Example: python -m services.orchestrator.main backfill --start 2026-01-02 --end 2026-03-31
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from services.data_collector.collector import backfill as collect_range
+    from services.data_collector.providers.factory import make_provider
+
+    start_day, end_day = _parse_day(start_text, "--start"), _parse_day(end_text, "--end")
+    _check_range(start_day, end_day, "'--start'")
+    settings = _settings()
+    runtime = Runtime.create(settings)
+    days = _closed_sessions(runtime, start_day, end_day)
+    provider = make_provider(settings, runtime.clock, runtime.calendar)
+    session_factory = runtime.session_factory()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console(), transient=False) as progress:
+        task = progress.add_task("backfill", total=len(days))
+
+        def advance(day: date, status: str) -> None:
+            progress.update(task, advance=1, description=f"{day} {status}")
+
+        report = collect_range(days, session_factory=session_factory, provider=provider,
+                               now=runtime.clock.now, force=force, on_progress=advance)
+    runtime.close()
+    summary = report.summary()
+    typer.echo(f"{summary['sessions_collected']} collected, {summary['sessions_skipped']} already complete, "
+               f"{summary['sessions_failed']} failed; {summary['price_rows']} price rows, "
+               f"{summary['rejected_rows']} rows rejected")
+    for day, error in sorted(report.failed.items()):
+        typer.echo(f"failed {day}: {error}", err=True)
+    raise typer.Exit(EXIT_FAILED if report.failed else EXIT_OK)
+
+
+def _closed_sessions(runtime: Runtime, start_day: date, end_day: date) -> List[date]:
+    calendar, now = runtime.calendar, runtime.clock.now()
+    _require_in_calendar(runtime, start_day, end_day)
+    sessions = calendar.sessions(start_day, end_day)
+    open_ones = [s for s in sessions if s.close > now]
+    if open_ones:
+        last = calendar.session_on_or_before(now.astimezone(KRX_TZ).date())
+        while last is not None and last.close > now:
+            last = calendar.previous_session(last.date)
+        raise typer.BadParameter(
+            f"the session of {open_ones[0].date} has not closed yet; expected dates up to "
+            f"{last.date if last else start_day}", param_hint="'--end'")
+    return [s.date for s in sessions]
 
 
 @app.command()

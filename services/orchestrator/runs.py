@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Mapping, Sequence
@@ -20,18 +21,19 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.common.clock import Clock
+from services.common.database import dialect_insert
 from services.common.job_api import JobContext, JobResult, Outcome
 from services.common.market_calendar import MarketCalendar
-from services.common.settings import Settings
+from services.common.settings import ConfigurationError, Settings
 from services.orchestrator.jobs import REGISTRY, JobSpec, ServiceUnavailableError, UnknownJobError
 from services.orchestrator.models import JobRun
 from services.orchestrator.triggers import CalendarTrigger
 
 logger = logging.getLogger(__name__)
 
-#: After downtime, fires older than this are not looked for (each job's own window
-#: is usually much shorter; this only bounds the ledger query).
-DOWNTIME_LOOKBACK = timedelta(hours=24)
+#: After downtime, fires up to this far back (since each job's last recorded fire) are
+#: recorded as missed; older ones are not looked for.
+DOWNTIME_LOOKBACK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,42 @@ class RunLedger:
                 session.rollback()
                 return None
             return row.id
+
+    def record_many(
+        self, fires: Sequence[tuple[str, datetime, date | None]], user_id: str, outcome: Outcome,
+        reason: str, *, origin: str, dry_run: bool,
+    ) -> list[tuple[int, tuple[str, datetime, date | None]]]:
+        """Record finished rows (e.g. missed fires) in one transaction; fires already
+        recorded are left alone. Returns the rows written with their ids."""
+        written = []
+        now = self._clock.now()
+        with self._sessions.begin() as session:
+            connection = session.connection()
+            for fire in fires:
+                job_name, scheduled_for, trading_date = fire
+                statement = dialect_insert(connection, JobRun.__table__).values(
+                    job_name=job_name, user_id=user_id, scheduled_for=scheduled_for,
+                    trading_date=trading_date, origin=origin, dry_run=dry_run, outcome=outcome.value,
+                    started_at=now, finished_at=now, host=self._host, pid=self._pid, reason=reason,
+                ).on_conflict_do_nothing(index_elements=["job_name", "user_id", "scheduled_for"])
+                run_id = connection.execute(statement.returning(JobRun.__table__.c.id)).scalar()
+                if run_id is not None:
+                    written.append((run_id, fire))
+        return written
+
+    def abandon_dead_runs(self) -> int:
+        """This host's ``running`` rows whose process is gone become ``failed``."""
+        count = 0
+        with self._sessions.begin() as session:
+            rows = session.scalars(select(JobRun).where(
+                JobRun.outcome == Outcome.RUNNING.value, JobRun.host == self._host, JobRun.pid != self._pid))
+            for row in rows:
+                if not _process_alive(row.pid):
+                    row.outcome = Outcome.FAILED.value
+                    row.finished_at = self._clock.now()
+                    row.error = f"abandoned: process {row.pid} on {row.host} ended without finishing the run"
+                    count += 1
+        return count
 
     def finish(
         self,
@@ -171,6 +209,7 @@ class JobRunner:
         self.triggers = triggers
         self.origin = origin
         self.ledger = RunLedger(session_factory, clock)
+        self._stopping = threading.Event()
 
     def job(self, name: str) -> JobSpec:
         try:
@@ -181,16 +220,22 @@ class JobRunner:
     # -- deadlines -----------------------------------------------------------------------
 
     def deadline(self, job_name: str, fire_time: datetime) -> datetime:
-        """The latest moment a fire may start: the grace, capped by the market's bound."""
-        grace_end = fire_time + timedelta(seconds=self.settings.misfire_grace_seconds)
+        """The latest moment a fire may start. The market decides where it can: a
+        pre-open job until the open, a post-close job until the next session's pre-open
+        jobs, a tick until the next tick. ``misfire_grace_seconds`` bounds the rest
+        (risk checks)."""
         market = self.triggers[job_name].market_deadline(fire_time)
-        return grace_end if market is None else min(grace_end, market)
+        if market is not None:
+            return market
+        return fire_time + timedelta(seconds=self.settings.misfire_grace_seconds)
 
     # -- entry points -----------------------------------------------------------------------
 
-    def run_scheduled(self, job_name: str) -> RunRecord | None:
-        """APScheduler's target: run the fire this moment belongs to (coalesced)."""
-        fire_time = self.triggers[job_name].previous_fire_time(self.clock.now())
+    def run_scheduled(self, job_name: str, fire_time: datetime | None = None) -> RunRecord | None:
+        """APScheduler's target: run ``fire_time`` (given by the executor), or else the
+        fire this moment belongs to."""
+        if fire_time is None:
+            fire_time = self.triggers[job_name].previous_fire_time(self.clock.now())
         if fire_time is None:
             logger.warning("%s: no fire at or before now; nothing to run", job_name)
             return None
@@ -212,17 +257,41 @@ class JobRunner:
                                    dry_run=self.settings.dry_run, user_id=self.settings.user_id)
 
     def run_now(
-        self, job_name: str, trading_date: date, *, dry_run: bool | None = None, user_id: str | None = None
+        self, job_name: str, trading_date: date, *, dry_run: bool | None = None,
+        user_id: str | None = None, origin: str = "manual",
     ) -> RunRecord:
-        """``run-job``: run now for ``trading_date``, recorded like a scheduled run."""
+        """``run-job`` (and start-up catch-up): run now for ``trading_date``, recorded
+        like a scheduled run."""
         job = self.job(job_name)
         record = self._claim_and_run(
-            job, self.clock.now(), trading_date, "manual",
+            job, self.clock.now(), trading_date, origin,
             dry_run=self.settings.dry_run if dry_run is None else dry_run,
             user_id=user_id or self.settings.user_id,
         )
         assert record is not None  # a manual run's moment is its own; nothing else claims it
         return record
+
+    def scheduled_jobs(self) -> list[str]:
+        """The jobs this runner schedules: enabled, and with their service installed."""
+        return [name for name in self.triggers
+                if name in self.jobs and self.settings.job_enabled(name) and self.job(name).service_available()]
+
+    def request_stop(self) -> None:
+        """Catch-up loops stop between two fires (on SIGINT/SIGTERM)."""
+        self._stopping.set()
+
+    def catch_up_on_start(self, now: datetime) -> list[RunRecord]:
+        """Run each job that keeps a history (``catch_up_on_start``) once for its latest
+        trading date; the job fills what is missing, or says there was nothing."""
+        records = []
+        for job_name in self.scheduled_jobs():
+            trigger = self.triggers[job_name]
+            if not self.job(job_name).catch_up_on_start or self._stopping.is_set():
+                continue
+            latest = trigger.previous_fire_time(now)
+            if latest is not None:
+                records.append(self.run_now(job_name, trigger.trading_date(latest), origin="catch_up"))
+        return records
 
     def record_overlap(self, job_name: str, fire_time: datetime) -> RunRecord | None:
         """A fire that came while the previous run of the job was still running."""
@@ -231,9 +300,11 @@ class JobRunner:
                                  "previous run still running")
 
     def fires_missed_during_downtime(self, now: datetime) -> list[tuple[str, datetime]]:
-        """Fires since each job's last recorded fire (within a day) that never ran."""
+        """Fires of the scheduled jobs since each one's last recorded fire (at most
+        :data:`DOWNTIME_LOOKBACK` back) that never ran."""
         missed: list[tuple[str, datetime]] = []
-        for job_name, trigger in self.triggers.items():
+        for job_name in self.scheduled_jobs():
+            trigger = self.triggers[job_name]
             last = self.ledger.latest_fire(job_name, self.settings.user_id, ("schedule", "catch_up"))
             if last is None:
                 continue  # a job that never ran here has no history to catch up
@@ -248,21 +319,31 @@ class JobRunner:
         for job_name, fire in self.fires_missed_during_downtime(now):
             by_job.setdefault(job_name, []).append(fire)
         records: list[RunRecord] = []
-        for job_name, fires in by_job.items():
-            *older, latest = fires
-            for fire in older:
-                record = self._record_only(self.job(job_name), fire,
-                                           self.triggers[job_name].trading_date(fire),
-                                           Outcome.MISSED, "orchestrator was not running",
-                                           origin="catch_up")
-                if record:
-                    records.append(record)
-            record = self.run_fire(job_name, latest, origin="catch_up")
+        older = [(name, fire) for name, fires in by_job.items() for fire in fires[:-1]]
+        records.extend(self._record_missed(older, "orchestrator was not running"))
+        for job_name, fires in sorted(by_job.items(), key=lambda item: item[1][-1]):
+            if self._stopping.is_set():
+                break
+            record = self.run_fire(job_name, fires[-1], origin="catch_up")
             if record:
                 records.append(record)
         return sorted(records, key=lambda r: (r.scheduled_for, r.job_name))
 
+    def abandon_dead_runs(self) -> int:
+        """Runs of this host left ``running`` by a process that no longer exists are
+        recorded as failed (a crash or SIGKILL mid-job)."""
+        return self.ledger.abandon_dead_runs()
+
     # -- internals -------------------------------------------------------------------------
+
+    def _record_missed(self, fires: list[tuple[str, datetime]], reason: str) -> list[RunRecord]:
+        rows = [(name, fire, self.triggers[name].trading_date(fire)) for name, fire in fires]
+        recorded = self.ledger.record_many(rows, self.settings.user_id, Outcome.MISSED, reason,
+                                           origin="catch_up", dry_run=self.settings.dry_run)
+        if recorded:
+            logger.warning("%d fires were missed while the orchestrator was not running", len(recorded))
+        return [RunRecord(run_id, name, fire, day, Outcome.MISSED, reason=reason)
+                for run_id, (name, fire, day) in recorded]
 
     def _record_only(
         self, job: JobSpec, fire_time: datetime, trading_date: date, outcome: Outcome, reason: str,
@@ -293,7 +374,7 @@ class JobRunner:
             job_name=job.name, trading_date=trading_date, scheduled_for=fire_time,
             settings=replace(self.settings, dry_run=dry_run, user_id=user_id),
             session_factory=self.session_factory, clock=self.clock, calendar=self.calendar,
-            dry_run=dry_run, user_id=user_id, run_id=run_id,
+            dry_run=dry_run, user_id=user_id, run_id=run_id, origin=origin,
         )
         result, error = self._execute(job, ctx)
         self.ledger.finish(run_id, result.status, reason=result.reason if not error else None,
@@ -315,6 +396,8 @@ class JobRunner:
         ctx.log.info("started (run %s, %s)", ctx.run_id, "dry run" if ctx.dry_run else "LIVE")
         try:
             result = entry_point(ctx)
+        except ConfigurationError as exc:  # e.g. a provider without its credentials: no traceback
+            return JobResult(Outcome.FAILED), f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # the edge: a failing job is recorded, the scheduler goes on
             ctx.log.exception("failed")
             return JobResult(Outcome.FAILED), f"{type(exc).__name__}: {exc}"
@@ -334,6 +417,16 @@ def _log_outcome(ctx: JobContext, record: RunRecord) -> None:
         ctx.log.info("skipped: %s", record.reason)
     else:
         ctx.log.info("%s %s", record.outcome.value, record.summary or "")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _seconds(delta: timedelta) -> int:

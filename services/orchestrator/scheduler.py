@@ -2,23 +2,23 @@
 
 Policies: coalesce missed fires into one, one instance per job, and no APScheduler
 grace (its default is one second): lateness is judged by :class:`JobRunner` against
-the market, and recorded as ``missed``.
+the market, and recorded as ``missed``. The executor hands each run its scheduled
+fire time, so a run that starts late is still recorded against the fire it belongs to.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
-    EVENT_SCHEDULER_STARTED,
+    EVENT_JOB_REMOVED,
+    JobEvent,
     JobSubmissionEvent,
-    SchedulerEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -33,74 +33,132 @@ MAX_WORKERS = 4
 JOB_POLICY: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
 
-def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec]) -> BlockingScheduler:
-    """A blocking scheduler running ``jobs`` through ``runner``, not yet started."""
+class _WithFireTime:
+    """A job seen by APScheduler's ``run_job`` whose function gets the fire time."""
+
+    def __init__(self, job: Any, run_times: Sequence[datetime]) -> None:
+        self._job = job
+        times: Iterator[datetime] = iter(run_times)
+        self.func: Callable[..., Any] = lambda *args, **kwargs: job.func(
+            *args, fire_time=next(times), **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+    def __str__(self) -> str:
+        return str(self._job)
+
+
+class FireTimeExecutor(ThreadPoolExecutor):
+    """APScheduler 3 calls jobs without their scheduled time; this passes it on, as
+    ``fire_time=``, to the jobs named in ``fire_time_jobs``."""
+
+    def __init__(self, max_workers: int, fire_time_jobs: set[str]) -> None:
+        super().__init__(max_workers)
+        self.fire_time_jobs = fire_time_jobs
+
+    def _do_submit_job(self, job: Any, run_times: Sequence[datetime]) -> None:
+        if job.id in self.fire_time_jobs:
+            job = _WithFireTime(job, run_times)
+        super()._do_submit_job(job, run_times)
+
+
+def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec], now: datetime | None = None) -> BlockingScheduler:
+    """A blocking scheduler running ``jobs`` through ``runner``, not yet started.
+
+    With ``now``, each job's first fire is the first one at or after ``now`` (so no fire
+    falls between a downtime catch-up computed at ``now`` and the scheduler's start).
+    """
     scheduler = BlockingScheduler(
         timezone=runner.settings.tz,
-        executors={"default": ThreadPoolExecutor(MAX_WORKERS)},
+        executors={"default": FireTimeExecutor(MAX_WORKERS, {job.name for job in jobs})},
         job_defaults=JOB_POLICY,
     )
     for job in jobs:
+        trigger = runner.triggers[job.name]
+        extra = {} if now is None else {"next_run_time": trigger.get_next_fire_time(None, now)}
         scheduler.add_job(
             runner.run_scheduled,
-            trigger=runner.triggers[job.name],
+            trigger=trigger,
             args=[job.name],
             id=job.name,
             name=job.name,
             replace_existing=True,
             **JOB_POLICY,
+            **extra,
         )
 
     def on_overlap(event: JobSubmissionEvent) -> None:
         for fire_time in event.scheduled_run_times:
             runner.record_overlap(event.job_id, fire_time)
 
+    def on_removed(event: JobEvent) -> None:
+        if event.job_id in runner.triggers:
+            logger.error(
+                "%s has no more fire times: the KRX calendar data ends on %s; update the "
+                "calendar (services/common/krx_calendar_overrides.csv) and restart",
+                event.job_id, runner.calendar.last_date)
+
     scheduler.add_listener(on_overlap, EVENT_JOB_MAX_INSTANCES)
+    scheduler.add_listener(on_removed, EVENT_JOB_REMOVED)
     return scheduler
 
 
 def schedule_catch_up(scheduler: BlockingScheduler, runner: JobRunner, now: datetime) -> int:
-    """Queue the downtime catch-up to run as soon as the scheduler starts."""
-    if not runner.fires_missed_during_downtime(now):
-        return 0
-    scheduler.add_job(runner.catch_up_downtime, args=[now], id="catch_up_downtime",
-                      name="catch up after downtime", replace_existing=True)
-    return 1
+    """Queue, to run as soon as the scheduler starts: the fires missed while the
+    orchestrator was down, then the history catch-up of the jobs that keep one."""
+    queued = 0
+    if runner.fires_missed_during_downtime(now):
+        scheduler.add_job(runner.catch_up_downtime, args=[now], id="catch_up_downtime",
+                          name="catch up after downtime", replace_existing=True,
+                          next_run_time=now)
+        queued += 1
+    if any(runner.job(name).catch_up_on_start for name in runner.scheduled_jobs()):
+        scheduler.add_job(runner.catch_up_on_start, args=[now], id="catch_up_history",
+                          name="catch up history", replace_existing=True,
+                          next_run_time=now + timedelta(microseconds=1))
+        queued += 1
+    return queued
+
+
+class _StopRequested(BaseException):
+    """Raised in the main thread by the first SIGINT/SIGTERM to leave ``start()``."""
 
 
 class StopOnSignal:
     """SIGINT/SIGTERM handling for ``start``, installed before anything is printed.
 
-    A signal before the scheduler runs means it never starts; a signal while it runs
-    lets the running jobs finish (and record) before it stops.
+    The handler does no work and takes no lock: it raises in the main thread, which
+    leaves the scheduler loop; shutting down (letting running jobs finish and record)
+    then happens in ordinary code. A second signal stops at once.
     """
 
     def __init__(self) -> None:
-        self.requested = threading.Event()
-        self._scheduler: BlockingScheduler | None = None
+        self.requested = False
+        self._in_loop = False
         self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.requested.is_set():
-            return
-        self.requested.set()
-        logger.info("%s received: letting running jobs finish, then stopping",
-                    signal.Signals(signum).name)
-        if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+        if self.requested:
+            raise KeyboardInterrupt  # second signal: stop without waiting
+        self.requested = True
+        if self._in_loop:
+            raise _StopRequested(signal.Signals(signum).name)
+        # before the loop: ``run`` sees the flag and never starts
 
-    def _on_started(self, _event: SchedulerEvent) -> None:
-        if self.requested.is_set() and self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-
-    def run(self, scheduler: BlockingScheduler) -> None:
-        """Block in ``scheduler.start()`` until a signal; then restore the old handlers."""
-        self._scheduler = scheduler
-        scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
+    def run(self, scheduler: BlockingScheduler, on_stop: Callable[[], None] = lambda: None) -> None:
+        """Block in ``scheduler.start()`` until a signal, then let running jobs finish."""
         try:
-            if not self.requested.is_set():
+            self._in_loop = True
+            if not self.requested:
                 scheduler.start()
+        except _StopRequested as stop:
+            logger.info("%s received: letting running jobs finish, then stopping", stop)
         finally:
+            self._in_loop = False
+            on_stop()
+            if scheduler.running:
+                scheduler.shutdown(wait=True)
             self.restore()
         logger.info("scheduler stopped")
 
@@ -109,6 +167,7 @@ class StopOnSignal:
             signal.signal(sig, handler)
 
 
-def run_until_signalled(scheduler: BlockingScheduler) -> None:
+def run_until_signalled(scheduler: BlockingScheduler, on_stop: Callable[[], None] = lambda: None) -> None:
     """Block until SIGINT or SIGTERM; a running job finishes and is recorded first."""
-    StopOnSignal().run(scheduler)
+    StopOnSignal().run(scheduler, on_stop)
+

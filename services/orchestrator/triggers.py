@@ -281,8 +281,9 @@ class ClockAlignedIntervalTrigger(CalendarTrigger):
         return [f for f in fires if f.astimezone(ZoneInfo("UTC")).astimezone(self.timezone) == f]
 
     def _fires_from(self, moment: datetime) -> Iterator[datetime]:
+        """Not bounded by the calendar data: the clock needs no calendar."""
         day = moment.astimezone(self.timezone).date()
-        while day <= self.calendar.last_date:
+        while day < date.max:
             for fire in self.day_fires(day):
                 if fire >= moment:
                     yield fire
@@ -290,7 +291,7 @@ class ClockAlignedIntervalTrigger(CalendarTrigger):
 
     def _fires_back_from(self, moment: datetime) -> Iterator[datetime]:
         day = moment.astimezone(self.timezone).date()
-        while day >= self.calendar.first_date:
+        while day > date.min:
             for fire in reversed(self.day_fires(day)):
                 if fire <= moment:
                     yield fire

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-import services.orchestrator.models  # noqa: F401  (registers the tables)
+import services.data_collector.models  # noqa: F401  (registers the tables)
+import services.orchestrator.models  # noqa: F401
 from services.common.database import Base, current_revision, head_revision, migrate
 from services.orchestrator.models import JobRun
 

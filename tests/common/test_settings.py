@@ -37,6 +37,10 @@ def test_defaults_match_the_documented_values(tmp_path: Path) -> None:
     assert all(settings.job_enabled(job.name) for job in JOBS)
     assert settings.max_position_size_pct == 10.0
     assert settings.max_positions == 20
+    assert settings.max_daily_loss_pct == 3.0
+    assert settings.max_total_loss_pct == 15.0
+    assert settings.bootstrap_sessions == 250
+    assert settings.simulated_universe == 300
     assert settings.log_level == "INFO"
     assert settings.misfire_grace_seconds == 300
     assert settings.data_provider == "simulated"
@@ -94,7 +98,20 @@ BAD_ENVIRONMENT = [
      "ORCHESTRATOR_MAX_POSITION_SIZE_PCT='150': expected a percentage above 0 and at most 100"),
     ("ORCHESTRATOR_MAX_POSITIONS", "0", "ORCHESTRATOR_MAX_POSITIONS='0': expected a whole number above 0"),
     ("ORCHESTRATOR_MISFIRE_GRACE_SECONDS", "-1",
-     "ORCHESTRATOR_MISFIRE_GRACE_SECONDS='-1': expected a whole number, 0 or more"),
+     "ORCHESTRATOR_MISFIRE_GRACE_SECONDS='-1': expected a whole number of seconds from 0 to 604800"),
+    ("ORCHESTRATOR_MISFIRE_GRACE_SECONDS", "999999999999",
+     "ORCHESTRATOR_MISFIRE_GRACE_SECONDS='999999999999': expected a whole number of seconds from 0 to 604800"),
+    ("ORCHESTRATOR_DATA_COLLECTION_TIME", "１６:００",
+     "ORCHESTRATOR_DATA_COLLECTION_TIME='１６:００': expected a time HH:MM between 00:00 and 23:59"),
+    ("ORCHESTRATOR_PORTFOLIO_VALUE", "١٠٠", "ORCHESTRATOR_PORTFOLIO_VALUE='١٠٠': expected a whole number above 0"),
+    ("ORCHESTRATOR_PORTFOLIO_VALUE", "1e9", "ORCHESTRATOR_PORTFOLIO_VALUE='1e9': expected a whole number above 0"),
+    ("ORCHESTRATOR_MAX_DAILY_LOSS_PCT", "nan",
+     "ORCHESTRATOR_MAX_DAILY_LOSS_PCT='nan': expected a percentage above 0 and at most 100"),
+    ("ORCHESTRATOR_SIMULATED_UNIVERSE", "9000",
+     "ORCHESTRATOR_SIMULATED_UNIVERSE='9000': expected a whole number of tickers from 1 to 5000"),
+    ("DATABASE_URL", "mysql://u@h/db", "DATABASE_URL='mysql://u@h/db': mysql is not supported"),
+    ("DATABASE_URL", "postgresql+nodriver://x/y",
+     "DATABASE_URL='postgresql+nodriver://x/y': expected a SQLAlchemy URL"),
     ("ORCHESTRATOR_DATA_PROVIDER", "yahoo", "ORCHESTRATOR_DATA_PROVIDER='yahoo': expected one of simulated, pykrx"),
     ("ORCHESTRATOR_USER_ID", "", "ORCHESTRATOR_USER_ID='': expected 1-64 characters"),
     ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
@@ -118,10 +135,25 @@ def test_a_bad_env_file_value_says_it_came_from_the_file(tmp_path: Path) -> None
         load_settings({}, environ={}, env_file=env_file)
 
 
-def test_an_env_file_line_without_equals_is_rejected(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text, message", [
+    ("# comment\nORCHESTRATOR_TIMEZONE\n", ".env line 2: 'ORCHESTRATOR_TIMEZONE' has no '='; expected NAME=value"),
+    ('ORCHESTRATOR_TIMEZONE="UTC\n', ".env line 1: cannot parse 'ORCHESTRATOR_TIMEZONE=\"UTC'"),
+    ("A=1\n= novalue\n", ".env line 2: cannot parse '= novalue'; expected NAME=value"),
+])
+def test_an_env_file_line_that_does_not_parse_is_rejected_with_its_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("ORCHESTRATOR_TIMEZONE\n")
-    with pytest.raises(SettingsError, match=r"^\.env: line for 'ORCHESTRATOR_TIMEZONE' has no '='"):
+    env_file.write_text(text)
+    with pytest.raises(SettingsError) as error:
+        load_settings({}, environ={}, env_file=env_file)
+    assert str(error.value).startswith(message.replace('\\"', '"'))
+
+
+def test_an_env_file_that_is_not_utf8_is_rejected(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_bytes(b"\xff\xfeX")
+    with pytest.raises(SettingsError, match=r"^\.env: not UTF-8 text"):
         load_settings({}, environ={}, env_file=env_file)
 
 
@@ -140,6 +172,9 @@ def test_the_database_password_is_hidden_when_shown() -> None:
     settings = load_settings({}, environ={"DATABASE_URL": "postgresql+psycopg://bob:secret@db/x"},
                              env_file=NO_ENV_FILE)
     assert settings.redacted_database_url() == "postgresql+psycopg://bob:***@db/x"
+    in_query = load_settings({}, environ={"DATABASE_URL": "postgresql+psycopg://db/x?password=hunter2"},
+                             env_file=NO_ENV_FILE)
+    assert "hunter2" not in in_query.redacted_database_url()
 
 
 def test_misspelt_orchestrator_variables_are_reported() -> None:

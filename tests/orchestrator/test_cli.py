@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from services.common.clock import FixedClock
 from services.orchestrator import runtime as runtime_module
 from services.orchestrator.jobs import JOBS
+from services.common.database import head_revision
 from services.orchestrator.main import app
 
 KST = ZoneInfo("Asia/Seoul")
@@ -145,7 +146,7 @@ def test_status_warns_when_the_schedule_nears_the_end_of_the_reviewed_calendar(
 def test_migrate_reports_the_revision(cli: Any) -> None:
     result = cli("migrate")
     assert result.exit_code == 0
-    assert result.stdout.strip().endswith("is at revision 0001_job_runs")
+    assert result.stdout.strip().endswith(f"is at revision {head_revision()}")
 
 
 def test_start_offers_a_disable_flag_for_every_registered_job(cli: Any) -> None:

@@ -108,30 +108,40 @@ def test_a_job_returning_something_else_than_a_result_is_a_failure(session_facto
     assert record.error == "job returned 'done'; expected a JobResult"
 
 
+def test_a_pre_open_job_may_still_run_until_the_open(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T08:59:59"))
+    runner = make_runner(session_factory, krx_calendar, clock, signal_generation="succeed")
+    record = runner.run_fire("signal_generation", at("2026-11-20T08:45"))
+    assert record is not None and record.outcome is Outcome.SUCCESS
+
+
 def test_a_fire_past_its_deadline_is_recorded_missed_without_running(session_factory, krx_calendar):
-    # signal generation at 08:45 may run until min(08:45 + 300 s, the 09:00 open)
-    clock = FixedClock(at("2026-11-20T08:50:01"))
+    clock = FixedClock(at("2026-11-20T09:00:01"))
     runner = make_runner(session_factory, krx_calendar, clock, signal_generation="succeed")
     record = runner.run_fire("signal_generation", at("2026-11-20T08:45"))
     assert record is not None and record.outcome is Outcome.MISSED
-    assert record.reason == "too late: 1 s past the deadline 2026-11-20T08:50:00+09:00"
+    assert record.reason == "too late: 1 s past the deadline 2026-11-20T09:00:00+09:00"
     assert fake_services.CALLS == []
 
 
-def test_the_market_bound_caps_a_long_grace(session_factory, krx_calendar):
-    clock = FixedClock(at("2026-11-20T09:00:01"))
-    settings = make_settings(misfire_grace_seconds="3600")
-    runner = JobRunner(settings=settings, session_factory=session_factory, clock=clock,
-                       calendar=krx_calendar, triggers=build_triggers(settings, krx_calendar),
-                       jobs=registry_with(signal_generation="succeed"))
-    assert runner.deadline("signal_generation", at("2026-11-20T08:45")) == at("2026-11-20T09:00")
-    assert runner.deadline("data_collection", at("2026-11-20T16:00")) == at("2026-11-20T17:00")
-    # a Friday's post-close job is bounded by Monday's pre-open jobs, not by the grace alone
-    long_grace = replace(settings, misfire_grace_seconds=7 * 24 * 3600)
-    runner.settings = long_grace
+def test_deadlines_follow_the_market_and_the_grace_bounds_the_rest(session_factory, krx_calendar):
+    runner = make_runner(session_factory, krx_calendar, FixedClock(at("2026-11-20T16:00")))
+    # a Friday's post-close job is useful until Monday's pre-open jobs (08:45)
     assert runner.deadline("data_collection", at("2026-11-20T16:00")) == at("2026-11-23T08:45")
-    record = runner.run_fire("signal_generation", at("2026-11-20T08:45"))
-    assert record is not None and record.outcome is Outcome.MISSED
+    # on the exam day the next session's pre-open job is still 08:45
+    assert runner.deadline("watchlist_update", at("2026-11-19T19:00")) == at("2026-11-20T08:45")
+    assert runner.deadline("position_monitoring", at("2026-11-20T10:15")) == at("2026-11-20T10:30")
+    # risk checks have no market bound: ORCHESTRATOR_MISFIRE_GRACE_SECONDS (300)
+    assert runner.deadline("risk_checks", at("2026-11-21T10:00")) == at("2026-11-21T10:05")
+
+
+def test_a_long_grace_does_not_stretch_a_market_bound(session_factory, krx_calendar):
+    settings = make_settings(misfire_grace_seconds="86400")
+    runner = JobRunner(settings=settings, session_factory=session_factory,
+                       clock=FixedClock(at("2026-11-20T09:00:01")), calendar=krx_calendar,
+                       triggers=build_triggers(settings, krx_calendar), jobs=registry_with(signal_generation="succeed"))
+    assert runner.deadline("signal_generation", at("2026-11-20T08:45")) == at("2026-11-20T09:00")
+    assert runner.deadline("risk_checks", at("2026-11-21T10:00")) == at("2026-11-22T10:00")
 
 
 def test_a_manual_run_on_a_holiday_is_skipped_as_not_a_session(session_factory, krx_calendar):
@@ -194,6 +204,56 @@ def test_after_downtime_missed_fires_are_recorded_and_the_latest_runs_once(sessi
     assert runner.catch_up_downtime(clock.now()) == []
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(JobRun)) == 5
+
+
+def test_downtime_over_a_weekend_records_every_missed_fire_of_the_scheduled_jobs(
+    session_factory, krx_calendar
+):
+    clock = FixedClock(at("2026-11-20T15:00:01"))
+    runner = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed",
+                         data_collection="succeed", indicator_calculation="succeed")
+    runner.run_fire("risk_checks", at("2026-11-20T15:00"))
+    clock.set(at("2026-11-20T16:00:01"))
+    runner.run_fire("data_collection", at("2026-11-20T16:00"))
+    clock.set(at("2026-11-23T09:10"))  # back on Monday morning
+    records = runner.catch_up_downtime(clock.now())
+    by_job: dict[str, list[str]] = {}
+    for record in records:
+        by_job.setdefault(record.job_name, []).append(record.outcome.value)
+    # Fri 15:30-23:30 (17) + Sat (48) + Sun (48) + Mon 00:00-09:00 (19) = 132 risk checks;
+    # the latest (09:00) is past its 300 s grace too
+    assert by_job["risk_checks"] == ["missed"] * 132
+    # data_collection's next fire is Monday 16:00: nothing missed
+    assert "data_collection" not in by_job
+    # indicator_calculation never ran here: it has no history to catch up
+    assert "indicator_calculation" not in by_job
+
+
+def test_catch_up_leaves_disabled_jobs_alone(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T08:00:01"))
+    runner = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
+    runner.run_fire("risk_checks", at("2026-11-20T08:00"))
+    runner.settings = replace(runner.settings, enable_risk_checks=False)
+    clock.set(at("2026-11-20T10:03"))
+    assert runner.catch_up_downtime(clock.now()) == []
+    assert fake_services.CALLS == [("risk_checks", "2026-11-20")]
+
+
+def test_a_run_left_running_by_a_dead_process_is_recorded_failed(session_factory, krx_calendar):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    runner = make_runner(session_factory, krx_calendar, FixedClock(at("2026-11-20T10:00")))
+    run_id = runner.ledger.claim("risk_checks", "default_user", at("2026-11-20T09:30"),
+                                 trading_date=date(2026, 11, 20), origin="schedule", dry_run=True)
+    with session_factory.begin() as session:
+        session.get(JobRun, run_id).pid = int(dead.stdout)
+    assert runner.abandon_dead_runs() == 1
+    [row] = ledger_rows(session_factory)
+    assert row.outcome == "failed"
+    assert row.error.startswith(f"abandoned: process {int(dead.stdout)} on ")
 
 
 def test_a_job_that_never_ran_here_has_nothing_to_catch_up(session_factory, krx_calendar):

@@ -277,14 +277,23 @@ def test_next_fire_is_in_the_configured_timezone(calendar: MarketCalendar) -> No
     assert fire is not None and fire.isoformat() == "2026-11-19T08:00:00+00:00"
 
 
-def test_next_fire_is_none_past_the_end_of_the_calendar_data(
+def test_session_jobs_have_no_fire_past_the_end_of_the_calendar_data(
     calendar: MarketCalendar, seoul: dict[str, CalendarTrigger]
 ) -> None:
     past_the_end = datetime.combine(
         calendar.last_date + timedelta(days=1), datetime.min.time(), SEOUL
     )
     for job, trigger in seoul.items():
-        assert trigger.get_next_fire_time(None, past_the_end) is None, job
+        if job != "risk_checks":
+            assert trigger.get_next_fire_time(None, past_the_end) is None, job
+
+
+def test_risk_checks_need_no_calendar_and_go_on_past_its_end(
+    calendar: MarketCalendar, seoul: dict[str, CalendarTrigger]
+) -> None:
+    past_the_end = datetime.combine(calendar.last_date + timedelta(days=1), datetime.min.time(), SEOUL)
+    fire = seoul["risk_checks"].get_next_fire_time(None, past_the_end + timedelta(minutes=1))
+    assert fire is not None and fire.isoformat() == "2028-01-01T00:30:00+09:00"
 
 
 def test_naive_datetimes_are_rejected(seoul: dict[str, CalendarTrigger]) -> None:

@@ -1,0 +1,91 @@
+"""KRX market rules used by the simulator and the paper broker: tick sizes and the
+daily price band. Pure functions, scalar and vectorized (numpy) forms."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+
+#: Tick size by price, KOSPI/KOSDAQ/KONEX alike, since 2023-01-25:
+#: (upper bound exclusive, tick). Prices at or above the last bound tick by 1,000.
+TICK_TABLE: tuple[tuple[int, int], ...] = (
+    (2_000, 1),
+    (5_000, 5),
+    (20_000, 10),
+    (50_000, 50),
+    (200_000, 100),
+    (500_000, 500),
+)
+TOP_TICK = 1_000
+#: Daily price limit: +-30% of the previous close.
+PRICE_LIMIT = 0.30
+
+_BOUNDS = np.array([bound for bound, _ in TICK_TABLE], dtype=np.float64)
+_TICKS = np.array([tick for _, tick in TICK_TABLE] + [TOP_TICK], dtype=np.int64)
+
+
+def tick_size(price: float) -> int:
+    """The tick of ``price`` (KRW)."""
+    for bound, tick in TICK_TABLE:
+        if price < bound:
+            return tick
+    return TOP_TICK
+
+
+def round_to_tick(price: float, direction: Literal["down", "up", "nearest"] = "nearest") -> int:
+    """``price`` on the tick grid: buy limits round up, sell limits down."""
+    tick = tick_size(price)
+    steps = price / tick
+    if direction == "down":
+        value = math.floor(steps + 1e-9) * tick
+    elif direction == "up":
+        value = math.ceil(steps - 1e-9) * tick
+    else:
+        value = math.floor(steps + 0.5) * tick
+    # crossing a bound downwards can leave a price on the coarser grid: re-check once
+    return int(value if value % tick_size(value) == 0 else round_to_tick(value, direction))
+
+
+def ticks_of(prices: np.ndarray) -> np.ndarray:
+    """Vectorized :func:`tick_size`."""
+    return _TICKS[np.searchsorted(_BOUNDS, prices, side="right")]
+
+
+def round_to_ticks(prices: np.ndarray, direction: Literal["down", "up", "nearest"] = "nearest") -> np.ndarray:
+    """Vectorized :func:`round_to_tick` (int64)."""
+    prices = np.asarray(prices, dtype=np.float64)
+    ticks = ticks_of(prices)
+    steps = prices / ticks
+    if direction == "down":
+        rounded = np.floor(steps + 1e-9) * ticks
+    elif direction == "up":
+        rounded = np.ceil(steps - 1e-9) * ticks
+    else:
+        rounded = np.floor(steps + 0.5) * ticks
+    rounded = rounded.astype(np.int64)
+    # a value that crossed into a coarser band (e.g. 1,999.6 -> 2,000) is re-gridded
+    coarse = ticks_of(rounded.astype(np.float64))
+    off_grid = rounded % coarse != 0
+    if off_grid.any():
+        fix = rounded[off_grid].astype(np.float64) / coarse[off_grid]
+        fix = np.floor(fix) if direction == "down" else (np.ceil(fix) if direction == "up" else np.floor(fix + 0.5))
+        rounded[off_grid] = (fix * coarse[off_grid]).astype(np.int64)
+    return rounded
+
+
+def price_limits(previous_close: float) -> tuple[int, int]:
+    """The lowest and highest price allowed today (on the tick grid, inside the band)."""
+    return (
+        round_to_tick(previous_close * (1 - PRICE_LIMIT), "up"),
+        round_to_tick(previous_close * (1 + PRICE_LIMIT), "down"),
+    )
+
+
+def price_limits_array(previous_close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    previous_close = np.asarray(previous_close, dtype=np.float64)
+    return (
+        round_to_ticks(previous_close * (1 - PRICE_LIMIT), "up"),
+        round_to_ticks(previous_close * (1 + PRICE_LIMIT), "down"),
+    )

@@ -1,0 +1,226 @@
+"""Collecting trading dates: fetch, validate, store in one transaction per date.
+
+``collect_session`` is the unit of work; ``backfill`` and the ``data_collection`` job
+(``run``) are loops over it in date order. A date is complete when its
+``collected_sessions`` row exists, which is written in the same transaction as the
+data: a crash mid-date leaves the date absent, never half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Callable, Iterable, Sequence
+
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+import pandas as pd
+
+from services.common.database import upsert, upsert_columns
+from services.common.clock import Clock
+from services.common.job_api import JobContext, JobResult
+from services.common.market_calendar import MarketCalendar
+from services.common.settings import Settings
+from services.data_collector.models import CollectedSession, DailyPrice, Fundamental, Stock
+from services.data_collector.providers import MarketDataProvider
+from services.data_collector.providers.factory import make_provider
+from services.data_collector.validation import ValidatedSnapshot, validate_snapshot
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    trading_date: date
+    stock_rows: int
+    price_rows: int
+    fundamental_rows: int
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(self.rejected.values())
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+
+def store_snapshot(connection: Connection, validated: ValidatedSnapshot, provider: str,
+                   collected_at: datetime) -> CollectResult:
+    """Upsert one validated date; the caller owns the transaction."""
+    day = validated.snapshot.trading_date
+    stock_rows = _changed_stocks(connection, validated, day)
+    upsert(connection, Stock.__table__, stock_rows, ["ticker"])
+    price_rows = upsert_columns(connection, DailyPrice.__table__, _columns(validated.prices),
+                                ["ticker", "date"])
+    fundamental_rows = upsert_columns(connection, Fundamental.__table__,
+                                      _columns(validated.fundamentals), ["ticker", "date"])
+    upsert(connection, CollectedSession.__table__, [{
+        "date": day, "provider": provider, "stock_rows": len(validated.stocks),
+        "price_rows": price_rows, "fundamental_rows": fundamental_rows,
+        "rejected_rows": validated.rejected_rows, "collected_at": collected_at,
+    }], ["date"])
+    return CollectResult(day, len(stock_rows), price_rows, fundamental_rows, dict(validated.rejected))
+
+
+def _columns(frame: pd.DataFrame) -> dict[str, list[object]]:
+    """Plain Python column lists (no numpy scalars) for the driver."""
+    return {column: frame[column].tolist() for column in frame.columns}
+
+
+def _changed_stocks(connection: Connection, validated: ValidatedSnapshot, day: date) -> list[dict[str, object]]:
+    """Master rows that are new or renamed (the master changes rarely; skip the rest).
+    A rename seen on an older date than the stored one does not overwrite it."""
+    known = {
+        ticker: (name, market, str(updated_on)[:10])
+        for ticker, name, market, updated_on in connection.exec_driver_sql(
+            "SELECT ticker, name, market, updated_on FROM stocks")
+    }
+    changed, today = [], day.isoformat()
+    frame = validated.stocks
+    for ticker, name, market in zip(frame["ticker"].tolist(), frame["name"].tolist(), frame["market"].tolist()):
+        current = known.get(ticker)
+        if current is None or ((current[0], current[1]) != (name, market) and today >= current[2]):
+            changed.append({"ticker": ticker, "name": name, "market": market, "updated_on": day})
+    return changed
+
+
+def completed_sessions(session_factory: sessionmaker[DbSession], start: date, end: date) -> set[date]:
+    with session_factory() as session:
+        return set(session.scalars(
+            select(CollectedSession.date).where(CollectedSession.date.between(start, end))))
+
+
+# --- collecting ------------------------------------------------------------------------------
+
+
+def collect_session(
+    trading_date: date, *, session_factory: sessionmaker[DbSession], provider: MarketDataProvider,
+    now: Callable[[], datetime],
+) -> CollectResult:
+    """Fetch, validate and store one trading date in one transaction."""
+    validated = validate_snapshot(provider.fetch_session(trading_date))
+    with session_factory.begin() as session:
+        result = store_snapshot(session.connection(), validated, provider.name, now())
+    if result.rejected:
+        logger.warning("[data_collection %s] rejected %d rows: %s", trading_date,
+                       result.rejected_rows, dict(result.rejected))
+    return result
+
+
+def window_sessions(calendar: MarketCalendar, until: date, count: int) -> list[date]:
+    """The last ``count`` sessions up to and including ``until``, oldest first."""
+    days: list[date] = []
+    for session in calendar.iter_back_from(until):
+        days.append(session.date)
+        if len(days) == count:
+            break
+    return days[::-1]
+
+
+def missing_sessions(calendar: MarketCalendar, session_factory: sessionmaker[DbSession],
+                     until: date, count: int) -> list[date]:
+    """Sessions of the history window ending at ``until`` that are not complete."""
+    window = window_sessions(calendar, until, count)
+    if not window:
+        return []
+    done = completed_sessions(session_factory, window[0], window[-1])
+    return [day for day in window if day not in done]
+
+
+@dataclass
+class BackfillReport:
+    collected: list[CollectResult] = field(default_factory=list)
+    skipped: list[date] = field(default_factory=list)
+    failed: dict[date, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        rejected: Counter[str] = Counter()
+        for result in self.collected:
+            rejected.update(result.rejected)
+        return {
+            "sessions_collected": len(self.collected),
+            "sessions_skipped": len(self.skipped),
+            "sessions_failed": len(self.failed),
+            "price_rows": sum(r.price_rows for r in self.collected),
+            "fundamental_rows": sum(r.fundamental_rows for r in self.collected),
+            "rejected_rows": sum(rejected.values()),
+            "rejected_by_reason": dict(rejected),
+        }
+
+
+def backfill(
+    days: Sequence[date], *, session_factory: sessionmaker[DbSession], provider: MarketDataProvider,
+    now: Callable[[], datetime], force: bool = False,
+    on_progress: Callable[[date, str], None] | None = None,
+) -> BackfillReport:
+    """Collect ``days`` in date order, skipping complete ones unless ``force``.
+
+    A date that fails (provider error, invalid frame) is recorded in the report and the
+    next one is tried; a provider that cannot work at all stops the loop.
+    """
+    from services.data_collector.providers import SessionNotAvailable, TransientProviderError
+    from services.data_collector.validation import InvalidSnapshot
+
+    ordered = sorted(set(days))
+    done = set() if force or not ordered else completed_sessions(session_factory, ordered[0], ordered[-1])
+    report = BackfillReport()
+    for day in ordered:
+        if day in done:
+            report.skipped.append(day)
+            status = "skipped"
+        else:
+            try:
+                report.collected.append(collect_session(
+                    day, session_factory=session_factory, provider=provider, now=now))
+                status = "collected"
+            except (TransientProviderError, SessionNotAvailable, InvalidSnapshot) as exc:
+                report.failed[day] = str(exc)
+                logger.error("[data_collection %s] failed: %s", day, exc)
+                status = "failed"
+        if on_progress:
+            on_progress(day, status)
+    return report
+
+
+# --- the job ---------------------------------------------------------------------------------
+
+
+def preflight(settings: Settings, clock: Clock, calendar: MarketCalendar) -> None:
+    """Before ``start`` schedules the job: the configured provider can be built."""
+    make_provider(settings, clock, calendar)
+
+
+def run(ctx: JobContext) -> JobResult:
+    """``data_collection``: complete the history window, then collect the trading date."""
+    from services.data_collector.validation import InvalidSnapshot
+
+    provider = make_provider(ctx.settings, ctx.clock, ctx.calendar)
+    missing = missing_sessions(ctx.calendar, ctx.session_factory, ctx.trading_date,
+                               ctx.settings.bootstrap_sessions)
+    if ctx.origin == "catch_up" and not missing:
+        return JobResult.skipped(f"nothing to catch up: the last {ctx.settings.bootstrap_sessions} "
+                                 f"sessions up to {ctx.trading_date} are complete")
+    earlier = [day for day in missing if day < ctx.trading_date]
+    if earlier:
+        ctx.log.info("catching up %d missing sessions (%s .. %s)", len(earlier), earlier[0], earlier[-1])
+    report = backfill(earlier, session_factory=ctx.session_factory, provider=provider,
+                      now=ctx.clock.now, force=True)
+    try:
+        today = collect_session(ctx.trading_date, session_factory=ctx.session_factory,
+                                provider=provider, now=ctx.clock.now)
+    except InvalidSnapshot as exc:
+        return JobResult.failed(str(exc), **report.summary())
+    report.collected.append(today)
+    summary = report.summary()
+    if report.failed:
+        summary["failed_dates"] = [day.isoformat() for day in sorted(report.failed)]
+    return JobResult.success(**summary)
+
+
+def sessions_in_range(calendar: MarketCalendar, start: date, end: date) -> Iterable[date]:
+    return [session.date for session in calendar.sessions(start, end)]

@@ -1,0 +1,70 @@
+"""Market data tables: the stock master, daily prices, fundamentals, and the record of
+which trading dates are complete."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, Float, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.common.database import Base, UTCDateTime
+
+
+class Stock(Base):
+    __tablename__ = "stocks"
+
+    ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    market: Mapped[str] = mapped_column(String(16))
+    updated_on: Mapped[date] = mapped_column(Date)
+
+
+class DailyPrice(Base):
+    """One ticker's session; prices and money in whole KRW. ``halted``: no trade."""
+
+    __tablename__ = "daily_prices"
+    __table_args__ = (Index("ix_daily_prices_date", "date"),)
+
+    ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    open: Mapped[int] = mapped_column(BigInteger)
+    high: Mapped[int] = mapped_column(BigInteger)
+    low: Mapped[int] = mapped_column(BigInteger)
+    close: Mapped[int] = mapped_column(BigInteger)
+    volume: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[int] = mapped_column(BigInteger)
+    change_pct: Mapped[float] = mapped_column(Float)
+    market_cap: Mapped[int] = mapped_column(BigInteger)
+    market: Mapped[str] = mapped_column(String(16))
+    halted: Mapped[bool]
+
+
+class Fundamental(Base):
+    """KRX's per-ticker fundamentals as published (0 = not available, KRX's convention)."""
+
+    __tablename__ = "fundamentals"
+    __table_args__ = (Index("ix_fundamentals_date", "date"),)
+
+    ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    bps: Mapped[int] = mapped_column(BigInteger)
+    per: Mapped[float] = mapped_column(Float)
+    pbr: Mapped[float] = mapped_column(Float)
+    eps: Mapped[int] = mapped_column(BigInteger)
+    div: Mapped[float] = mapped_column(Float)
+    dps: Mapped[int] = mapped_column(BigInteger)
+
+
+class CollectedSession(Base):
+    """A trading date whose data is complete: written last, in the same transaction."""
+
+    __tablename__ = "collected_sessions"
+
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    stock_rows: Mapped[int]
+    price_rows: Mapped[int]
+    fundamental_rows: Mapped[int]
+    rejected_rows: Mapped[int]
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,57 @@
+"""Market data providers: one call per trading date returns the whole market.
+
+Canonical English columns, tickers as strings (some KRX codes contain letters):
+
+- ``stocks``: ticker, name, market
+- ``prices``: ticker, date, open, high, low, close, volume, value, change_pct, market_cap, market
+- ``fundamentals``: ticker, date, bps, per, pbr, eps, div, dps
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+import pandas as pd
+
+from services.common.settings import ConfigurationError
+
+STOCK_COLUMNS = ["ticker", "name", "market"]
+PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "volume", "value",
+                 "change_pct", "market_cap", "market"]
+FUNDAMENTAL_COLUMNS = ["ticker", "date", "bps", "per", "pbr", "eps", "div", "dps"]
+MARKETS = ("KOSPI", "KOSDAQ")
+
+
+class ProviderError(Exception):
+    """A provider could not deliver a trading date."""
+
+
+class SessionNotAvailable(ProviderError):
+    """The date is not a session, or its close has not happened yet."""
+
+
+class ProviderUnavailable(ProviderError, ConfigurationError):
+    """The provider cannot work here (library missing, no credentials): one clear line."""
+
+
+class TransientProviderError(ProviderError):
+    """A failure worth retrying (timeout, 5xx, empty answer)."""
+
+
+@dataclass(frozen=True)
+class MarketSnapshot:
+    """One trading date of the whole market, as a provider delivered it."""
+
+    trading_date: date
+    stocks: pd.DataFrame
+    prices: pd.DataFrame
+    fundamentals: pd.DataFrame
+
+
+class MarketDataProvider(Protocol):
+    name: str
+
+    def fetch_session(self, trading_date: date) -> MarketSnapshot:
+        """The whole market (KOSPI and KOSDAQ) for ``trading_date``."""

@@ -1,0 +1,229 @@
+"""The simulated market: the offline default provider.
+
+A deterministic market on the real KRX calendar. Every random draw is keyed by
+``(seed, purpose, index)``, and the price path is built for every session at once,
+so the same seed and date give identical data in any order of requests.
+
+- Universe: ``universe_size`` tickers (default 300, up to the full ~2,800) split
+  between KOSPI (45%) and KOSDAQ, 6-character codes, about 3% alphanumeric.
+- Prices: a random walk per ticker (market factor + own noise), on the KRX tick grid,
+  always inside the +-30% band of the previous close; occasional trading halts
+  (volume 0, all prices equal to the previous close).
+- Listings and delistings over time; fundamentals (EPS, BPS, DPS) that move each quarter.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from services.common.clock import Clock
+from services.common.krx_market import price_limits_array, round_to_ticks
+from services.common.market_calendar import MarketCalendar
+from services.data_collector.providers import (
+    FUNDAMENTAL_COLUMNS,
+    PRICE_COLUMNS,
+    STOCK_COLUMNS,
+    MarketSnapshot,
+    SessionNotAvailable,
+)
+
+MAX_UNIVERSE = 5_000
+HALT_PROBABILITY = 0.002
+ALPHANUMERIC_SHARE = 0.03
+KOSPI_SHARE = 0.45
+MAX_DAILY_MOVE = 0.25  # the walk's own limit, inside the exchange's 30% band
+
+# purposes of the random streams (never reuse one for another purpose)
+_UNIVERSE, _DAY, _QUARTER = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Universe:
+    tickers: np.ndarray  # str
+    names: np.ndarray
+    markets: np.ndarray
+    listed_from: np.ndarray  # session index of the first session listed
+    listed_until: np.ndarray  # session index of the last session listed (inclusive)
+    base_price: np.ndarray
+    sigma: np.ndarray
+    beta: np.ndarray
+    liquidity: np.ndarray  # typical shares traded a day
+    shares: np.ndarray
+    eps0: np.ndarray
+    bps0: np.ndarray
+    eps_growth: np.ndarray
+    payout: np.ndarray
+
+
+def _ticker_codes(rng: np.random.Generator, count: int) -> list[str]:
+    numbers = rng.choice(np.arange(1, 999_990), size=count, replace=False)
+    letters = string.ascii_uppercase
+    codes, seen = [], set()
+    for number in numbers:
+        code = f"{number:06d}"
+        if rng.random() < ALPHANUMERIC_SHARE:
+            code = code[:4] + letters[int(rng.integers(len(letters)))] + code[5]
+        while code in seen:  # an alphanumeric code can collide; move it along
+            code = code[:5] + str((int(code[5]) + 1) % 10)
+        seen.add(code)
+        codes.append(code)
+    return codes
+
+
+def build_universe(seed: int, size: int, session_count: int) -> Universe:
+    """The tickers and their fixed traits, from ``seed`` alone."""
+    if not 1 <= size <= MAX_UNIVERSE:
+        raise ValueError(f"universe size {size}; expected 1 to {MAX_UNIVERSE}")
+    rng = np.random.default_rng([seed, _UNIVERSE])
+    tickers = np.array(_ticker_codes(rng, size))
+    markets = np.where(rng.random(size) < KOSPI_SHARE, "KOSPI", "KOSDAQ")
+    names = np.array([f"모의{'코스피' if m == 'KOSPI' else '코스닥'}{i:04d}" for i, m in enumerate(markets)])
+    late_listing = rng.random(size) < 0.12
+    listed_from = np.where(late_listing, rng.integers(1, max(2, session_count - 20), size), 0)
+    delisted = rng.random(size) < 0.05
+    life = rng.integers(120, max(121, session_count), size)
+    listed_until = np.where(delisted, np.minimum(listed_from + life, session_count - 1), session_count - 1)
+    base_price = np.exp(rng.normal(np.log(15_000), 1.1, size)).clip(500, 900_000)
+    eps0 = base_price / rng.uniform(6, 30, size) * np.where(rng.random(size) < 0.15, -0.4, 1.0)
+    return Universe(
+        tickers=tickers,
+        names=names,
+        markets=markets,
+        listed_from=listed_from,
+        listed_until=listed_until,
+        base_price=base_price,
+        sigma=rng.uniform(0.008, 0.035, size),
+        beta=rng.uniform(0.5, 1.5, size),
+        liquidity=np.exp(rng.normal(np.log(150_000), 1.2, size)),
+        shares=rng.integers(5_000_000, 600_000_000, size),
+        eps0=eps0,
+        bps0=base_price / rng.uniform(0.4, 3.0, size),
+        eps_growth=rng.normal(0.01, 0.02, size),
+        payout=rng.uniform(0.0, 0.45, size),
+    )
+
+
+class SimulatedMarket:
+    """The deterministic market itself (no clock): ``snapshot(index)`` for any session."""
+
+    def __init__(self, sessions: list[date], seed: int = 42, universe_size: int = 300) -> None:
+        self.sessions = sessions
+        self.index_of = {day: i for i, day in enumerate(sessions)}
+        self.seed = seed
+        self.universe = build_universe(seed, universe_size, len(sessions))
+
+    def _day_draws(self, index: int) -> dict[str, np.ndarray]:
+        size = len(self.universe.tickers)
+        rng = np.random.default_rng([self.seed, _DAY, index])
+        return {
+            "market": rng.normal(0.0003, 0.009, 1),
+            "own": rng.normal(0.0, 1.0, size),
+            "halt": rng.random(size),
+            "gap": rng.normal(0.0, 0.3, size),
+            "up": np.abs(rng.normal(0.0, 0.5, size)),
+            "down": np.abs(rng.normal(0.0, 0.5, size)),
+            "volume": rng.lognormal(0.0, 0.5, size),
+        }
+
+    def _returns(self, index: int) -> np.ndarray:
+        u, draws = self.universe, self._day_draws(index)
+        moves = (u.beta * draws["market"] + u.sigma * draws["own"]).clip(-MAX_DAILY_MOVE, MAX_DAILY_MOVE)
+        return np.where(draws["halt"] < HALT_PROBABILITY, 0.0, moves)
+
+    @cached_property
+    def fair_path(self) -> np.ndarray:
+        """Unrounded closes, sessions x tickers (the walk every snapshot reads)."""
+        log_moves = np.vstack([np.log1p(self._returns(i)) for i in range(len(self.sessions))])
+        log_moves[0] = 0.0
+        return self.universe.base_price * np.exp(np.cumsum(log_moves, axis=0))
+
+    def listed(self, index: int) -> np.ndarray:
+        u = self.universe
+        return (u.listed_from <= index) & (index <= u.listed_until)
+
+    def snapshot(self, index: int) -> MarketSnapshot:
+        u, draws, day = self.universe, self._day_draws(index), self.sessions[index]
+        listed = self.listed(index)
+        path = self.fair_path
+        previous = round_to_ticks(path[index - 1] if index > 0 else u.base_price)
+        lower, upper = price_limits_array(previous)
+        halted = draws["halt"] < HALT_PROBABILITY
+        close = np.clip(round_to_ticks(path[index]), lower, upper)
+        open_ = np.clip(round_to_ticks(previous * (1 + u.sigma * draws["gap"])), lower, upper)
+        top, bottom = np.maximum(open_, close), np.minimum(open_, close)
+        high = np.clip(round_to_ticks(top * (1 + u.sigma * draws["up"]), "down"), top, upper)
+        low = np.clip(round_to_ticks(bottom * (1 - u.sigma * draws["down"]), "up"), lower, bottom)
+        open_, high, low, close = (np.where(halted, previous, series) for series in (open_, high, low, close))
+        moved = np.abs(close / previous - 1)
+        volume = np.where(halted, 0, (u.liquidity * draws["volume"] * (1 + 8 * moved)).astype(np.int64))
+        value = (volume * (open_ + high + low + close) / 4).astype(np.int64)
+        prices = pd.DataFrame({
+            "ticker": u.tickers, "date": day, "open": open_, "high": high, "low": low,
+            "close": close, "volume": volume, "value": value,
+            "change_pct": np.round((close / previous - 1) * 100, 2),
+            "market_cap": close * u.shares, "market": u.markets,
+        })[PRICE_COLUMNS]
+        fundamentals = self._fundamentals(day, close)
+        stocks = pd.DataFrame({"ticker": u.tickers, "name": u.names, "market": u.markets})[STOCK_COLUMNS]
+        return MarketSnapshot(
+            day,
+            stocks[listed].reset_index(drop=True),
+            prices[listed].reset_index(drop=True),
+            fundamentals[listed].reset_index(drop=True),
+        )
+
+    def _fundamentals(self, day: date, close: np.ndarray) -> pd.DataFrame:
+        u = self.universe
+        quarter = (day.year - 2015) * 4 + (day.month - 1) // 3
+        noise = np.random.default_rng([self.seed, _QUARTER, quarter]).normal(0, 0.05, len(u.tickers))
+        eps = np.round(u.eps0 * (1 + u.eps_growth) ** quarter * (1 + noise)).astype(np.int64)
+        bps = np.round(u.bps0 * 1.01 ** quarter).astype(np.int64).clip(1, None)
+        dps = np.where(eps > 0, np.round(eps * u.payout / 10) * 10, 0).astype(np.int64)
+        safe_eps = np.where(eps > 0, eps, 1)
+        return pd.DataFrame({
+            "ticker": u.tickers, "date": day, "bps": bps,
+            "per": np.where(eps > 0, np.round(close / safe_eps, 2), 0.0),
+            "pbr": np.round(close / bps, 2), "eps": eps,
+            "div": np.round(dps / close * 100, 2), "dps": dps,
+        })[FUNDAMENTAL_COLUMNS]
+
+
+class SimulatedProvider:
+    """The simulated market behind the provider protocol, refusing what a real
+    exchange could not answer yet."""
+
+    name = "simulated"
+
+    def __init__(self, *, calendar: MarketCalendar, clock: Clock, seed: int = 42,
+                 universe_size: int = 300) -> None:
+        self.calendar = calendar
+        self.clock = clock
+        self.market = _market(calendar, seed, universe_size)
+
+    def fetch_session(self, trading_date: date) -> MarketSnapshot:
+        session = self.calendar.session(trading_date)
+        if session is None:
+            raise SessionNotAvailable(f"{trading_date} is not a KRX session")
+        if self.clock.now() < session.close:
+            raise SessionNotAvailable(
+                f"{trading_date}'s close ({session.close:%H:%M}) has not happened yet"
+            )
+        return self.market.snapshot(self.market.index_of[trading_date])
+
+
+_MARKETS: dict[tuple[int, int, int, date], SimulatedMarket] = {}
+
+
+def _market(calendar: MarketCalendar, seed: int, size: int) -> SimulatedMarket:
+    """One market per (calendar, seed, size) per process: the path is built once."""
+    key = (id(calendar), seed, size, calendar.last_date)
+    if key not in _MARKETS:
+        sessions = [s.date for s in calendar.sessions(calendar.first_date, calendar.last_date)]
+        _MARKETS[key] = SimulatedMarket(sessions, seed, size)
+    return _MARKETS[key]
