@@ -12,9 +12,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, or_, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -53,40 +53,33 @@ def store_snapshot(connection: Connection, validated: ValidatedSnapshot, provide
                    collected_at: datetime) -> CollectResult:
     """Upsert one validated date; the caller owns the transaction."""
     day = validated.snapshot.trading_date
-    stock_rows = _changed_stocks(connection, validated, day)
-    upsert(connection, Stock.__table__, stock_rows, ["ticker"])
+    stocks = _columns(validated.stocks)
+    stocks["updated_on"] = [day] * len(validated.stocks)
+    upsert_columns(connection, Stock.__table__, stocks, ["ticker"], update_where=_renamed_later)
     price_rows = upsert_columns(connection, DailyPrice.__table__, _columns(validated.prices),
-                                ["ticker", "date"])
+                                ["date", "ticker"])
     fundamental_rows = upsert_columns(connection, Fundamental.__table__,
-                                      _columns(validated.fundamentals), ["ticker", "date"])
+                                      _columns(validated.fundamentals), ["date", "ticker"])
     upsert(connection, CollectedSession.__table__, [{
         "date": day, "provider": provider, "stock_rows": len(validated.stocks),
         "price_rows": price_rows, "fundamental_rows": fundamental_rows,
         "rejected_rows": validated.rejected_rows, "collected_at": collected_at,
     }], ["date"])
-    return CollectResult(day, len(stock_rows), price_rows, fundamental_rows, dict(validated.rejected))
+    return CollectResult(day, len(validated.stocks), price_rows, fundamental_rows, dict(validated.rejected))
+
+
+def _renamed_later(table: Any, excluded: Any) -> Any:
+    """The stock master changes only when the name or market differs, and a date older
+    than the stored one never overwrites it (a backfill runs into the past)."""
+    return and_(
+        excluded.updated_on >= table.c.updated_on,
+        or_(table.c.name != excluded.name, table.c.market != excluded.market),
+    )
 
 
 def _columns(frame: pd.DataFrame) -> dict[str, list[object]]:
     """Plain Python column lists (no numpy scalars) for the driver."""
     return {column: frame[column].tolist() for column in frame.columns}
-
-
-def _changed_stocks(connection: Connection, validated: ValidatedSnapshot, day: date) -> list[dict[str, object]]:
-    """Master rows that are new or renamed (the master changes rarely; skip the rest).
-    A rename seen on an older date than the stored one does not overwrite it."""
-    known = {
-        ticker: (name, market, str(updated_on)[:10])
-        for ticker, name, market, updated_on in connection.exec_driver_sql(
-            "SELECT ticker, name, market, updated_on FROM stocks")
-    }
-    changed, today = [], day.isoformat()
-    frame = validated.stocks
-    for ticker, name, market in zip(frame["ticker"].tolist(), frame["name"].tolist(), frame["market"].tolist()):
-        current = known.get(ticker)
-        if current is None or ((current[0], current[1]) != (name, market) and today >= current[2]):
-            changed.append({"ticker": ticker, "name": name, "market": market, "updated_on": day})
-    return changed
 
 
 def completed_sessions(session_factory: sessionmaker[DbSession], start: date, end: date) -> set[date]:

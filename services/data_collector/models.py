@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Float, Index, String
+from sqlalchemy import BigInteger, Date, Float, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.database import Base, UTCDateTime
@@ -20,14 +20,20 @@ class Stock(Base):
     updated_on: Mapped[date] = mapped_column(Date)
 
 
+#: Keyed by (ticker, date); stored date-first so that a trading date's rows are
+#: appended together and date-range reads (indicator lookbacks) follow the key.
+#: On SQLite the tables are WITHOUT ROWID: the key's B-tree is the table.
+_MARKET_TABLE_ARGS = {"sqlite_with_rowid": False}
+
+
 class DailyPrice(Base):
     """One ticker's session; prices and money in whole KRW. ``halted``: no trade."""
 
     __tablename__ = "daily_prices"
-    __table_args__ = (Index("ix_daily_prices_date", "date"),)
+    __table_args__ = _MARKET_TABLE_ARGS
 
-    ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
     date: Mapped[date] = mapped_column(Date, primary_key=True)
+    ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
     open: Mapped[int] = mapped_column(BigInteger)
     high: Mapped[int] = mapped_column(BigInteger)
     low: Mapped[int] = mapped_column(BigInteger)
@@ -44,10 +50,10 @@ class Fundamental(Base):
     """KRX's per-ticker fundamentals as published (0 = not available, KRX's convention)."""
 
     __tablename__ = "fundamentals"
-    __table_args__ = (Index("ix_fundamentals_date", "date"),)
+    __table_args__ = _MARKET_TABLE_ARGS
 
-    ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
     date: Mapped[date] = mapped_column(Date, primary_key=True)
+    ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
     bps: Mapped[int] = mapped_column(BigInteger)
     per: Mapped[float] = mapped_column(Float)
     pbr: Mapped[float] = mapped_column(Float)

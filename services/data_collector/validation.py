@@ -95,16 +95,31 @@ def _reject_first_failure(frame: pd.DataFrame, checks: list[tuple[str, np.ndarra
 def _common_row_checks(frame: pd.DataFrame, snapshot: MarketSnapshot, what: str,
                        rejected: Counter[str]) -> pd.DataFrame:
     frame = frame.copy()
-    frame["ticker"] = frame["ticker"].astype(str).str.strip()
+    frame["ticker"], ok = _clean_tickers(frame["ticker"])
     return _reject_first_failure(frame, [
-        (f"{what}: bad ticker", ~_tickers_ok(frame["ticker"])),
+        (f"{what}: bad ticker", ~ok),
         (f"{what}: wrong date", (frame["date"] != snapshot.trading_date).to_numpy()),
         (f"{what}: duplicate ticker", frame["ticker"].duplicated(keep=False).to_numpy()),
     ], rejected)
 
 
-def _tickers_ok(tickers: pd.Series) -> np.ndarray:
-    return np.fromiter((_TICKER.match(t) is not None for t in tickers.tolist()), bool, len(tickers))
+_SEEN_TICKERS: dict[object, tuple[str, bool]] = {}
+
+
+def _clean_tickers(tickers: pd.Series) -> tuple[list[str], np.ndarray]:
+    """Tickers as stripped strings, and which are 6 characters of 0-9/A-Z (memoized:
+    the same few thousand codes come every day)."""
+    cleaned, ok = [], np.empty(len(tickers), dtype=bool)
+    for i, raw in enumerate(tickers.tolist()):
+        known = _SEEN_TICKERS.get(raw)
+        if known is None:
+            text = str(raw).strip()
+            known = (text, _TICKER.match(text) is not None)
+            if len(_SEEN_TICKERS) < 100_000:
+                _SEEN_TICKERS[raw] = known
+        cleaned.append(known[0])
+        ok[i] = known[1]
+    return cleaned, ok
 
 
 def _numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -150,9 +165,8 @@ def _valid_fundamentals(frame: pd.DataFrame, snapshot: MarketSnapshot, rejected:
 
 def _valid_stocks(frame: pd.DataFrame, rejected: Counter[str]) -> pd.DataFrame:
     frame = frame[STOCK_COLUMNS].copy()
-    frame["ticker"] = frame["ticker"].astype(str).str.strip()
-    frame = _reject(frame, pd.Series(~_tickers_ok(frame["ticker"]), index=frame.index),
-                    "stocks: bad ticker", rejected)
+    frame["ticker"], ok = _clean_tickers(frame["ticker"])
+    frame = _reject(frame, pd.Series(~ok, index=frame.index), "stocks: bad ticker", rejected)
     frame = _reject(frame, frame["name"].isna() | (frame["name"].astype(str).str.strip() == ""),
                     "stocks: missing name", rejected)
     return _reject(frame, frame["ticker"].duplicated(keep=False), "stocks: duplicate ticker",

@@ -25,8 +25,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "daily_prices",
-        sa.Column("ticker", sa.String(12), primary_key=True),
         sa.Column("date", sa.Date(), primary_key=True),
+        sa.Column("ticker", sa.String(12), primary_key=True),
         sa.Column("open", sa.BigInteger(), nullable=False),
         sa.Column("high", sa.BigInteger(), nullable=False),
         sa.Column("low", sa.BigInteger(), nullable=False),
@@ -37,20 +37,20 @@ def upgrade() -> None:
         sa.Column("market_cap", sa.BigInteger(), nullable=False),
         sa.Column("market", sa.String(16), nullable=False),
         sa.Column("halted", sa.Boolean(), nullable=False),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_daily_prices_date", "daily_prices", ["date"])
     op.create_table(
         "fundamentals",
-        sa.Column("ticker", sa.String(12), primary_key=True),
         sa.Column("date", sa.Date(), primary_key=True),
+        sa.Column("ticker", sa.String(12), primary_key=True),
         sa.Column("bps", sa.BigInteger(), nullable=False),
         sa.Column("per", sa.Float(), nullable=False),
         sa.Column("pbr", sa.Float(), nullable=False),
         sa.Column("eps", sa.BigInteger(), nullable=False),
         sa.Column("div", sa.Float(), nullable=False),
         sa.Column("dps", sa.BigInteger(), nullable=False),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_fundamentals_date", "fundamentals", ["date"])
     op.create_table(
         "collected_sessions",
         sa.Column("date", sa.Date(), primary_key=True),
@@ -65,8 +65,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("collected_sessions")
-    op.drop_index("ix_fundamentals_date", table_name="fundamentals")
     op.drop_table("fundamentals")
-    op.drop_index("ix_daily_prices_date", table_name="daily_prices")
     op.drop_table("daily_prices")
     op.drop_table("stocks")

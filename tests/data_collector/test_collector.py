@@ -1,0 +1,213 @@
+"""Collecting trading dates into the database, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select, text
+
+from services.common.clock import FixedClock
+from services.common.job_api import JobContext, Outcome
+from services.data_collector import collector
+from services.data_collector.collector import (
+    backfill,
+    collect_session,
+    completed_sessions,
+    missing_sessions,
+    run,
+    window_sessions,
+)
+from services.data_collector.models import CollectedSession, DailyPrice, Stock
+from services.data_collector.providers import MarketSnapshot
+from services.data_collector.providers.simulated import SimulatedProvider
+from services.data_collector.validation import InvalidSnapshot
+from tests.conftest import make_settings
+
+KST = ZoneInfo("Asia/Seoul")
+AFTER_CLOSE = datetime(2026, 11, 20, 18, 0, tzinfo=KST)
+TABLES = ("stocks", "daily_prices", "fundamentals")
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(AFTER_CLOSE)
+
+
+@pytest.fixture
+def provider(krx_calendar: Any, clock: FixedClock) -> SimulatedProvider:
+    return SimulatedProvider(calendar=krx_calendar, clock=clock, seed=7, universe_size=40)
+
+
+def dump(session_factory: Any) -> dict[str, list[tuple[Any, ...]]]:
+    with session_factory() as session:
+        return {table: sorted(tuple(row) for row in session.execute(text(f"SELECT * FROM {table}")))
+                for table in TABLES}
+
+
+def count(session_factory: Any, model: Any, **where: Any) -> int:
+    with session_factory() as session:
+        query = select(func.count()).select_from(model)
+        for column, value in where.items():
+            query = query.where(getattr(model, column) == value)
+        return int(session.scalar(query))
+
+
+def test_collecting_a_date_twice_leaves_identical_tables(session_factory, provider, clock):
+    day = date(2026, 11, 19)
+    first = collect_session(day, session_factory=session_factory, provider=provider, now=clock.now)
+    before = dump(session_factory)
+    again = collect_session(day, session_factory=session_factory, provider=provider, now=clock.now)
+    assert dump(session_factory) == before
+    assert first.price_rows == again.price_rows == count(session_factory, DailyPrice, date=day)
+    assert count(session_factory, CollectedSession) == 1
+
+
+def test_stored_rows_equal_what_the_provider_delivered(session_factory, provider, clock):
+    day = date(2026, 11, 19)
+    snapshot = provider.fetch_session(day)
+    collect_session(day, session_factory=session_factory, provider=provider, now=clock.now)
+    with session_factory() as session:
+        stored = {row.ticker: row for row in session.scalars(select(DailyPrice).where(DailyPrice.date == day))}
+    delivered = snapshot.prices.set_index("ticker")
+    assert set(stored) == set(delivered.index)
+    sample = delivered.index[0]
+    assert (stored[sample].open, stored[sample].close, stored[sample].volume) == (
+        delivered.loc[sample, "open"], delivered.loc[sample, "close"], delivered.loc[sample, "volume"])
+    assert stored[sample].halted is bool(delivered.loc[sample, "volume"] == 0)
+
+
+def test_a_crash_mid_date_leaves_the_date_absent(session_factory, provider, clock, monkeypatch):
+    day = date(2026, 11, 19)
+    real = collector.upsert_columns
+
+    def crash_on_fundamentals(connection, table, columns, keys, **options):
+        if table.name == "fundamentals":
+            raise RuntimeError("killed mid-write")
+        return real(connection, table, columns, keys, **options)
+
+    monkeypatch.setattr(collector, "upsert_columns", crash_on_fundamentals)
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        collect_session(day, session_factory=session_factory, provider=provider, now=clock.now)
+    assert count(session_factory, DailyPrice, date=day) == 0
+    assert count(session_factory, CollectedSession) == 0
+
+
+class Corrupting:
+    """A provider whose frames have bad rows (for the validation path end to end)."""
+
+    name = "corrupting"
+
+    def __init__(self, inner: SimulatedProvider, bad_rows: int | None) -> None:
+        self.inner, self.bad_rows = inner, bad_rows
+
+    def fetch_session(self, trading_date: date) -> MarketSnapshot:
+        snapshot = self.inner.fetch_session(trading_date)
+        prices = snapshot.prices.copy()
+        rows = len(prices) if self.bad_rows is None else self.bad_rows
+        prices.loc[prices.index[:rows], "close"] = -1
+        return replace(snapshot, prices=prices)
+
+
+def test_a_partly_bad_frame_stores_the_good_rows_and_counts_the_rest(session_factory, provider, clock):
+    day = date(2026, 11, 19)
+    result = collect_session(day, session_factory=session_factory, provider=Corrupting(provider, 3),
+                             now=clock.now)
+    assert result.rejected == {"prices: non-positive price": 3}
+    assert count(session_factory, DailyPrice, date=day) == len(provider.fetch_session(day).prices) - 3
+    with session_factory() as session:
+        assert session.get(CollectedSession, day).rejected_rows == 3
+
+
+def test_an_entirely_bad_frame_stores_nothing(session_factory, provider, clock):
+    with pytest.raises(InvalidSnapshot, match="every price row was rejected"):
+        collect_session(date(2026, 11, 19), session_factory=session_factory,
+                        provider=Corrupting(provider, None), now=clock.now)
+    assert dump(session_factory) == {table: [] for table in TABLES}
+
+
+def test_backfill_collects_in_date_order_and_skips_complete_dates_unless_forced(
+    session_factory, provider, clock
+):
+    days = [date(2026, 11, 18), date(2026, 11, 16), date(2026, 11, 17)]
+    progress: list[tuple[date, str]] = []
+    collect_session(date(2026, 11, 17), session_factory=session_factory, provider=provider, now=clock.now)
+    report = backfill(days, session_factory=session_factory, provider=provider, now=clock.now,
+                      on_progress=lambda day, status: progress.append((day, status)))
+    assert progress == [(date(2026, 11, 16), "collected"), (date(2026, 11, 17), "skipped"),
+                        (date(2026, 11, 18), "collected")]
+    assert report.summary()["sessions_collected"] == 2
+    forced = backfill(days, session_factory=session_factory, provider=provider, now=clock.now, force=True)
+    assert forced.summary()["sessions_collected"] == 3
+
+
+def test_backfill_records_a_failing_date_and_goes_on(session_factory, provider, clock):
+    clock.set(datetime(2026, 11, 19, 16, 0, tzinfo=KST))  # before the exam day's 16:30 close
+    report = backfill([date(2026, 11, 18), date(2026, 11, 19)], session_factory=session_factory,
+                      provider=provider, now=clock.now)
+    assert [r.trading_date for r in report.collected] == [date(2026, 11, 18)]
+    assert report.failed == {date(2026, 11, 19): "2026-11-19's close (16:30) has not happened yet"}
+
+
+def test_the_history_window_is_the_last_sessions_up_to_a_date(krx_calendar):
+    # Chuseok 2026 closes 09-24 and 09-25, the substitute holiday 10-05 and Hangul Day 10-09
+    assert window_sessions(krx_calendar, date(2026, 10, 12), 6) == [
+        date(2026, 10, 1), date(2026, 10, 2), date(2026, 10, 6), date(2026, 10, 7),
+        date(2026, 10, 8), date(2026, 10, 12)]
+
+
+def context(session_factory, krx_calendar, clock, day, origin="schedule", **settings) -> JobContext:
+    values = {"simulated_universe": "40", "simulated_seed": "7", "bootstrap_sessions": "5"}
+    values.update(settings)
+    job_settings = make_settings(**values)
+    return JobContext(job_name="data_collection", trading_date=day, scheduled_for=clock.now(),
+                      settings=job_settings, session_factory=session_factory, clock=clock,
+                      calendar=krx_calendar, dry_run=True, user_id="default_user", origin=origin)
+
+
+def test_the_job_catches_up_missing_history_then_collects_its_date(session_factory, krx_calendar, clock):
+    result = run(context(session_factory, krx_calendar, clock, date(2026, 11, 20)))
+    assert result.status is Outcome.SUCCESS
+    assert result.summary["sessions_collected"] == 5
+    assert sorted(completed_sessions(session_factory, date(2026, 1, 1), date(2026, 12, 31))) == [
+        date(2026, 11, 16), date(2026, 11, 17), date(2026, 11, 18), date(2026, 11, 19), date(2026, 11, 20)]
+    assert missing_sessions(krx_calendar, session_factory, date(2026, 11, 20), 5) == []
+
+
+def test_catch_up_with_nothing_missing_is_skipped_with_the_reason(session_factory, krx_calendar, clock):
+    run(context(session_factory, krx_calendar, clock, date(2026, 11, 20)))
+    result = run(context(session_factory, krx_calendar, clock, date(2026, 11, 20), origin="catch_up"))
+    assert result.status is Outcome.SKIPPED
+    assert result.reason == "nothing to catch up: the last 5 sessions up to 2026-11-20 are complete"
+
+
+def test_the_job_fails_when_its_own_date_is_entirely_bad(session_factory, krx_calendar, clock, monkeypatch):
+    real = collector.make_provider
+    monkeypatch.setattr(collector, "make_provider",
+                        lambda *args: Corrupting(real(*args), None))
+    result = run(context(session_factory, krx_calendar, clock, date(2026, 11, 20), bootstrap_sessions="1"))
+    assert result.status is Outcome.FAILED
+    assert "every price row was rejected" in (result.reason or "")
+    assert count(session_factory, DailyPrice) == 0
+
+
+def test_a_rename_is_kept_only_from_the_newest_date(session_factory, provider, clock):
+    class Renaming:
+        name = "renaming"
+
+        def __init__(self, label: str) -> None:
+            self.label = label
+
+        def fetch_session(self, trading_date: date) -> MarketSnapshot:
+            snapshot = provider.fetch_session(trading_date)
+            stocks = snapshot.stocks.assign(name=snapshot.stocks["name"] + self.label)
+            return replace(snapshot, stocks=stocks)
+
+    collect_session(date(2026, 11, 19), session_factory=session_factory, provider=Renaming(" new"), now=clock.now)
+    collect_session(date(2026, 11, 18), session_factory=session_factory, provider=Renaming(" old"), now=clock.now)
+    with session_factory() as session:
+        names = set(session.scalars(select(Stock.name)))
+    assert all(name.endswith(" new") for name in names)
