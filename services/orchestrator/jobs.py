@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from datetime import time, timedelta
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 from services.common.job_api import JobEntryPoint
 from services.common.market_calendar import MarketCalendar
@@ -21,6 +21,7 @@ from services.orchestrator.triggers import (
     InSessionIntervalTrigger,
     SessionAnchoredTrigger,
     TriggerError,
+    minutes_of_day as _minutes,
 )
 
 
@@ -158,13 +159,13 @@ REGISTRY: dict[str, JobSpec] = {job.name: job for job in JOBS}
 JOB_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 
-def get_job(name: str) -> JobSpec:
+def get_job(name: str, jobs: Mapping[str, JobSpec] | None = None) -> JobSpec:
+    """The job called ``name``; an unknown name lists the known ones."""
+    jobs = REGISTRY if jobs is None else jobs
     try:
-        return REGISTRY[name]
+        return jobs[name]
     except KeyError:
-        raise UnknownJobError(
-            f"unknown job {name!r}; known jobs: {', '.join(JOB_NAMES)}"
-        ) from None
+        raise UnknownJobError(f"unknown job {name!r}; known jobs: {', '.join(jobs)}") from None
 
 
 def enabled_jobs(settings: Settings) -> list[JobSpec]:
@@ -244,5 +245,3 @@ def job_table_markdown(settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def _minutes(clock: time) -> int:
-    return clock.hour * 60 + clock.minute

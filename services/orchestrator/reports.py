@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
-from services.common.market_calendar import MarketCalendar, weekdays
+from services.common.market_calendar import KRX_TZ, MarketCalendar, weekdays
 from services.common.settings import Settings
 from services.orchestrator.jobs import JobSpec, schedule_in_words
 from services.orchestrator.models import JobRun
@@ -50,7 +50,7 @@ def next_runs(
 
 def calendar_warning(calendar: MarketCalendar, now: datetime, fire_times: Iterable[datetime]) -> str | None:
     """A warning when the schedule reaches past the reviewed calendar data."""
-    today = now.astimezone(ZoneInfo("Asia/Seoul")).date()
+    today = now.astimezone(KRX_TZ).date()
     latest = max((fire.date() for fire in fire_times), default=today)
     if latest > calendar.valid_through or today + CALENDAR_WARNING_HORIZON > calendar.valid_through:
         return (

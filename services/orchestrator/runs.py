@@ -25,7 +25,7 @@ from services.common.database import dialect_insert
 from services.common.job_api import JobContext, JobResult, Outcome
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError, Settings
-from services.orchestrator.jobs import REGISTRY, JobSpec, ServiceUnavailableError, UnknownJobError
+from services.orchestrator.jobs import REGISTRY, JobSpec, ServiceUnavailableError, get_job
 from services.orchestrator.models import JobRun
 from services.orchestrator.triggers import CalendarTrigger
 
@@ -212,10 +212,7 @@ class JobRunner:
         self._stopping = threading.Event()
 
     def job(self, name: str) -> JobSpec:
-        try:
-            return self.jobs[name]
-        except KeyError:
-            raise UnknownJobError(f"unknown job {name!r}; known jobs: {', '.join(self.jobs)}") from None
+        return get_job(name, self.jobs)
 
     # -- deadlines -----------------------------------------------------------------------
 

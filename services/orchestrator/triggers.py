@@ -310,5 +310,8 @@ class ClockAlignedIntervalTrigger(CalendarTrigger):
         return f"<ClockAlignedIntervalTrigger ({self.describe()}, timezone='{self.timezone}')>"
 
 
-def _minutes(clock: time) -> int:
+def minutes_of_day(clock: time) -> int:
     return clock.hour * 60 + clock.minute
+
+
+_minutes = minutes_of_day

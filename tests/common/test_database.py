@@ -36,3 +36,18 @@ def test_times_are_stored_in_utc_and_read_back_aware(session_factory: Any) -> No
     assert row.scheduled_for == seoul
     assert row.scheduled_for.utcoffset() == timedelta(0)
     assert row.scheduled_for == datetime(2026, 11, 19, 8, 0, tzinfo=timezone.utc)
+
+
+def test_concurrent_migrations_of_a_fresh_sqlite_database_all_succeed(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo), DATABASE_URL=f"sqlite:///{tmp_path / 'race.db'}")
+    processes = [subprocess.Popen([sys.executable, "-m", "services.orchestrator.main", "migrate"],
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) for _ in range(4)]
+    outputs = [process.communicate(timeout=60)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs

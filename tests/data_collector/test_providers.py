@@ -12,7 +12,6 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
 
@@ -405,7 +404,8 @@ def simulated(calendar: MarketCalendar, **options: int) -> SimulatedProvider:
 def krx_tick(prices: np.ndarray) -> np.ndarray:
     """The KRX tick by price, from DESIGN.md section 9 (written here, independently)."""
     return np.select(
-        [prices < 2_000, prices < 5_000, prices < 20_000, prices < 50_000, prices < 200_000, prices < 500_000],
+        [prices < 2_000, prices < 5_000, prices < 20_000, prices < 50_000, prices < 200_000,
+         prices < 500_000],
         [1, 5, 10, 50, 100, 500],
         default=1_000,
     )
@@ -414,7 +414,8 @@ def krx_tick(prices: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def year_2025(krx_calendar) -> list[MarketSnapshot]:
     provider = simulated(krx_calendar)
-    return [provider.fetch_session(s.date) for s in krx_calendar.sessions(date(2025, 1, 1), date(2025, 12, 31))]
+    sessions = krx_calendar.sessions(date(2025, 1, 1), date(2025, 12, 31))
+    return [provider.fetch_session(session.date) for session in sessions]
 
 
 def consecutive(snapshots: list[MarketSnapshot]):

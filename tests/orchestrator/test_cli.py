@@ -241,3 +241,25 @@ def test_the_readme_job_table_is_the_registry_rendered() -> None:
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert job_table_markdown(make_settings()) in readme
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(runtime_module.Runtime, "create", broken)
+    result = cli("status")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: unexpected RuntimeError: disk on fire\n"
+
+
+def test_an_unwritable_database_directory_is_a_configuration_error(cli: Any) -> None:
+    result = cli("history", env={"DATABASE_URL": "sqlite:////proc/no/such/dir/x.db"})
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: DATABASE_URL: cannot create the directory /proc/no/such/dir")
+
+
+def test_next_runs_refuses_a_window_past_the_calendar_data(cli: Any) -> None:
+    result = cli("next-runs", "--start", "2027-12-30", "--end", "2028-01-10")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: 2028-01-09 is outside the KRX calendar data")
