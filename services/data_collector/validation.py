@@ -50,7 +50,7 @@ def validate_snapshot(snapshot: MarketSnapshot) -> ValidatedSnapshot:
     prices = snapshot.prices
     if prices.empty:
         raise InvalidSnapshot(f"{snapshot.trading_date}: empty price frame; the provider returned no rows")
-    if (prices[_PRICE_FIELDS].fillna(0) == 0).all(axis=None):
+    if (prices[_PRICE_FIELDS] == 0).all(axis=None):
         raise InvalidSnapshot(
             f"{snapshot.trading_date}: zero-filled price frame (KRX answers a holiday this way)"
         )

@@ -109,8 +109,15 @@ class PykrxProvider:
         return self._call("get_market_cap", day, market=market)["시가총액"]
 
     def _name(self, ticker: str) -> str:
+        """pykrx answers names from a table it loads once: no request, no throttle. An
+        unknown code gets no name (validation then drops its master row, not the date)."""
         if ticker not in self._names:
-            self._names[ticker] = str(self._call("get_market_ticker_name", ticker))
+            try:
+                name = self.stock.get_market_ticker_name(ticker)
+            except Exception as exc:  # the adapter's edge: a name is not worth the date
+                logger.warning("pykrx has no name for %s (%s: %s)", ticker, type(exc).__name__, exc)
+                name = ""
+            self._names[ticker] = name if isinstance(name, str) else ""
         return self._names[ticker]
 
     def _throttle(self) -> None:
@@ -130,15 +137,27 @@ class PykrxProvider:
             except Exception as exc:  # the adapter's edge: any pykrx/requests failure is retried
                 last_error = f"{type(exc).__name__}: {exc}"
             else:
-                if not isinstance(answer, pd.DataFrame) or not answer.empty:
+                if not _is_empty(answer):
                     return answer
-                last_error = "empty frame (pykrx's answer to a failed request)"
+                last_error = "empty answer (pykrx's answer to a failed request)"
             if attempt < self.attempts:
                 delay = self.backoff ** (attempt - 1)
-                logger.warning("pykrx %s%s failed (%s); retry %d/%d in %.1f s", function, args,
+                logger.warning("pykrx %s failed (%s); retry %d/%d in %.1f s", _describe(function, args, kwargs),
                                last_error, attempt, self.attempts - 1, delay)
                 self._sleep(delay)
-        raise TransientProviderError(f"pykrx {function}{args}: {last_error} after {self.attempts} attempts")
+        raise TransientProviderError(
+            f"pykrx {_describe(function, args, kwargs)}: {last_error} after {self.attempts} attempts")
+
+
+def _is_empty(answer: Any) -> bool:
+    if isinstance(answer, pd.DataFrame):
+        return answer.empty
+    return isinstance(answer, (list, tuple)) and not answer
+
+
+def _describe(function: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{function}({', '.join(parts)})"
 
 
 def ohlcv_to_prices(frame: pd.DataFrame, trading_date: date, market: str,

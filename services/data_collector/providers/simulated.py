@@ -15,6 +15,7 @@ so the same seed and date give identical data in any order of requests.
 from __future__ import annotations
 
 import string
+import weakref
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -217,13 +218,14 @@ class SimulatedProvider:
         return self.market.snapshot(self.market.index_of[trading_date])
 
 
-_MARKETS: dict[tuple[int, int, int, date], SimulatedMarket] = {}
+_MARKETS: "weakref.WeakKeyDictionary[MarketCalendar, dict[tuple[int, int], SimulatedMarket]]" = (
+    weakref.WeakKeyDictionary())
 
 
 def _market(calendar: MarketCalendar, seed: int, size: int) -> SimulatedMarket:
-    """One market per (calendar, seed, size) per process: the path is built once."""
-    key = (id(calendar), seed, size, calendar.last_date)
-    if key not in _MARKETS:
+    """One market per (calendar, seed, size) while the calendar lives: the path is built once."""
+    markets = _MARKETS.setdefault(calendar, {})
+    if (seed, size) not in markets:
         sessions = [s.date for s in calendar.sessions(calendar.first_date, calendar.last_date)]
-        _MARKETS[key] = SimulatedMarket(sessions, seed, size)
-    return _MARKETS[key]
+        markets[(seed, size)] = SimulatedMarket(sessions, seed, size)
+    return markets[(seed, size)]
