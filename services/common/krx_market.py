@@ -3,7 +3,6 @@ daily price band. Pure functions, scalar and vectorized (numpy) forms."""
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
@@ -28,24 +27,12 @@ _TICKS = np.array([tick for _, tick in TICK_TABLE] + [TOP_TICK], dtype=np.int64)
 
 def tick_size(price: float) -> int:
     """The tick of ``price`` (KRW)."""
-    for bound, tick in TICK_TABLE:
-        if price < bound:
-            return tick
-    return TOP_TICK
+    return int(ticks_of(np.array([price], dtype=np.float64))[0])
 
 
 def round_to_tick(price: float, direction: Literal["down", "up", "nearest"] = "nearest") -> int:
     """``price`` on the tick grid: buy limits round up, sell limits down."""
-    tick = tick_size(price)
-    steps = price / tick
-    if direction == "down":
-        value = math.floor(steps + 1e-9) * tick
-    elif direction == "up":
-        value = math.ceil(steps - 1e-9) * tick
-    else:
-        value = math.floor(steps + 0.5) * tick
-    # crossing a bound downwards can leave a price on the coarser grid: re-check once
-    return int(value if value % tick_size(value) == 0 else round_to_tick(value, direction))
+    return int(round_to_ticks(np.array([price], dtype=np.float64), direction)[0])
 
 
 def ticks_of(prices: np.ndarray) -> np.ndarray:

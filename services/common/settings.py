@@ -70,35 +70,36 @@ def _parse_int(text: str, what: str) -> int:
     return int(stripped)
 
 
-def parse_positive_int(text: str) -> int:
-    value = _parse_int(text, "a whole number above 0")
-    if value <= 0:
-        raise ValueError("expected a whole number above 0")
-    return value
-
-
-def parse_non_negative_int(text: str) -> int:
-    value = _parse_int(text, "a whole number, 0 or more")
-    if value < 0:
-        raise ValueError("expected a whole number, 0 or more")
+def _int_between(text: str, low: int, high: int | None, what: str) -> int:
+    """A whole number in [low, high] (``high`` None: no upper bound)."""
+    value = _parse_int(text, what)
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"expected {what}")
     return value
 
 
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 
+def parse_positive_int(text: str) -> int:
+    return _int_between(text, 1, None, "a whole number above 0")
+
+
+def parse_non_negative_int(text: str) -> int:
+    return _int_between(text, 0, None, "a whole number, 0 or more")
+
+
 def parse_grace_seconds(text: str) -> int:
-    value = _parse_int(text, f"a whole number of seconds from 0 to {MAX_GRACE_SECONDS}")
-    if not 0 <= value <= MAX_GRACE_SECONDS:
-        raise ValueError(f"expected a whole number of seconds from 0 to {MAX_GRACE_SECONDS} (a week)")
-    return value
+    return _int_between(text, 0, MAX_GRACE_SECONDS,
+                        f"a whole number of seconds from 0 to {MAX_GRACE_SECONDS} (a week)")
 
 
 def parse_interval_minutes(text: str) -> int:
-    value = _parse_int(text, "a whole number of minutes from 1 to 1440")
-    if not 1 <= value <= _MINUTES_PER_DAY:
-        raise ValueError("expected a whole number of minutes from 1 to 1440")
-    return value
+    return _int_between(text, 1, _MINUTES_PER_DAY, "a whole number of minutes from 1 to 1440")
+
+
+def parse_universe_size(text: str) -> int:
+    return _int_between(text, 1, 5000, "a whole number of tickers from 1 to 5000")
 
 
 def parse_day_divisor_minutes(text: str) -> int:
@@ -107,13 +108,6 @@ def parse_day_divisor_minutes(text: str) -> int:
         raise ValueError(
             "the interval must divide a day evenly (e.g. 5, 10, 15, 20, 30, 60, 120 minutes)"
         )
-    return value
-
-
-def parse_universe_size(text: str) -> int:
-    value = _parse_int(text, "a whole number of tickers from 1 to 5000")
-    if not 1 <= value <= 5000:
-        raise ValueError("expected a whole number of tickers from 1 to 5000")
     return value
 
 
