@@ -98,11 +98,12 @@ def migrate(engine: Engine) -> str | None:
     A database already at head is only read. Concurrent migrators take turns: a
     PostgreSQL advisory lock, or a lock file beside the SQLite database.
     """
+    from services.migrations import HEAD
+
+    if _stored_revision(engine) == HEAD:
+        return HEAD
     from alembic import command
 
-    head = head_revision()
-    if current_revision(engine) == head:
-        return head
     with _sqlite_migration_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
@@ -122,6 +123,16 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """The revision recorded in ``alembic_version`` (None on a new database)."""
+    from sqlalchemy import inspect
+
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -24,6 +24,7 @@ from services.common.clock import Clock
 from services.common.database import dialect_insert
 from services.common.job_api import JobContext, JobResult, Outcome
 from services.common.market_calendar import MarketCalendar
+from services.common.memory import release_memory
 from services.common.settings import ConfigurationError, Settings
 from services.orchestrator.jobs import REGISTRY, JobSpec, ServiceUnavailableError, get_job
 from services.orchestrator.models import JobRun
@@ -288,6 +289,7 @@ class JobRunner:
             latest = trigger.previous_fire_time(now)
             if latest is not None:
                 records.append(self.run_now(job_name, trigger.trading_date(latest), origin="catch_up"))
+        release_memory()  # a history catch-up is the largest batch an idle scheduler runs
         return records
 
     def record_overlap(self, job_name: str, fire_time: datetime) -> RunRecord | None:

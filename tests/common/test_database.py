@@ -51,3 +51,9 @@ def test_concurrent_migrations_of_a_fresh_sqlite_database_all_succeed(tmp_path) 
                                   text=True) for _ in range(4)]
     outputs = [process.communicate(timeout=60)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
+
+
+def test_the_declared_head_is_alembics_head() -> None:
+    from services.migrations import HEAD
+
+    assert HEAD == head_revision()
