@@ -159,6 +159,26 @@ def upsert(connection: Any, table: Any, rows: list[dict[str, Any]], key_columns:
     return len(rows)
 
 
+def frame_columns(frame: Any) -> dict[str, list[Any]]:
+    """A DataFrame as plain Python column lists for :func:`upsert_columns`: NaN becomes
+    None (NULL on every backend), datetime64 becomes ``date``, no numpy scalars."""
+    import numpy as np
+    import pandas as pd
+
+    columns: dict[str, list[Any]] = {}
+    for name in frame.columns:
+        series = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(series):
+            columns[name] = [value.date() for value in series]
+        elif pd.api.types.is_float_dtype(series):
+            values = series.to_numpy(dtype=float)
+            columns[name] = [None if missing else value
+                             for value, missing in zip(values.tolist(), np.isnan(values).tolist())]
+        else:
+            columns[name] = series.tolist()
+    return columns
+
+
 def upsert_columns(connection: Any, table: Any, columns: dict[str, list[Any]],
                    key_columns: list[str], *, update_where: Any = None) -> int:
     """:func:`upsert` for large batches given as plain column lists (Python values).

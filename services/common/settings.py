@@ -125,6 +125,13 @@ def _parse_float(text: str, what: str) -> float:
     return float(stripped)
 
 
+def parse_watchlist_weights(text: str) -> str:
+    from services.watchlist_manager.scoring import parse_weights
+
+    parse_weights(text)  # raises ValueError("expected ...")
+    return text.strip()
+
+
 def parse_percent(text: str) -> float:
     value = _parse_float(text, "a percentage above 0 and at most 100")
     if not 0 < value <= 100:
@@ -248,6 +255,16 @@ class Settings:
                                        "tickers in the simulated market (1-5000)")
     simulated_seed: int = _setting("ORCHESTRATOR_SIMULATED_SEED", parse_non_negative_int, "42",
                                    "seed of the simulated market: same seed, same data")
+    watchlist_size: int = _setting("ORCHESTRATOR_WATCHLIST_SIZE", parse_positive_int, "20",
+                                   "tickers kept on each user's watchlist")
+    watchlist_min_value: int = _setting("ORCHESTRATOR_WATCHLIST_MIN_VALUE", parse_non_negative_int,
+                                        "1000000000", "minimum traded value of the session, KRW")
+    watchlist_min_price: int = _setting("ORCHESTRATOR_WATCHLIST_MIN_PRICE", parse_non_negative_int,
+                                        "1000", "minimum close, KRW")
+    watchlist_weights: str = _setting(
+        "ORCHESTRATOR_WATCHLIST_WEIGHTS", parse_watchlist_weights,
+        "trend=0.3,momentum=0.25,volatility=0.15,liquidity=0.15,value=0.15",
+        "factor weights of the watchlist score")
     pykrx_min_interval_seconds: float = _setting(
         "ORCHESTRATOR_PYKRX_MIN_INTERVAL", parse_non_negative_float, "1.0",
         "seconds between two requests to KRX (pykrx provider)")

@@ -18,9 +18,7 @@ from sqlalchemy import Connection, and_, or_, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-import pandas as pd
-
-from services.common.database import upsert, upsert_columns
+from services.common.database import frame_columns, upsert, upsert_columns
 from services.common.clock import Clock
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
@@ -53,13 +51,13 @@ def store_snapshot(connection: Connection, validated: ValidatedSnapshot, provide
                    collected_at: datetime) -> CollectResult:
     """Upsert one validated date; the caller owns the transaction."""
     day = validated.snapshot.trading_date
-    stocks = _columns(validated.stocks)
+    stocks = frame_columns(validated.stocks)
     stocks["updated_on"] = [day] * len(validated.stocks)
     upsert_columns(connection, Stock.__table__, stocks, ["ticker"], update_where=_renamed_later)
-    price_rows = upsert_columns(connection, DailyPrice.__table__, _columns(validated.prices),
+    price_rows = upsert_columns(connection, DailyPrice.__table__, frame_columns(validated.prices),
                                 ["date", "ticker"])
     fundamental_rows = upsert_columns(connection, Fundamental.__table__,
-                                      _columns(validated.fundamentals), ["date", "ticker"])
+                                      frame_columns(validated.fundamentals), ["date", "ticker"])
     upsert(connection, CollectedSession.__table__, [{
         "date": day, "provider": provider, "stock_rows": len(validated.stocks),
         "price_rows": price_rows, "fundamental_rows": fundamental_rows,
@@ -75,11 +73,6 @@ def _renamed_later(table: Any, excluded: Any) -> Any:
         excluded.updated_on >= table.c.updated_on,
         or_(table.c.name != excluded.name, table.c.market != excluded.market),
     )
-
-
-def _columns(frame: pd.DataFrame) -> dict[str, list[object]]:
-    """Plain Python column lists (no numpy scalars) for the driver."""
-    return {column: frame[column].tolist() for column in frame.columns}
 
 
 def completed_sessions(session_factory: sessionmaker[DbSession], start: date, end: date) -> set[date]:

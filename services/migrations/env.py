@@ -4,6 +4,8 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import services.data_collector.models  # noqa: F401  (registers the tables)
+import services.indicator_calculator.models  # noqa: F401
+import services.watchlist_manager.models  # noqa: F401
 import services.orchestrator.models  # noqa: F401
 from services.common.database import Base
 

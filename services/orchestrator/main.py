@@ -465,6 +465,50 @@ def _closed_sessions(runtime: Runtime, start_day: date, end_day: date) -> List[d
 
 
 @app.command()
+def watchlist(
+    date_text: Optional[str] = typer.Option(None, "--date", help="Session, YYYY-MM-DD (default: the latest list)."),
+    user_id: Optional[str] = UserIdOption,
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """A user's watchlist: rank, score and factors, and each ticker's return and days on
+    the list since it entered; then the tickers that left since the previous list.
+
+    JSON keys: date, user_id, previous_date, entries [...], exits [...].
+
+    Example: python -m services.orchestrator.main watchlist --date 2026-11-20
+    """
+    from services.watchlist_manager.manager import latest_watchlist_date, watchlist_view
+
+    _reject_csv(fmt)
+    settings = _settings(user_id=user_id)
+    runtime = Runtime.create(settings)
+    today = runtime.clock.now().astimezone(KRX_TZ).date()
+    day = _parse_day(date_text, "--date") if date_text else today
+    _require_in_calendar(runtime, day)
+    factory = runtime.session_factory()
+    shown = latest_watchlist_date(factory, settings.user_id, day) if date_text is None else day
+    if shown is None:
+        runtime.close()
+        raise typer.BadParameter(f"no watchlist for {settings.user_id} on or before {day}; run "
+                                 "`run-job watchlist_update` first", param_hint="'--date'")
+    view = watchlist_view(factory, runtime.calendar, settings.user_id, shown)
+    runtime.close()
+    if fmt is Format.json:
+        typer.echo(to_json(view))
+        return
+    rows = [{**entry, "factors": " ".join(f"{name[0].upper()}{entry[name]:.2f}" for name in
+                                          ("trend", "momentum", "volatility", "liquidity", "value")),
+             "return": f"{entry['return_since_entry']:+.2%}", "days": entry["days_on_list"]}
+            for entry in view["entries"]]
+    emit(rows, ["rank", "ticker", "name", "score", "factors", "entered_on", "days", "return"], Format.table,
+         title=f"Watchlist of {view['user_id']} on {view['date']} (factors: Trend Momentum "
+               "Volatility Liquidity Value)")
+    if view["exits"]:
+        emit(view["exits"], ["ticker", "name", "entered_on", "entry_close", "close", "return_since_entry"],
+             Format.table, title=f"Left the list since {view['previous_date']}")
+
+
+@app.command()
 def migrate() -> None:
     """Apply database migrations (``start`` does this too).
 

@@ -1,0 +1,223 @@
+"""Technical indicators for a whole universe at once, defined as TA-Lib defines them.
+
+``compute_indicators(prices)`` lays the rows out as a (row-of-ticker x ticker) matrix,
+so every indicator is a numpy operation over all tickers together; recursive ones
+(EMA, Wilder smoothing) loop over time steps, never over tickers. Each ticker's rows
+are its sessions in date order (gaps in dates are simply the rows it has).
+
+Definitions and first valid row (warm-up), as TA-Lib with its default settings:
+
+=================  ==========================================================  =====
+column             definition                                                  first
+=================  ==========================================================  =====
+sma_n              simple mean of the last n closes                             n-1
+ema_n              EMA, k = 2/(n+1), seeded with the SMA of the first n closes  n-1
+rsi_14             Wilder: gains/losses seeded by their 14-change means         14
+macd*              EMA12 - EMA26, both started at row 25 (EMA12 seeded with     33
+                   the SMA of closes 14..25); signal EMA9 of MACD seeded with
+                   the mean of MACD 25..33; hist = macd - signal
+bb_*               SMA20 +- 2 population standard deviations                    19
+atr_14             true range from row 1; SMA of TR 1..14, then Wilder          14
+stoch_k, stoch_d   fast %K 14 (0 when the range is 0), slow %K = SMA3,          17
+                   %D = SMA3 of slow %K; both reported from row 17
+volume_ratio_20    volume / SMA20(volume); NaN when that mean is 0              19
+=================  ==========================================================  =====
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+INPUT_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "volume"]
+INDICATOR_COLUMNS = [
+    "sma_5", "sma_20", "sma_60", "sma_120", "ema_12", "ema_26", "ema_20", "rsi_14",
+    "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower", "atr_14",
+    "stoch_k", "stoch_d", "volume_ratio_20",
+]
+#: Rows of history the longest warm-up needs (sma_120); an incremental run reads more
+#: (see calculator.LOOKBACK_SESSIONS) so EMA/Wilder values settle to full-history ones.
+LONGEST_WARMUP = 119
+_TA_ZERO = 1e-8  # TA-Lib's TA_IS_ZERO threshold
+
+
+def compute_indicators(prices: pd.DataFrame) -> pd.DataFrame:
+    """One row of indicators per input row (same index), NaN during warm-up."""
+    missing = [column for column in INPUT_COLUMNS if column not in prices.columns]
+    if missing:
+        raise ValueError(f"prices lack columns {missing}; expected {INPUT_COLUMNS}")
+    result = pd.DataFrame(np.nan, index=prices.index, columns=INDICATOR_COLUMNS, dtype=float)
+    if prices.empty:
+        return result
+    layout = _Layout(prices)
+    close, high, low = layout.matrix("close"), layout.matrix("high"), layout.matrix("low")
+    volume = layout.matrix("volume")
+    columns = {
+        "sma_5": sma(close, 5), "sma_20": sma(close, 20), "sma_60": sma(close, 60),
+        "sma_120": sma(close, 120),
+        "ema_12": ema(close, 12), "ema_26": ema(close, 26), "ema_20": ema(close, 20),
+        "rsi_14": rsi(close, 14), "atr_14": atr(high, low, close, 14),
+        "volume_ratio_20": volume_ratio(volume, 20),
+    }
+    columns.update(zip(("macd", "macd_signal", "macd_hist"), macd(close, 12, 26, 9)))
+    columns.update(zip(("bb_upper", "bb_middle", "bb_lower"), bollinger(close, 20, 2.0)))
+    columns.update(zip(("stoch_k", "stoch_d"), stochastic(high, low, close, 14, 3, 3)))
+    values = np.column_stack([layout.rows(columns[name]) for name in INDICATOR_COLUMNS])
+    result.iloc[layout.order] = values
+    return result
+
+
+class _Layout:
+    """Rows sorted by (ticker, date), placed in a matrix: row = the ticker's n-th session."""
+
+    def __init__(self, prices: pd.DataFrame) -> None:
+        tickers = prices["ticker"].astype(str).to_numpy()
+        dates = pd.to_datetime(prices["date"]).to_numpy()
+        self.order = np.lexsort((dates, tickers))
+        sorted_tickers, sorted_dates = tickers[self.order], dates[self.order]
+        same = (sorted_tickers[1:] == sorted_tickers[:-1])
+        duplicated = same & (sorted_dates[1:] == sorted_dates[:-1])
+        if duplicated.any():
+            at = int(np.flatnonzero(duplicated)[0])
+            raise ValueError(f"duplicate rows for ticker {sorted_tickers[at]} on "
+                             f"{pd.Timestamp(sorted_dates[at]).date()}; expected one row per (ticker, date)")
+        starts = np.flatnonzero(np.r_[True, ~same])
+        self.codes = np.cumsum(np.r_[True, ~same]) - 1
+        self.positions = np.arange(len(self.order)) - starts[self.codes]
+        self.shape = (int(self.positions.max()) + 1, len(starts))
+        self._prices = prices
+
+    def matrix(self, column: str) -> np.ndarray:
+        values = np.full(self.shape, np.nan)
+        values[self.positions, self.codes] = self._prices[column].to_numpy(dtype=float)[self.order]
+        return values
+
+    def rows(self, matrix: np.ndarray) -> np.ndarray:
+        return matrix[self.positions, self.codes]
+
+
+# --- building blocks over (time x ticker) matrices ------------------------------------------
+
+
+def sma(values: np.ndarray, period: int) -> np.ndarray:
+    """Simple moving average; NaN until ``period`` rows (or if the window holds a NaN)."""
+    out = np.full(values.shape, np.nan)
+    if len(values) < period:
+        return out
+    nan = np.isnan(values)
+    sums = np.cumsum(np.where(nan, 0.0, values), axis=0)
+    nans = np.cumsum(nan, axis=0)
+    sums = np.vstack([np.zeros((1, values.shape[1])), sums])
+    nans = np.vstack([np.zeros((1, values.shape[1])), nans])
+    window = (sums[period:] - sums[:-period]) / period
+    window[(nans[period:] - nans[:-period]) > 0] = np.nan
+    out[period - 1:] = window
+    return out
+
+
+def _recursive(values: np.ndarray, start: int, seed: np.ndarray, weight: float) -> np.ndarray:
+    """out[start] = seed; out[t] = out[t-1] + weight * (values[t] - out[t-1])."""
+    out = np.full(values.shape, np.nan)
+    if start >= len(values):
+        return out
+    out[start] = seed
+    for t in range(start + 1, len(values)):
+        out[t] = out[t - 1] + weight * (values[t] - out[t - 1])
+    return out
+
+
+def ema_from(values: np.ndarray, period: int, start: int) -> np.ndarray:
+    """TA-Lib's EMA begun at row ``start``, seeded with the SMA of the ``period`` rows
+    ending there."""
+    if start >= len(values):
+        return np.full(values.shape, np.nan)
+    seed = sma(values[start - period + 1:start + 1], period)[-1]
+    return _recursive(values, start, seed, 2.0 / (period + 1))
+
+
+def ema(values: np.ndarray, period: int) -> np.ndarray:
+    return ema_from(values, period, period - 1)
+
+
+def wilder_from(values: np.ndarray, period: int, start: int, seed: np.ndarray) -> np.ndarray:
+    """Wilder smoothing: out[t] = (out[t-1] * (period - 1) + values[t]) / period."""
+    return _recursive(values, start, seed, 1.0 / period)
+
+
+def _previous(values: np.ndarray) -> np.ndarray:
+    return np.vstack([np.full((1, values.shape[1]), np.nan), values[:-1]])
+
+
+def rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
+    change = close - _previous(close)
+    gain, loss = np.where(change > 0, change, 0.0), np.where(change < 0, -change, 0.0)
+    gain[np.isnan(change)] = np.nan
+    loss[np.isnan(change)] = np.nan
+    if len(close) <= period:
+        return np.full(close.shape, np.nan)
+    average_gain = wilder_from(gain, period, period, gain[1:period + 1].mean(axis=0))
+    average_loss = wilder_from(loss, period, period, loss[1:period + 1].mean(axis=0))
+    total = average_gain + average_loss
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(np.abs(total) < _TA_ZERO, 0.0, 100.0 * average_gain / total)
+    value[np.isnan(total)] = np.nan
+    return value
+
+
+def macd(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    begin = slow - 1  # both EMAs start where the slow one can
+    line = ema_from(close, fast, begin) - ema_from(close, slow, begin)
+    signal_line = ema_from(line, signal, begin + signal - 1) if len(close) > begin + signal - 1 \
+        else np.full(close.shape, np.nan)
+    first = begin + signal - 1
+    line[:first] = np.nan
+    return line, signal_line, line - signal_line
+
+
+def bollinger(close: np.ndarray, period: int = 20, width: float = 2.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    middle = sma(close, period)
+    deviation = np.full(close.shape, np.nan)
+    if len(close) >= period:
+        windows = np.lib.stride_tricks.sliding_window_view(close, period, axis=0)
+        deviation[period - 1:] = windows.std(axis=-1)  # population (ddof 0), as TA-Lib
+    return middle + width * deviation, middle, middle - width * deviation
+
+
+def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
+    previous = _previous(close)
+    ranges = np.stack([high - low, np.abs(high - previous), np.abs(low - previous)])
+    out = ranges.max(axis=0)
+    out[np.isnan(previous)] = np.nan  # TA-Lib's true range starts at row 1
+    return out
+
+
+def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
+    ranges = true_range(high, low, close)
+    if len(close) <= period:
+        return np.full(close.shape, np.nan)
+    return wilder_from(ranges, period, period, ranges[1:period + 1].mean(axis=0))
+
+
+def stochastic(high: np.ndarray, low: np.ndarray, close: np.ndarray, fast_k: int = 14,
+               slow_k: int = 3, slow_d: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    fast = np.full(close.shape, np.nan)
+    if len(close) >= fast_k:
+        highest = np.lib.stride_tricks.sliding_window_view(high, fast_k, axis=0).max(axis=-1)
+        lowest = np.lib.stride_tricks.sliding_window_view(low, fast_k, axis=0).min(axis=-1)
+        spread = highest - lowest
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fast[fast_k - 1:] = np.where(spread != 0, 100.0 * (close[fast_k - 1:] - lowest) / spread, 0.0)
+        fast[fast_k - 1:][np.isnan(spread)] = np.nan
+    k = sma(fast, slow_k)
+    d = sma(k, slow_d)
+    first = fast_k + slow_k + slow_d - 3  # TA-Lib reports both from the same row
+    k[:first] = np.nan
+    return k, d
+
+
+def volume_ratio(volume: np.ndarray, period: int = 20) -> np.ndarray:
+    average = sma(volume, period)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(average > 0, volume / average, np.nan)

@@ -1,0 +1,164 @@
+"""The ``watchlist_update`` job and the watchlist view.
+
+For trading date D and a user: score the universe from D's indicators, keep the top
+N, and store them per ``(user_id, date, ticker)`` with rank, score and factors. A
+ticker that stays on the list keeps the date and close it entered at, so its return
+and days on the list can be followed; the tickers that left are the day's exits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from services.common.database import frame_columns, upsert_columns
+from services.common.job_api import JobContext, JobResult
+from services.common.market_calendar import MarketCalendar
+from services.common.settings import Settings
+from services.watchlist_manager.models import WatchlistEntry
+from services.watchlist_manager.scoring import (
+    FACTORS,
+    WatchlistRules,
+    eligibility,
+    parse_weights,
+    select_watchlist,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def rules_from(settings: Settings) -> WatchlistRules:
+    return WatchlistRules(size=settings.watchlist_size, min_price=settings.watchlist_min_price,
+                          min_value=settings.watchlist_min_value,
+                          weights=parse_weights(settings.watchlist_weights))
+
+
+def load_universe(connection: Connection, day: date) -> pd.DataFrame:
+    """Prices, technical and financial indicators of one date, one row per ticker."""
+    rows = connection.execute(text(
+        "SELECT p.ticker, p.close, p.value, p.halted, t.sma_20, t.sma_60, t.sma_120, t.rsi_14, "
+        "t.macd_hist, t.atr_14, f.per, f.pbr "
+        "FROM daily_prices p "
+        "JOIN technical_indicators t ON t.date = p.date AND t.ticker = p.ticker "
+        "LEFT JOIN financial_indicators f ON f.date = p.date AND f.ticker = p.ticker "
+        "WHERE p.date = :day"), {"day": day}).all()
+    frame = pd.DataFrame(rows, columns=["ticker", "close", "value", "halted", "sma_20", "sma_60", "sma_120",
+                                        "rsi_14", "macd_hist", "atr_14", "per", "pbr"])
+    numeric = frame.columns.difference(["ticker", "halted"])
+    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
+    frame["halted"] = frame["halted"].astype(bool)
+    return frame
+
+
+def previous_list(connection: Connection, user_id: str, day: date) -> tuple[date | None, pd.DataFrame]:
+    """The user's most recent watchlist before ``day``."""
+    previous = connection.scalar(select(func.max(WatchlistEntry.date)).where(
+        WatchlistEntry.user_id == user_id, WatchlistEntry.date < day))
+    if previous is None:
+        return None, pd.DataFrame(columns=["ticker", "entered_on", "entry_close"])
+    rows = connection.execute(select(WatchlistEntry.ticker, WatchlistEntry.entered_on, WatchlistEntry.entry_close)
+                              .where(WatchlistEntry.user_id == user_id, WatchlistEntry.date == previous)).all()
+    return previous, pd.DataFrame(rows, columns=["ticker", "entered_on", "entry_close"])
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    size: int
+    eligible: int
+    entries: list[str]
+    exits: list[str]
+
+
+def update_watchlist(connection: Connection, user_id: str, day: date, rules: WatchlistRules) -> UpdateResult:
+    """Replace the user's watchlist of ``day`` (idempotent); the caller owns the transaction."""
+    universe = load_universe(connection, day)
+    chosen = select_watchlist(universe, rules)
+    _, before = previous_list(connection, user_id, day)
+    carried = chosen.merge(before, on="ticker", how="left")
+    new = carried["entered_on"].isna()
+    carried.loc[new, "entered_on"] = day
+    carried.loc[new, "entry_close"] = carried.loc[new, "close"]
+    rows = carried.assign(user_id=user_id, date=day)
+    rows["close"] = rows["close"].astype("int64")
+    rows["entry_close"] = rows["entry_close"].astype("int64")
+    connection.execute(delete(WatchlistEntry).where(WatchlistEntry.user_id == user_id, WatchlistEntry.date == day))
+    upsert_columns(connection, WatchlistEntry.__table__,
+                   frame_columns(rows[["user_id", "date", "ticker", "rank", "score", *FACTORS, "close",
+                                       "entered_on", "entry_close"]]),
+                   ["user_id", "date", "ticker"])
+    entries = sorted(set(chosen["ticker"]) - set(before["ticker"]))
+    exits = sorted(set(before["ticker"]) - set(chosen["ticker"]))
+    eligible_count = int((eligibility(universe, rules) == "").sum())
+    return UpdateResult(len(chosen), eligible_count, entries, exits)
+
+
+def indicators_ready(session_factory: sessionmaker[DbSession], day: date) -> bool:
+    from services.indicator_calculator.calculator import is_calculated
+
+    return is_calculated(session_factory, day)
+
+
+def run(ctx: JobContext) -> JobResult:
+    """``watchlist_update`` for ``ctx.trading_date`` and ``ctx.user_id``."""
+    if not indicators_ready(ctx.session_factory, ctx.trading_date):
+        from services.indicator_calculator import calculator
+
+        ctx.log.info("no indicators for %s: calculating them first", ctx.trading_date)
+        result = calculator.run(ctx)
+        if result.status.value != "success":
+            return JobResult.skipped(f"input missing: no indicators for {ctx.trading_date} ({result.reason})")
+    with ctx.session_factory.begin() as session:
+        result_ = update_watchlist(session.connection(), ctx.user_id, ctx.trading_date, rules_from(ctx.settings))
+    return JobResult.success(size=result_.size, eligible=result_.eligible, entries=len(result_.entries),
+                             exits=len(result_.exits))
+
+
+# --- the view -------------------------------------------------------------------------------
+
+
+def latest_watchlist_date(session_factory: sessionmaker[DbSession], user_id: str, on_or_before: date) -> date | None:
+    with session_factory() as session:
+        return session.scalar(select(func.max(WatchlistEntry.date)).where(
+            WatchlistEntry.user_id == user_id, WatchlistEntry.date <= on_or_before))
+
+
+def watchlist_view(session_factory: sessionmaker[DbSession], calendar: MarketCalendar, user_id: str,
+                   day: date) -> dict[str, Any]:
+    """The list of ``day`` with each ticker's performance since it entered, and the
+    tickers that left since the previous list (with their return to ``day``'s close)."""
+    with session_factory() as session:
+        connection = session.connection()
+        entries = session.scalars(select(WatchlistEntry).where(
+            WatchlistEntry.user_id == user_id, WatchlistEntry.date == day).order_by(WatchlistEntry.rank)).all()
+        previous_day, before = previous_list(connection, user_id, day)
+        names = dict(connection.execute(text("SELECT ticker, name FROM stocks")).all())
+        left = sorted(set(before["ticker"]) - {entry.ticker for entry in entries})
+        closes = dict(connection.execute(
+            text("SELECT ticker, close FROM daily_prices WHERE date = :day"), {"day": day}).all())
+    rows = [{
+        "rank": entry.rank, "ticker": entry.ticker, "name": names.get(entry.ticker, ""),
+        "score": round(entry.score, 4), **{factor: round(getattr(entry, factor), 4) for factor in FACTORS},
+        "close": entry.close, "entered_on": entry.entered_on.isoformat(),
+        "days_on_list": len(calendar.sessions(entry.entered_on, day)),
+        "return_since_entry": round(entry.close / entry.entry_close - 1, 6),
+    } for entry in entries]
+    exits = []
+    for ticker in left:
+        entered = before.loc[before["ticker"] == ticker].iloc[0]
+        close = closes.get(ticker)
+        exits.append({
+            "ticker": ticker, "name": names.get(ticker, ""), "entered_on": entered["entered_on"].isoformat(),
+            "entry_close": int(entered["entry_close"]),
+            "close": close, "return_since_entry": None if close is None
+            else round(close / int(entered["entry_close"]) - 1, 6),
+        })
+    return {"date": day.isoformat(), "user_id": user_id,
+            "previous_date": previous_day.isoformat() if previous_day else None,
+            "entries": rows, "exits": exits}
