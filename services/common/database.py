@@ -159,6 +159,29 @@ def upsert(connection: Any, table: Any, rows: list[dict[str, Any]], key_columns:
     return len(rows)
 
 
+def fetch_columns(connection: Any, sql: str, params: dict[str, Any], names: list[str]) -> dict[str, list[Any]]:
+    """Run ``sql`` (named ``:params``) with the driver's own cursor and return its
+    columns as lists: no per-row result objects, for reads of hundreds of thousands
+    of rows. Values are what the driver gives (SQLite dates are ISO text)."""
+    from sqlalchemy import text
+
+    compiled = text(sql).bindparams(**params).compile(dialect=connection.dialect,
+                                                     compile_kwargs={"render_postcompile": True})
+    if compiled.positional:
+        arguments: Any = tuple(compiled.params[name] for name in compiled.positiontup)
+    else:
+        arguments = compiled.params
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(compiled), arguments)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if not rows:
+        return {name: [] for name in names}
+    return dict(zip(names, (list(column) for column in zip(*rows))))
+
+
 def frame_columns(frame: Any) -> dict[str, list[Any]]:
     """A DataFrame as plain Python column lists for :func:`upsert_columns`: NaN becomes
     None (NULL on every backend), datetime64 becomes ``date``, no numpy scalars."""

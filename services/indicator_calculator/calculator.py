@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from services.common.database import frame_columns, upsert, upsert_columns
+from services.common.database import fetch_columns, frame_columns, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
 from services.data_collector.models import CollectedSession
@@ -46,26 +47,35 @@ class CalculationResult:
     lookback_start: date | None
 
 
-def load_prices(connection: Connection, start: date, end: date) -> pd.DataFrame:
-    rows = connection.execute(
-        text("SELECT ticker, date, open, high, low, close, volume, market_cap FROM daily_prices "
-             "WHERE date >= :start AND date <= :end"),
-        {"start": start, "end": end},
-    ).all()
-    frame = pd.DataFrame(rows, columns=["ticker", "date", "open", "high", "low", "close", "volume",
-                                        "market_cap"])
-    frame["date"] = pd.to_datetime(frame["date"])
+PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "volume", "market_cap"]
+
+
+def _frame(columns: dict[str, list[object]], numeric: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame({name: np.asarray(values, dtype=float) if name in numeric else values
+                          for name, values in columns.items()})
+    frame["date"] = _as_datetime(frame["date"])
     return frame
+
+
+def _as_datetime(dates: pd.Series) -> pd.Series:
+    """Dates as datetime64 (SQLite gives ISO text, PostgreSQL date objects), converting
+    each distinct value once."""
+    codes, uniques = pd.factorize(dates)
+    return pd.Series(pd.to_datetime(pd.Index(uniques).astype(str)).to_numpy()[codes], index=dates.index)
+
+
+def load_prices(connection: Connection, start: date, end: date) -> pd.DataFrame:
+    columns = fetch_columns(
+        connection, "SELECT ticker, date, open, high, low, close, volume, market_cap FROM daily_prices "
+        "WHERE date >= :start AND date <= :end", {"start": start, "end": end}, PRICE_COLUMNS)
+    return _frame(columns, PRICE_COLUMNS[2:])
 
 
 def load_fundamentals(connection: Connection, start: date, end: date) -> pd.DataFrame:
-    rows = connection.execute(
-        text("SELECT ticker, date, bps, eps, dps FROM fundamentals WHERE date >= :start AND date <= :end"),
-        {"start": start, "end": end},
-    ).all()
-    frame = pd.DataFrame(rows, columns=["ticker", "date", "bps", "eps", "dps"])
-    frame["date"] = pd.to_datetime(frame["date"])
-    return frame
+    names = ["ticker", "date", "bps", "eps", "dps"]
+    columns = fetch_columns(connection, "SELECT ticker, date, bps, eps, dps FROM fundamentals "
+                            "WHERE date >= :start AND date <= :end", {"start": start, "end": end}, names)
+    return _frame(columns, names[2:])
 
 
 def calculate(
@@ -114,11 +124,11 @@ def _financial_for_storage(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def lookback_start(calendar: MarketCalendar, first: date) -> date:
-    """The session :data:`LOOKBACK_SESSIONS` sessions before ``first`` (or the oldest)."""
+    """The first session of the :data:`LOOKBACK_SESSIONS` sessions ending at ``first``."""
     day = first
     for index, session in enumerate(calendar.iter_back_from(first)):
         day = session.date
-        if index == LOOKBACK_SESSIONS:
+        if index == LOOKBACK_SESSIONS - 1:
             break
     return day
 

@@ -62,34 +62,46 @@ def compute_indicators(prices: pd.DataFrame) -> pd.DataFrame:
     columns.update(zip(("macd", "macd_signal", "macd_hist"), macd(close, 12, 26, 9)))
     columns.update(zip(("bb_upper", "bb_middle", "bb_lower"), bollinger(close, 20, 2.0)))
     columns.update(zip(("stoch_k", "stoch_d"), stochastic(high, low, close, 14, 3, 3)))
-    values = np.column_stack([layout.rows(columns[name]) for name in INDICATOR_COLUMNS])
-    result.iloc[layout.order] = values
-    return result
+    values = np.empty((len(prices), len(INDICATOR_COLUMNS)))
+    for index, name in enumerate(INDICATOR_COLUMNS):
+        values[:, index] = layout.rows(columns[name])
+    return pd.DataFrame(values, index=prices.index, columns=INDICATOR_COLUMNS)
 
 
 class _Layout:
-    """Rows sorted by (ticker, date), placed in a matrix: row = the ticker's n-th session."""
+    """Rows grouped by ticker in date order, placed in a matrix: row = the ticker's
+    n-th session, column = the ticker. Works on integer codes (no string sorting)."""
 
     def __init__(self, prices: pd.DataFrame) -> None:
-        tickers = prices["ticker"].astype(str).to_numpy()
-        dates = pd.to_datetime(prices["date"]).to_numpy()
-        self.order = np.lexsort((dates, tickers))
-        sorted_tickers, sorted_dates = tickers[self.order], dates[self.order]
-        same = (sorted_tickers[1:] == sorted_tickers[:-1])
-        duplicated = same & (sorted_dates[1:] == sorted_dates[:-1])
+        ticker_codes, tickers = pd.factorize(prices["ticker"].astype(str), sort=False)
+        date_codes, dates = pd.factorize(prices["date"], sort=False)
+        date_rank = np.empty(len(dates), dtype=np.int64)
+        date_rank[np.argsort(pd.to_datetime(pd.Index(dates)).to_numpy(), kind="stable")] = np.arange(len(dates))
+        key = ticker_codes.astype(np.int64) * len(dates) + date_rank[date_codes]
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        duplicated = sorted_key[1:] == sorted_key[:-1]
         if duplicated.any():
-            at = int(np.flatnonzero(duplicated)[0])
-            raise ValueError(f"duplicate rows for ticker {sorted_tickers[at]} on "
-                             f"{pd.Timestamp(sorted_dates[at]).date()}; expected one row per (ticker, date)")
-        starts = np.flatnonzero(np.r_[True, ~same])
-        self.codes = np.cumsum(np.r_[True, ~same]) - 1
-        self.positions = np.arange(len(self.order)) - starts[self.codes]
-        self.shape = (int(self.positions.max()) + 1, len(starts))
+            row = order[int(np.flatnonzero(duplicated)[0])]
+            raise ValueError(f"duplicate rows for ticker {prices['ticker'].iloc[row]} on "
+                             f"{pd.Timestamp(prices['date'].iloc[row]).date()}; "
+                             "expected one row per (ticker, date)")
+        sorted_tickers = ticker_codes[order]
+        new_ticker = np.r_[True, sorted_tickers[1:] != sorted_tickers[:-1]]
+        starts = np.flatnonzero(new_ticker)
+        columns_sorted = np.cumsum(new_ticker) - 1
+        positions_sorted = np.arange(len(order)) - starts[columns_sorted]
+        # per original row: where it sits in the matrix
+        self.positions = np.empty(len(order), dtype=np.int64)
+        self.codes = np.empty(len(order), dtype=np.int64)
+        self.positions[order] = positions_sorted
+        self.codes[order] = columns_sorted
+        self.shape = (int(positions_sorted.max()) + 1, len(starts))
         self._prices = prices
 
     def matrix(self, column: str) -> np.ndarray:
         values = np.full(self.shape, np.nan)
-        values[self.positions, self.codes] = self._prices[column].to_numpy(dtype=float)[self.order]
+        values[self.positions, self.codes] = self._prices[column].to_numpy(dtype=float)
         return values
 
     def rows(self, matrix: np.ndarray) -> np.ndarray:
@@ -178,10 +190,11 @@ def macd(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9
 def bollinger(close: np.ndarray, period: int = 20, width: float = 2.0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     middle = sma(close, period)
-    deviation = np.full(close.shape, np.nan)
-    if len(close) >= period:
-        windows = np.lib.stride_tricks.sliding_window_view(close, period, axis=0)
-        deviation[period - 1:] = windows.std(axis=-1)  # population (ddof 0), as TA-Lib
+    # population variance from running sums, as TA-Lib computes it; the prices are
+    # shifted by each ticker's first close first, which keeps the sums small and exact
+    shifted = close - close[:1]
+    variance = sma(shifted * shifted, period) - sma(shifted, period) ** 2
+    deviation = np.sqrt(np.where(variance < 1e-14, 0.0, variance))
     return middle + width * deviation, middle, middle - width * deviation
 
 

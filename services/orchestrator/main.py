@@ -486,7 +486,7 @@ def watchlist(
     day = _parse_day(date_text, "--date") if date_text else today
     _require_in_calendar(runtime, day)
     factory = runtime.session_factory()
-    shown = latest_watchlist_date(factory, settings.user_id, day) if date_text is None else day
+    shown = latest_watchlist_date(factory, settings.user_id, day)  # the list in force on that day
     if shown is None:
         runtime.close()
         raise typer.BadParameter(f"no watchlist for {settings.user_id} on or before {day}; run "
@@ -496,15 +496,17 @@ def watchlist(
     if fmt is Format.json:
         typer.echo(to_json(view))
         return
-    rows = [{**entry, "factors": " ".join(f"{name[0].upper()}{entry[name]:.2f}" for name in
+    rows = [{**entry, "factors": " ".join(f"{name[:2].title()}{entry[name]:.2f}" for name in
                                           ("trend", "momentum", "volatility", "liquidity", "value")),
              "return": f"{entry['return_since_entry']:+.2%}", "days": entry["days_on_list"]}
             for entry in view["entries"]]
     emit(rows, ["rank", "ticker", "name", "score", "factors", "entered_on", "days", "return"], Format.table,
-         title=f"Watchlist of {view['user_id']} on {view['date']} (factors: Trend Momentum "
-               "Volatility Liquidity Value)")
+         title=f"Watchlist of {view['user_id']} on {view['date']} (factors: Tr trend, Mo momentum, "
+               "Vo volatility, Li liquidity, Va value)")
     if view["exits"]:
-        emit(view["exits"], ["ticker", "name", "entered_on", "entry_close", "close", "return_since_entry"],
+        exits = [{**exit_, "return": "" if exit_["return_since_entry"] is None
+                  else f"{exit_['return_since_entry']:+.2%}"} for exit_ in view["exits"]]
+        emit(exits, ["ticker", "name", "entered_on", "entry_close", "close", "return"],
              Format.table, title=f"Left the list since {view['previous_date']}")
 
 

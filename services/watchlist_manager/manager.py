@@ -18,11 +18,11 @@ from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from services.common.database import frame_columns, upsert_columns
+from services.common.database import frame_columns, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import Settings
-from services.watchlist_manager.models import WatchlistEntry
+from services.watchlist_manager.models import WatchlistEntry, WatchlistRun
 from services.watchlist_manager.scoring import (
     FACTORS,
     WatchlistRules,
@@ -58,9 +58,9 @@ def load_universe(connection: Connection, day: date) -> pd.DataFrame:
 
 
 def previous_list(connection: Connection, user_id: str, day: date) -> tuple[date | None, pd.DataFrame]:
-    """The user's most recent watchlist before ``day``."""
-    previous = connection.scalar(select(func.max(WatchlistEntry.date)).where(
-        WatchlistEntry.user_id == user_id, WatchlistEntry.date < day))
+    """The user's watchlist of the run before ``day`` (empty if that run chose nobody)."""
+    previous = connection.scalar(select(func.max(WatchlistRun.date)).where(
+        WatchlistRun.user_id == user_id, WatchlistRun.date < day))
     if previous is None:
         return None, pd.DataFrame(columns=["ticker", "entered_on", "entry_close"])
     rows = connection.execute(select(WatchlistEntry.ticker, WatchlistEntry.entered_on, WatchlistEntry.entry_close)
@@ -96,6 +96,8 @@ def update_watchlist(connection: Connection, user_id: str, day: date, rules: Wat
     entries = sorted(set(chosen["ticker"]) - set(before["ticker"]))
     exits = sorted(set(before["ticker"]) - set(chosen["ticker"]))
     eligible_count = int((eligibility(universe, rules) == "").sum())
+    upsert(connection, WatchlistRun.__table__, [{"user_id": user_id, "date": day, "size": len(chosen),
+                                                 "eligible": eligible_count}], ["user_id", "date"])
     return UpdateResult(len(chosen), eligible_count, entries, exits)
 
 
@@ -124,9 +126,10 @@ def run(ctx: JobContext) -> JobResult:
 
 
 def latest_watchlist_date(session_factory: sessionmaker[DbSession], user_id: str, on_or_before: date) -> date | None:
+    """The date of the user's latest watchlist run on or before ``on_or_before``."""
     with session_factory() as session:
-        return session.scalar(select(func.max(WatchlistEntry.date)).where(
-            WatchlistEntry.user_id == user_id, WatchlistEntry.date <= on_or_before))
+        return session.scalar(select(func.max(WatchlistRun.date)).where(
+            WatchlistRun.user_id == user_id, WatchlistRun.date <= on_or_before))
 
 
 def watchlist_view(session_factory: sessionmaker[DbSession], calendar: MarketCalendar, user_id: str,

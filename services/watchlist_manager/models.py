@@ -26,3 +26,15 @@ class WatchlistEntry(Base):
     close: Mapped[int] = mapped_column(BigInteger)
     entered_on: Mapped[date] = mapped_column(Date)
     entry_close: Mapped[int] = mapped_column(BigInteger)
+
+
+class WatchlistRun(Base):
+    """The watchlist of (user, date) was computed (it may be empty): entries and exits
+    are always measured against the previous run."""
+
+    __tablename__ = "watchlist_runs"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    size: Mapped[int]
+    eligible: Mapped[int]

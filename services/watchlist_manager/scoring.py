@@ -17,6 +17,7 @@ sma_20, rsi_14 and atr_14 known. Ties in score are broken by ticker.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,8 +38,8 @@ class WatchlistRules:
 
     def __post_init__(self) -> None:
         unknown = set(self.weights) - set(FACTORS)
-        if unknown or not self.weights or any(w < 0 for w in self.weights.values()) \
-                or sum(self.weights.values()) <= 0:
+        values = list(self.weights.values())
+        if unknown or not values or not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
             raise ValueError(f"weights {self.weights}; expected non-negative weights of {', '.join(FACTORS)}")
 
 
@@ -107,12 +108,14 @@ def parse_weights(text: str) -> dict[str, float]:
         name = name.strip()
         if name not in FACTORS or not number.strip():
             raise ValueError(f"expected factor=weight pairs of {', '.join(FACTORS)}")
+        if name in weights:
+            raise ValueError(f"{name} is given twice; expected each factor once")
         try:
             weights[name] = float(number)
         except ValueError:
             raise ValueError(f"expected a number for {name}") from None
-        if not weights[name] >= 0:
-            raise ValueError(f"expected a weight of 0 or more for {name}")
+        if not (math.isfinite(weights[name]) and weights[name] >= 0):
+            raise ValueError(f"expected a finite weight of 0 or more for {name}")
     if not weights or sum(weights.values()) <= 0:
         raise ValueError(f"expected factor=weight pairs of {', '.join(FACTORS)} with a positive sum")
     return weights

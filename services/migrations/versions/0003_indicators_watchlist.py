@@ -55,8 +55,15 @@ def upgrade() -> None:
         sa.Column("entered_on", sa.Date(), nullable=False),
         sa.Column("entry_close", sa.BigInteger(), nullable=False),
     )
+    op.create_table(
+        "watchlist_runs",
+        sa.Column("user_id", sa.String(64), primary_key=True),
+        sa.Column("date", sa.Date(), primary_key=True),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("eligible", sa.Integer(), nullable=False),
+    )
 
 
 def downgrade() -> None:
-    for table in ("watchlist_entries", "calculated_sessions", "financial_indicators", "technical_indicators"):
+    for table in ("watchlist_runs", "watchlist_entries", "calculated_sessions", "financial_indicators", "technical_indicators"):
         op.drop_table(table)
