@@ -160,13 +160,22 @@ def upsert(connection: Any, table: Any, rows: list[dict[str, Any]], key_columns:
 
 
 def fetch_columns(connection: Any, sql: str, params: dict[str, Any], names: list[str]) -> dict[str, list[Any]]:
-    """Run ``sql`` (named ``:params``) with the driver's own cursor and return its
-    columns as lists: no per-row result objects, for reads of hundreds of thousands
-    of rows. Values are what the driver gives (SQLite dates are ISO text)."""
-    from sqlalchemy import text
+    """:func:`fetch_rows` as columns (lists), named ``names``."""
+    rows = fetch_rows(connection, sql, params)
+    if not rows:
+        return {name: [] for name in names}
+    return dict(zip(names, (list(column) for column in zip(*rows))))
 
-    compiled = text(sql).bindparams(**params).compile(dialect=connection.dialect,
-                                                     compile_kwargs={"render_postcompile": True})
+
+def fetch_rows(connection: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (named ``:params``; a list value expands for ``IN``) with the driver's
+    own cursor: plain tuples, no per-row result objects, for reads of hundreds of
+    thousands of rows. Values are what the driver gives (SQLite dates are ISO text)."""
+    from sqlalchemy import bindparam, text
+
+    binds = [bindparam(name, value, expanding=isinstance(value, (list, tuple))) for name, value in params.items()]
+    compiled = text(sql).bindparams(*binds).compile(dialect=connection.dialect,
+                                                   compile_kwargs={"render_postcompile": True})
     if compiled.positional:
         arguments: Any = tuple(compiled.params[name] for name in compiled.positiontup)
     else:
@@ -174,12 +183,9 @@ def fetch_columns(connection: Any, sql: str, params: dict[str, Any], names: list
     cursor = connection.connection.driver_connection.cursor()
     try:
         cursor.execute(str(compiled), arguments)
-        rows = cursor.fetchall()
+        return cursor.fetchall()
     finally:
         cursor.close()
-    if not rows:
-        return {name: [] for name in names}
-    return dict(zip(names, (list(column) for column in zip(*rows))))
 
 
 def frame_columns(frame: Any) -> dict[str, list[Any]]:

@@ -19,13 +19,19 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from services.common.database import fetch_columns, frame_columns, upsert, upsert_columns
+from services.common.database import fetch_columns, fetch_rows, frame_columns, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
 from services.data_collector.models import CollectedSession
 from services.indicator_calculator.financial import FINANCIAL_COLUMNS, compute_financials
 from services.indicator_calculator.models import CalculatedSession, FinancialIndicator, TechnicalIndicator
-from services.indicator_calculator.technical import INDICATOR_COLUMNS, LONGEST_WARMUP, compute_indicators
+from services.indicator_calculator import incremental
+from services.indicator_calculator.technical import (
+    INDICATOR_COLUMNS,
+    LONGEST_WARMUP,
+    STATE_COLUMNS,
+    compute_indicators_with_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +70,16 @@ def _as_datetime(dates: pd.Series) -> pd.Series:
     return pd.Series(pd.to_datetime(pd.Index(uniques).astype(str)).to_numpy()[codes], index=dates.index)
 
 
-def load_prices(connection: Connection, start: date, end: date) -> pd.DataFrame:
-    columns = fetch_columns(
-        connection, "SELECT ticker, date, open, high, low, close, volume, market_cap FROM daily_prices "
-        "WHERE date >= :start AND date <= :end", {"start": start, "end": end}, PRICE_COLUMNS)
-    return _frame(columns, PRICE_COLUMNS[2:])
+def load_prices(connection: Connection, start: date, end: date,
+                tickers: Sequence[str] | None = None) -> pd.DataFrame:
+    """Prices from ``start`` to ``end`` (of ``tickers`` only, if given)."""
+    sql = ("SELECT ticker, date, open, high, low, close, volume, market_cap FROM daily_prices "
+           "WHERE date >= :start AND date <= :end")
+    params: dict[str, object] = {"start": start, "end": end}
+    if tickers is not None:
+        sql += " AND ticker IN :tickers"
+        params["tickers"] = list(tickers)
+    return _frame(fetch_columns(connection, sql, params, PRICE_COLUMNS), PRICE_COLUMNS[2:])
 
 
 def load_fundamentals(connection: Connection, start: date, end: date) -> pd.DataFrame:
@@ -82,35 +93,130 @@ def calculate(
     dates: Sequence[date], *, session_factory: sessionmaker[DbSession], calendar: MarketCalendar,
     now: Callable[[], datetime],
 ) -> CalculationResult:
-    """Compute and store indicators for ``dates`` (sessions with market data)."""
+    """Compute and store indicators for ``dates`` (sessions with market data).
+
+    One date whose previous session is stored is one step of each recursion
+    (incremental.py); several dates, or a first run, are one batch over the lookback.
+    """
     targets = sorted(set(dates))
     if not targets:
         return CalculationResult([], 0, 0, None)
+    if len(targets) == 1:
+        stepped = _calculate_step(targets[0], session_factory=session_factory, calendar=calendar, now=now)
+        if stepped is not None:
+            return stepped
+    return _calculate_batch(targets, session_factory=session_factory, calendar=calendar, now=now)
+
+
+def _calculate_batch(targets: list[date], *, session_factory: sessionmaker[DbSession],
+                     calendar: MarketCalendar, now: Callable[[], datetime]) -> CalculationResult:
     start = lookback_start(calendar, targets[0])
     with session_factory() as session:
         prices = load_prices(session.connection(), start, targets[-1])
         fundamentals = load_fundamentals(session.connection(), targets[0], targets[-1])
-    technical = pd.concat([prices[["ticker", "date"]], compute_indicators(prices)], axis=1)
+    technical = pd.concat([prices[["ticker", "date"]], compute_indicators_with_state(prices)], axis=1)
     wanted = prices["date"].isin(pd.to_datetime(targets))
     financial = compute_financials(prices[wanted], fundamentals)
     technical_rows = financial_rows = 0
     for day in targets:
         stamp = pd.Timestamp(day)
-        day_technical = technical[technical["date"] == stamp]
-        day_financial = financial[financial["date"] == stamp]
-        with session_factory.begin() as session:
-            connection = session.connection()
-            technical_rows += upsert_columns(connection, TechnicalIndicator.__table__,
-                                             frame_columns(day_technical[["date", "ticker"] + INDICATOR_COLUMNS]),
-                                             ["date", "ticker"])
-            financial_rows += upsert_columns(connection, FinancialIndicator.__table__,
-                                             frame_columns(_financial_for_storage(day_financial)),
-                                             ["date", "ticker"])
-            upsert(connection, CalculatedSession.__table__, [{
-                "date": day, "tickers": len(day_technical), "lookback_start": start,
-                "calculated_at": now(),
-            }], ["date"])
+        counts = _store(session_factory, day, technical[technical["date"] == stamp],
+                        financial[financial["date"] == stamp], start, now)
+        technical_rows += counts[0]
+        financial_rows += counts[1]
     return CalculationResult(targets, technical_rows, financial_rows, start)
+
+
+#: Below this share of tickers able to take one step, a batch is as quick.
+MIN_STEP_SHARE = 0.5
+
+
+def _calculate_step(day: date, *, session_factory: sessionmaker[DbSession], calendar: MarketCalendar,
+                    now: Callable[[], datetime]) -> CalculationResult | None:
+    """``day`` from the previous session's stored values; tickers that cannot step (no
+    stored state, a gap in their window, too young) get a batch of their own."""
+    sessions = [s.date for s in calendar.iter_back_from(day)][:incremental.WINDOW][::-1]
+    if len(sessions) < incremental.WINDOW or sessions[-1] != day:
+        return None
+    column_of = {session.isoformat(): index for index, session in enumerate(sessions)}
+    column_of.update({session: index for index, session in enumerate(sessions)})  # PostgreSQL dates
+    with session_factory() as session:
+        connection = session.connection()
+        previous = fetch_columns(connection, f"SELECT ticker, {', '.join(incremental.PREVIOUS)} "
+                                 "FROM technical_indicators WHERE date = :day", {"day": sessions[-2]},
+                                 ["ticker", *incremental.PREVIOUS])
+        if not previous["ticker"]:
+            return None
+        tickers = sorted(ticker for (ticker,) in fetch_rows(
+            connection, "SELECT ticker FROM daily_prices WHERE date = :day", {"day": day}))
+        row_of = {ticker: index for index, ticker in enumerate(tickers)}
+        close_matrix = _matrices(fetch_rows(
+            connection, "SELECT ticker, date, close FROM daily_prices WHERE date >= :start AND date <= :end",
+            {"start": sessions[0], "end": day}), row_of, column_of, len(sessions), 1, 0)[0]
+        highs, lows, volumes = _matrices(fetch_rows(
+            connection, "SELECT ticker, date, high, low, volume FROM daily_prices "
+            "WHERE date >= :start AND date <= :end", {"start": sessions[-incremental.SHORT_WINDOW], "end": day}),
+            row_of, column_of, incremental.SHORT_WINDOW, 3, len(sessions) - incremental.SHORT_WINDOW)
+    state = {name: np.full(len(tickers), np.nan) for name in incremental.PREVIOUS}
+    for position, ticker in enumerate(previous["ticker"]):
+        row = row_of.get(ticker)
+        if row is not None:
+            for name in incremental.PREVIOUS:
+                value = previous[name][position]
+                state[name][row] = np.nan if value is None else value
+    known = [close_matrix, highs, lows, volumes, np.column_stack(list(state.values()))]
+    can_step = ~np.any([np.isnan(matrix).any(axis=1) for matrix in known], axis=0)
+    if not len(tickers) or can_step.mean() < MIN_STEP_SHARE:
+        return None
+    stepped = incremental.step(close_matrix[can_step], highs[can_step], lows[can_step], volumes[can_step],
+                               {name: values[can_step] for name, values in state.items()})
+    stepped_frame = pd.DataFrame(stepped)
+    stepped_frame.insert(0, "ticker", np.asarray(tickers, dtype=object)[can_step])
+    others = [ticker for ticker, ok in zip(tickers, can_step) if not ok]
+    start = lookback_start(calendar, day)
+    frames = [stepped_frame]
+    with session_factory() as session:
+        if others:
+            prices = load_prices(session.connection(), start, day, tickers=others)
+            batch = pd.concat([prices[["ticker", "date"]], compute_indicators_with_state(prices)], axis=1)
+            frames.append(batch[batch["date"] == pd.Timestamp(day)].drop(columns="date"))
+        today = load_prices(session.connection(), day, day)
+        fundamentals = load_fundamentals(session.connection(), day, day)
+    technical = pd.concat(frames, ignore_index=True).assign(date=pd.Timestamp(day))
+    financial = compute_financials(today, fundamentals)
+    counts = _store(session_factory, day, technical, financial, start, now)
+    return CalculationResult([day], counts[0], counts[1], start)
+
+
+def _matrices(rows: list[tuple[object, ...]], row_of: dict[str, int], column_of: dict[object, int],
+              width: int, count: int, offset: int) -> list[np.ndarray]:
+    """From (ticker, date, value1..valueN) rows: N ticker x session matrices (NaN where
+    a ticker has no row that session); session columns shifted left by ``offset``."""
+    matrices = [np.full((len(row_of), width), np.nan) for _ in range(count)]
+    for ticker, day, *values in rows:
+        row, column = row_of.get(ticker), column_of.get(day)
+        if row is None or column is None:
+            continue
+        for matrix, value in zip(matrices, values):
+            if value is not None:
+                matrix[row, column - offset] = value
+    return matrices
+
+
+def _store(session_factory: sessionmaker[DbSession], day: date, technical: pd.DataFrame,
+           financial: pd.DataFrame, start: date, now: Callable[[], datetime]) -> tuple[int, int]:
+    """One date's rows and its completion mark, in one transaction."""
+    with session_factory.begin() as session:
+        connection = session.connection()
+        technical_rows = upsert_columns(
+            connection, TechnicalIndicator.__table__,
+            frame_columns(technical[["date", "ticker"] + INDICATOR_COLUMNS + STATE_COLUMNS]), ["date", "ticker"])
+        financial_rows = upsert_columns(connection, FinancialIndicator.__table__,
+                                        frame_columns(_financial_for_storage(financial)), ["date", "ticker"])
+        upsert(connection, CalculatedSession.__table__, [{
+            "date": day, "tickers": len(technical), "lookback_start": start, "calculated_at": now(),
+        }], ["date"])
+    return technical_rows, financial_rows
 
 
 def _financial_for_storage(frame: pd.DataFrame) -> pd.DataFrame:

@@ -37,6 +37,11 @@ class TechnicalIndicator(Base):
     stoch_k: Mapped[Optional[float]] = mapped_column(Float)
     stoch_d: Mapped[Optional[float]] = mapped_column(Float)
     volume_ratio_20: Mapped[Optional[float]] = mapped_column(Float)
+    # the recursions' internal states, so the next session is one step (incremental.py)
+    state_macd_fast: Mapped[Optional[float]] = mapped_column(Float)
+    state_macd_slow: Mapped[Optional[float]] = mapped_column(Float)
+    state_rsi_gain: Mapped[Optional[float]] = mapped_column(Float)
+    state_rsi_loss: Mapped[Optional[float]] = mapped_column(Float)
 
 
 class FinancialIndicator(Base):

@@ -41,12 +41,27 @@ LONGEST_WARMUP = 119
 _TA_ZERO = 1e-8  # TA-Lib's TA_IS_ZERO threshold
 
 
+#: The recursive states behind the indicators (not part of the contract): stored so the
+#: next session can be computed by one step of each recursion (see incremental.py).
+STATE_COLUMNS = ["state_macd_fast", "state_macd_slow", "state_rsi_gain", "state_rsi_loss"]
+
+
 def compute_indicators(prices: pd.DataFrame) -> pd.DataFrame:
     """One row of indicators per input row (same index), NaN during warm-up."""
+    return _compute(prices, with_state=False)
+
+
+def compute_indicators_with_state(prices: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compute_indicators` plus the :data:`STATE_COLUMNS`."""
+    return _compute(prices, with_state=True)
+
+
+def _compute(prices: pd.DataFrame, *, with_state: bool) -> pd.DataFrame:
     missing = [column for column in INPUT_COLUMNS if column not in prices.columns]
     if missing:
         raise ValueError(f"prices lack columns {missing}; expected {INPUT_COLUMNS}")
-    result = pd.DataFrame(np.nan, index=prices.index, columns=INDICATOR_COLUMNS, dtype=float)
+    names = INDICATOR_COLUMNS + (STATE_COLUMNS if with_state else [])
+    result = pd.DataFrame(np.nan, index=prices.index, columns=names, dtype=float)
     if prices.empty:
         return result
     layout = _Layout(prices)
@@ -62,10 +77,13 @@ def compute_indicators(prices: pd.DataFrame) -> pd.DataFrame:
     columns.update(zip(("macd", "macd_signal", "macd_hist"), macd(close, 12, 26, 9)))
     columns.update(zip(("bb_upper", "bb_middle", "bb_lower"), bollinger(close, 20, 2.0)))
     columns.update(zip(("stoch_k", "stoch_d"), stochastic(high, low, close, 14, 3, 3)))
-    values = np.empty((len(prices), len(INDICATOR_COLUMNS)))
-    for index, name in enumerate(INDICATOR_COLUMNS):
+    if with_state:
+        columns["state_macd_fast"], columns["state_macd_slow"] = macd_emas(close, 12, 26)
+        columns["state_rsi_gain"], columns["state_rsi_loss"] = rsi_averages(close, 14)
+    values = np.empty((len(prices), len(names)))
+    for index, name in enumerate(names):
         values[:, index] = layout.rows(columns[name])
-    return pd.DataFrame(values, index=prices.index, columns=INDICATOR_COLUMNS)
+    return pd.DataFrame(values, index=prices.index, columns=names)
 
 
 class _Layout:
@@ -160,15 +178,19 @@ def _previous(values: np.ndarray) -> np.ndarray:
     return np.vstack([np.full((1, values.shape[1]), np.nan), values[:-1]])
 
 
-def rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
+def rsi_averages(close: np.ndarray, period: int = 14) -> tuple[np.ndarray, np.ndarray]:
+    """Wilder's average gain and loss (seeded by the means of the first changes)."""
     change = close - _previous(close)
     gain, loss = np.where(change > 0, change, 0.0), np.where(change < 0, -change, 0.0)
     gain[np.isnan(change)] = np.nan
     loss[np.isnan(change)] = np.nan
     if len(close) <= period:
-        return np.full(close.shape, np.nan)
-    average_gain = wilder_from(gain, period, period, gain[1:period + 1].mean(axis=0))
-    average_loss = wilder_from(loss, period, period, loss[1:period + 1].mean(axis=0))
+        return np.full(close.shape, np.nan), np.full(close.shape, np.nan)
+    return (wilder_from(gain, period, period, gain[1:period + 1].mean(axis=0)),
+            wilder_from(loss, period, period, loss[1:period + 1].mean(axis=0)))
+
+
+def rsi_from_averages(average_gain: np.ndarray, average_loss: np.ndarray) -> np.ndarray:
     total = average_gain + average_loss
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.where(np.abs(total) < _TA_ZERO, 0.0, 100.0 * average_gain / total)
@@ -176,10 +198,21 @@ def rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
     return value
 
 
+def rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
+    return rsi_from_averages(*rsi_averages(close, period))
+
+
+def macd_emas(close: np.ndarray, fast: int = 12, slow: int = 26) -> tuple[np.ndarray, np.ndarray]:
+    """MACD's own fast and slow EMAs: both start where the slow one can (row slow-1)."""
+    begin = slow - 1
+    return ema_from(close, fast, begin), ema_from(close, slow, begin)
+
+
 def macd(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    begin = slow - 1  # both EMAs start where the slow one can
-    line = ema_from(close, fast, begin) - ema_from(close, slow, begin)
+    begin = slow - 1
+    fast_ema, slow_ema = macd_emas(close, fast, slow)
+    line = fast_ema - slow_ema
     signal_line = ema_from(line, signal, begin + signal - 1) if len(close) > begin + signal - 1 \
         else np.full(close.shape, np.nan)
     first = begin + signal - 1

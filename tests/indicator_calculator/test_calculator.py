@@ -45,10 +45,9 @@ def context(session_factory: Any, calendar: Any, clock: FixedClock, day: date = 
 
 def dump(session_factory: Any) -> list[tuple[Any, ...]]:
     with session_factory() as session:
-        return sorted((tuple(row) for row in session.execute(text(
-            "SELECT * FROM technical_indicators UNION ALL SELECT date, ticker, per, pbr, eps, bps, "
-            "dividend_yield, roe, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
-            "FROM financial_indicators"))), key=repr)
+        rows = [tuple(row) for table in ("technical_indicators", "financial_indicators")
+                for row in session.execute(text(f"SELECT * FROM {table}"))]
+    return sorted(rows, key=repr)
 
 
 def test_the_job_completes_its_lookback_then_stores_every_ticker_of_its_date(
@@ -137,3 +136,52 @@ def test_an_incremental_run_equals_a_computation_over_all_history(session_factor
         # MACD values cross zero: their error is measured against the price level instead
         scale = price_level[known] if column.startswith("macd") else np.abs(expected[known])
         assert np.all(np.abs(got[known] - expected[known]) <= 1e-6 * scale + 1e-9), column
+
+
+def _stored(session_factory: Any, day: date) -> pd.DataFrame:
+    with session_factory() as session:
+        frame = pd.read_sql(text("SELECT * FROM technical_indicators WHERE date = :d"), session.connection(),
+                            params={"d": day})
+    return frame.set_index("ticker").sort_index()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_daily_step_continues_the_stored_series_exactly(session_factory, krx_calendar, clock, monkeypatch):
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
+    previous = date(2026, 11, 19)
+    calculator.calculate([previous], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    # the previous session's values are stored: D is one step of each recursion, no batch
+    monkeypatch.setattr(calculator, "_calculate_batch", lambda *a, **k: pytest.fail("batch used"))
+    calculator.calculate([D], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    monkeypatch.undo()
+    start = calculator.lookback_start(krx_calendar, previous)
+    with session_factory() as session:
+        prices = calculator.load_prices(session.connection(), start, D)
+    batch = pd.concat([prices[["ticker", "date"]], compute_indicators(prices)], axis=1)
+    batch = batch[batch["date"] == pd.Timestamp(D)].set_index("ticker").sort_index()
+    stored = _stored(session_factory, D)
+    assert list(stored.index) == list(batch.index)
+    scale = batch["close"] if "close" in batch else batch["ema_26"].abs()
+    for column in batch.columns.drop("date"):
+        expected, got = batch[column].to_numpy(float), stored[column].to_numpy(float)
+        assert np.array_equal(np.isnan(expected), np.isnan(got)), column
+        known = ~np.isnan(expected)
+        assert np.all(np.abs(got[known] - expected[known]) <= 1e-9 * scale.to_numpy()[known] + 1e-9), column
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_ticker_without_yesterdays_values_is_computed_from_its_lookback(session_factory, krx_calendar, clock):
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
+    previous = date(2026, 11, 19)
+    calculator.calculate([previous], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    with session_factory.begin() as session:
+        ticker = session.execute(text("SELECT min(ticker) FROM technical_indicators")).scalar()
+        session.execute(text("DELETE FROM technical_indicators WHERE ticker = :t"), {"t": ticker})
+    calculator.calculate([D], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    with session_factory() as session:
+        prices = calculator.load_prices(session.connection(), calculator.lookback_start(krx_calendar, D), D)
+    mine = prices[prices["ticker"] == ticker]
+    expected = compute_indicators(mine).iloc[-1]
+    got = _stored(session_factory, D).loc[ticker]
+    for column in ("sma_120", "ema_26", "rsi_14", "macd_signal", "stoch_d"):
+        assert got[column] == pytest.approx(expected[column], rel=1e-9), column

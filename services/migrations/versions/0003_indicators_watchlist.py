@@ -16,7 +16,8 @@ depends_on = None
 
 TECHNICAL = ["sma_5", "sma_20", "sma_60", "sma_120", "ema_12", "ema_26", "ema_20", "rsi_14", "macd",
              "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower", "atr_14", "stoch_k",
-             "stoch_d", "volume_ratio_20"]
+             "stoch_d", "volume_ratio_20", "state_macd_fast", "state_macd_slow", "state_rsi_gain",
+             "state_rsi_loss"]
 
 
 def _key() -> list[sa.Column]:
