@@ -145,7 +145,6 @@ def _stored(session_factory: Any, day: date) -> pd.DataFrame:
     return frame.set_index("ticker").sort_index()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_daily_step_continues_the_stored_series_exactly(session_factory, krx_calendar, clock, monkeypatch):
     collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
     previous = date(2026, 11, 19)
