@@ -148,14 +148,20 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
 
 
-def upsert(connection: Any, table: Any, rows: list[dict[str, Any]], key_columns: list[str]) -> int:
+def upsert(connection: Any, table: Any, rows: list[dict[str, Any]], key_columns: list[str],
+           keep: list[str] | None = None) -> int:
     """Bulk ``INSERT ... ON CONFLICT (keys) DO UPDATE`` (SQLite and PostgreSQL).
 
-    Idempotent: writing the same rows again leaves the table as it was.
+    Idempotent: writing the same rows again leaves the table as it was. Columns in
+    ``keep`` keep their first value (e.g. when a date was first collected).
     """
     if not rows:
         return 0
-    connection.execute(_upsert_statement(connection, table, key_columns), rows)
+    names = [c.name for c in table.columns if c.name not in (keep or [])] if keep else None
+    statement = _upsert_statement(connection, table, key_columns)
+    if keep:
+        statement = _upsert_statement(connection, table, key_columns, update_only=names)
+    connection.execute(statement, rows)
     return len(rows)
 
 
@@ -253,14 +259,16 @@ def _sqlite_dates(values: list[Any]) -> list[Any]:
 
 
 def _upsert_statement(connection: Any, table: Any, key_columns: list[str],
-                      names: list[str] | None = None, update_where: Any = None) -> Any:
+                      names: list[str] | None = None, update_where: Any = None,
+                      update_only: list[str] | None = None) -> Any:
     statement = dialect_insert(connection, table)
     if names is not None:
         from sqlalchemy import bindparam
 
         statement = statement.values({name: bindparam(name) for name in names})
     updates = {c.name: statement.excluded[c.name] for c in table.columns
-               if c.name not in key_columns and (names is None or c.name in names)}
+               if c.name not in key_columns and (names is None or c.name in names)
+               and (update_only is None or c.name in update_only)}
     if not updates:
         return statement.on_conflict_do_nothing(index_elements=key_columns)
     where = update_where(table, statement.excluded) if update_where is not None else None

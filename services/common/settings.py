@@ -8,6 +8,7 @@ the value received and what is accepted.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -125,10 +126,34 @@ def _parse_float(text: str, what: str) -> float:
     return float(stripped)
 
 
-def parse_watchlist_weights(text: str) -> str:
-    from services.watchlist_manager.scoring import parse_weights
+#: The watchlist's score factors (services/watchlist_manager/scoring.py defines them).
+WATCHLIST_FACTORS = ("trend", "momentum", "volatility", "liquidity", "value")
 
-    parse_weights(text)  # raises ValueError("expected ...")
+
+def parse_weight_pairs(text: str, names: tuple[str, ...]) -> dict[str, float]:
+    """'a=0.3,b=0.7' -> {'a': 0.3, 'b': 0.7}; names from ``names``, finite weights >= 0
+    with a positive, finite sum."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        name, _, number = part.partition("=")
+        name = name.strip()
+        if name not in names or not number.strip():
+            raise ValueError(f"expected factor=weight pairs of {', '.join(names)}")
+        if name in weights:
+            raise ValueError(f"{name} is given twice; expected each factor once")
+        try:
+            weights[name] = float(number)
+        except ValueError:
+            raise ValueError(f"expected a number for {name}") from None
+        if not (math.isfinite(weights[name]) and weights[name] >= 0):
+            raise ValueError(f"expected a finite weight of 0 or more for {name}")
+    if not weights or not 0 < sum(weights.values()) < math.inf:
+        raise ValueError(f"expected factor=weight pairs of {', '.join(names)} with a positive, finite sum")
+    return weights
+
+
+def parse_watchlist_weights(text: str) -> str:
+    parse_weight_pairs(text, WATCHLIST_FACTORS)
     return text.strip()
 
 

@@ -62,7 +62,7 @@ def store_snapshot(connection: Connection, validated: ValidatedSnapshot, provide
         "date": day, "provider": provider, "stock_rows": len(validated.stocks),
         "price_rows": price_rows, "fundamental_rows": fundamental_rows,
         "rejected_rows": validated.rejected_rows, "collected_at": collected_at,
-    }], ["date"])
+    }], ["date"], keep=["collected_at"])
     return CollectResult(day, len(validated.stocks), price_rows, fundamental_rows, dict(validated.rejected))
 
 
@@ -183,6 +183,7 @@ def preflight(settings: Settings, clock: Clock, calendar: MarketCalendar) -> Non
 
 def run(ctx: JobContext) -> JobResult:
     """``data_collection``: complete the history window, then collect the trading date."""
+    from services.data_collector.providers import SessionNotAvailable, TransientProviderError
     from services.data_collector.validation import InvalidSnapshot
 
     provider = make_provider(ctx.settings, ctx.clock, ctx.calendar)
@@ -199,7 +200,7 @@ def run(ctx: JobContext) -> JobResult:
     try:
         today = collect_session(ctx.trading_date, session_factory=ctx.session_factory,
                                 provider=provider, now=ctx.clock.now)
-    except InvalidSnapshot as exc:
+    except (InvalidSnapshot, TransientProviderError, SessionNotAvailable) as exc:
         return JobResult.failed(str(exc), **report.summary())
     report.collected.append(today)
     summary = report.summary()

@@ -23,6 +23,7 @@ from services.data_collector.providers import (
 
 _TICKER = re.compile(r"^[0-9A-Z]{6}$")
 _PRICE_FIELDS = ["open", "high", "low", "close"]
+_MAX_INT = 9.0e18  # BIGINT
 
 
 class InvalidSnapshot(ValueError):
@@ -103,7 +104,7 @@ def _common_row_checks(frame: pd.DataFrame, snapshot: MarketSnapshot, what: str,
     ], rejected)
 
 
-_SEEN_TICKERS: dict[object, tuple[str, bool]] = {}
+_SEEN_TICKERS: dict[str, tuple[str, bool]] = {}
 
 
 def _clean_tickers(tickers: pd.Series) -> tuple[list[str], np.ndarray]:
@@ -111,11 +112,11 @@ def _clean_tickers(tickers: pd.Series) -> tuple[list[str], np.ndarray]:
     the same few thousand codes come every day)."""
     cleaned, ok = [], np.empty(len(tickers), dtype=bool)
     for i, raw in enumerate(tickers.tolist()):
-        known = _SEEN_TICKERS.get(raw)
+        known = _SEEN_TICKERS.get(raw) if isinstance(raw, str) else None
         if known is None:
             text = str(raw).strip()
             known = (text, _TICKER.match(text) is not None)
-            if len(_SEEN_TICKERS) < 100_000:
+            if isinstance(raw, str) and len(_SEEN_TICKERS) < 100_000:
                 _SEEN_TICKERS[raw] = known
         cleaned.append(known[0])
         ok[i] = known[1]
@@ -131,21 +132,26 @@ def _valid_prices(prices: pd.DataFrame, snapshot: MarketSnapshot, rejected: Coun
     n = _numeric(frame, _PRICE_FIELDS + ["volume", "value", "change_pct", "market_cap"])
     o, h, lo, c = (n[column].to_numpy() for column in _PRICE_FIELDS)
     volume, value = n["volume"].to_numpy(), n["value"].to_numpy()
+    price_values = n[_PRICE_FIELDS].to_numpy()
     with np.errstate(invalid="ignore"):
         frame = _reject_first_failure(frame, [
-            ("prices: NaN price", np.isnan(n[_PRICE_FIELDS].to_numpy()).any(axis=1)),
-            ("prices: non-positive price", (n[_PRICE_FIELDS].to_numpy() <= 0).any(axis=1)),
+            ("prices: NaN or infinite price", (~np.isfinite(price_values)).any(axis=1)),
+            ("prices: non-positive price", (price_values <= 0).any(axis=1)),
+            ("prices: non-integer price", (price_values != np.round(price_values)).any(axis=1)),
             ("prices: high below low", h < lo),
             ("prices: open or close outside high-low",
              (np.maximum(o, c) > h) | (np.minimum(o, c) < lo)),
             ("prices: missing or negative volume",
-             np.isnan(volume) | np.isnan(value) | (volume < 0) | (value < 0)),
+             ~np.isfinite(volume) | ~np.isfinite(value) | (volume < 0) | (value < 0)),
+            ("prices: value out of range", (volume > _MAX_INT) | (value > _MAX_INT)
+             | (n["market_cap"].to_numpy() > _MAX_INT)),
+            ("prices: missing market cap", ~np.isfinite(n["market_cap"].to_numpy())),
         ], rejected)
     n = n.loc[frame.index]
     frame = frame.assign(
         **{column: n[column].astype(np.int64) for column in _PRICE_FIELDS + ["volume", "value"]},
         change_pct=n["change_pct"].fillna(0.0),
-        market_cap=n["market_cap"].fillna(0).astype(np.int64),
+        market_cap=n["market_cap"].astype(np.int64),
     )
     return frame.assign(halted=frame["volume"] == 0).reset_index(drop=True)
 

@@ -8,6 +8,7 @@ transaction together with its ``calculated_sessions`` row. Recomputing is idempo
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -135,7 +136,7 @@ def _calculate_step(day: date, *, session_factory: sessionmaker[DbSession], cale
                     now: Callable[[], datetime]) -> CalculationResult | None:
     """``day`` from the previous session's stored values; tickers that cannot step (no
     stored state, a gap in their window, too young) get a batch of their own."""
-    sessions = [s.date for s in calendar.iter_back_from(day)][:incremental.WINDOW][::-1]
+    sessions = [s.date for s in itertools.islice(calendar.iter_back_from(day), incremental.WINDOW)][::-1]
     if len(sessions) < incremental.WINDOW or sessions[-1] != day:
         return None
     column_of = {session.isoformat(): index for index, session in enumerate(sessions)}
@@ -215,7 +216,7 @@ def _store(session_factory: sessionmaker[DbSession], day: date, technical: pd.Da
                                         frame_columns(_financial_for_storage(financial)), ["date", "ticker"])
         upsert(connection, CalculatedSession.__table__, [{
             "date": day, "tickers": len(technical), "lookback_start": start, "calculated_at": now(),
-        }], ["date"])
+        }], ["date"], keep=["calculated_at"])
     return technical_rows, financial_rows
 
 
@@ -255,44 +256,49 @@ def is_calculated(session_factory: sessionmaker[DbSession], day: date) -> bool:
 
 
 def dates_to_calculate(ctx: JobContext) -> list[date]:
-    """D, and every session since the last calculated one that has market data."""
+    """D, and every session since the last calculated one (at most the bootstrap window)."""
     previous = last_calculated_before(ctx.session_factory, ctx.trading_date)
     if previous is None:
         return [ctx.trading_date]
     window = [s.date for s in ctx.calendar.sessions(previous, ctx.trading_date) if s.date > previous]
-    window = window[-ctx.settings.bootstrap_sessions:]
-    have = collected(ctx.session_factory, window[0], window[-1]) if window else set()
-    return [day for day in window if day in have or day == ctx.trading_date]
+    return window[-ctx.settings.bootstrap_sessions:]
 
 
-def ensure_market_data(ctx: JobContext, day: date) -> None:
-    """Make sure the market data of ``day`` and of its lookback is complete, collecting
-    what is missing (in date order) first."""
-    from services.data_collector.collector import backfill, missing_sessions
+def ensure_market_data(ctx: JobContext, first: date, last: date) -> None:
+    """Collect, in date order, the market data missing from ``first``'s lookback up to
+    ``last``; raise :class:`InputMissing` naming what is still missing."""
+    from services.data_collector.collector import backfill
     from services.data_collector.providers import ProviderError
     from services.data_collector.providers.factory import make_provider
 
-    missing = missing_sessions(ctx.calendar, ctx.session_factory, day, LOOKBACK_SESSIONS)
-    if not missing:
-        return
-    ctx.log.info("market data missing for %d sessions up to %s: collecting them first", len(missing), day)
-    try:
-        provider = make_provider(ctx.settings, ctx.clock, ctx.calendar)
-    except ProviderError as exc:
-        raise InputMissing(f"input missing: no market data for {day} ({exc})") from None
-    report = backfill(missing, session_factory=ctx.session_factory, provider=provider, now=ctx.clock.now)
-    if day in report.failed:
-        raise InputMissing(f"input missing: no market data for {day} ({report.failed[day]})")
+    needed = [s.date for s in ctx.calendar.sessions(lookback_start(ctx.calendar, first), last)]
+    have = collected(ctx.session_factory, needed[0], needed[-1]) if needed else set()
+    missing = [day for day in needed if day not in have]
+    if missing:
+        ctx.log.info("market data missing for %d sessions (%s .. %s): collecting them first",
+                     len(missing), missing[0], missing[-1])
+        try:
+            provider = make_provider(ctx.settings, ctx.clock, ctx.calendar)
+        except ProviderError as exc:
+            raise InputMissing(f"input missing: no market data for {last} ({exc})") from None
+        report = backfill(missing, session_factory=ctx.session_factory, provider=provider, now=ctx.clock.now)
+        if report.failed:
+            failed = sorted(report.failed)
+            raise InputMissing(
+                f"input missing: market data of {len(failed)} sessions could not be collected "
+                f"({', '.join(day.isoformat() for day in failed[:3])}{' ...' if len(failed) > 3 else ''}: "
+                f"{report.failed[failed[0]]})")
 
 
 def run(ctx: JobContext) -> JobResult:
-    """``indicator_calculation`` for ``ctx.trading_date``."""
+    """``indicator_calculation`` for ``ctx.trading_date`` (and the dates missing before
+    it): never computed over a session whose market data is missing."""
+    targets = dates_to_calculate(ctx)
     try:
-        ensure_market_data(ctx, ctx.trading_date)
+        ensure_market_data(ctx, targets[0], ctx.trading_date)
     except InputMissing as exc:
         return JobResult.skipped(str(exc))
-    result = calculate(dates_to_calculate(ctx), session_factory=ctx.session_factory,
-                       calendar=ctx.calendar, now=ctx.clock.now)
+    result = calculate(targets, session_factory=ctx.session_factory, calendar=ctx.calendar, now=ctx.clock.now)
     return JobResult.success(
         dates=len(result.dates), first_date=result.dates[0].isoformat(),
         technical_rows=result.technical_rows, financial_rows=result.financial_rows,

@@ -5,7 +5,7 @@ Missing or non-positive inputs give NaN (stored as NULL), never an infinity:
 - ``per`` = close / EPS when EPS > 0 (a loss has no meaningful PER)
 - ``pbr`` = close / BPS when BPS > 0
 - ``roe`` = EPS / BPS when BPS > 0 and EPS is reported (negative for a loss)
-- ``dividend_yield`` = DPS / close x 100 (0 when no dividend)
+- ``dividend_yield`` = DPS / close x 100 (0 when no dividend, NaN when unknown)
 - ``earnings_positive``: EPS > 0 (NaN when KRX reports none)
 - ``market_cap`` and ``market_cap_rank`` (1 = largest of the date)
 """
@@ -29,7 +29,7 @@ def compute_financials(prices: pd.DataFrame, fundamentals: pd.DataFrame) -> pd.D
     close = merged["close"].astype(float)
     eps = merged["eps"].astype(float).where(lambda v: v != 0)  # 0 = not reported
     bps = merged["bps"].astype(float).where(lambda v: v > 0)
-    dps = merged["dps"].astype(float).fillna(0.0)
+    dps = merged["dps"].astype(float)  # NaN: no fundamentals row, so no known dividend
     with np.errstate(divide="ignore", invalid="ignore"):
         result = pd.DataFrame({
             "ticker": merged["ticker"],

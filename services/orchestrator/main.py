@@ -250,7 +250,7 @@ def run_job(
     now = runtime.clock.now()
     trading_date = _trading_date_for_manual_run(runtime, job.name, date_text, now)
     record = runtime.runner().run_now(job.name, trading_date)
-    detail = record.error or record.reason or to_json(record.summary or {}).replace("\n", " ")
+    detail = _first_line(record.error or record.reason or to_json(record.summary or {}).replace("\n", " "))
     typer.echo(f"{job.name} {trading_date}: {record.outcome.value}: {detail}")
     runtime.close()
     raise typer.Exit(EXIT_OK if record.outcome.value == "success" else EXIT_FAILED)
@@ -428,6 +428,9 @@ def backfill(
     settings = _settings()
     runtime = Runtime.create(settings)
     days = _closed_sessions(runtime, start_day, end_day)
+    if not days:
+        typer.echo(f"no KRX sessions from {start_day} to {end_day}; nothing to collect")
+        raise typer.Exit(EXIT_OK)
     provider = make_provider(settings, runtime.clock, runtime.calendar)
     session_factory = runtime.session_factory()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -101,6 +101,11 @@ def update_watchlist(connection: Connection, user_id: str, day: date, rules: Wat
     return UpdateResult(len(chosen), eligible_count, entries, exits)
 
 
+def later_runs(connection: Connection, user_id: str, day: date) -> list[date]:
+    return list(connection.scalars(select(WatchlistRun.date).where(
+        WatchlistRun.user_id == user_id, WatchlistRun.date > day).order_by(WatchlistRun.date)))
+
+
 def indicators_ready(session_factory: sessionmaker[DbSession], day: date) -> bool:
     from services.indicator_calculator.calculator import is_calculated
 
@@ -116,8 +121,13 @@ def run(ctx: JobContext) -> JobResult:
         result = calculator.run(ctx)
         if result.status.value != "success":
             return JobResult.skipped(f"input missing: no indicators for {ctx.trading_date} ({result.reason})")
+    rules = rules_from(ctx.settings)
     with ctx.session_factory.begin() as session:
-        result_ = update_watchlist(session.connection(), ctx.user_id, ctx.trading_date, rules_from(ctx.settings))
+        connection = session.connection()
+        result_ = update_watchlist(connection, ctx.user_id, ctx.trading_date, rules)
+        # a day filled in late: the lists after it carry entries from it, so redo them in order
+        for later in later_runs(connection, ctx.user_id, ctx.trading_date):
+            update_watchlist(connection, ctx.user_id, later, rules)
     return JobResult.success(size=result_.size, eligible=result_.eligible, entries=len(result_.entries),
                              exits=len(result_.exits))
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-FACTORS = ("trend", "momentum", "volatility", "liquidity", "value")
+from services.common.settings import WATCHLIST_FACTORS, parse_weight_pairs
+
+FACTORS = WATCHLIST_FACTORS
 DEFAULT_WEIGHTS = {"trend": 0.30, "momentum": 0.25, "volatility": 0.15, "liquidity": 0.15, "value": 0.15}
 REQUIRED = ("close", "value", "halted", "sma_20", "sma_60", "sma_120", "rsi_14", "macd_hist", "atr_14",
             "per", "pbr")
@@ -39,7 +41,8 @@ class WatchlistRules:
     def __post_init__(self) -> None:
         unknown = set(self.weights) - set(FACTORS)
         values = list(self.weights.values())
-        if unknown or not values or not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
+        if unknown or not values or not all(math.isfinite(w) and w >= 0 for w in values) \
+                or not 0 < sum(values) < math.inf:
             raise ValueError(f"weights {self.weights}; expected non-negative weights of {', '.join(FACTORS)}")
 
 
@@ -101,21 +104,5 @@ def select_watchlist(frame: pd.DataFrame, rules: WatchlistRules) -> pd.DataFrame
 
 
 def parse_weights(text: str) -> dict[str, float]:
-    """'trend=0.3,momentum=0.25,...' -> weights; unknown factors are an error."""
-    weights: dict[str, float] = {}
-    for part in filter(None, (piece.strip() for piece in text.split(","))):
-        name, _, number = part.partition("=")
-        name = name.strip()
-        if name not in FACTORS or not number.strip():
-            raise ValueError(f"expected factor=weight pairs of {', '.join(FACTORS)}")
-        if name in weights:
-            raise ValueError(f"{name} is given twice; expected each factor once")
-        try:
-            weights[name] = float(number)
-        except ValueError:
-            raise ValueError(f"expected a number for {name}") from None
-        if not (math.isfinite(weights[name]) and weights[name] >= 0):
-            raise ValueError(f"expected a finite weight of 0 or more for {name}")
-    if not weights or sum(weights.values()) <= 0:
-        raise ValueError(f"expected factor=weight pairs of {', '.join(FACTORS)} with a positive sum")
-    return weights
+    """'trend=0.3,momentum=0.25,...' -> weights (see services.common.settings)."""
+    return parse_weight_pairs(text, FACTORS)

@@ -73,8 +73,8 @@ def test_a_sound_snapshot_is_kept_whole():
     pytest.param(price("00104k"), "prices: bad ticker", id="lower-case ticker"),
     pytest.param(price(""), "prices: bad ticker", id="empty ticker"),
     pytest.param(price("035720", date=date(2021, 1, 21)), "prices: wrong date", id="another date"),
-    pytest.param(price("035720", close=math.nan), "prices: NaN price", id="NaN close"),
-    pytest.param(price("035720", open=None), "prices: NaN price", id="missing open"),
+    pytest.param(price("035720", close=math.nan), "prices: NaN or infinite price", id="NaN close"),
+    pytest.param(price("035720", open=None), "prices: NaN or infinite price", id="missing open"),
     pytest.param(price("035720", open=0), "prices: non-positive price", id="zero open"),
     pytest.param(price("035720", low=-5), "prices: non-positive price", id="negative low"),
     pytest.param(price("035720", high=95, low=96, open=95, close=96), "prices: high below low",
@@ -118,7 +118,7 @@ def test_a_partly_bad_frame_keeps_its_good_rows_and_counts_the_rest_by_reason():
     ]
     result = validate_snapshot(snapshot(prices))
     assert result.prices["ticker"].tolist() == GOOD
-    assert result.rejected == Counter({"prices: NaN price": 2, "prices: high below low": 1,
+    assert result.rejected == Counter({"prices: NaN or infinite price": 2, "prices: high below low": 1,
                                        "prices: wrong date": 1})
     assert result.rejected_rows == 4
 
@@ -130,7 +130,7 @@ def test_a_frame_with_no_good_row_stores_nothing_and_names_the_reasons():
         validate_snapshot(snapshot(prices))
     message = str(raised.value)
     assert "2021-01-22" in message and "every price row was rejected" in message
-    assert "prices: NaN price: 2" in message and "prices: wrong date: 1" in message
+    assert "prices: NaN or infinite price: 2" in message and "prices: wrong date: 1" in message
 
 
 def test_a_stock_with_no_trade_is_kept_and_marked_halted():
@@ -229,6 +229,6 @@ def test_counts_from_every_frame_add_up_in_one_summary():
         fundamentals=[fundamental(t) for t in GOOD] + [fundamental("035720", per=math.nan)],
         stocks=[stock(t) for t in GOOD] + [stock("035720", name="")],
     ))
-    assert result.rejected == Counter({"prices: NaN price": 1, "fundamentals: NaN or infinite value": 1,
+    assert result.rejected == Counter({"prices: NaN or infinite price": 1, "fundamentals: NaN or infinite value": 1,
                                        "stocks: missing name": 1})
     assert result.rejected_rows == 3

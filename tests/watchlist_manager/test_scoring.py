@@ -257,9 +257,9 @@ def test_parse_weights_accepts(text, weights):
     ("trend=abc", "expected a number for trend"),
     ("trend=1,value=-0.1", "expected a finite weight of 0 or more for value"),
     ("trend=nan", "expected a finite weight of 0 or more for trend"),
-    ("", f"expected factor=weight pairs of {ALL_FACTORS} with a positive sum"),
-    (" , ", f"expected factor=weight pairs of {ALL_FACTORS} with a positive sum"),
-    ("trend=0,value=0", f"expected factor=weight pairs of {ALL_FACTORS} with a positive sum"),
+    ("", f"expected factor=weight pairs of {ALL_FACTORS} with a positive, finite sum"),
+    (" , ", f"expected factor=weight pairs of {ALL_FACTORS} with a positive, finite sum"),
+    ("trend=0,value=0", f"expected factor=weight pairs of {ALL_FACTORS} with a positive, finite sum"),
 ])
 def test_parse_weights_rejects_with_a_message(text, message):
     with pytest.raises(ValueError) as caught:
