@@ -232,3 +232,25 @@ def test_counts_from_every_frame_add_up_in_one_summary():
     assert result.rejected == Counter({"prices: NaN or infinite price": 1, "fundamentals: NaN or infinite value": 1,
                                        "stocks: missing name": 1})
     assert result.rejected_rows == 3
+
+
+def test_infinite_or_fractional_prices_are_rejected_rows_not_a_crash() -> None:
+    import math
+
+    from services.data_collector.providers import MarketSnapshot
+    from services.data_collector.validation import validate_snapshot
+
+    day = date(2026, 11, 20)
+    prices = pd.DataFrame({
+        "ticker": ["000001", "000002", "000003", "000004"], "date": [day] * 4,
+        "open": [100.0, math.inf, 100.5, 100.0], "high": [110.0, 110.0, 110.0, 110.0],
+        "low": [90.0, 90.0, 90.0, 90.0], "close": [105.0, 105.0, 105.0, 105.0],
+        "volume": [10.0, 10.0, 10.0, math.inf], "value": [1000.0] * 4, "change_pct": [0.0] * 4,
+        "market_cap": [1e9] * 4, "market": ["KOSPI"] * 4,
+    })
+    empty_fundamentals = pd.DataFrame(columns=["ticker", "date", "bps", "per", "pbr", "eps", "div", "dps"])
+    stocks = pd.DataFrame({"ticker": ["000001"], "name": ["A"], "market": ["KOSPI"]})
+    validated = validate_snapshot(MarketSnapshot(day, stocks, prices, empty_fundamentals))
+    assert list(validated.prices["ticker"]) == ["000001"]
+    assert dict(validated.rejected) == {"prices: NaN or infinite price": 1, "prices: non-integer price": 1,
+                                        "prices: missing or negative volume": 1}

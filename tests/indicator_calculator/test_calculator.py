@@ -184,3 +184,23 @@ def test_a_ticker_without_yesterdays_values_is_computed_from_its_lookback(sessio
     got = _stored(session_factory, D).loc[ticker]
     for column in ("sma_120", "ema_26", "rsi_14", "macd_signal", "stoch_d"):
         assert got[column] == pytest.approx(expected[column], rel=1e-9), column
+
+
+def test_a_lookback_session_that_cannot_be_collected_skips_the_job(session_factory, krx_calendar, clock, monkeypatch):
+    from services.data_collector.providers import TransientProviderError
+
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), date(2026, 11, 6))
+    real = SimulatedProvider.fetch_session
+
+    def flaky(self: SimulatedProvider, day: date) -> Any:
+        if day == date(2026, 11, 10):
+            raise TransientProviderError("KRX answered 503")
+        return real(self, day)
+
+    monkeypatch.setattr(SimulatedProvider, "fetch_session", flaky)
+    result = calculator.run(context(session_factory, krx_calendar, clock))
+    assert result.status is Outcome.SKIPPED
+    assert result.reason == ("input missing: market data of 1 sessions could not be collected "
+                             "(2026-11-10: KRX answered 503)")
+    with session_factory() as session:
+        assert session.get(CalculatedSession, D) is None

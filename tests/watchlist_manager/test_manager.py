@@ -27,7 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import text, insert, select
 
 from services.common.clock import FixedClock
 from services.common.job_api import JobContext, Outcome
@@ -293,3 +293,29 @@ def test_the_job_is_skipped_when_the_indicators_cannot_be_produced(session_facto
     assert result.reason == ("input missing: no indicators for 2026-11-20 (input missing: no market data "
                              "for 2026-11-20 (the market data source is unreachable))")
     assert dump(session_factory) == []
+
+
+def test_a_day_filled_in_late_gives_the_lists_of_an_in_order_run(market):
+    """Running 11-18, 11-20 and then the missed 11-19 ends as running them in order."""
+    from services.watchlist_manager.manager import later_runs
+
+    session_factory, rules = market, LIQUIDITY_TOP3
+
+    def lists() -> list[tuple[Any, ...]]:
+        with session_factory() as session:
+            return sorted(tuple(row) for row in session.execute(text(
+                "SELECT date, ticker, rank, entered_on, entry_close FROM watchlist_entries")))
+
+    for day in (date(2026, 11, 18), date(2026, 11, 19), date(2026, 11, 20)):
+        with session_factory.begin() as session:
+            update_watchlist(session.connection(), "u", day, rules)
+    in_order = lists()
+    with session_factory.begin() as session:
+        session.execute(text("DELETE FROM watchlist_entries"))
+        session.execute(text("DELETE FROM watchlist_runs"))
+    for day in (date(2026, 11, 18), date(2026, 11, 20), date(2026, 11, 19)):
+        with session_factory.begin() as session:
+            update_watchlist(session.connection(), "u", day, rules)
+            for later in later_runs(session.connection(), "u", day):
+                update_watchlist(session.connection(), "u", later, rules)
+    assert lists() == in_order
