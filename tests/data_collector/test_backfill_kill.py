@@ -32,19 +32,48 @@ def _backfill(tmp_path: Path, cache_dir: Path) -> subprocess.Popen[bytes]:
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _complete(tmp_path: Path) -> int:
+    import sqlite3
+
+    database = tmp_path / "kill.db"
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(database, timeout=5) as connection:
+            return connection.execute("SELECT count(*) FROM collected_sessions").fetchone()[0]
+    except sqlite3.OperationalError:  # not migrated yet
+        return 0
+
+
+def _wait_for_progress(tmp_path: Path, before: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _complete(tmp_path) > before:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the backfill made no progress")
+
+
 def test_a_backfill_killed_at_random_points_completes_without_duplicates(
     tmp_path: Path, calendar_cache_dir: Path, krx_calendar
 ) -> None:
     chance = random.Random(20261121)
+    sessions = [s.date for s in krx_calendar.sessions(START, END)]
+    interrupted = 0
     for _ in range(3):
+        before = _complete(tmp_path)
+        if before == len(sessions):
+            break
         process = _backfill(tmp_path, calendar_cache_dir)
-        time.sleep(chance.uniform(0.9, 2.0))
+        _wait_for_progress(tmp_path, before, timeout=60)  # it is writing: now kill it at a random point
+        time.sleep(chance.uniform(0.0, 0.3))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
+        interrupted += 0 < _complete(tmp_path) < len(sessions)
+    assert interrupted >= 1  # at least one kill landed mid-backfill
     final = _backfill(tmp_path, calendar_cache_dir)
     assert final.wait(timeout=120) == 0
 
-    sessions = [s.date for s in krx_calendar.sessions(START, END)]
     provider = SimulatedProvider(calendar=krx_calendar, seed=11, universe_size=300,
                                  clock=FixedClock(datetime(2026, 11, 21, tzinfo=timezone.utc)))
     engine = create_engine(f"sqlite:///{tmp_path / 'kill.db'}")
