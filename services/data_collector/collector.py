@@ -22,7 +22,7 @@ from services.common.database import frame_columns, upsert, upsert_columns
 from services.common.clock import Clock
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
-from services.common.settings import Settings
+from services.common.settings import ConfigurationError, Settings
 from services.data_collector.models import CollectedSession, DailyPrice, Fundamental, Stock
 from services.data_collector.providers import MarketDataProvider
 from services.data_collector.providers.factory import make_provider
@@ -73,6 +73,21 @@ def _renamed_later(table: Any, excluded: Any) -> Any:
         excluded.updated_on >= table.c.updated_on,
         or_(table.c.name != excluded.name, table.c.market != excluded.market),
     )
+
+
+class ProviderMismatch(ConfigurationError):
+    """The database holds market data from another provider (or simulated settings)."""
+
+
+def check_provider(session_factory: sessionmaker[DbSession], provider: MarketDataProvider) -> None:
+    """Refuse to mix data of two providers (or two simulated markets) in one database."""
+    with session_factory() as session:
+        others = list(session.scalars(select(CollectedSession.provider).where(
+            CollectedSession.provider != provider.name).distinct().limit(1)))
+    if others:
+        raise ProviderMismatch(
+            f"the database holds market data from {others[0]!r} and this run uses {provider.name!r}; "
+            "use the same provider settings or another DATABASE_URL")
 
 
 def completed_sessions(session_factory: sessionmaker[DbSession], start: date, end: date) -> set[date]:
@@ -153,6 +168,8 @@ def backfill(
     from services.data_collector.validation import InvalidSnapshot
 
     ordered = sorted(set(days))
+    if ordered:
+        check_provider(session_factory, provider)
     done = set() if force or not ordered else completed_sessions(session_factory, ordered[0], ordered[-1])
     report = BackfillReport()
     for day in ordered:
@@ -187,6 +204,7 @@ def run(ctx: JobContext) -> JobResult:
     from services.data_collector.validation import InvalidSnapshot
 
     provider = make_provider(ctx.settings, ctx.clock, ctx.calendar)
+    check_provider(ctx.session_factory, provider)
     missing = missing_sessions(ctx.calendar, ctx.session_factory, ctx.trading_date,
                                ctx.settings.bootstrap_sessions)
     if ctx.origin == "catch_up" and not missing:

@@ -211,3 +211,13 @@ def test_a_rename_is_kept_only_from_the_newest_date(session_factory, provider, c
     with session_factory() as session:
         names = set(session.scalars(select(Stock.name)))
     assert all(name.endswith(" new") for name in names)
+
+
+def test_data_of_another_provider_or_simulated_market_is_never_mixed_in(session_factory, krx_calendar, clock):
+    from services.data_collector.collector import ProviderMismatch
+
+    first = SimulatedProvider(calendar=krx_calendar, clock=clock, seed=7, universe_size=40)
+    other = SimulatedProvider(calendar=krx_calendar, clock=clock, seed=7, universe_size=300)
+    backfill([date(2026, 11, 19)], session_factory=session_factory, provider=first, now=clock.now)
+    with pytest.raises(ProviderMismatch, match=r"holds market data from 'simulated\(seed=7,universe=40\)'"):
+        backfill([date(2026, 11, 20)], session_factory=session_factory, provider=other, now=clock.now)

@@ -514,3 +514,27 @@ def test_fundamentals_change_between_quarters_not_within_one(krx_calendar):
     assert changed.mean() > 0.9
     relative = ((april[both] - march[both]).abs() / march[both].abs()).median()
     assert relative < 0.10  # slowly: a few percent a quarter
+
+
+def test_a_calendar_update_leaves_the_other_days_of_the_simulated_market_alone():
+    from datetime import date as day_
+
+    import numpy as np
+
+    from services.data_collector.providers.simulated import SimulatedMarket
+
+    weekdays = [d.date() for d in pd.bdate_range("2025-01-02", "2025-12-30")]
+    base = SimulatedMarket(weekdays, seed=3, universe_size=200)
+    closed = SimulatedMarket([d for d in weekdays if d != day_(2025, 6, 10)], seed=3, universe_size=200)
+    longer = SimulatedMarket(weekdays + [d.date() for d in pd.bdate_range("2026-01-02", "2026-03-31")],
+                             seed=3, universe_size=200)
+    later = day_(2025, 9, 1)
+    a = base.snapshot(base.index_of[later]).prices.set_index("ticker")
+    b = closed.snapshot(closed.index_of[later]).prices.set_index("ticker")
+    c = longer.snapshot(longer.index_of[later]).prices.set_index("ticker")
+    pd.testing.assert_frame_equal(a, c)  # a longer calendar changes no past day
+    # a new past closure only regroups that day's draw into the next session's move (a halt or
+    # the daily limit on one of the two days can still make a difference)
+    same = (a["close"] == b["close"]).mean()
+    assert same >= 0.98
+    assert np.array_equal(a.index, b.index)

@@ -35,6 +35,11 @@ from services.data_collector.providers import (
 )
 
 MAX_UNIVERSE = 5_000
+#: The walk is indexed by weekdays counted from EPOCH, and listings are drawn up to
+#: HORIZON: neither depends on the calendar, so a calendar update (a new closure, a
+#: longer range) changes no close of any other day.
+EPOCH = date(2015, 1, 1)
+HORIZON = date(2035, 12, 31)
 HALT_PROBABILITY = 0.002
 ALPHANUMERIC_SHARE = 0.03
 KOSPI_SHARE = 0.45
@@ -77,7 +82,7 @@ def _ticker_codes(rng: np.random.Generator, count: int) -> list[str]:
     return codes
 
 
-def build_universe(seed: int, size: int, session_count: int) -> Universe:
+def build_universe(seed: int, size: int, steps: int) -> Universe:
     """The tickers and their fixed traits, from ``seed`` alone."""
     if not 1 <= size <= MAX_UNIVERSE:
         raise ValueError(f"universe size {size}; expected 1 to {MAX_UNIVERSE}")
@@ -86,10 +91,10 @@ def build_universe(seed: int, size: int, session_count: int) -> Universe:
     markets = np.where(rng.random(size) < KOSPI_SHARE, "KOSPI", "KOSDAQ")
     names = np.array([f"모의{'코스피' if m == 'KOSPI' else '코스닥'}{i:04d}" for i, m in enumerate(markets)])
     late_listing = rng.random(size) < 0.12
-    listed_from = np.where(late_listing, rng.integers(1, max(2, session_count - 20), size), 0)
+    listed_from = np.where(late_listing, rng.integers(1, max(2, steps - 20), size), 0)
     delisted = rng.random(size) < 0.05
-    life = rng.integers(120, max(121, session_count), size)
-    listed_until = np.where(delisted, np.minimum(listed_from + life, session_count - 1), session_count - 1)
+    life = rng.integers(120, max(121, steps), size)
+    listed_until = np.where(delisted, np.minimum(listed_from + life, steps - 1), steps - 1)
     base_price = np.exp(rng.normal(np.log(15_000), 1.1, size)).clip(500, 900_000)
     eps0 = base_price / rng.uniform(6, 30, size) * np.where(rng.random(size) < 0.15, -0.4, 1.0)
     return Universe(
@@ -110,14 +115,26 @@ def build_universe(seed: int, size: int, session_count: int) -> Universe:
     )
 
 
+def weekday_index(day: date) -> int:
+    """Weekdays from :data:`EPOCH` to ``day`` (the walk's step number)."""
+    return int(np.busday_count(EPOCH, day))
+
+
 class SimulatedMarket:
-    """The deterministic market itself (no clock): ``snapshot(index)`` for any session."""
+    """The deterministic market itself (no clock): ``snapshot(index)`` for any session.
+
+    Every draw belongs to a weekday (counted from :data:`EPOCH`); a session moves by the
+    draws of the weekdays since the previous session, so a calendar change (a new
+    closure) only regroups draws and leaves the other closes as they were (unless the
+    regrouped move hits the daily limit, or a halt falls on one of the two days).
+    """
 
     def __init__(self, sessions: list[date], seed: int = 42, universe_size: int = 300) -> None:
         self.sessions = sessions
         self.index_of = {day: i for i, day in enumerate(sessions)}
+        self.weekdays = np.array([weekday_index(day) for day in sessions], dtype=np.int64)
         self.seed = seed
-        self.universe = build_universe(seed, universe_size, len(sessions))
+        self.universe = build_universe(seed, universe_size, weekday_index(HORIZON) + 1)
 
     def _day_draws(self, index: int) -> dict[str, np.ndarray]:
         size = len(self.universe.tickers)
@@ -132,25 +149,32 @@ class SimulatedMarket:
             "volume": rng.lognormal(0.0, 0.5, size),
         }
 
-    def _returns(self, index: int) -> np.ndarray:
-        u, draws = self.universe, self._day_draws(index)
+    def _weekday_moves(self, weekday: int) -> tuple[np.ndarray, np.ndarray]:
+        """The weekday's log-move of every ticker, and which tickers are halted then."""
+        u, draws = self.universe, self._day_draws(weekday)
         moves = (u.beta * draws["market"] + u.sigma * draws["own"]).clip(-MAX_DAILY_MOVE, MAX_DAILY_MOVE)
-        return np.where(draws["halt"] < HALT_PROBABILITY, 0.0, moves)
+        return np.log1p(moves), draws["halt"] < HALT_PROBABILITY
 
     @cached_property
     def fair_path(self) -> np.ndarray:
         """Unrounded closes, sessions x tickers (the walk every snapshot reads)."""
-        log_moves = np.vstack([np.log1p(self._returns(i)) for i in range(len(self.sessions))])
-        log_moves[0] = 0.0
-        return self.universe.base_price * np.exp(np.cumsum(log_moves, axis=0))
+        steps = int(self.weekdays[-1]) + 1
+        weekday_moves, weekday_halts = zip(*(self._weekday_moves(w) for w in range(steps)))
+        at_sessions = np.cumsum(np.vstack(weekday_moves), axis=0)[self.weekdays]
+        moves = np.diff(at_sessions, axis=0, prepend=at_sessions[:1])
+        limit = np.log1p(MAX_DAILY_MOVE)
+        moves = np.clip(moves, -limit, limit)
+        moves[np.vstack(weekday_halts)[self.weekdays]] = 0.0  # a halted stock does not move
+        return self.universe.base_price * np.exp(np.cumsum(moves, axis=0))
 
     def listed(self, index: int) -> np.ndarray:
         u = self.universe
         return (u.listed_from <= index) & (index <= u.listed_until)
 
     def snapshot(self, index: int) -> MarketSnapshot:
-        u, draws, day = self.universe, self._day_draws(index), self.sessions[index]
-        listed = self.listed(index)
+        day, weekday = self.sessions[index], int(self.weekdays[index])
+        u, draws = self.universe, self._day_draws(weekday)
+        listed = self.listed(weekday)
         path = self.fair_path
         previous = round_to_ticks(path[index - 1] if index > 0 else u.base_price)
         lower, upper = price_limits_array(previous)
@@ -199,12 +223,11 @@ class SimulatedProvider:
     """The simulated market behind the provider protocol, refusing what a real
     exchange could not answer yet."""
 
-    name = "simulated"
-
     def __init__(self, *, calendar: MarketCalendar, clock: Clock, seed: int = 42,
                  universe_size: int = 300) -> None:
         self.calendar = calendar
         self.clock = clock
+        self.name = f"simulated(seed={seed},universe={universe_size})"
         self.market = _market(calendar, seed, universe_size)
 
     def fetch_session(self, trading_date: date) -> MarketSnapshot:
