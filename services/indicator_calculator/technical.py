@@ -135,13 +135,15 @@ def sma(values: np.ndarray, period: int) -> np.ndarray:
     if len(values) < period:
         return out
     nan = np.isnan(values)
-    sums = np.cumsum(np.where(nan, 0.0, values), axis=0)
-    nans = np.cumsum(nan, axis=0)
-    sums = np.vstack([np.zeros((1, values.shape[1])), sums])
-    nans = np.vstack([np.zeros((1, values.shape[1])), nans])
-    window = (sums[period:] - sums[:-period]) / period
-    window[(nans[period:] - nans[:-period]) > 0] = np.nan
-    out[period - 1:] = window
+    has_nan = bool(nan.any())
+    sums = np.zeros((len(values) + 1, values.shape[1]))
+    np.cumsum(np.where(nan, 0.0, values) if has_nan else values, axis=0, out=sums[1:])
+    np.subtract(sums[period:], sums[:-period], out=out[period - 1:])
+    out[period - 1:] /= period
+    if has_nan:  # a window holding a NaN (a ticker's padding) has no mean
+        nans = np.zeros((len(values) + 1, values.shape[1]))
+        np.cumsum(nan, axis=0, out=nans[1:])
+        out[period - 1:][(nans[period:] - nans[:-period]) > 0] = np.nan
     return out
 
 
