@@ -158,14 +158,24 @@ class SimulatedMarket:
     @cached_property
     def fair_path(self) -> np.ndarray:
         """Unrounded closes, sessions x tickers (the walk every snapshot reads)."""
-        steps = int(self.weekdays[-1]) + 1
-        weekday_moves, weekday_halts = zip(*(self._weekday_moves(w) for w in range(steps)))
-        at_sessions = np.cumsum(np.vstack(weekday_moves), axis=0)[self.weekdays]
-        moves = np.diff(at_sessions, axis=0, prepend=at_sessions[:1])
+        steps, size = int(self.weekdays[-1]) + 1, len(self.universe.tickers)
+        walk = np.empty((steps, size))
+        halted = np.empty((steps, size), dtype=bool)
+        for weekday in range(steps):
+            walk[weekday], halted[weekday] = self._weekday_moves(weekday)
+        np.cumsum(walk, axis=0, out=walk)
+        path = walk[self.weekdays]  # the walk at each session
+        del walk
+        path[1:] -= path[:-1].copy()  # each session's move since the previous session
+        path[0] = 0.0
         limit = np.log1p(MAX_DAILY_MOVE)
-        moves = np.clip(moves, -limit, limit)
-        moves[np.vstack(weekday_halts)[self.weekdays]] = 0.0  # a halted stock does not move
-        return self.universe.base_price * np.exp(np.cumsum(moves, axis=0))
+        np.clip(path, -limit, limit, out=path)
+        path[halted[self.weekdays]] = 0.0  # a halted stock does not move
+        del halted
+        np.cumsum(path, axis=0, out=path)
+        np.exp(path, out=path)
+        path *= self.universe.base_price
+        return path
 
     def listed(self, index: int) -> np.ndarray:
         u = self.universe
