@@ -316,7 +316,7 @@ def bench_indicators(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
                 "< 2 s and >= 10x", ours_s < 2 and base_s / ours_s >= 10,
                 f"baseline: a pandas loop over tickers ({base_s / ours_s:.0f}x); best of repeats"),
             Row("  the same, first call of a fresh process", first_s, base_s, "s", "< 2 s", first_s < 2,
-                "includes the allocator's first touch of ~0.5 GB of temporaries")]
+                "includes the first touch of the memory its temporaries use")]
     rows.append(_bench_incremental(workdir, cache_dir))
     return rows
 

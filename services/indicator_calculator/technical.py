@@ -26,6 +26,8 @@ volume_ratio_20    volume / SMA20(volume); NaN when that mean is 0              
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import pandas as pd
 
@@ -61,29 +63,36 @@ def _compute(prices: pd.DataFrame, *, with_state: bool) -> pd.DataFrame:
     if missing:
         raise ValueError(f"prices lack columns {missing}; expected {INPUT_COLUMNS}")
     names = INDICATOR_COLUMNS + (STATE_COLUMNS if with_state else [])
-    result = pd.DataFrame(np.nan, index=prices.index, columns=names, dtype=float)
     if prices.empty:
-        return result
+        return pd.DataFrame(np.nan, index=prices.index, columns=names, dtype=float)
     layout = _Layout(prices)
     close, high, low = layout.matrix("close"), layout.matrix("high"), layout.matrix("low")
     volume = layout.matrix("volume")
-    columns = {
-        "sma_5": sma(close, 5), "sma_20": sma(close, 20), "sma_60": sma(close, 60),
-        "sma_120": sma(close, 120),
-        "ema_12": ema(close, 12), "ema_26": ema(close, 26), "ema_20": ema(close, 20),
-        "rsi_14": rsi(close, 14), "atr_14": atr(high, low, close, 14),
-        "volume_ratio_20": volume_ratio(volume, 20),
-    }
-    columns.update(zip(("macd", "macd_signal", "macd_hist"), macd(close, 12, 26, 9)))
-    columns.update(zip(("bb_upper", "bb_middle", "bb_lower"), bollinger(close, 20, 2.0)))
-    columns.update(zip(("stoch_k", "stoch_d"), stochastic(high, low, close, 14, 3, 3)))
+    # one contiguous row per indicator (pandas keeps columns that way: no transposing
+    # copy); each indicator matrix is gathered as soon as it exists and then dropped,
+    # so the temporaries stay few and their memory is reused
+    values = np.empty((len(names), len(prices)))
+    position = {name: index for index, name in enumerate(names)}
+    for name, matrix in _indicator_matrices(close, high, low, volume, with_state=with_state):
+        values[position[name]] = layout.rows(matrix)
+    return pd.DataFrame(values.T, index=prices.index, columns=names, copy=False)
+
+
+def _indicator_matrices(close: np.ndarray, high: np.ndarray, low: np.ndarray, volume: np.ndarray,
+                        *, with_state: bool) -> Iterator[tuple[str, np.ndarray]]:
+    for period in (5, 20, 60, 120):
+        yield f"sma_{period}", sma(close, period)
+    for period in (12, 26, 20):
+        yield f"ema_{period}", ema(close, period)
+    yield "rsi_14", rsi(close, 14)
+    yield "atr_14", atr(high, low, close, 14)
+    yield "volume_ratio_20", volume_ratio(volume, 20)
+    yield from zip(("macd", "macd_signal", "macd_hist"), macd(close, 12, 26, 9))
+    yield from zip(("bb_upper", "bb_middle", "bb_lower"), bollinger(close, 20, 2.0))
+    yield from zip(("stoch_k", "stoch_d"), stochastic(high, low, close, 14, 3, 3))
     if with_state:
-        columns["state_macd_fast"], columns["state_macd_slow"] = macd_emas(close, 12, 26)
-        columns["state_rsi_gain"], columns["state_rsi_loss"] = rsi_averages(close, 14)
-    values = np.empty((len(prices), len(names)))
-    for index, name in enumerate(names):
-        values[:, index] = layout.rows(columns[name])
-    return pd.DataFrame(values, index=prices.index, columns=names)
+        yield from zip(("state_macd_fast", "state_macd_slow"), macd_emas(close, 12, 26))
+        yield from zip(("state_rsi_gain", "state_rsi_loss"), rsi_averages(close, 14))
 
 
 class _Layout:
