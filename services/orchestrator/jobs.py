@@ -140,12 +140,14 @@ JOBS: tuple[JobSpec, ...] = (
         "technical and financial indicators for the session",
         "services.indicator_calculator.calculator:run",
         PostClose("indicator_calculation_time"),
+        catch_up_on_start=True,
     ),
     JobSpec(
         "watchlist_update",
         "score the universe and store each user's watchlist for the session",
         "services.watchlist_manager.manager:run",
         PostClose("watchlist_update_time"),
+        catch_up_on_start=True,
     ),
     JobSpec(
         "risk_checks",
