@@ -135,6 +135,7 @@ class SimulatedMarket:
         self.weekdays = np.array([weekday_index(day) for day in sessions], dtype=np.int64)
         self.seed = seed
         self.universe = build_universe(seed, universe_size, weekday_index(HORIZON) + 1)
+        self.calendar: MarketCalendar | None = None
 
     def _day_draws(self, index: int) -> dict[str, np.ndarray]:
         size = len(self.universe.tickers)
@@ -251,14 +252,18 @@ class SimulatedProvider:
         return self.market.snapshot(self.market.index_of[trading_date])
 
 
-_MARKETS: "weakref.WeakKeyDictionary[MarketCalendar, dict[tuple[int, int], SimulatedMarket]]" = (
-    weakref.WeakKeyDictionary())
+_MARKETS: "weakref.WeakValueDictionary[tuple[int, date, int, int], SimulatedMarket]" = (
+    weakref.WeakValueDictionary())
 
 
 def _market(calendar: MarketCalendar, seed: int, size: int) -> SimulatedMarket:
-    """One market per (calendar, seed, size) while the calendar lives: the path is built once."""
-    markets = _MARKETS.setdefault(calendar, {})
-    if (seed, size) not in markets:
+    """Providers alive at the same time share one market (its path is built once); the
+    market is freed with the last of them, so an idle scheduler does not hold it."""
+    key = (id(calendar), calendar.last_date, seed, size)
+    market = _MARKETS.get(key)
+    if market is None or market.calendar is not calendar:
         sessions = [s.date for s in calendar.sessions(calendar.first_date, calendar.last_date)]
-        markets[(seed, size)] = SimulatedMarket(sessions, seed, size)
-    return markets[(seed, size)]
+        market = SimulatedMarket(sessions, seed, size)
+        market.calendar = calendar
+        _MARKETS[key] = market
+    return market
