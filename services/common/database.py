@@ -248,7 +248,8 @@ def dialect_insert(connection: Any, table: Any) -> Any:
     elif dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        raise NotImplementedError(f"upserts support sqlite and postgresql, not {dialect}")
+        raise ConfigurationError(  # DATABASE_URL is validated to these two; a direct caller may not be
+            f"database {dialect} is not supported; expected sqlite or postgresql")
     return insert(table)
 
 

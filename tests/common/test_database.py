@@ -59,3 +59,17 @@ def test_the_declared_head_is_alembics_head() -> None:
     from services.migrations import HEAD
 
     assert HEAD == head_revision()
+
+
+def test_an_unsupported_database_is_refused_with_one_line() -> None:
+    from types import SimpleNamespace
+
+    import pytest
+
+    from services.common.database import dialect_insert
+    from services.common.settings import ConfigurationError
+    from services.orchestrator.models import JobRun
+
+    mysql_connection = SimpleNamespace(dialect=SimpleNamespace(name="mysql"))
+    with pytest.raises(ConfigurationError, match="^database mysql is not supported; expected sqlite or postgresql$"):
+        dialect_insert(mysql_connection, JobRun.__table__)
