@@ -12,7 +12,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field, fields
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -208,6 +208,123 @@ def parse_database_url(text: str) -> str:
     return value
 
 
+def parse_fee_percent(text: str) -> float:
+    value = _parse_float(text, "a percentage from 0 up to 5")
+    if not 0 <= value < 5:
+        raise ValueError("expected a percentage from 0 up to 5")
+    return value
+
+
+def parse_percent_or_off(text: str) -> float:
+    value = _parse_float(text, "a percentage from 0 (off) to 100")
+    if not 0 <= value <= 100:
+        raise ValueError("expected a percentage from 0 (off) to 100")
+    return value
+
+
+def parse_dated_rates(text: str) -> list[tuple[date, float]]:
+    """'2025-01-01=0.15,2026-01-01=0.20' -> [(date, percent), ...] sorted by date: each
+    rate applies from its date until the next one."""
+    rates: dict[date, float] = {}
+    accepted = "expected YYYY-MM-DD=percent pairs, e.g. 2025-01-01=0.15,2026-01-01=0.20"
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        day_text, _, number = part.partition("=")
+        try:
+            day = date.fromisoformat(day_text.strip())
+        except ValueError:
+            raise ValueError(f"{day_text.strip()!r} is not a date; {accepted}") from None
+        if day in rates:
+            raise ValueError(f"{day} is given twice; {accepted}")
+        rate = _parse_float(number, accepted)
+        if not 0 <= rate < 5:
+            raise ValueError(f"rate {number.strip()} for {day}: expected a percentage from 0 up to 5")
+        rates[day] = rate
+    if not rates:
+        raise ValueError(accepted)
+    return sorted(rates.items())
+
+
+def parse_tax_schedule(text: str) -> str:
+    parse_dated_rates(text)
+    return text.strip()
+
+
+#: What entry rules may test: the watchlist's factors and score, and indicators.
+ENTRY_RULE_FIELDS = ("score", "rank", *WATCHLIST_FACTORS, "rsi_14", "macd_hist", "volume_ratio_20")
+_CONDITION = re.compile(r"^\s*([a-z_0-9]+)\s*(>=|<=|>|<)\s*(-?[0-9]+(?:\.[0-9]*)?)\s*$")
+
+
+def parse_conditions(text: str, names: tuple[str, ...]) -> list[tuple[str, str, float]]:
+    """'trend>=0.75,rsi_14<70' -> [('trend', '>=', 0.75), ('rsi_14', '<', 70.0)]."""
+    conditions = []
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        match = _CONDITION.match(part)
+        if not match or match[1] not in names:
+            raise ValueError(f"cannot read {part!r}; expected conditions such as trend>=0.75,rsi_14<70 "
+                             f"on {', '.join(names)}")
+        conditions.append((match[1], match[2], float(match[3])))
+    if not conditions:
+        raise ValueError("expected at least one condition, e.g. trend>=0.75")
+    return conditions
+
+
+def parse_entry_rules(text: str) -> str:
+    parse_conditions(text, ENTRY_RULE_FIELDS)
+    return text.strip()
+
+
+KIS_ENVIRONMENTS = ("paper", "live")
+#: The open API calls the KIS adapter makes, each with its own tr_id.
+KIS_CALLS = ("buy", "sell", "cancel", "balance", "fills", "quote")
+
+
+def parse_kis_environment(text: str) -> str:
+    value = text.strip().lower()
+    if value not in KIS_ENVIRONMENTS:
+        raise ValueError("expected paper (KIS 모의투자) or live (실전투자)")
+    return value
+
+
+def parse_https_url(text: str) -> str:
+    value = text.strip().rstrip("/")
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", value):
+        raise ValueError("expected a URL such as https://openapivts.koreainvestment.com:29443")
+    return value
+
+
+def parse_tr_ids(text: str) -> str:
+    pairs: dict[str, str] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        name, _, tr_id = (piece.strip() for piece in part.partition("="))
+        if name not in KIS_CALLS or not re.fullmatch(r"[A-Z0-9]{6,16}", tr_id):
+            raise ValueError(f"cannot read {part!r}; expected call=TR_ID pairs for {', '.join(KIS_CALLS)}")
+        pairs[name] = tr_id
+    missing = [name for name in KIS_CALLS if name not in pairs]
+    if missing:
+        raise ValueError(f"no tr_id for {', '.join(missing)}; expected call=TR_ID pairs for {', '.join(KIS_CALLS)}")
+    return text.strip()
+
+
+def tr_id_table(text: str) -> dict[str, str]:
+    """The validated ``call=TR_ID`` text as a dict."""
+    return {name.strip(): tr_id.strip() for name, _, tr_id in
+            (part.partition("=") for part in text.split(",") if part.strip())}
+
+
+def parse_kis_account(text: str) -> str:
+    value = text.strip()
+    if value and not re.fullmatch(r"[0-9]{8}-?[0-9]{2}", value):
+        raise ValueError("expected the 10-digit account number as 12345678-01")
+    return value
+
+
+def parse_rate_per_second(text: str) -> float:
+    value = _parse_float(text, "a number of requests per second above 0")
+    if not 0 < value <= 1000:
+        raise ValueError("expected a number of requests per second above 0 (at most 1000)")
+    return value
+
+
 def parse_text(text: str) -> str:
     return text.strip()
 
@@ -215,8 +332,9 @@ def parse_text(text: str) -> str:
 # --- the settings ---------------------------------------------------------------------
 
 
-def _setting(env: str, parser: Callable[[str], Any], default: str, doc: str) -> Any:
-    return field(metadata={"env": env, "parser": parser, "default": default, "doc": doc})
+def _setting(env: str, parser: Callable[[str], Any], default: str, doc: str, *, secret: bool = False) -> Any:
+    return field(repr=not secret,
+                 metadata={"env": env, "parser": parser, "default": default, "doc": doc, "secret": secret})
 
 
 @dataclass(frozen=True)
@@ -293,6 +411,53 @@ class Settings:
     pykrx_min_interval_seconds: float = _setting(
         "ORCHESTRATOR_PYKRX_MIN_INTERVAL", parse_non_negative_float, "1.0",
         "seconds between two requests to KRX (pykrx provider)")
+    commission_pct: float = _setting("ORCHESTRATOR_COMMISSION_PCT", parse_fee_percent, "0.015",
+                                     "broker commission per side, percent of the trade (floored to KRW)")
+    sell_tax_schedule: str = _setting(
+        "ORCHESTRATOR_SELL_TAX_SCHEDULE", parse_tax_schedule,
+        "2019-06-03=0.25,2021-01-01=0.23,2023-01-01=0.20,2024-01-01=0.18,2025-01-01=0.15,2026-01-01=0.20",
+        "sell-side transaction tax by trade date: date=percent, each from its date on")
+    entry_rules: str = _setting("ORCHESTRATOR_ENTRY_RULES", parse_entry_rules,
+                                "trend>=0.75,momentum>=0.5,rsi_14<70",
+                                "conditions a watchlist ticker must meet for an entry signal (all of them)")
+    entry_limit_pct: float = _setting("ORCHESTRATOR_ENTRY_LIMIT_PCT", parse_percent_or_off, "1.0",
+                                      "entry buy limit above the previous close, percent (0: market order)")
+    stop_loss_pct: float = _setting("ORCHESTRATOR_STOP_LOSS_PCT", parse_percent_or_off, "5.0",
+                                    "exit when the price falls this far below the average cost (0: off)")
+    take_profit_pct: float = _setting("ORCHESTRATOR_TAKE_PROFIT_PCT", parse_percent_or_off, "15.0",
+                                      "exit when the price rises this far above the average cost (0: off)")
+    trailing_stop_pct: float = _setting("ORCHESTRATOR_TRAILING_STOP_PCT", parse_percent_or_off, "8.0",
+                                        "exit when the price falls this far below its high since entry (0: off)")
+    exit_on_trend_break: bool = _setting("ORCHESTRATOR_EXIT_ON_TREND_BREAK", parse_bool, "true",
+                                         "exit when the close falls below its 60-session average")
+    exit_on_watchlist_drop: bool = _setting("ORCHESTRATOR_EXIT_ON_WATCHLIST_DROP", parse_bool, "true",
+                                            "exit when a held ticker leaves the watchlist")
+    position_fraction_pct: float = _setting("ORCHESTRATOR_POSITION_FRACTION_PCT", parse_percent, "5.0",
+                                            "fixed-fraction size of a new position, percent of equity")
+    kelly_min_trades: int = _setting("ORCHESTRATOR_KELLY_MIN_TRADES", parse_non_negative_int, "30",
+                                     "closed trades needed before sizing by half-Kelly (0: never)")
+    kis_environment: str = _setting("ORCHESTRATOR_KIS_ENVIRONMENT", parse_kis_environment, "paper",
+                                    "KIS account used with --no-dry-run: paper (모의투자) or live")
+    kis_paper_host: str = _setting("ORCHESTRATOR_KIS_PAPER_HOST", parse_https_url,
+                                   "https://openapivts.koreainvestment.com:29443", "KIS paper-trading host")
+    kis_live_host: str = _setting("ORCHESTRATOR_KIS_LIVE_HOST", parse_https_url,
+                                  "https://openapi.koreainvestment.com:9443", "KIS live-trading host")
+    kis_paper_tr_ids: str = _setting(
+        "ORCHESTRATOR_KIS_PAPER_TR_IDS", parse_tr_ids,
+        "buy=VTTC0012U,sell=VTTC0011U,cancel=VTTC0013U,balance=VTTC8434R,fills=VTTC0081R,quote=FHKST01010100",
+        "KIS tr_ids on the paper host (they changed in 2025; keep them here)")
+    kis_live_tr_ids: str = _setting(
+        "ORCHESTRATOR_KIS_LIVE_TR_IDS", parse_tr_ids,
+        "buy=TTTC0012U,sell=TTTC0011U,cancel=TTTC0013U,balance=TTTC8434R,fills=TTTC0081R,quote=FHKST01010100",
+        "KIS tr_ids on the live host")
+    kis_requests_per_second: float = _setting("ORCHESTRATOR_KIS_REQUESTS_PER_SECOND", parse_rate_per_second,
+                                              "2", "most KIS API requests per second (paper accounts allow few)")
+    kis_app_key: str = _setting("KIS_APP_KEY", parse_text, "", "KIS open API app key (--no-dry-run)",
+                                secret=True)
+    kis_app_secret: str = _setting("KIS_APP_SECRET", parse_text, "", "KIS open API app secret (--no-dry-run)",
+                                   secret=True)
+    kis_account: str = _setting("KIS_ACCOUNT", parse_kis_account, "",
+                                "KIS account number 12345678-01 (--no-dry-run)", secret=True)
     database_url: str = _setting("DATABASE_URL", parse_database_url, "sqlite:///data/orchestrator.db",
                                  "SQLAlchemy URL; a relative SQLite path is under the working directory")
     cache_dir: str = _setting("ORCHESTRATOR_CACHE_DIR", parse_text, "",
@@ -330,7 +495,8 @@ def _parse_field(name: str, raw: Any, source: str) -> Any:
     try:
         return meta["parser"](raw)
     except ValueError as exc:
-        raise SettingsError(f"{source}={_describe(raw)}: {exc}") from None
+        shown = "(hidden)" if meta["secret"] else _describe(raw)
+        raise SettingsError(f"{source}={shown}: {exc}") from None
 
 
 def _sqlite_default_url(cwd: Path) -> str:

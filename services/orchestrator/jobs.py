@@ -77,6 +77,8 @@ class JobSpec:
     #: "module:function(settings, clock, calendar)" run by ``start`` before scheduling:
     #: raises ConfigurationError when the job cannot work here (e.g. missing credentials)
     preflight: str | None = None
+    #: places orders: with --no-dry-run it talks to the live broker
+    trades: bool = False
 
     @property
     def sessions_only(self) -> bool:
@@ -120,12 +122,16 @@ JOBS: tuple[JobSpec, ...] = (
         "pre-open entry and exit signals from the previous session's watchlist",
         "services.trading_engine.engine:run",
         PreOpen("signal_generation_time"),
+        preflight="services.trading_engine.broker:preflight",
+        trades=True,
     ),
     JobSpec(
         "position_monitoring",
         "price open positions, fill paper orders, apply exits, snapshot the portfolio",
         "services.trading_engine.monitor:run",
         DuringSession("position_monitor_interval"),
+        preflight="services.trading_engine.broker:preflight",
+        trades=True,
     ),
     JobSpec(
         "data_collection",

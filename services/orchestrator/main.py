@@ -210,10 +210,18 @@ def start(
         runtime.close()
 
 
+def _warn_live(settings: Settings) -> None:
+    host = settings.kis_live_host if settings.kis_environment == "live" else settings.kis_paper_host
+    logger.warning("!" * 72)
+    logger.warning("LIVE TRADING (--no-dry-run): orders go to the KIS %s account at %s",
+                   settings.kis_environment.upper(), host)
+    logger.warning("!" * 72)
+
+
 def _print_start_banner(runtime: Runtime, jobs: List[Any], now: datetime) -> None:
     settings = runtime.settings
     if not settings.dry_run:
-        logger.warning("LIVE TRADING: --no-dry-run is set; orders go to the broker")
+        _warn_live(settings)
     statuses = reports.job_statuses(runtime.all_jobs, settings, runtime.triggers, now, {})
     rows = [{
         "job": s.name,
@@ -249,6 +257,9 @@ def run_job(
     runtime = Runtime.create(settings)
     now = runtime.clock.now()
     trading_date = _trading_date_for_manual_run(runtime, job.name, date_text, now)
+    job.run_preflight(settings, runtime.clock, runtime.calendar)
+    if not settings.dry_run and job.trades:
+        _warn_live(settings)
     record = runtime.runner().run_now(job.name, trading_date)
     detail = _first_line(record.error or record.reason or to_json(record.summary or {}).replace("\n", " "))
     typer.echo(f"{job.name} {trading_date}: {record.outcome.value}: {detail}")

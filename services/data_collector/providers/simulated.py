@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import string
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import cached_property
 
 import numpy as np
@@ -25,7 +26,7 @@ import pandas as pd
 
 from services.common.clock import Clock
 from services.common.krx_market import price_limits_array, round_to_ticks
-from services.common.market_calendar import MarketCalendar
+from services.common.market_calendar import KRX_TZ, MarketCalendar
 from services.data_collector.providers import (
     FUNDAMENTAL_COLUMNS,
     PRICE_COLUMNS,
@@ -46,7 +47,7 @@ KOSPI_SHARE = 0.45
 MAX_DAILY_MOVE = 0.25  # the walk's own limit, inside the exchange's 30% band
 
 # purposes of the random streams (never reuse one for another purpose)
-_UNIVERSE, _DAY, _QUARTER = 0, 1, 2
+_UNIVERSE, _DAY, _QUARTER, _INTRADAY = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,21 @@ class SimulatedMarket:
         })[FUNDAMENTAL_COLUMNS]
 
 
+def intraday_path(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                  fraction: float, high_first: np.ndarray) -> np.ndarray:
+    """The price at ``fraction`` (0 = open, 1 = close) of a session whose day bar is
+    given: straight lines from the open to one extreme (at 1/3), the other extreme (at
+    2/3) and the close, on the tick grid and inside the bar."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    first = np.where(high_first, high, low).astype(np.float64)
+    second = np.where(high_first, low, high).astype(np.float64)
+    points = [open_.astype(np.float64), first, second, close.astype(np.float64)]
+    leg = min(int(fraction * 3), 2)
+    weight = fraction * 3 - leg
+    price = points[leg] + (points[leg + 1] - points[leg]) * weight
+    return np.clip(round_to_ticks(price), low, high).astype(np.int64)
+
+
 class SimulatedProvider:
     """The simulated market behind the provider protocol, refusing what a real
     exchange could not answer yet."""
@@ -250,6 +266,44 @@ class SimulatedProvider:
                 f"{trading_date}'s close ({session.close:%H:%M}) has not happened yet"
             )
         return self.market.snapshot(self.market.index_of[trading_date])
+
+    def quotes_at(self, moment: datetime) -> dict[str, int]:
+        """Every traded ticker's price at ``moment`` of its session (deterministic path
+        through the day bar); refuses moments outside a session or in the future."""
+        day = moment.astimezone(KRX_TZ).date()
+        session = self.calendar.session(day)
+        if session is None or moment < session.open:
+            raise SessionNotAvailable(f"{moment.isoformat()} is not during a KRX session")
+        if moment > self.clock.now():
+            raise SessionNotAvailable(f"{moment.isoformat()} has not happened yet")
+        bars = _day_bars(self.market, day)
+        fraction = (min(moment, session.close) - session.open) / (session.close - session.open)
+        prices = intraday_path(bars["open"].to_numpy(), bars["high"].to_numpy(), bars["low"].to_numpy(),
+                               bars["close"].to_numpy(), fraction, bars["high_first"].to_numpy())
+        return dict(zip(bars["ticker"].tolist(), prices.tolist()))
+
+
+#: Day bars of recent sessions (small), so the ticks of a day do not rebuild the walk.
+_DAY_BARS: "OrderedDict[tuple[int, int, int, date, date], pd.DataFrame]" = OrderedDict()
+_DAY_BARS_KEPT = 4
+
+
+def _day_bars(market: SimulatedMarket, day: date) -> pd.DataFrame:
+    calendar = market.calendar
+    key = (market.seed, len(market.universe.tickers), id(calendar), getattr(calendar, "last_date", day), day)
+    bars = _DAY_BARS.get(key)
+    if bars is None:
+        prices = market.snapshot(market.index_of[day]).prices
+        traded = prices[prices["volume"] > 0].reset_index(drop=True)
+        weekday = weekday_index(day)
+        first = np.random.default_rng([market.seed, _INTRADAY, weekday]).random(len(market.universe.tickers)) < 0.5
+        order = pd.Series(first, index=market.universe.tickers)
+        bars = traded[["ticker", "open", "high", "low", "close"]].assign(
+            high_first=order.reindex(traded["ticker"]).to_numpy())
+        _DAY_BARS[key] = bars
+        while len(_DAY_BARS) > _DAY_BARS_KEPT:
+            _DAY_BARS.popitem(last=False)
+    return bars
 
 
 _MARKETS: "weakref.WeakValueDictionary[tuple[int, date, int, int], SimulatedMarket]" = (

@@ -1,0 +1,117 @@
+"""Choosing the broker: the paper broker in dry run, the KIS adapter only live.
+
+The choice is made here and nowhere else. Dry run wins: if the job context *or* the
+settings say dry run, the live adapter is not even imported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from sqlalchemy import Connection, func, select
+
+from services.common.clock import FixedClock
+from services.common.job_api import JobContext
+from services.common.market_calendar import KRX_TZ, Session
+from services.common.settings import Settings
+from services.trading_engine.fees import FeeSchedule
+from services.trading_engine.orders import Broker
+from services.trading_engine.paper import PaperBroker, settlement_date
+
+logger = logging.getLogger(__name__)
+
+
+def is_dry_run(ctx: JobContext) -> bool:
+    """Live only when both the run and the settings say so."""
+    return bool(ctx.dry_run or ctx.settings.dry_run)
+
+
+def make_broker(ctx: JobContext, connection: Connection, at: datetime | None = None) -> Broker:
+    """The broker for ``ctx``: :class:`PaperBroker` on ``connection`` in dry run, its
+    clock standing at ``at`` (the market moment the job acts at)."""
+    fees = FeeSchedule.from_settings(ctx.settings)
+    if is_dry_run(ctx):
+        clock = FixedClock(at) if at is not None else ctx.clock
+        return PaperBroker(connection, user_id=ctx.user_id, fees=fees, calendar=ctx.calendar, clock=clock,
+                           initial_cash=ctx.settings.portfolio_value)
+    from services.common.market_calendar import default_cache_dir
+    from services.trading_engine import kis
+
+    return kis.make_kis_broker(ctx.settings, cache_dir=Path(ctx.settings.cache_dir or default_cache_dir()),
+                               clock=ctx.clock, settlement_date=lambda day: settlement_date(ctx.calendar, day))
+
+
+def market_moment(ctx: JobContext, session: Session, *, pre_open: bool) -> datetime:
+    """When, in market time, the job acts: now, or for a run dated after its session
+    (``run-job --date`` of a past day) the moment it stands in for: just before the
+    open for pre-open work, the close for a session tick."""
+    now = min(ctx.clock.now(), ctx.scheduled_for) if not pre_open else ctx.clock.now()
+    if now < session.close:
+        return now
+    return session.open - timedelta(seconds=1) if pre_open else session.close
+
+
+def preflight(settings: Settings, clock: object, calendar: object) -> None:
+    """``start`` and ``run-job`` refuse live trading without a sound KIS configuration."""
+    if settings.dry_run:
+        return
+    from services.trading_engine import kis
+
+    kis.check_live_config(settings)
+
+
+# --- prices to value and fill with -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quotes:
+    """Prices of some tickers; ``observed`` means seen during the session now (orders
+    may fill at them), otherwise they are the latest stored closes (valuation only)."""
+
+    prices: dict[str, int]
+    observed: bool
+
+
+def current_quotes(ctx: JobContext, broker: Broker, connection: Connection, tickers: Sequence[str],
+                   moment: datetime, session: Session) -> Quotes:
+    """Prices at ``moment``: from the broker live; in dry run from the simulated
+    provider's intraday path, or else the latest stored closes."""
+    if not tickers:
+        return Quotes({}, False)
+    during = session.open <= moment
+    if not is_dry_run(ctx) and during and hasattr(broker, "quotes"):
+        return Quotes(dict(broker.quotes(list(tickers))), True)  # type: ignore[attr-defined]
+    if is_dry_run(ctx) and during and ctx.settings.data_provider == "simulated":
+        from services.data_collector.providers.factory import make_provider
+
+        provider = make_provider(ctx.settings, ctx.clock, ctx.calendar)
+        everything = provider.quotes_at(min(moment, session.close))  # type: ignore[attr-defined]
+        return Quotes({t: everything[t] for t in tickers if t in everything}, True)
+    return Quotes(stored_closes(connection, tickers, moment.astimezone(KRX_TZ).date()), False)
+
+
+def stored_closes(connection: Connection, tickers: Sequence[str], before: object) -> dict[str, int]:
+    """Each ticker's close in the latest collected session before ``before``."""
+    from services.data_collector.models import CollectedSession, DailyPrice
+
+    latest = connection.scalar(select(func.max(CollectedSession.date)).where(CollectedSession.date < before))
+    if latest is None:
+        return {}
+    rows = connection.execute(select(DailyPrice.ticker, DailyPrice.close).where(
+        DailyPrice.date == latest, DailyPrice.ticker.in_(list(tickers)))).all()
+    return {ticker: int(close) for ticker, close in rows}
+
+
+def participation_caps(connection: Connection, tickers: Sequence[str], previous_day: object,
+                       share: float = 0.05) -> Mapping[str, int]:
+    """At most ``share`` of a ticker's previous-session volume fills at one observation."""
+    from services.data_collector.models import DailyPrice
+
+    rows = connection.execute(select(DailyPrice.ticker, DailyPrice.volume).where(
+        DailyPrice.date == previous_day, DailyPrice.ticker.in_(list(tickers)))).all()
+    return {ticker: max(1, int(volume * share)) for ticker, volume in rows}
+

@@ -1,0 +1,64 @@
+"""What a trade costs: the broker's commission and the dated sell-side tax (pure)."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from datetime import date
+
+from services.common.settings import Settings, parse_dated_rates
+
+
+class NoTaxRate(ValueError):
+    """The sell-tax table has no rate for the trade date."""
+
+
+@dataclass(frozen=True)
+class FeeSchedule:
+    """Commission per side (percent) and the sell tax by trade date (percent from each
+    date on). Amounts are whole KRW, floored."""
+
+    commission_pct: float
+    tax_table: tuple[tuple[date, float], ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "FeeSchedule":
+        return cls(settings.commission_pct, tuple(parse_dated_rates(settings.sell_tax_schedule)))
+
+    def commission(self, amount: int) -> int:
+        """The commission on a trade of ``amount`` KRW."""
+        return _floor_percent(amount, self.commission_pct)
+
+    def sell_tax_pct(self, trade_date: date) -> float:
+        days = [day for day, _ in self.tax_table]
+        index = bisect.bisect_right(days, trade_date) - 1
+        if index < 0:
+            raise NoTaxRate(f"no sell-tax rate for {trade_date}: ORCHESTRATOR_SELL_TAX_SCHEDULE starts "
+                            f"{days[0]}")
+        return self.tax_table[index][1]
+
+    def sell_tax(self, amount: int, trade_date: date) -> int:
+        """The transaction tax on selling ``amount`` KRW on ``trade_date``."""
+        return _floor_percent(amount, self.sell_tax_pct(trade_date))
+
+    def buy_cost(self, quantity: int, price: int) -> int:
+        """Cash a buy takes: the amount plus commission."""
+        amount = quantity * price
+        return amount + self.commission(amount)
+
+    def affordable_quantity(self, cash: int, price: int) -> int:
+        """The most whole shares ``cash`` buys at ``price``, commission included."""
+        if price <= 0 or cash <= 0:
+            return 0
+        quantity = int(cash // (price * (1 + self.commission_pct / 100)))
+        while quantity > 0 and self.buy_cost(quantity, price) > cash:
+            quantity -= 1
+        while self.buy_cost(quantity + 1, price) <= cash:
+            quantity += 1
+        return quantity
+
+
+def _floor_percent(amount: int, percent: float) -> int:
+    # integer arithmetic on the percent in millionths avoids 0.015% * 1e8 float noise
+    millionths = round(percent * 10_000)
+    return amount * millionths // 1_000_000 if amount > 0 else 0

@@ -1,0 +1,135 @@
+"""The ``position_monitoring`` job: at each tick of the actual session, price the open
+positions, fill the pending paper orders the observed prices allow, apply the price
+exits (stop loss, trailing stop, take profit) and record a portfolio snapshot.
+
+Prices: in dry run with the simulated provider, its intraday path; with a live
+broker, its quotes; otherwise the latest stored closes (valuation only: nothing
+fills on a stale price). At the session's last tick the day's limit orders expire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import Connection
+
+from services.common.database import upsert
+from services.common.job_api import JobContext, JobResult
+from services.common.market_calendar import Session
+from services.trading_engine.broker import (
+    Quotes,
+    current_quotes,
+    is_dry_run,
+    make_broker,
+    market_moment,
+    participation_caps,
+)
+from services.trading_engine.models import PortfolioSnapshot, PositionRow, SignalRow
+from services.trading_engine.order_book import client_order_id, record_broker_fills, submit
+from services.trading_engine.orders import Broker, OrderRequest, OrderType, Position, Side
+from services.trading_engine.paper import PaperBroker
+from services.trading_engine.signals import SignalRules, intraday_exits
+
+
+@dataclass(frozen=True)
+class TickReport:
+    fills: int
+    exits: int
+    expired: int
+    positions: int
+    equity: int
+    observed: bool
+
+
+def monitor_tick(ctx: JobContext, connection: Connection, broker: Broker, session: Session,
+                 moment: datetime) -> TickReport:
+    """One tick at ``moment`` (the caller owns the transaction)."""
+    dry_run, day = is_dry_run(ctx), session.date
+    positions = broker.positions()
+    pending = broker.open_orders()
+    tickers = sorted({p.ticker for p in positions} | {o.ticker for o in pending})
+    quotes = current_quotes(ctx, broker, connection, tickers, moment, session)
+    fills = 0
+    if quotes.observed and isinstance(broker, PaperBroker):
+        previous = ctx.calendar.previous_session(day)
+        caps = participation_caps(connection, tickers, previous.date) if previous else None
+        fills = len(broker.match(quotes.prices, moment, caps))
+        broker.mark(quotes.prices)
+    elif not dry_run:
+        fills = record_broker_fills(connection, ctx.user_id, broker.fills(day))
+        _mark_live(connection, ctx.user_id, broker.positions(), quotes)
+    positions = broker.positions() if fills else positions
+    exits = _price_exits(ctx, connection, broker, positions, quotes, moment) if quotes.observed else 0
+    expired = 0
+    if moment >= session.close and isinstance(broker, PaperBroker):
+        expired = broker.expire_day_orders(day)
+    equity = _snapshot(ctx, connection, broker, broker.positions(), quotes, moment)
+    return TickReport(fills, exits, expired, len(broker.positions()), equity, quotes.observed)
+
+
+def _price_exits(ctx: JobContext, connection: Connection, broker: Broker, positions: list[Position],
+                 quotes: Quotes, moment: datetime) -> int:
+    dry_run, day = is_dry_run(ctx), ctx.trading_date
+    selling = {o.ticker for o in broker.open_orders() if o.side is Side.SELL}
+    frame = pd.DataFrame({"ticker": [p.ticker for p in positions if p.ticker not in selling],
+                          "average_price": [p.average_price for p in positions if p.ticker not in selling],
+                          "high_water": [p.high_water for p in positions if p.ticker not in selling]})
+    exits = intraday_exits(frame, quotes.prices, SignalRules.from_settings(ctx.settings))
+    quantities = {p.ticker: p.quantity for p in positions}
+    rows = []
+    for exit_ in exits.to_dict("records"):
+        request = OrderRequest(client_order_id(dry_run, ctx.user_id, day, exit_["ticker"], "intraday-exit"), day,
+                               exit_["ticker"], Side.SELL, quantities[exit_["ticker"]], OrderType.MARKET,
+                               reason=exit_["reason"])
+        submit(broker, connection, ctx.user_id, request, moment)
+        rows.append({"user_id": ctx.user_id, "dry_run": dry_run, "trading_date": day, "ticker": exit_["ticker"],
+                     "kind": "exit", "source": "intraday", "reason": exit_["reason"][:300],
+                     "strength": float(exit_["strength"]), "reference_price": int(exit_["reference_price"]),
+                     "quantity": request.quantity, "client_order_id": request.client_order_id,
+                     "created_at": moment})
+    upsert(connection, SignalRow.__table__, rows, ["user_id", "dry_run", "trading_date", "ticker", "kind"])
+    return len(rows)
+
+
+def _mark_live(connection: Connection, user_id: str, positions: list[Position], quotes: Quotes) -> None:
+    """Keep each live position's high-water mark (the broker does not)."""
+    rows = [{"user_id": user_id, "dry_run": False, "ticker": p.ticker, "quantity": p.quantity, "cost": p.cost,
+             "opened_on": p.opened_on, "high_water": max(p.high_water, quotes.prices.get(p.ticker, 0))}
+            for p in positions]
+    upsert(connection, PositionRow.__table__, rows, ["user_id", "dry_run", "ticker"], keep=["opened_on"])
+
+
+def _snapshot(ctx: JobContext, connection: Connection, broker: Broker, positions: list[Position],
+              quotes: Quotes, moment: datetime) -> int:
+    cash = broker.cash()
+    reserved = 0
+    if isinstance(broker, PaperBroker):
+        reserved = broker.account().cash - cash.available  # held back for open buys, still cash
+    market_value = sum(p.quantity * quotes.prices.get(p.ticker, int(p.average_price)) for p in positions)
+    cost = sum(p.cost for p in positions)
+    balance = cash.available + reserved
+    equity = balance + market_value
+    upsert(connection, PortfolioSnapshot.__table__, [{
+        "user_id": ctx.user_id, "dry_run": is_dry_run(ctx), "taken_at": moment, "trading_date": ctx.trading_date,
+        "cash": balance, "settled_cash": cash.settled + reserved, "market_value": market_value, "equity": equity,
+        "exposure": round(market_value / equity, 6) if equity > 0 else 0.0,
+        "unrealised_pnl": market_value - cost, "positions": len(positions), "prices_observed": quotes.observed,
+    }], ["user_id", "dry_run", "taken_at"])
+    return equity
+
+
+def run(ctx: JobContext) -> JobResult:
+    """``position_monitoring`` for ``ctx.trading_date`` at the tick ``ctx.scheduled_for``."""
+    session = ctx.calendar.session(ctx.trading_date)
+    if session is None:
+        return JobResult.skipped(f"not a session: {ctx.trading_date}")
+    moment = market_moment(ctx, session, pre_open=False)
+    with ctx.session_factory.begin() as db:
+        connection = db.connection()
+        broker = make_broker(ctx, connection, moment)
+        report = monitor_tick(ctx, connection, broker, session, moment)
+    return JobResult.success(fills=report.fills, exits=report.exits, expired=report.expired,
+                             positions=report.positions, equity=report.equity,
+                             prices_observed=report.observed, dry_run=is_dry_run(ctx))

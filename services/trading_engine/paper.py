@@ -1,0 +1,381 @@
+"""The paper broker: the default (dry run) broker, a simulated account kept in the
+database so that a restart resumes it.
+
+Rules (DESIGN.md section 9):
+- Limit prices go on the tick grid (buy up, sell down); an order outside the +-30%
+  band of the previous close is rejected. Whole shares only.
+- A buy holds back its cost plus commission (a market buy at the upper band price, as
+  brokers do) so open orders can never overdraw the account; a sell needs the shares,
+  net of other open sells.
+- Fills happen at observations made after the order was placed: a market order at the
+  next observed price (the open, for an order placed before the session), a limit
+  order at its limit when the observed price trades through it. An observation may
+  cap the quantity (partial fills). Limit orders end with their trading date
+  (cancelled at the close); market orders wait for the next observed price.
+- Every fill pays commission (floored KRW); sells pay the sell tax of the trade date.
+  Fills settle T+2 sessions, but sale proceeds fund new buys at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Callable, Mapping, Sequence
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from services.common.clock import Clock
+from services.common.krx_market import price_limits, round_to_tick
+from services.common.market_calendar import KRX_TZ, MarketCalendar
+from services.trading_engine.fees import FeeSchedule, NoTaxRate
+from services.trading_engine.models import ClosedTrade, FillRow, OrderRow, PaperAccount, PositionRow
+from services.trading_engine.orders import (
+    OPEN_STATUSES,
+    Cash,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+)
+
+logger = logging.getLogger(__name__)
+
+#: ``(tickers, trading_date) -> {ticker: previous session's close}``
+ReferencePrices = Callable[[Sequence[str], date], Mapping[str, int]]
+
+
+# --- the rules, pure ---------------------------------------------------------------------------
+
+
+def order_price(request: OrderRequest, previous_close: int | None) -> tuple[int | None, str | None]:
+    """The limit on the tick grid (or the upper band price a market buy is funded at),
+    or the reason the order is rejected."""
+    if request.quantity < 1:
+        return None, f"quantity {request.quantity}: expected whole shares, 1 or more"
+    if previous_close is None or previous_close <= 0:
+        return None, f"no previous close for {request.ticker}: cannot check the price band"
+    lower, upper = price_limits(previous_close)
+    if request.order_type is OrderType.MARKET:
+        return (upper if request.side is Side.BUY else lower), None
+    if request.limit_price is None or request.limit_price <= 0:
+        return None, "a limit order needs a positive limit price"
+    price = round_to_tick(request.limit_price, "up" if request.side is Side.BUY else "down")
+    if not lower <= price <= upper:
+        return None, f"limit {price} is outside the daily band {lower}-{upper} (previous close {previous_close})"
+    return price, None
+
+
+def execution_price(side: Side, order_type: OrderType, limit: int | None, observed: int) -> int | None:
+    """The fill price at an observed price, or None if the order does not fill there."""
+    if order_type is OrderType.MARKET:
+        return observed
+    assert limit is not None
+    if side is Side.BUY:
+        return limit if observed <= limit else None
+    return limit if observed >= limit else None
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    fills: list[Fill]
+    expired: int
+
+
+# --- the broker --------------------------------------------------------------------------------
+
+
+class PaperBroker:
+    """Implements :class:`~services.trading_engine.orders.Broker` on the caller's
+    connection (the caller owns the transaction)."""
+
+    name = "paper"
+    dry_run = True
+
+    def __init__(self, connection: Connection, *, user_id: str, fees: FeeSchedule, calendar: MarketCalendar,
+                 clock: Clock, initial_cash: int, reference_prices: ReferencePrices | None = None) -> None:
+        self.connection = connection
+        self.user_id = user_id
+        self.fees = fees
+        self.calendar = calendar
+        self.clock = clock
+        self.initial_cash = initial_cash
+        self.reference_prices = reference_prices or self._stored_previous_closes
+
+    # -- account ---------------------------------------------------------------------------------
+
+    def account(self) -> PaperAccount:
+        """The user's account, opened with ``initial_cash`` on first use."""
+        row = self.connection.execute(select(PaperAccount.__table__).where(PaperAccount.user_id == self.user_id)).first()
+        if row is None:
+            self.connection.execute(insert(PaperAccount).values(
+                user_id=self.user_id, initial_cash=self.initial_cash, cash=self.initial_cash,
+                opened_at=self.clock.now()))
+            logger.info("opened paper account %s with %d KRW", self.user_id, self.initial_cash)
+            row = self.connection.execute(select(PaperAccount.__table__).where(PaperAccount.user_id == self.user_id)).first()
+        assert row is not None
+        return row  # type: ignore[return-value]
+
+    def _balance(self) -> int:
+        return int(self.account().cash)
+
+    def _reserved(self) -> int:
+        return int(self.connection.scalar(select(func.coalesce(func.sum(OrderRow.reserved_cash), 0)).where(
+            self._mine(OrderRow), OrderRow.status.in_([s.value for s in OPEN_STATUSES]))) or 0)
+
+    def cash(self) -> Cash:
+        balance = self._balance()
+        today = self.clock.now().astimezone(KRX_TZ).date()
+        pending = self.connection.execute(select(FillRow.side, FillRow.quantity, FillRow.price, FillRow.commission,
+                                                 FillRow.tax).where(self._mine(FillRow),
+                                                                    FillRow.settles_on > today)).all()
+        unsettled = sum(_cash_change(Side(side), q * p, c, t) for side, q, p, c, t in pending)
+        available = balance - self._reserved()
+        return Cash(available=available, settled=available - unsettled)
+
+    def positions(self) -> list[Position]:
+        rows = self.connection.execute(select(PositionRow.__table__).where(self._mine(PositionRow), PositionRow.quantity > 0)
+                                       .order_by(PositionRow.ticker)).all()
+        return [Position(r.ticker, int(r.quantity), int(r.cost), r.opened_on, int(r.high_water)) for r in rows]
+
+    def fills(self, day: date) -> list[Fill]:
+        rows = self.connection.execute(select(FillRow.__table__).where(
+            self._mine(FillRow), FillRow.trade_date == day).order_by(FillRow.id)).all()
+        return [_fill_of(row) for row in rows]
+
+    def open_orders(self) -> list[Order]:
+        rows = self.connection.execute(select(OrderRow.__table__).where(
+            self._mine(OrderRow), OrderRow.status.in_([s.value for s in OPEN_STATUSES])).order_by(OrderRow.id)
+        ).all()
+        return [_order_of(row) for row in rows]
+
+    def orders(self, day: date) -> list[Order]:
+        rows = self.connection.execute(select(OrderRow.__table__).where(self._mine(OrderRow), OrderRow.trading_date == day)
+                                       .order_by(OrderRow.id)).all()
+        return [_order_of(row) for row in rows]
+
+    # -- orders ----------------------------------------------------------------------------------
+
+    def place_order(self, request: OrderRequest) -> Order:
+        existing = self._by_client_id(request.client_order_id)
+        if existing is not None:
+            return _order_of(existing)
+        self.account()
+        previous_close = self.reference_prices([request.ticker], request.trading_date).get(request.ticker)
+        price, reason = order_price(request, previous_close)
+        reserve = 0
+        if reason is None and price is not None:
+            if request.side is Side.BUY:
+                reserve = self.fees.buy_cost(request.quantity, price)
+                available = self._balance() - self._reserved()
+                if reserve > available:
+                    reason = f"insufficient cash: needs {reserve} KRW, {available} available"
+            else:
+                free = self._held(request.ticker) - self._selling(request.ticker)
+                if request.quantity > free:
+                    reason = f"insufficient shares: selling {request.quantity}, {free} free to sell"
+        status = OrderStatus.NEW if reason is None else OrderStatus.REJECTED
+        now = self.clock.now()
+        self.connection.execute(insert(OrderRow).values(
+            user_id=self.user_id, client_order_id=request.client_order_id, broker=self.name, broker_order_id=None,
+            trading_date=request.trading_date, ticker=request.ticker, side=request.side.value,
+            order_type=request.order_type.value, quantity=request.quantity,
+            limit_price=price if request.order_type is OrderType.LIMIT and reason is None else request.limit_price,
+            status=status.value, filled_quantity=0, reserved_cash=reserve if reason is None else 0,
+            reason=(reason or request.reason)[:300], dry_run=True, created_at=now, updated_at=now))
+        if reason:
+            logger.info("paper order %s rejected: %s", request.client_order_id, reason)
+        row = self._by_client_id(request.client_order_id)
+        assert row is not None
+        return _order_of(row)
+
+    def cancel(self, order_id: str, reason: str = "cancelled") -> Order:
+        row = self.connection.execute(select(OrderRow.__table__).where(self._mine(OrderRow), OrderRow.id == int(order_id))
+                                      ).one()
+        if row.status in {s.value for s in OPEN_STATUSES}:
+            self.connection.execute(update(OrderRow).where(OrderRow.id == row.id).values(
+                status=OrderStatus.CANCELLED.value, reserved_cash=0, updated_at=self.clock.now(),
+                reason=f"{row.reason}; {reason}"[:300]))
+        return _order_of(self.connection.execute(select(OrderRow.__table__).where(OrderRow.id == row.id)).one())
+
+    def match(self, prices: Mapping[str, int], observed_at: datetime,
+              max_quantity: Mapping[str, int] | None = None) -> list[Fill]:
+        """Fill the open orders placed before ``observed_at`` that ``prices`` (observed
+        then, on the tick grid) allow; ``max_quantity`` caps each ticker's fill."""
+        fills = []
+        orders = self.connection.execute(select(OrderRow.__table__).where(
+            self._mine(OrderRow), OrderRow.status.in_([s.value for s in OPEN_STATUSES]),
+            OrderRow.created_at < observed_at).order_by(OrderRow.id)).all()
+        trade_date = observed_at.astimezone(KRX_TZ).date()
+        references = self.reference_prices(sorted({o.ticker for o in orders if o.ticker in prices}), trade_date) \
+            if orders else {}
+        for order in orders:
+            observed = prices.get(order.ticker)
+            if observed is None or order.trading_date > trade_date:
+                continue
+            reference = references.get(order.ticker)
+            if reference is not None:
+                lower, upper = price_limits(reference)
+                if not lower <= observed <= upper:
+                    logger.warning("observed %s at %d outside its band %d-%d: not filled", order.ticker, observed,
+                                   lower, upper)
+                    continue
+            price = execution_price(Side(order.side), OrderType(order.order_type), order.limit_price, observed)
+            if price is None:
+                continue
+            quantity = order.quantity - order.filled_quantity
+            if max_quantity is not None:
+                quantity = min(quantity, max(0, max_quantity.get(order.ticker, quantity)))
+            if order.side == Side.SELL.value:
+                quantity = min(quantity, self._held(order.ticker))
+            if quantity <= 0:
+                continue
+            fill = self._fill(order, quantity, price, trade_date, observed_at)
+            if fill is not None:
+                fills.append(fill)
+                if max_quantity is not None and order.ticker in max_quantity:
+                    max_quantity = {**max_quantity, order.ticker: max_quantity[order.ticker] - quantity}
+        return fills
+
+    def expire_day_orders(self, trading_date: date) -> int:
+        """Cancel the limit orders of ``trading_date`` still open at its close."""
+        rows = self.connection.execute(select(OrderRow.id).where(
+            self._mine(OrderRow), OrderRow.status.in_([s.value for s in OPEN_STATUSES]),
+            OrderRow.order_type == OrderType.LIMIT.value, OrderRow.trading_date <= trading_date)).scalars().all()
+        for order_id in rows:
+            self.cancel(str(order_id), "expired at the close")
+        return len(rows)
+
+    def mark(self, prices: Mapping[str, int]) -> None:
+        """Raise each position's high-water mark to the observed price."""
+        for ticker, price in prices.items():
+            self.connection.execute(update(PositionRow).where(
+                self._mine(PositionRow), PositionRow.ticker == ticker, PositionRow.high_water < price
+            ).values(high_water=price))
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _fill(self, order: OrderRow, quantity: int, price: int, trade_date: date, at: datetime) -> Fill | None:
+        side = Side(order.side)
+        amount = quantity * price
+        commission = self.fees.commission(amount)
+        try:
+            tax = self.fees.sell_tax(amount, trade_date) if side is Side.SELL else 0
+        except NoTaxRate as exc:
+            self.cancel(str(order.id), str(exc))
+            return None
+        settles_on = settlement_date(self.calendar, trade_date)
+        filled = order.filled_quantity + quantity
+        status = OrderStatus.FILLED if filled == order.quantity else OrderStatus.PARTIALLY_FILLED
+        reserved = 0
+        if side is Side.BUY and status is OrderStatus.PARTIALLY_FILLED:
+            reserved = self.fees.buy_cost(order.quantity - filled, order.limit_price or price) \
+                if order.order_type == OrderType.LIMIT.value else max(0, order.reserved_cash - amount - commission)
+        sequence = self.connection.scalar(select(func.count()).select_from(FillRow).where(
+            FillRow.order_id == order.id)) or 0
+        result = self.connection.execute(insert(FillRow).values(
+            order_id=order.id, fill_key=f"{order.id}:{sequence + 1}", user_id=self.user_id, ticker=order.ticker,
+            side=side.value, quantity=quantity, price=price, commission=commission, tax=tax,
+            trade_date=trade_date, settles_on=settles_on, filled_at=at, dry_run=True))
+        fill_id = int(result.inserted_primary_key[0])
+        self.connection.execute(update(OrderRow).where(OrderRow.id == order.id).values(
+            filled_quantity=filled, status=status.value, reserved_cash=reserved, updated_at=at))
+        change = _cash_change(side, amount, commission, tax)
+        self.connection.execute(update(PaperAccount).where(PaperAccount.user_id == self.user_id).values(
+            cash=PaperAccount.cash + change))
+        if side is Side.BUY:
+            self._add_shares(order.ticker, quantity, amount + commission, price, trade_date)
+        else:
+            self._remove_shares(order.ticker, quantity, amount - commission - tax, trade_date, fill_id)
+        return Fill(str(order.id), order.ticker, side, quantity, price, commission, tax, trade_date, settles_on,
+                    at, True)
+
+    def _add_shares(self, ticker: str, quantity: int, cost: int, price: int, day: date) -> None:
+        row = self._position(ticker)
+        if row is None:
+            self.connection.execute(insert(PositionRow).values(
+                user_id=self.user_id, dry_run=True, ticker=ticker, quantity=quantity, cost=cost, opened_on=day,
+                high_water=price))
+        else:
+            self.connection.execute(update(PositionRow).where(self._mine(PositionRow), PositionRow.ticker == ticker)
+                                    .values(quantity=row.quantity + quantity, cost=row.cost + cost,
+                                            high_water=max(row.high_water, price)))
+
+    def _remove_shares(self, ticker: str, quantity: int, proceeds: int, day: date, fill_id: int) -> None:
+        row = self._position(ticker)
+        assert row is not None and row.quantity >= quantity
+        cost = row.cost if quantity == row.quantity else row.cost * quantity // row.quantity
+        self.connection.execute(insert(ClosedTrade).values(
+            fill_id=fill_id, user_id=self.user_id, dry_run=True, ticker=ticker, opened_on=row.opened_on,
+            closed_on=day, quantity=quantity, cost=cost, proceeds=proceeds, pnl=proceeds - cost))
+        where = and_(self._mine(PositionRow), PositionRow.ticker == ticker)
+        if quantity == row.quantity:
+            self.connection.execute(PositionRow.__table__.delete().where(where))
+        else:
+            self.connection.execute(update(PositionRow).where(where).values(
+                quantity=row.quantity - quantity, cost=row.cost - cost))
+
+    def _position(self, ticker: str) -> PositionRow | None:
+        return self.connection.execute(select(PositionRow.__table__).where(
+            self._mine(PositionRow), PositionRow.ticker == ticker)).first()
+
+    def _held(self, ticker: str) -> int:
+        row = self._position(ticker)
+        return int(row.quantity) if row else 0
+
+    def _selling(self, ticker: str) -> int:
+        return int(self.connection.scalar(select(func.coalesce(func.sum(
+            OrderRow.quantity - OrderRow.filled_quantity), 0)).where(
+            self._mine(OrderRow), OrderRow.ticker == ticker, OrderRow.side == Side.SELL.value,
+            OrderRow.status.in_([s.value for s in OPEN_STATUSES]))) or 0)
+
+    def _by_client_id(self, client_order_id: str) -> OrderRow | None:
+        return self.connection.execute(select(OrderRow.__table__).where(
+            OrderRow.user_id == self.user_id, OrderRow.client_order_id == client_order_id)).first()
+
+    def _mine(self, table: type) -> object:
+        return and_(table.user_id == self.user_id, table.dry_run.is_(True))  # type: ignore[attr-defined]
+
+    def _stored_previous_closes(self, tickers: Sequence[str], trading_date: date) -> dict[str, int]:
+        previous = self.calendar.previous_session(trading_date)
+        if previous is None or not tickers:
+            return {}
+        from services.data_collector.models import DailyPrice
+
+        rows = self.connection.execute(select(DailyPrice.ticker, DailyPrice.close).where(
+            DailyPrice.date == previous.date, DailyPrice.ticker.in_(list(tickers)))).all()
+        return {ticker: int(close) for ticker, close in rows}
+
+
+def settlement_date(calendar: MarketCalendar, trade_date: date) -> date:
+    """T+2: the second session after ``trade_date`` (weekdays past the calendar's end)."""
+    day = trade_date
+    for _ in range(2):
+        following = calendar.next_session(day)
+        day = following.date if following is not None else _next_weekday(day)
+    return day
+
+
+def _next_weekday(day: date) -> date:
+    day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def _cash_change(side: Side, amount: int, commission: int, tax: int) -> int:
+    return -(amount + commission) if side is Side.BUY else amount - commission - tax
+
+
+def _order_of(row: OrderRow) -> Order:
+    return Order(str(row.id), row.client_order_id, row.trading_date, row.ticker, Side(row.side),
+                 OrderType(row.order_type), int(row.quantity), None if row.limit_price is None else int(row.limit_price),
+                 OrderStatus(row.status), int(row.filled_quantity), row.reason, bool(row.dry_run))
+
+
+def _fill_of(row: FillRow) -> Fill:
+    return Fill(str(row.order_id), row.ticker, Side(row.side), int(row.quantity), int(row.price),
+                int(row.commission), int(row.tax), row.trade_date, row.settles_on, row.filled_at, bool(row.dry_run))
