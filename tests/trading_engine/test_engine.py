@@ -201,6 +201,14 @@ def test_monitoring_outside_a_session_is_skipped(market: Any, krx_calendar: Any)
 # --- dry run never reaches the live adapter ----------------------------------------------------------
 
 
+def block_live_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any import of the KIS adapter fail, even if another test imported it."""
+    import services.trading_engine as package
+
+    monkeypatch.setitem(sys.modules, "services.trading_engine.kis", None)
+    monkeypatch.delattr(package, "kis", raising=False)
+
+
 LIVE_SETTINGS = {"dry_run": "false", "kis_app_key": "k" * 36, "kis_app_secret": "s" * 180,
                  "kis_account": "12345678-01", "kis_environment": "live"}
 
@@ -208,7 +216,7 @@ LIVE_SETTINGS = {"dry_run": "false", "kis_app_key": "k" * 36, "kis_app_secret": 
 @pytest.mark.parametrize("ctx_dry_run, settings_dry_run", [(True, "false"), (False, "true"), (True, "true")])
 def test_dry_run_never_imports_the_live_adapter(market: Any, krx_calendar: Any, monkeypatch: pytest.MonkeyPatch,
                                                  ctx_dry_run: bool, settings_dry_run: str) -> None:
-    monkeypatch.setitem(sys.modules, "services.trading_engine.kis", None)  # any import of it fails
+    block_live_adapter(monkeypatch)
     ctx = context(market, krx_calendar, "signal_generation", at(D20, 8, 45),
                   **{**LIVE_SETTINGS, "dry_run": settings_dry_run})
     ctx = JobContext(**{**ctx.__dict__, "dry_run": ctx_dry_run})
@@ -221,7 +229,7 @@ def test_dry_run_never_imports_the_live_adapter(market: Any, krx_calendar: Any, 
 
 def test_live_runs_need_both_the_run_and_the_settings_to_say_so(market: Any, krx_calendar: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "services.trading_engine.kis", None)
+    block_live_adapter(monkeypatch)
     ctx = context(market, krx_calendar, "signal_generation", at(D20, 8, 45), **LIVE_SETTINGS)
     ctx = JobContext(**{**ctx.__dict__, "dry_run": False})
     with market() as session, pytest.raises(ImportError):

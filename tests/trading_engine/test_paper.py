@@ -550,7 +550,8 @@ def test_a_market_buy_carried_to_the_next_session_cannot_overdraw_the_account(
 PREVIOUS_CLOSES = {"000010": 1_500, "000020": 18_000, "000030": 420_000}
 BANDS = {"000010": (1_050, 1_950), "000020": (12_600, 23_400), "000030": (294_000, 546_000)}
 TICKERS = sorted(PREVIOUS_CLOSES)
-INITIAL_CASH = 5_000_000
+TICK_AT_CLOSE = {"000010": 1, "000020": 10, "000030": 500}
+INITIAL_CASH = 20_000_000
 #: the sessions the property tests trade on, from the KRX notices: 12-31 (year-end) and
 #: 01-01 are closed. A fill settles on the session two places later.
 SESSIONS = [date(2025, 12, 29), date(2025, 12, 30), date(2026, 1, 2), date(2026, 1, 5), date(2026, 1, 6),
@@ -644,25 +645,56 @@ def property_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine
     engine.dispose()
 
 
-_basis_points = st.integers(6_000, 14_000)  # a raw price at 60%..140% of the previous close
-OPERATIONS = st.one_of(
-    st.tuples(st.just("place"), st.sampled_from(TICKERS), st.sampled_from(list(Side)),
-              st.sampled_from(list(OrderType)), st.integers(0, 12), _basis_points),
-    st.tuples(st.just("place"), st.sampled_from(TICKERS), st.sampled_from(list(Side)),
-              st.sampled_from(list(OrderType)), st.integers(1, 6), _basis_points),
-    # observe after moving the clock on 0-5 minutes (0: at the instant of the last placement)
-    st.tuples(st.just("observe"), st.sampled_from([0, 1, 1, 5]),
-              st.dictionaries(st.sampled_from(TICKERS), st.integers(6_500, 13_500), min_size=1),
-              st.none() | st.dictionaries(st.sampled_from(TICKERS), st.integers(0, 8))),
-    st.tuples(st.just("observe"), st.sampled_from([0, 1, 1, 5]),
-              st.dictionaries(st.sampled_from(TICKERS), st.integers(9_000, 11_000), min_size=2), st.none()),
-    st.tuples(st.just("cancel"), st.integers(0, 40)),
-    st.tuples(st.just("replace"), st.integers(0, 40)),
-    st.just(("expire",)),
-    st.tuples(st.just("advance"), st.sampled_from([1, 10, 60])),
-    st.just(("next_day",)),
-    st.just(("restart",)),
-)
+# Operations are drawn from weighted kinds (sampled_from over repeated names: one_of would
+# merge repeated branches and favour the first), each with its own parameters.
+# A price is drawn as (near, ticks, basis points): mostly ``ticks`` ticks from the previous
+# close (on the grid, so a limit and an observation are often equal, or cross), sometimes
+# 60%-140% of the previous close (off the grid, often off the band: rejected, or not filled).
+PriceChoice = tuple[bool, int, int]
+
+
+def _price_choice(wide: tuple[int, int]) -> st.SearchStrategy[PriceChoice]:
+    return st.tuples(st.sampled_from([True, True, False]), st.integers(-20, 20), st.integers(*wide))
+
+
+def raw_price(ticker: str, choice: PriceChoice) -> int:
+    near, ticks, basis_points = choice
+    if near:
+        return PREVIOUS_CLOSES[ticker] + ticks * TICK_AT_CLOSE[ticker]
+    return PREVIOUS_CLOSES[ticker] * basis_points // 10_000
+
+
+_LIMIT_PRICE = _price_choice((6_000, 14_000))
+_OBSERVED_PRICE = _price_choice((6_500, 13_500))
+_ORDER_KINDS = [(Side.BUY, OrderType.LIMIT), (Side.SELL, OrderType.LIMIT), (Side.BUY, OrderType.MARKET),
+                (Side.SELL, OrderType.MARKET)]
+_PARAMETERS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
+    # ticker, side, order type, quantity (now and then 0 or large), limit
+    "place": st.tuples(st.sampled_from(TICKERS), st.sampled_from(_ORDER_KINDS),
+                       st.sampled_from([1, 2, 3, 5, 8, 0, 20]), _LIMIT_PRICE).map(
+        lambda p: (p[0], p[1][0], p[1][1], p[2], p[3])),
+    # sell a quarter to all of what the model holds of a ticker (1 share if none: rejected)
+    "sell_held": st.tuples(st.sampled_from(TICKERS), st.sampled_from([OrderType.LIMIT, OrderType.MARKET]),
+                           st.integers(1, 4), _LIMIT_PRICE),
+    # move the clock on 0-5 minutes first (0: at the instant of the last placement); a ticker
+    # left out (None) is not observed; caps limit the quantity filled per ticker
+    "observe": st.tuples(st.sampled_from([1, 5, 1, 0]),
+                         st.fixed_dictionaries({t: st.sampled_from([True, True, True, False]).flatmap(
+                             lambda seen: _OBSERVED_PRICE if seen else st.none()) for t in TICKERS}),
+                         st.sampled_from([False, False, True]).flatmap(
+                             lambda capped: st.dictionaries(st.sampled_from(TICKERS), st.integers(0, 6))
+                             if capped else st.none())),
+    "cancel": st.tuples(st.integers(0, 60)),
+    "replace": st.tuples(st.integers(0, 60)),
+    "expire": st.just(()),
+    "advance": st.tuples(st.sampled_from([1, 5, 30])),
+    "next_day": st.just(()),
+    "restart": st.just(()),
+}
+_KINDS = ["place"] * 4 + ["sell_held"] * 2 + ["observe"] * 4 + ["cancel", "replace", "expire", "advance",
+                                                                 "next_day", "restart"]
+OPERATIONS = st.sampled_from(_KINDS).flatmap(
+    lambda kind: _PARAMETERS[kind].map(lambda parameters: (kind, *parameters)))
 
 
 class Driver:
@@ -676,6 +708,15 @@ class Driver:
         self.model = Model()
         self.statuses: dict[str, OrderStatus] = {}
         self.broker = self.new_broker()
+
+    def open_positions(self) -> None:
+        """Start every example holding shares to sell: market buys of 10, 10 and 2 shares
+        filled at the previous closes a minute later."""
+        for ticker, quantity in zip(TICKERS, (10, 10, 2)):
+            self.place(ticker, Side.BUY, OrderType.MARKET, quantity, (True, 0, 0))
+        self.observe(1, {t: (True, 0, 0) for t in TICKERS}, None)
+        assert self.model.held == {"000010": 10, "000020": 10, "000030": 2}
+        self.check_invariants()
 
     def new_broker(self) -> PaperBroker:
         return PaperBroker(self.connection, user_id=USER, fees=FeeSchedule.from_settings(make_settings()),
@@ -692,8 +733,8 @@ class Driver:
 
     # -- operations ------------------------------------------------------------------------------------
 
-    def place(self, ticker: str, side: Side, order_type: OrderType, quantity: int, basis_points: int) -> None:
-        raw_limit = PREVIOUS_CLOSES[ticker] * basis_points // 10_000 if order_type is OrderType.LIMIT else None
+    def place(self, ticker: str, side: Side, order_type: OrderType, quantity: int, limit: PriceChoice) -> None:
+        raw_limit = raw_price(ticker, limit) if order_type is OrderType.LIMIT else None
         request = OrderRequest(f"o{len(self.model.orders)}", self.today, ticker, side, quantity, order_type,
                                raw_limit)
         order = self.broker.place_order(request)
@@ -721,6 +762,10 @@ class Driver:
         self.model.orders.append(ModelOrder(order.order_id, ticker, side, order_type, quantity, limit, funded_at,
                                             self.today, self.clock.now(), expected, hold=hold))
 
+    def sell_held(self, ticker: str, order_type: OrderType, quarters: int, limit: PriceChoice) -> None:
+        quantity = max(1, self.model.held[ticker] * quarters // 4)
+        self.place(ticker, Side.SELL, order_type, quantity, limit)
+
     def replace(self, index: int) -> None:
         """Place again under a client order id already used: the first order comes back."""
         if not self.model.orders:
@@ -730,9 +775,10 @@ class Driver:
         again = self.broker.place_order(OrderRequest(f"o{index}", self.today, first.ticker, Side.BUY, 1))
         assert (again.order_id, again.status, again.filled_quantity) == (first.order_id, first.status, first.filled)
 
-    def observe(self, minutes: int, basis_points: Mapping[str, int], caps: Mapping[str, int] | None) -> None:
+    def observe(self, minutes: int, observed: Mapping[str, PriceChoice | None],
+                caps: Mapping[str, int] | None) -> None:
         self.advance(minutes)
-        prices = {t: grid_down(PREVIOUS_CLOSES[t] * bp // 10_000) for t, bp in basis_points.items()}
+        prices = {t: grid_down(raw_price(t, choice)) for t, choice in observed.items() if choice is not None}
         observed_at = self.clock.now()
         fills = self.broker.match(prices, observed_at, dict(caps) if caps is not None else None)
 
@@ -804,8 +850,9 @@ class Driver:
             order.status, order.hold = OrderStatus.CANCELLED, 0
 
     def advance(self, minutes: int) -> None:
-        close = datetime.combine(self.today, time(15, 30), KRX_TZ)
-        self.clock.set(min(self.clock.now() + timedelta(minutes=minutes), close))
+        """Move the clock on, staying on the same date (the match time decides the trade date)."""
+        last = datetime.combine(self.today, time(23, 59), KRX_TZ)
+        self.clock.set(min(self.clock.now() + timedelta(minutes=minutes), last))
 
     def next_day(self) -> None:
         if self.session_index < LAST_TRADING_INDEX:
@@ -911,13 +958,14 @@ class Driver:
 
 @settings(max_examples=40, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(operations=st.lists(OPERATIONS, min_size=5, max_size=40))
+@given(operations=st.lists(OPERATIONS, min_size=20, max_size=40))
 def test_random_operations_keep_the_account_consistent(property_engine: Engine, krx_calendar: MarketCalendar,
                                                        operations: list[tuple[Any, ...]]) -> None:
     with property_engine.connect() as connection:
         transaction = connection.begin()
         try:
             driver = Driver(connection, krx_calendar)
+            driver.open_positions()
             for operation in operations:
                 driver.run(operation)
         finally:
