@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from datetime import date
+from fractions import Fraction
 
 from services.common.settings import Settings, parse_dated_rates
 
@@ -59,6 +61,5 @@ class FeeSchedule:
 
 
 def _floor_percent(amount: int, percent: float) -> int:
-    # integer arithmetic on the percent in millionths avoids 0.015% * 1e8 float noise
-    millionths = round(percent * 10_000)
-    return amount * millionths // 1_000_000 if amount > 0 else 0
+    # exact arithmetic on the percent as written (0.015, not 0.01499999...) avoids float noise
+    return math.floor(amount * Fraction(repr(percent)) / 100) if amount > 0 else 0

@@ -132,7 +132,8 @@ class PaperBroker:
         pending = self.connection.execute(select(FillRow.side, FillRow.quantity, FillRow.price, FillRow.commission,
                                                  FillRow.tax).where(self._mine(FillRow),
                                                                     FillRow.settles_on > today)).all()
-        unsettled = sum(_cash_change(Side(side), q * p, c, t) for side, q, p, c, t in pending)
+        # sale proceeds not yet received; an unsettled buy's money is already spent
+        unsettled = sum(max(0, _cash_change(Side(side), q * p, c, t)) for side, q, p, c, t in pending)
         available = balance - self._reserved()
         return Cash(available=available, settled=available - unsettled)
 
@@ -231,6 +232,9 @@ class PaperBroker:
                 quantity = min(quantity, max(0, max_quantity.get(order.ticker, quantity)))
             if order.side == Side.SELL.value:
                 quantity = min(quantity, self._held(order.ticker))
+            else:  # never more than its own reserve and the free cash pay for (a carried market buy)
+                budget = int(order.reserved_cash) + self._balance() - self._reserved()
+                quantity = min(quantity, self.fees.affordable_quantity(budget, price))
             if quantity <= 0:
                 continue
             fill = self._fill(order, quantity, price, trade_date, observed_at)

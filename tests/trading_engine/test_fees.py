@@ -61,12 +61,10 @@ def test_commission_percent_comes_from_settings() -> None:
     assert fees.commission(1_234_567) == 1_234
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: fees._floor_percent rounds the percent to 4 decimals "
-                                       "(round(percent * 10_000) millionths), so 0.0140527% acts as 0.0141%")
 def test_commission_keeps_every_decimal_of_the_percent_setting() -> None:
     # the setting accepts any percentage from 0 up to 5; e.g. 0.0140527 (fees quoted to 7 decimals)
     fees = FeeSchedule.from_settings(make_settings(commission_pct="0.0140527"))
-    # 100,000,000 x 0.0140527 / 100 = 14,052.7 -> 14,052 (the code gives 100,000,000 x 141 // 1e6 = 14,100)
+    # 100,000,000 x 0.0140527 / 100 = 14,052.7 -> 14,052
     assert fees.commission(100_000_000) == 14_052
 
 

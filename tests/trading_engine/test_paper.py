@@ -483,14 +483,12 @@ def test_settled_cash_excludes_sale_proceeds_until_they_settle(broker: PaperBrok
     assert broker.cash() == Cash(available=1_009_804, settled=1_009_804)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: paper.py PaperBroker.cash() subtracts the cash change of unsettled "
-                                       "buys too, so after a buy settled exceeds available (KIS caps it)")
 def test_settled_cash_never_exceeds_available_cash_after_an_unsettled_buy(broker: PaperBroker,
                                                                           clock: FixedClock) -> None:
     hold_ten_shares(broker, clock)  # bought on 10-02 for 100,015, settling 10-13
     # Broker.cash: "cash available for buys, and the part of it that has settled"; the KIS
     # adapter caps settled at available. available 1,000,000 - 100,015 = 899,985, and
-    # settled can be no more than that (the code gives 899,985 + 100,015 = 1,000,000).
+    # settled can be no more than that.
     assert broker.cash() == Cash(available=899_985, settled=899_985)
 
 
@@ -520,12 +518,9 @@ def test_a_restart_sees_the_same_cash_positions_and_open_orders(migrated_engine:
         assert [f.price for f in restarted.match({A: 12_000}, kst(2025, 10, 2, 10, 0))] == [12_000]
 
 
-# --- known bug -----------------------------------------------------------------------------------------------
+# --- fixed bug -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: paper.py match() fills a market buy carried to a later session "
-                                       "at that session's price, above the upper band it was funded at, "
-                                       "so the account is overdrawn")
 def test_a_market_buy_carried_to_the_next_session_cannot_overdraw_the_account(
         connection: Connection, krx_calendar: MarketCalendar, clock: FixedClock) -> None:
     # 10-02: previous close 10,000 (band up to 13,000); 10-10: previous close 13,000 (band up to 16,900)
@@ -890,7 +885,7 @@ class Driver:
                     for o in self.model.orders if o.is_open and o.side is Side.BUY)
         assert self.model.open_hold() >= worst
         # settled leaves out the proceeds of sales not yet settled (checked while no buy is
-        # unsettled: an unsettled buy trips the bug of the xfail test above)
+        # unsettled)
         today = self.clock.now().astimezone(KRX_TZ).date()
         unsettled = [f for f in fills if f.settles_on > today]
         if all(f.side == "sell" for f in unsettled):
