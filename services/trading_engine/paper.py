@@ -132,10 +132,11 @@ class PaperBroker:
         pending = self.connection.execute(select(FillRow.side, FillRow.quantity, FillRow.price, FillRow.commission,
                                                  FillRow.tax).where(self._mine(FillRow),
                                                                     FillRow.settles_on > today)).all()
-        # sale proceeds not yet received; an unsettled buy's money is already spent
-        unsettled = sum(max(0, _cash_change(Side(side), q * p, c, t)) for side, q, p, c, t in pending)
+        # the deposit before unsettled trades (sale proceeds not yet in, buys not yet paid),
+        # as the part of ``available`` it covers (the way KIS's D+0 / D+2 deposits relate)
+        unsettled = sum(_cash_change(Side(side), q * p, c, t) for side, q, p, c, t in pending)
         available = balance - self._reserved()
-        return Cash(available=available, settled=available - unsettled)
+        return Cash(available=available, settled=max(0, min(available, available - unsettled)))
 
     def positions(self) -> list[Position]:
         rows = self.connection.execute(select(PositionRow.__table__).where(self._mine(PositionRow), PositionRow.quantity > 0)

@@ -188,8 +188,8 @@ def test_a_restarted_broker_resumes_the_same_account(
         broker = make_broker(ctx, session.connection())
         assert [(p.ticker, p.quantity, p.cost) for p in broker.positions()] == [("WIN", 24, 484_872)]
         assert broker.cash().available == 9_403_215
-        # HELD's proceeds (888,087) arrive on the 24th: 9,403,215 - 888,087
-        assert broker.cash().settled == 8_515_128
+        # both settle on the 24th: 9,403,215 - (888,087 proceeds - 484,872 payment) = 9,000,000
+        assert broker.cash().settled == 9_000_000
 
 
 def test_monitoring_outside_a_session_is_skipped(market: Any, krx_calendar: Any) -> None:
