@@ -47,10 +47,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
-from zoneinfo import ZoneInfo
 
 from services.common.clock import Clock, SystemClock
-from services.common.settings import ConfigurationError, Settings, tr_id_table
+from services.common.market_calendar import KRX_TZ
+from services.common.settings import SETTING_FIELDS, ConfigurationError, Settings, tr_id_table
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.orders import (
     BrokerError,
@@ -67,9 +67,11 @@ from services.trading_engine.orders import (
 
 logger = logging.getLogger(__name__)
 
-SEOUL = ZoneInfo("Asia/Seoul")
-LIVE_HOSTNAME = "openapi.koreainvestment.com"
-PAPER_HOSTNAME = "openapivts.koreainvestment.com"
+SEOUL = KRX_TZ
+#: KIS's own hosts, as the settings' defaults name them: a paper account pointed at the
+#: live hostname (or the reverse) is refused
+LIVE_HOSTNAME = urllib.parse.urlsplit(SETTING_FIELDS["kis_live_host"].metadata["default"]).hostname
+PAPER_HOSTNAME = urllib.parse.urlsplit(SETTING_FIELDS["kis_paper_host"].metadata["default"]).hostname
 DEFAULT_LIVE_HOST = f"https://{LIVE_HOSTNAME}:9443"
 DEFAULT_PAPER_HOST = f"https://{PAPER_HOSTNAME}:29443"
 #: Calls whose tr_id differs between the paper (V...) and the live host; ``quote`` is shared.

@@ -39,6 +39,7 @@ from services.trading_engine.models import (
     PortfolioSnapshot,
     PositionRow,
     SignalRow,
+    SignalRun,
 )
 from services.trading_engine.paper import PaperBroker
 from services.watchlist_manager.models import WatchlistEntry, WatchlistRun
@@ -111,6 +112,28 @@ def test_a_second_run_for_the_same_date_places_nothing_twice(market: Any, krx_ca
     again = engine.run(ctx)
     assert again.status is Outcome.SUCCESS and again.summary["already_generated"] == 1
     assert len(rows(market, OrderRow)) == 2 and len(rows(market, SignalRow)) == 2
+
+
+def test_a_signal_run_that_fails_midway_leaves_the_database_as_it_was(
+        market: Any, krx_calendar: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.trading_engine import order_book
+
+    before = {table: rows(market, table) for table in (SignalRow, OrderRow, PaperAccount, PositionRow)}
+    placed = []
+
+    def fail_on_the_second_order(broker: Any, *args: Any, **kwargs: Any) -> Any:
+        if placed:
+            raise RuntimeError("broker went away")
+        placed.append(order_book.submit(broker, *args, **kwargs))
+        return placed[-1]
+
+    monkeypatch.setattr(engine, "submit", fail_on_the_second_order)
+    with pytest.raises(RuntimeError, match="broker went away"):
+        engine.run(context(market, krx_calendar, "signal_generation", at(D20, 8, 45)))
+    assert len(placed) == 1  # the exit went in before the entry failed...
+    # ...and was rolled back with everything else
+    assert {table: rows(market, table) for table in before} == before
+    assert rows(market, SignalRun) == []
 
 
 def test_signals_skip_when_the_previous_watchlist_cannot_be_produced(session_factory: Any,

@@ -57,6 +57,33 @@ def test_live_mode_with_a_bad_kis_configuration_exits_2_with_one_line(
     assert SECRET not in result.stderr + result.stdout and KEY not in result.stderr + result.stdout
 
 
+BAD_TRADING_SETTINGS = [
+    ({"ORCHESTRATOR_SELL_TAX_SCHEDULE": "2025-13-01=0.15"},
+     "Error: ORCHESTRATOR_SELL_TAX_SCHEDULE='2025-13-01=0.15': '2025-13-01' is not a date; "
+     "expected YYYY-MM-DD=percent pairs"),
+    ({"ORCHESTRATOR_COMMISSION_PCT": "7"},
+     "Error: ORCHESTRATOR_COMMISSION_PCT='7': expected a percentage from 0 up to 5"),
+    ({"ORCHESTRATOR_STOP_LOSS_PCT": "-1"},
+     "Error: ORCHESTRATOR_STOP_LOSS_PCT='-1': expected a percentage from 0 (off) to 100"),
+    ({"ORCHESTRATOR_ENTRY_RULES": "price>3"},
+     "Error: ORCHESTRATOR_ENTRY_RULES='price>3': cannot read 'price>3'; expected conditions such as"),
+    ({"ORCHESTRATOR_KIS_ENVIRONMENT": "demo"},
+     "Error: ORCHESTRATOR_KIS_ENVIRONMENT='demo': expected paper (KIS 모의투자) or live (실전투자)"),
+    ({"ORCHESTRATOR_KIS_PAPER_TR_IDS": "buy=VTTC0012U"},
+     "Error: ORCHESTRATOR_KIS_PAPER_TR_IDS='buy=VTTC0012U': no tr_id for sell, cancel, balance, fills, quote"),
+    ({"ORCHESTRATOR_KIS_LIVE_HOST": "openapi.koreainvestment.com"},
+     "Error: ORCHESTRATOR_KIS_LIVE_HOST='openapi.koreainvestment.com': expected a URL such as"),
+]
+
+
+@pytest.mark.parametrize("env, message", BAD_TRADING_SETTINGS, ids=[next(iter(e)) for e, _ in BAD_TRADING_SETTINGS])
+def test_bad_trading_settings_exit_2_with_one_line(cli: Any, env: dict[str, str], message: str) -> None:
+    result = cli("run-job", "position_monitoring", env=env)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert result.stderr.count("\n") == 1
+
+
 def test_a_malformed_account_number_is_refused_without_echoing_it(cli: Any) -> None:
     result = cli("status", env={"KIS_ACCOUNT": "98765-4321-0"})
     assert result.exit_code == 2
