@@ -475,6 +475,111 @@ def bench_trading(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
     ]
 
 
+# --- risk: one check of an account with a year of snapshots ------------------------------------------
+
+RISK_USER = "risk0"
+
+
+def _risk_database(workdir: Path, cache_dir: Path):  # -> (session_factory, calendar, settings, engine)
+    """20 open paper positions, their closes of 2026-11-20, 100 closed trades and a
+    snapshot at every monitoring tick of every 2026 session up to then."""
+    from sqlalchemy import insert
+
+    from services.common.database import create_db_engine, make_session_factory, migrate
+    from services.common.market_calendar import load_calendar
+    from services.data_collector.models import CollectedSession, DailyPrice
+    from services.trading_engine.models import ClosedTrade, FillRow, OrderRow, PaperAccount, PortfolioSnapshot, PositionRow
+    from tests.conftest import make_settings
+
+    settings = make_settings(portfolio_value="100000000")
+    calendar = load_calendar(cache_dir)
+    engine = create_db_engine(f"sqlite:///{workdir / 'risk.db'}")
+    migrate(engine)
+    factory = make_session_factory(engine)
+    tickers = [f"{100000 + 7 * k:06d}" for k in range(POSITIONS)]
+    sessions = calendar.sessions(datetime(2026, 1, 1).date(), TRADE_DAY)
+    stamp = datetime(2026, 1, 2, 9, 0, tzinfo=KST)
+    with factory.begin() as session:
+        c = session.connection()
+        c.execute(insert(PaperAccount).values(user_id=RISK_USER, initial_cash=100_000_000, cash=40_000_000,
+                                              opened_at=stamp))
+        c.execute(insert(PositionRow), [{"user_id": RISK_USER, "dry_run": True, "ticker": t, "quantity": 300,
+                                         "cost": 3_000_000, "opened_on": PREVIOUS_DAY, "high_water": 10_500}
+                                        for t in tickers])
+        c.execute(insert(DailyPrice), [{"date": TRADE_DAY, "ticker": t, "open": 10_000, "high": 10_500, "low": 9_800,
+                                        "close": 10_000 + 50 * k, "volume": 1_000_000, "value": 10**10,
+                                        "change_pct": 0.0, "market_cap": 10**12, "market": "KOSPI", "halted": False}
+                                       for k, t in enumerate(tickers)])
+        c.execute(insert(CollectedSession).values(date=TRADE_DAY, provider="simulated", stock_rows=20, price_rows=20,
+                                                  fundamental_rows=0, rejected_rows=0, collected_at=stamp))
+        order_id = c.execute(insert(OrderRow).values(
+            user_id=RISK_USER, client_order_id="bench", broker="paper", broker_order_id=None, trading_date=TRADE_DAY,
+            ticker=tickers[0], side="sell", order_type="market", quantity=1, limit_price=None, status="filled",
+            filled_quantity=1, reserved_cash=0, reason="bench", dry_run=True, created_at=stamp,
+            updated_at=stamp)).inserted_primary_key[0]
+        for k in range(100):
+            fill_id = c.execute(insert(FillRow).values(
+                order_id=order_id, fill_key=f"bench:{k}", user_id=RISK_USER, ticker=tickers[k % POSITIONS],
+                side="sell", quantity=10, price=10_000, commission=15, tax=200, trade_date=TRADE_DAY,
+                settles_on=TRADE_DAY, filled_at=stamp, dry_run=True)).inserted_primary_key[0]
+            c.execute(insert(ClosedTrade).values(fill_id=fill_id, user_id=RISK_USER, dry_run=True,
+                                                 ticker=tickers[k % POSITIONS], opened_on=PREVIOUS_DAY,
+                                                 closed_on=TRADE_DAY, quantity=10, cost=95_000,
+                                                 proceeds=99_785, pnl=4_785 if k % 3 else -5_215))
+        snapshots = [{"user_id": RISK_USER, "dry_run": True, "taken_at": s.open + timedelta(minutes=15 * k),
+                      "trading_date": s.date, "cash": 40_000_000, "settled_cash": 40_000_000,
+                      "market_value": 60_000_000, "equity": 100_000_000 + 1_000 * (i % 97) + k,
+                      "exposure": 0.6, "unrealised_pnl": 0, "positions": POSITIONS, "prices_observed": True}
+                     for i, s in enumerate(sessions) for k in range(27)]
+        c.execute(insert(PortfolioSnapshot), snapshots)
+    return factory, calendar, settings, engine, len(snapshots)
+
+
+def _naive_risk_check(factory) -> int:
+    """The usual way: load the account's rows through the ORM and compute in Python."""
+    from sqlalchemy import select
+
+    from services.data_collector.models import DailyPrice
+    from services.trading_engine.models import ClosedTrade, PaperAccount, PortfolioSnapshot, PositionRow
+
+    with factory() as session:
+        account = session.get(PaperAccount, RISK_USER)
+        positions = session.scalars(select(PositionRow).where(PositionRow.user_id == RISK_USER)).all()
+        value = sum(p.quantity * session.get(DailyPrice, (TRADE_DAY, p.ticker)).close for p in positions)
+        snapshots = session.scalars(select(PortfolioSnapshot).where(PortfolioSnapshot.user_id == RISK_USER)
+                                    .order_by(PortfolioSnapshot.taken_at)).all()
+        peak = max(s.equity for s in snapshots)
+        previous = [s for s in snapshots if s.trading_date < TRADE_DAY][-1].equity
+        realised = sum(t.pnl for t in session.scalars(select(ClosedTrade).where(ClosedTrade.user_id == RISK_USER)))
+        equity = account.cash + value
+        return int(equity - previous + peak + realised)
+
+
+def bench_risk(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
+    from services.common.clock import FixedClock
+    from services.common.job_api import JobContext
+    from services.risk_manager import manager
+
+    factory, calendar, settings, db, snapshots = _risk_database(workdir, cache_dir)
+    night = datetime(2026, 11, 21, 20, 0, tzinfo=KST)
+
+    def check() -> int:
+        ctx = JobContext(job_name="risk_checks", trading_date=night.date(), scheduled_for=night, settings=settings,
+                         session_factory=factory, clock=FixedClock(night), calendar=calendar, dry_run=True,
+                         user_id=RISK_USER)
+        result = manager.run(ctx)
+        assert result.status.value == "success" and result.summary["priced"] == POSITIONS, result
+        return int(result.summary["positions"])
+
+    check()  # the process's first check (imports, statement compilation)
+    seconds, positions = _best(check, max(5, repeat))
+    naive_s, _ = _best(lambda: _naive_risk_check(factory), 3)
+    db.dispose()
+    return [Row(f"one risk check, {positions} positions, {snapshots:,} snapshots (a year of ticks)", seconds,
+                naive_s, "s", "< 0.1 s", seconds < 0.1,
+                "the whole job: account, prices, metrics, limits, commit; baseline: ORM load of the account's rows")]
+
+
 BENCHMARKS: dict[str, Callable[[Path, Path, int], list[Row]]] = {
     "status": bench_cold_status,
     "next-runs": bench_cold_next_runs,
@@ -483,6 +588,7 @@ BENCHMARKS: dict[str, Callable[[Path, Path, int], list[Row]]] = {
     "backfill": bench_backfill,
     "indicators": bench_indicators,
     "trading": bench_trading,
+    "risk": bench_risk,
 }
 
 

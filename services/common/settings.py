@@ -387,7 +387,8 @@ class Settings:
     max_daily_loss_pct: float = _setting("ORCHESTRATOR_MAX_DAILY_LOSS_PCT", parse_percent, "3.0",
                                          "daily loss that blocks new entries for the session, percent")
     max_total_loss_pct: float = _setting("ORCHESTRATOR_MAX_TOTAL_LOSS_PCT", parse_percent, "15.0",
-                                         "drawdown that halts trading until resumed, percent")
+                                         "drawdown from the peak, or loss from the initial value, that halts "
+                                         "trading until resumed, percent")
     misfire_grace_seconds: int = _setting("ORCHESTRATOR_MISFIRE_GRACE_SECONDS", parse_grace_seconds,
                                           "300", "how late a fire of a job without a market bound may run")
     data_provider: str = _setting("ORCHESTRATOR_DATA_PROVIDER", parse_provider, "simulated",

@@ -8,6 +8,7 @@ import services.indicator_calculator.models  # noqa: F401
 import services.watchlist_manager.models  # noqa: F401
 import services.orchestrator.models  # noqa: F401
 import services.trading_engine.models  # noqa: F401
+import services.risk_manager.models  # noqa: F401
 from services.common.database import Base
 
 config = context.config

@@ -160,6 +160,7 @@ JOBS: tuple[JobSpec, ...] = (
         "portfolio metrics against the risk limits; halts trading on a breach",
         "services.risk_manager.manager:run",
         AroundTheClock("risk_check_interval"),
+        preflight="services.trading_engine.broker:preflight",
     ),
 )
 

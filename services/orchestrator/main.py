@@ -235,6 +235,7 @@ def _print_start_banner(runtime: Runtime, jobs: List[Any], now: datetime) -> Non
               f"({'dry run' if settings.dry_run else 'LIVE'}, {settings.timezone}, "
               f"data: {settings.data_provider}, db: {settings.redacted_database_url()})")
     emit(rows, ["job", "state", "next fire", "schedule"], Format.table, title="Schedule")
+    _print_halt(reports.halt_view(_halt_record(runtime, settings.user_id), settings.tz), settings.user_id)
     warning = reports.calendar_warning(runtime.calendar, now,
                                        [f for s in statuses for f in s.next_fires])
     if warning:
@@ -294,8 +295,9 @@ def status(
 ) -> None:
     """Settings in force and each job: enabled, schedule, next fires, last run.
 
-    JSON keys: now, settings, calendar {valid_through, warning}, jobs [{job, enabled,
-    service_installed, schedule, next_fire_times, last_run}].
+    JSON keys: now, halt (null if trading was never halted, else {halted, reason,
+    halted_at, halted_by, resumed_at, resumed_by}), settings, calendar {valid_through,
+    warning}, jobs [{job, enabled, service_installed, schedule, next_fire_times, last_run}].
 
     Example: python -m services.orchestrator.main status --format json
     """
@@ -308,6 +310,7 @@ def status(
     warning = reports.calendar_warning(runtime.calendar, now, [f for s in statuses for f in s.next_fires])
     document = {
         "now": now.astimezone(settings.tz).isoformat(),
+        "halt": reports.halt_view(_halt_record(runtime, settings.user_id), settings.tz),
         "settings": reports.settings_summary(settings),
         "calendar": {"valid_through": runtime.calendar.valid_through.isoformat(), "warning": warning},
         "jobs": [s.as_dict() for s in statuses],
@@ -321,6 +324,7 @@ def status(
 
 def _print_status(document: dict[str, Any]) -> None:
     out = console()
+    _print_halt(document["halt"], document["settings"]["user_id"])
     for key, value in document["settings"].items():
         out.print(f"{key:>22}: {value}")
     if document["settings"]["data_provider"] == "simulated":
@@ -343,6 +347,24 @@ def _print_status(document: dict[str, Any]) -> None:
          title=f"Jobs at {_short_time(document['now'])}")
     if document["calendar"]["warning"]:
         out.print(f"[bold yellow]warning:[/bold yellow] {document['calendar']['warning']}")
+    _print_halt(document["halt"], document["settings"]["user_id"])
+
+
+def _halt_record(runtime: Runtime, user_id: str) -> Any:
+    from services.risk_manager.halts import halt_record
+
+    with runtime.session_factory()() as session:
+        return halt_record(session.connection(), user_id)
+
+
+def _print_halt(halt: Optional[dict[str, Any]], user_id: str) -> None:
+    """A halt in force, in bold red (status shows it above and below the table)."""
+    if halt is None or not halt["halted"]:
+        return
+    console().print(f"[bold red]TRADING HALTED for {user_id} since {_short_time(halt['halted_at'])} "
+                    f"(by {halt['halted_by']}): {halt['reason']}[/bold red]\n"
+                    "[red]no new positions open; protective exits still run. Resume with: "
+                    f"python -m services.orchestrator.main resume --user-id {user_id}[/red]")
 
 
 def _short_time(iso: str) -> str:
@@ -393,6 +415,56 @@ def next_runs(
     enabled = [job for job in selected if settings.job_enabled(job.name)]
     rows = reports.next_runs(enabled, runtime.triggers, start_at, end_at)
     emit(rows, ["job", "fire_time"], fmt, title="Fire times")
+
+
+ReasonOption = typer.Option(..., "--reason", help="Why trading stops (shown by status).")
+
+
+@app.command()
+def halt(reason: str = ReasonOption, user_id: Optional[str] = UserIdOption) -> None:
+    """Halt trading for a user until `resume`: no new positions open in any job
+    (signal generation is skipped, open buys are cancelled at the next monitoring tick);
+    protective exits still run. The halt is stored and survives restarts.
+
+    Example: python -m services.orchestrator.main halt --reason "broker maintenance"
+    """
+    from services.risk_manager.halts import halt_trading
+
+    text = " ".join(reason.split())
+    if not text or len(text) > 300:
+        raise typer.BadParameter(f"expected a reason of 1 to 300 characters, got {len(text)}",
+                                 param_hint="'--reason'")
+    settings = _settings(user_id=user_id)
+    runtime = Runtime.create(settings)
+    with runtime.session_factory().begin() as session:
+        current, made = halt_trading(session.connection(), settings.user_id, text, by="manual",
+                                     at=runtime.clock.now())
+    runtime.close()
+    since = current.halted_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+    typer.echo(f"trading halted for {settings.user_id} since {since}: {current.reason}" if made else
+               f"trading was already halted for {settings.user_id} since {since} (by {current.halted_by}): "
+               f"{current.reason}")
+
+
+@app.command()
+def resume(user_id: Optional[str] = UserIdOption) -> None:
+    """End a trading halt. The loss limits then measure from the equity at the resume
+    (a resume accepts the loss so far).
+
+    Example: python -m services.orchestrator.main resume --user-id default_user
+    """
+    from services.risk_manager.halts import resume_trading
+
+    settings = _settings(user_id=user_id)
+    runtime = Runtime.create(settings)
+    with runtime.session_factory().begin() as session:
+        resumed = resume_trading(session.connection(), settings.user_id, by="manual", at=runtime.clock.now())
+    runtime.close()
+    if resumed is None:
+        typer.echo(f"trading is not halted for {settings.user_id}; nothing to resume")
+        return
+    since = resumed.halted_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+    typer.echo(f"trading resumed for {settings.user_id} (halted since {since}: {resumed.reason})")
 
 
 @app.command()

@@ -122,6 +122,20 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
     }
 
 
+def halt_view(halt: Any, tz: ZoneInfo) -> dict[str, Any] | None:
+    """A user's halt record (``services.risk_manager.halts.Halt``) as plain data."""
+    if halt is None:
+        return None
+    return {
+        "halted": halt.halted,
+        "reason": halt.reason,
+        "halted_at": halt.halted_at.astimezone(tz).isoformat(),
+        "halted_by": halt.halted_by,
+        "resumed_at": halt.resumed_at.astimezone(tz).isoformat() if halt.resumed_at else None,
+        "resumed_by": halt.resumed_by,
+    }
+
+
 def history_row(run: JobRun, tz: ZoneInfo) -> dict[str, Any]:
     return {
         "id": run.id,

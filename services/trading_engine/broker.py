@@ -45,6 +45,13 @@ def make_broker(ctx: JobContext, connection: Connection, at: datetime | None = N
                                clock=ctx.clock, settlement_date=lambda day: settlement_date(ctx.calendar, day))
 
 
+def cash_balance(broker: Broker) -> int:
+    """The account's cash, including what is held back for open buys (still cash)."""
+    if isinstance(broker, PaperBroker):
+        return int(broker.account().cash)
+    return broker.cash().available
+
+
 def market_moment(ctx: JobContext, session: Session, *, pre_open: bool) -> datetime:
     """When, in market time, the job acts: now, or for a run dated after its session
     (``run-job --date`` of a past day) the moment it stands in for: just before the

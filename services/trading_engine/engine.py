@@ -3,6 +3,8 @@ signals from the previous session's watchlist, indicators and the user's positio
 sized entries and exits become orders at the broker.
 
 Once per (user, mode, D): a re-run reports what the first run did and places nothing.
+While trading is halted the job is skipped and places nothing; every order passes
+the risk gate (daily loss, position count and size).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from sqlalchemy import Connection, func, select, text
 from services.common.database import upsert
 from services.common.job_api import JobContext, JobResult, Outcome
 from services.common.krx_market import price_limits, round_to_tick
+from services.risk_manager.gate import RiskGate
+from services.risk_manager.halts import active_halt
 from services.trading_engine.broker import is_dry_run, make_broker, market_moment
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.models import ClosedTrade, SignalRow, SignalRun
@@ -91,10 +95,10 @@ def entry_price(previous_close: int, limit_pct: float) -> tuple[OrderType, int]:
     return OrderType.LIMIT, min(round_to_tick(previous_close * (1 + limit_pct / 100), "up"), upper)
 
 
-def generate_signals(connection: Connection, broker: Broker, *, user_id: str, day: date, previous: date,
-                     dry_run: bool, settings: object, now: datetime) -> SignalReport:
-    """Signals for ``day`` from ``previous``'s data, stored and sent as orders (the
-    caller owns the transaction)."""
+def generate_signals(connection: Connection, broker: Broker, gate: RiskGate, *, user_id: str, day: date,
+                     previous: date, dry_run: bool, settings: object, now: datetime) -> SignalReport:
+    """Signals for ``day`` from ``previous``'s data, stored and sent as orders through
+    ``gate`` (the caller owns the transaction)."""
     rules, sizing_rules = SignalRules.from_settings(settings), SizingRules.from_settings(settings)  # type: ignore[arg-type]
     fees = FeeSchedule.from_settings(settings)  # type: ignore[arg-type]
     candidates = load_candidates(connection, user_id, previous)
@@ -123,7 +127,7 @@ def generate_signals(connection: Connection, broker: Broker, *, user_id: str, da
         request = OrderRequest(client_order_id(dry_run, user_id, day, exit_["ticker"], "exit"), day,
                                exit_["ticker"], Side.SELL, quantities[exit_["ticker"]], OrderType.MARKET,
                                reason=exit_["reason"])
-        order = submit(broker, connection, user_id, request, now)
+        order = submit(broker, connection, user_id, request, now, gate)
         orders, rejected = orders + 1, rejected + (order.status is OrderStatus.REJECTED)
         signal_rows.append(_signal_row(exit_, user_id, dry_run, day, request.quantity, request.client_order_id, now))
     for entry, (ticker, order_type, price), size in zip(entries.to_dict("records"), priced, sized):
@@ -132,9 +136,11 @@ def generate_signals(connection: Connection, broker: Broker, *, user_id: str, da
             request = OrderRequest(client_order_id(dry_run, user_id, day, ticker, "entry"), day, ticker, Side.BUY,
                                    size.quantity, order_type, price if order_type is OrderType.LIMIT else None,
                                    reason=entry["reason"])
-            order = submit(broker, connection, user_id, request, now)
+            order = submit(broker, connection, user_id, request, now, gate)
             orders, rejected = orders + 1, rejected + (order.status is OrderStatus.REJECTED)
             order_id = request.client_order_id
+            if order.status is OrderStatus.REJECTED:
+                entry = {**entry, "reason": f"{entry['reason']}; not traded: {order.reason}"}
         else:
             entry = {**entry, "reason": f"{entry['reason']}; not traded: {size.note}"}
         signal_rows.append(_signal_row(entry, user_id, dry_run, day, size.quantity, order_id, now))
@@ -181,12 +187,32 @@ def _ensure_watchlist(ctx: JobContext, previous: date) -> str | None:
     return None
 
 
+def gate_prices(connection: Connection, user_id: str, previous: date, held: list[str]) -> dict[str, int]:
+    """``previous``'s closes of the held tickers and of that session's watchlist."""
+    from services.data_collector.models import DailyPrice
+    from services.watchlist_manager.models import WatchlistEntry
+
+    listed = select(WatchlistEntry.ticker).where(WatchlistEntry.user_id == user_id, WatchlistEntry.date == previous)
+    rows = connection.execute(select(DailyPrice.ticker, DailyPrice.close).where(
+        DailyPrice.date == previous, DailyPrice.ticker.in_(held) | DailyPrice.ticker.in_(listed))).all()
+    return {ticker: int(close) for ticker, close in rows}
+
+
+def _halted(ctx: JobContext) -> str | None:
+    with ctx.session_factory() as session:
+        halt = active_halt(session.connection(), ctx.user_id)
+    return None if halt is None else halt.describe()
+
+
 def run(ctx: JobContext) -> JobResult:
     """``signal_generation`` for ``ctx.trading_date`` and ``ctx.user_id``."""
     previous_session = ctx.calendar.previous_session(ctx.trading_date)
     if previous_session is None:
         return JobResult.skipped(f"input missing: no session before {ctx.trading_date} in the calendar")
     previous, dry_run = previous_session.date, is_dry_run(ctx)
+    halted = _halted(ctx)
+    if halted:
+        return JobResult.skipped(f"trading halted: {halted}", dry_run=dry_run)
     done = _already_generated(ctx, dry_run)
     if done is not None:
         return JobResult.success(already_generated=1, watchlist_date=done.watchlist_date.isoformat(),
@@ -201,8 +227,13 @@ def run(ctx: JobContext) -> JobResult:
     with ctx.session_factory.begin() as session:
         connection = session.connection()
         broker = make_broker(ctx, connection, at)
-        report = generate_signals(connection, broker, user_id=ctx.user_id, day=ctx.trading_date, previous=previous,
-                                  dry_run=dry_run, settings=ctx.settings, now=at)
+        prices = gate_prices(connection, ctx.user_id, previous, [p.ticker for p in broker.positions()])
+        gate = RiskGate.open(ctx, connection, broker, at, prices)
+        if gate.halted is None:
+            report = generate_signals(connection, broker, gate, user_id=ctx.user_id, day=ctx.trading_date,
+                                      previous=previous, dry_run=dry_run, settings=ctx.settings, now=at)
+    if gate.halted is not None:  # the risk check just now halted trading
+        return JobResult.skipped(f"trading halted: {gate.halted}", dry_run=dry_run)
     ctx.log.info("%d entry and %d exit signals from the %s watchlist; %d orders (%s)", report.entries,
                  report.exits, previous, report.orders, "dry run" if dry_run else "LIVE")
     return JobResult.success(watchlist_date=previous.isoformat(), entries=report.entries, exits=report.exits,

@@ -5,6 +5,10 @@ exits (stop loss, trailing stop, take profit) and record a portfolio snapshot.
 Prices: in dry run with the simulated provider, its intraday path; with a live
 broker, its quotes; otherwise the latest stored closes (valuation only: nothing
 fills on a stale price). At the session's last tick the day's limit orders expire.
+
+Every tick first passes the risk gate: while trading is halted, or after the daily
+loss limit was reached, open buys are cancelled and nothing new opens; protective
+exits (stop loss, trailing stop, take profit) are still placed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import Session
 from services.trading_engine.broker import (
     Quotes,
+    cash_balance,
     current_quotes,
     is_dry_run,
     make_broker,
@@ -27,7 +32,8 @@ from services.trading_engine.broker import (
     participation_caps,
 )
 from services.trading_engine.models import PortfolioSnapshot, PositionRow, SignalRow
-from services.trading_engine.order_book import client_order_id, record_broker_fills, submit
+from services.risk_manager.gate import RiskGate
+from services.trading_engine.order_book import cancel_order, client_order_id, record_broker_fills, submit
 from services.trading_engine.orders import Broker, OrderRequest, OrderType, Position, Side
 from services.trading_engine.paper import PaperBroker
 from services.trading_engine.signals import SignalRules, intraday_exits
@@ -41,6 +47,9 @@ class TickReport:
     positions: int
     equity: int
     observed: bool
+    cancelled: int = 0  # open buys cancelled because no new position may open
+    halted: bool = False
+    entries_blocked: bool = False
 
 
 def monitor_tick(ctx: JobContext, connection: Connection, broker: Broker, session: Session,
@@ -51,6 +60,8 @@ def monitor_tick(ctx: JobContext, connection: Connection, broker: Broker, sessio
     pending = broker.open_orders()
     tickers = sorted({p.ticker for p in positions} | {o.ticker for o in pending})
     quotes = current_quotes(ctx, broker, connection, tickers, moment, session)
+    gate = RiskGate.open(ctx, connection, broker, moment, quotes.prices)
+    cancelled = _cancel_entries(ctx, connection, broker, gate, moment)
     fills = 0
     if quotes.observed and isinstance(broker, PaperBroker):
         previous = ctx.calendar.previous_session(day)
@@ -61,16 +72,28 @@ def monitor_tick(ctx: JobContext, connection: Connection, broker: Broker, sessio
         fills = record_broker_fills(connection, ctx.user_id, broker.fills(day))
         _mark_live(connection, ctx.user_id, broker.positions(), quotes)
     positions = broker.positions() if fills else positions
-    exits = _price_exits(ctx, connection, broker, positions, quotes, moment) if quotes.observed else 0
+    exits = _price_exits(ctx, connection, broker, gate, positions, quotes, moment) if quotes.observed else 0
     expired = 0
     if moment >= session.close and isinstance(broker, PaperBroker):
         expired = broker.expire_day_orders(day)
     equity = _snapshot(ctx, connection, broker, broker.positions(), quotes, moment)
-    return TickReport(fills, exits, expired, len(broker.positions()), equity, quotes.observed)
+    return TickReport(fills, exits, expired, len(broker.positions()), equity, quotes.observed, cancelled,
+                      gate.halted is not None, gate.entries_refused is not None)
 
 
-def _price_exits(ctx: JobContext, connection: Connection, broker: Broker, positions: list[Position],
-                 quotes: Quotes, moment: datetime) -> int:
+def _cancel_entries(ctx: JobContext, connection: Connection, broker: Broker, gate: RiskGate,
+                    moment: datetime) -> int:
+    """While no new position may open (halt, daily loss), cancel the open buys."""
+    refused = gate.entries_refused
+    if refused is None:
+        return 0
+    buys = [order for order in broker.open_orders() if order.side is Side.BUY]
+    return sum(cancel_order(broker, connection, ctx.user_id, order, f"cancelled: {refused}", moment)
+               for order in buys)
+
+
+def _price_exits(ctx: JobContext, connection: Connection, broker: Broker, gate: RiskGate,
+                 positions: list[Position], quotes: Quotes, moment: datetime) -> int:
     dry_run, day = is_dry_run(ctx), ctx.trading_date
     selling = {o.ticker for o in broker.open_orders() if o.side is Side.SELL}
     frame = pd.DataFrame({"ticker": [p.ticker for p in positions if p.ticker not in selling],
@@ -83,7 +106,7 @@ def _price_exits(ctx: JobContext, connection: Connection, broker: Broker, positi
         request = OrderRequest(client_order_id(dry_run, ctx.user_id, day, exit_["ticker"], "intraday-exit"), day,
                                exit_["ticker"], Side.SELL, quantities[exit_["ticker"]], OrderType.MARKET,
                                reason=exit_["reason"])
-        submit(broker, connection, ctx.user_id, request, moment)
+        submit(broker, connection, ctx.user_id, request, moment, gate)
         rows.append({"user_id": ctx.user_id, "dry_run": dry_run, "trading_date": day, "ticker": exit_["ticker"],
                      "kind": "exit", "source": "intraday", "reason": exit_["reason"][:300],
                      "strength": float(exit_["strength"]), "reference_price": int(exit_["reference_price"]),
@@ -104,9 +127,7 @@ def _mark_live(connection: Connection, user_id: str, positions: list[Position], 
 def _snapshot(ctx: JobContext, connection: Connection, broker: Broker, positions: list[Position],
               quotes: Quotes, moment: datetime) -> int:
     cash = broker.cash()
-    reserved = 0
-    if isinstance(broker, PaperBroker):
-        reserved = broker.account().cash - cash.available  # held back for open buys, still cash
+    reserved = cash_balance(broker) - cash.available  # held back for open buys, still cash
     market_value = sum(p.quantity * quotes.prices.get(p.ticker, int(p.average_price)) for p in positions)
     cost = sum(p.cost for p in positions)
     balance = cash.available + reserved
@@ -132,4 +153,5 @@ def run(ctx: JobContext) -> JobResult:
         report = monitor_tick(ctx, connection, broker, session, moment)
     return JobResult.success(fills=report.fills, exits=report.exits, expired=report.expired,
                              positions=report.positions, equity=report.equity,
-                             prices_observed=report.observed, dry_run=is_dry_run(ctx))
+                             prices_observed=report.observed, cancelled=report.cancelled, halted=report.halted,
+                             entries_blocked=report.entries_blocked, dry_run=is_dry_run(ctx))

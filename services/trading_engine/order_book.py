@@ -1,6 +1,8 @@
 """Submitting orders and keeping the record of them, whatever the broker.
 
-The paper broker keeps its orders in ``orders`` itself. Orders sent to a live broker
+Every order passes the risk gate first (``services.risk_manager.gate``); one it
+refuses is recorded ``rejected`` with the reason and never reaches the broker. The
+paper broker keeps its orders in ``orders`` itself. Orders sent to a live broker
 are recorded there too (``dry_run`` false) in the job's transaction, with the broker's
 order id; fills reported by the broker are copied into ``fills`` once each. (A crash
 between the broker's answer and the commit loses the record of that order: the
@@ -11,30 +13,41 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, insert, select, update
 
 from services.common.database import dialect_insert
 from services.trading_engine.models import FillRow, OrderRow
 from services.trading_engine.orders import Broker, BrokerError, Fill, Order, OrderRequest, OrderStatus
+from services.trading_engine.paper import PaperBroker
+
+if TYPE_CHECKING:
+    from services.risk_manager.gate import RiskGate
 
 logger = logging.getLogger(__name__)
 
 
-def submit(broker: Broker, connection: Connection, user_id: str, request: OrderRequest, now: datetime) -> Order:
-    """Place ``request`` once (a known ``client_order_id`` returns the recorded order)."""
-    if broker.dry_run:
-        return broker.place_order(request)
+def submit(broker: Broker, connection: Connection, user_id: str, request: OrderRequest, now: datetime,
+           gate: RiskGate) -> Order:
+    """Place ``request`` once (a known ``client_order_id`` returns the recorded order),
+    if the risk gate lets it through; a refused order is recorded ``rejected`` with
+    the gate's reason. This is the only caller of ``Broker.place_order``."""
     recorded = connection.execute(select(OrderRow.__table__).where(
         OrderRow.user_id == user_id, OrderRow.client_order_id == request.client_order_id)).first()
     if recorded is not None:
         return _order_of_row(recorded)
-    connection.execute(insert(OrderRow).values(
-        user_id=user_id, client_order_id=request.client_order_id, broker=broker.name, broker_order_id=None,
-        trading_date=request.trading_date, ticker=request.ticker, side=request.side.value,
-        order_type=request.order_type.value, quantity=request.quantity, limit_price=request.limit_price,
-        status=OrderStatus.NEW.value, filled_quantity=0, reserved_cash=0, reason=request.reason[:300],
-        dry_run=False, created_at=now, updated_at=now))
+    refusal = gate.refusal(request)
+    if refusal is not None:
+        logger.warning("order %s refused by the risk gate: %s", request.client_order_id, refusal)
+        _record(connection, broker, user_id, request, now, OrderStatus.REJECTED, f"risk: {refusal}")
+        return _order_of_row(connection.execute(select(OrderRow.__table__).where(
+            OrderRow.user_id == user_id, OrderRow.client_order_id == request.client_order_id)).one())
+    if broker.dry_run:
+        order = broker.place_order(request)
+        gate.placed(order)
+        return order
+    _record(connection, broker, user_id, request, now, OrderStatus.NEW, request.reason)
     try:
         order = broker.place_order(request)
     except BrokerError as exc:
@@ -46,7 +59,34 @@ def submit(broker: Broker, connection: Connection, user_id: str, request: OrderR
         OrderRow.user_id == user_id, OrderRow.client_order_id == request.client_order_id).values(
         broker_order_id=order.order_id or None, status=order.status.value,
         reason=(order.reason or request.reason)[:300], updated_at=now))
+    gate.placed(order)
     return order
+
+
+def _record(connection: Connection, broker: Broker, user_id: str, request: OrderRequest, now: datetime,
+            status: OrderStatus, reason: str) -> None:
+    connection.execute(insert(OrderRow).values(
+        user_id=user_id, client_order_id=request.client_order_id, broker=broker.name, broker_order_id=None,
+        trading_date=request.trading_date, ticker=request.ticker, side=request.side.value,
+        order_type=request.order_type.value, quantity=request.quantity, limit_price=request.limit_price,
+        status=status.value, filled_quantity=0, reserved_cash=0, reason=reason[:300],
+        dry_run=broker.dry_run, created_at=now, updated_at=now))
+
+
+def cancel_order(broker: Broker, connection: Connection, user_id: str, order: Order, reason: str,
+                 now: datetime) -> bool:
+    """Cancel what is left of ``order``, saying why; False if the broker could not."""
+    if isinstance(broker, PaperBroker):
+        return broker.cancel(order.order_id, reason).status is OrderStatus.CANCELLED
+    try:
+        cancelled = broker.cancel(order.order_id)
+    except BrokerError as exc:
+        logger.error("order %s not cancelled (%s): %s", order.order_id, reason, exc)
+        return False
+    connection.execute(update(OrderRow).where(
+        OrderRow.user_id == user_id, OrderRow.broker_order_id == order.order_id).values(
+        status=cancelled.status.value, reason=f"{order.reason}; {reason}"[:300], updated_at=now))
+    return cancelled.status is OrderStatus.CANCELLED
 
 
 def record_broker_fills(connection: Connection, user_id: str, fills: list[Fill]) -> int:

@@ -13,6 +13,7 @@ import services.data_collector.models  # noqa: F401  (registers the tables)
 import services.indicator_calculator.models  # noqa: F401
 import services.watchlist_manager.models  # noqa: F401
 import services.trading_engine.models  # noqa: F401
+import services.risk_manager.models  # noqa: F401
 import services.orchestrator.models  # noqa: F401
 from services.common.database import Base, current_revision, head_revision, migrate
 from services.orchestrator.models import JobRun

@@ -1,0 +1,93 @@
+"""The risk gate: the one check before any order is placed.
+
+A trading job opens the gate once, in its transaction (which runs the assessment:
+breaches are recorded and a total-loss breach halts trading there and then), and
+``order_book.submit`` asks it about every order. Sells always pass: protective exits
+stay allowed while halted. A buy is refused while trading is halted, after the
+session's daily-loss limit was reached, or when it would open a position past
+``ORCHESTRATOR_MAX_POSITIONS`` or make one larger than
+``ORCHESTRATOR_MAX_POSITION_SIZE_PCT`` of equity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Mapping
+
+from sqlalchemy import Connection
+
+from services.common.job_api import JobContext
+from services.risk_manager.limits import Commitments, RiskLimits, entry_refusal
+from services.risk_manager.manager import Assessment, assess
+from services.trading_engine.orders import Broker, Order, OrderRequest, OrderStatus, Side
+
+
+@dataclass
+class RiskGate:
+    assessment: Assessment
+    limits: RiskLimits
+    prices: Mapping[str, int]
+    values: dict[str, int] = field(default_factory=dict)  # KRW held or being bought, per ticker
+    slots: set[str] = field(default_factory=set)  # tickers that take a position slot
+
+    @classmethod
+    def open(cls, ctx: JobContext, connection: Connection, broker: Broker, moment: datetime,
+             prices: Mapping[str, int]) -> "RiskGate":
+        """Assess the account of ``ctx`` for its trading date at ``moment``; ``prices``
+        value positions and price market buys (a ticker without one is valued at cost)."""
+        assessment = assess(connection, broker, user_id=ctx.user_id, settings=ctx.settings,
+                            day=ctx.trading_date, moment=moment, prices=prices, checked_by=ctx.job_name)
+        gate = cls(assessment, RiskLimits.from_settings(ctx.settings), prices)
+        positions, orders = broker.positions(), broker.open_orders()
+        selling = {}
+        for order in orders:
+            if order.side is Side.SELL:
+                selling[order.ticker] = selling.get(order.ticker, 0) + order.remaining
+        for position in positions:
+            gate.values[position.ticker] = position.quantity * int(prices.get(position.ticker)
+                                                                   or round(position.average_price))
+            if selling.get(position.ticker, 0) < position.quantity:
+                gate.slots.add(position.ticker)
+        for order in orders:
+            if order.side is Side.BUY:
+                gate._commit(order.ticker, order.remaining * gate._price_of(order.ticker, order.limit_price))
+        return gate
+
+    @property
+    def halted(self) -> str | None:
+        """The halt in force, described; None when trading is not halted."""
+        halt = self.assessment.halt
+        return halt.describe() if halt is not None else None
+
+    @property
+    def entries_refused(self) -> str | None:
+        """Why no new position may open now (halt or daily loss), if none may."""
+        if self.halted:
+            return f"trading halted: {self.halted}"
+        if self.assessment.entries_blocked:
+            return f"new entries blocked for the session: {self.assessment.entries_blocked}"
+        return None
+
+    def refusal(self, request: OrderRequest) -> str | None:
+        """Why ``request`` may not be placed, or None if it may."""
+        if request.side is Side.SELL:
+            return None
+        price = self._price_of(request.ticker, request.limit_price)
+        if price <= 0:
+            return f"no price known for {request.ticker}: cannot check the position limits"
+        return entry_refusal(request.ticker, request.quantity * price, equity=self.assessment.metrics.equity,
+                             committed=Commitments(self.values, self.slots), halted=self.halted,
+                             entries_blocked=self.assessment.entries_blocked, limits=self.limits)
+
+    def placed(self, order: Order) -> None:
+        """Count a buy the broker accepted against the limits of the next ones."""
+        if order.side is Side.BUY and order.status is not OrderStatus.REJECTED:
+            self._commit(order.ticker, order.remaining * self._price_of(order.ticker, order.limit_price))
+
+    def _commit(self, ticker: str, value: int) -> None:
+        self.values[ticker] = self.values.get(ticker, 0) + value
+        self.slots.add(ticker)
+
+    def _price_of(self, ticker: str, limit_price: int | None) -> int:
+        return int(limit_price or self.prices.get(ticker) or 0)

@@ -1,0 +1,185 @@
+"""Assessing an account against the risk limits, and the ``risk_checks`` job.
+
+:func:`assess` is the one assessment: the ``risk_checks`` job runs it every 30
+minutes around the clock, and the risk gate runs it before any job places an order.
+It computes the metrics from the stored account, records each breach once a day with
+the metrics that caused it, and halts trading when the total-loss limit is reached.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Mapping, Sequence
+
+from sqlalchemy import Connection, func, select
+
+from services.common.database import dialect_insert
+from services.common.job_api import JobContext, JobResult
+from services.common.market_calendar import KRX_TZ
+from services.common.settings import Settings
+from services.risk_manager.halts import Halt, active_halt, halt_record, halt_trading
+from services.risk_manager.limits import Action, Breach, RiskLimits, find_breaches
+from services.risk_manager.metrics import AccountHistory, Holding, PortfolioMetrics, portfolio_metrics
+from services.risk_manager.models import RiskBreach
+from services.trading_engine.broker import (
+    cash_balance,
+    current_quotes,
+    is_dry_run,
+    make_broker,
+    stored_closes,
+)
+from services.trading_engine.models import ClosedTrade, PortfolioSnapshot
+from services.trading_engine.orders import Broker, Position
+from services.trading_engine.paper import PaperBroker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    metrics: PortfolioMetrics
+    breaches: list[Breach]  # found by this check
+    halt: Halt | None  # in force after this check
+    entries_blocked: str | None  # why new entries are blocked for the session, if they are
+
+    def summary(self) -> dict[str, object]:
+        return {**self.metrics.as_summary(), "breaches": [_breach_name(b) for b in self.breaches],
+                "halted": self.halt is not None, "entries_blocked": self.entries_blocked is not None}
+
+
+def _breach_name(breach: Breach) -> str:
+    return f"{breach.limit}:{breach.subject}" if breach.subject else breach.limit
+
+
+# --- reading the account -----------------------------------------------------------------------
+
+
+def holdings_at(positions: Sequence[Position], prices: Mapping[str, int]) -> list[Holding]:
+    """Positions valued at ``prices``; a ticker without a price at its average cost."""
+    return [Holding(p.ticker, p.quantity, p.cost, int(prices.get(p.ticker) or round(p.average_price)))
+            for p in positions]
+
+
+def load_history(connection: Connection, user_id: str, dry_run: bool, day: date, *,
+                 initial_equity: int | None, since: datetime | None) -> AccountHistory | None:
+    """The stored past of the account: the equity at the close before ``day``, the
+    baseline (``initial_equity``, or the equity when trading resumed at ``since``) and
+    the peak since it. None when there is no baseline yet (a live account never
+    snapshotted): the caller takes the equity now."""
+    mine = (PortfolioSnapshot.user_id == user_id) & (PortfolioSnapshot.dry_run.is_(dry_run))
+    previous_close = connection.scalar(select(PortfolioSnapshot.equity).where(
+        mine, PortfolioSnapshot.trading_date < day).order_by(PortfolioSnapshot.taken_at.desc()).limit(1))
+    baseline = initial_equity
+    if since is not None:
+        baseline = connection.scalar(select(PortfolioSnapshot.equity).where(
+            mine, PortfolioSnapshot.taken_at <= since).order_by(PortfolioSnapshot.taken_at.desc()).limit(1)) \
+            or baseline
+    if baseline is None:
+        baseline = connection.scalar(select(PortfolioSnapshot.equity).where(mine)
+                                     .order_by(PortfolioSnapshot.taken_at).limit(1))
+    if baseline is None:
+        return None
+    peak_query = select(func.max(PortfolioSnapshot.equity)).where(mine)
+    if since is not None:
+        peak_query = peak_query.where(PortfolioSnapshot.taken_at >= since)
+    realised = connection.scalar(select(func.coalesce(func.sum(ClosedTrade.pnl), 0)).where(
+        ClosedTrade.user_id == user_id, ClosedTrade.dry_run.is_(dry_run)))
+    return AccountHistory(int(baseline), None if previous_close is None else int(previous_close),
+                          _int_or_none(connection.scalar(peak_query)), int(realised or 0))
+
+
+def _int_or_none(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+# --- the assessment ----------------------------------------------------------------------------
+
+
+def assess(connection: Connection, broker: Broker, *, user_id: str, settings: Settings, day: date,
+           moment: datetime, prices: Mapping[str, int], checked_by: str) -> Assessment:
+    """Measure the account now, record what breaches the limits, halt on the total-loss
+    limit (the caller owns the transaction)."""
+    dry_run = broker.dry_run
+    cash, holdings = cash_balance(broker), holdings_at(broker.positions(), prices)
+    record = halt_record(connection, user_id)
+    since = record.resumed_at if record is not None and not record.halted else None
+    initial = int(broker.account().initial_cash) if isinstance(broker, PaperBroker) else None
+    history = load_history(connection, user_id, dry_run, day, initial_equity=initial, since=since) \
+        or AccountHistory(cash + sum(h.value for h in holdings), None, None)
+    metrics = portfolio_metrics(cash, holdings, history)
+    breaches = find_breaches(metrics, RiskLimits.from_settings(settings))
+    _record_breaches(connection, user_id, dry_run, day, breaches, metrics, moment, checked_by)
+    halt = active_halt(connection, user_id)
+    halting = [b for b in breaches if b.action is Action.HALT]
+    if halt is None and halting:
+        halt, _ = halt_trading(connection, user_id, halting[0].describe(), by=checked_by, at=moment)
+    return Assessment(metrics, breaches, halt, _entries_blocked(connection, user_id, dry_run, day, breaches))
+
+
+def _record_breaches(connection: Connection, user_id: str, dry_run: bool, day: date, breaches: list[Breach],
+                     metrics: PortfolioMetrics, moment: datetime, checked_by: str) -> None:
+    """Each breach once per (account, trading date, limit, subject): the first sighting."""
+    for breach in breaches:
+        inserted = connection.execute(dialect_insert(connection, RiskBreach.__table__).values(
+            user_id=user_id, dry_run=dry_run, trading_date=day, limit_name=breach.limit, subject=breach.subject,
+            value=breach.value, threshold=breach.threshold, action=breach.action.value, checked_at=moment,
+            checked_by=checked_by[:32], metrics=metrics.as_summary()).on_conflict_do_nothing()).rowcount
+        if inserted:
+            level = logging.WARNING if breach.action is Action.WARN else logging.ERROR
+            logger.log(level, "risk limit breached for %s on %s (%s): %s", user_id, day, breach.action.value,
+                       breach.describe())
+
+
+def _entries_blocked(connection: Connection, user_id: str, dry_run: bool, day: date,
+                     breaches: list[Breach]) -> str | None:
+    """The daily-loss breach of ``day`` (found now or earlier in the session), described."""
+    for breach in breaches:
+        if breach.action is Action.BLOCK_ENTRIES:
+            return breach.describe()
+    row = connection.execute(select(RiskBreach.value, RiskBreach.threshold, RiskBreach.checked_at).where(
+        RiskBreach.user_id == user_id, RiskBreach.dry_run.is_(dry_run), RiskBreach.trading_date == day,
+        RiskBreach.action == Action.BLOCK_ENTRIES.value).limit(1)).first()
+    if row is None:
+        return None
+    breach = Breach("max_daily_loss_pct", row.value, row.threshold, Action.BLOCK_ENTRIES)
+    return f"{breach.describe()} at {row.checked_at.astimezone(KRX_TZ):%H:%M}"
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+def valuation_prices(ctx: JobContext, broker: Broker, connection: Connection, tickers: Sequence[str],
+                     moment: datetime) -> dict[str, int]:
+    """Prices to value the positions at ``moment``: observed ones from the session's
+    open on, otherwise the latest stored closes (the day's own once collected)."""
+    today = moment.astimezone(KRX_TZ).date()
+    session = ctx.calendar.session(today)
+    if tickers and session is not None and moment >= session.open:
+        quotes = current_quotes(ctx, broker, connection, tickers, moment, session)
+        if quotes.observed:
+            return quotes.prices
+    return stored_closes(connection, tickers, today + timedelta(days=1)) if tickers else {}
+
+
+def run(ctx: JobContext) -> JobResult:
+    """``risk_checks``: the account of ``ctx.user_id`` against the limits, now. The
+    summary holds the metrics; breaches are recorded and a total-loss breach halts."""
+    moment = min(ctx.clock.now(), ctx.scheduled_for)
+    today = moment.astimezone(KRX_TZ).date()
+    session = ctx.calendar.session_on_or_before(today)
+    day = session.date if session is not None else today
+    with ctx.session_factory.begin() as db:
+        connection = db.connection()
+        broker = make_broker(ctx, connection, moment)
+        tickers = [p.ticker for p in broker.positions()]
+        prices = valuation_prices(ctx, broker, connection, tickers, moment)
+        assessment = assess(connection, broker, user_id=ctx.user_id, settings=ctx.settings, day=day,
+                            moment=moment, prices=prices, checked_by=ctx.job_name)
+    metrics = assessment.metrics
+    ctx.log.info("equity %d KRW, day %+.2f%%, drawdown %.2f%%, %d positions%s", metrics.equity,
+                 metrics.daily_pnl_pct, metrics.drawdown_pct, metrics.positions,
+                 "; TRADING HALTED" if assessment.halt else "")
+    return JobResult.success(**assessment.summary(), session=day.isoformat(), priced=len(prices),
+                             dry_run=is_dry_run(ctx))

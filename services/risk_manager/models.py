@@ -1,0 +1,50 @@
+"""Risk tables: the trading halt of each user, and the breaches of the risk limits
+with the metric values that caused them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Date, Float, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.common.database import Base, UTCDateTime
+
+
+class TradingHalt(Base):
+    """A user's halt state: while ``halted``, no new position is opened in any mode
+    (paper or live). Kept after a resume, so the last halt and resume stay visible
+    and the loss limits measure from the resume."""
+
+    __tablename__ = "trading_halts"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    halted: Mapped[bool]
+    reason: Mapped[str] = mapped_column(String(300))
+    halted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    halted_by: Mapped[str] = mapped_column(String(32))  # manual | risk_checks | a trading job
+    resumed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    resumed_by: Mapped[Optional[str]] = mapped_column(String(32))
+
+
+class RiskBreach(Base):
+    """A limit found breached: recorded once per (account, trading date, limit, subject),
+    at the first check that saw it, with the metrics of that check."""
+
+    __tablename__ = "risk_breaches"
+    __table_args__ = (UniqueConstraint("user_id", "dry_run", "trading_date", "limit_name", "subject",
+                                       name="uq_risk_breaches_once_a_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    dry_run: Mapped[bool]
+    trading_date: Mapped[date] = mapped_column(Date)
+    limit_name: Mapped[str] = mapped_column(String(48))  # the setting, e.g. max_daily_loss_pct
+    subject: Mapped[str] = mapped_column(String(16))  # a ticker, or "" for the account
+    value: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(16))  # warn | block_entries | halt
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    checked_by: Mapped[str] = mapped_column(String(32))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
