@@ -153,14 +153,18 @@ def _entries_blocked(connection: Connection, user_id: str, dry_run: bool, day: d
 def valuation_prices(ctx: JobContext, broker: Broker, connection: Connection, tickers: Sequence[str],
                      moment: datetime) -> dict[str, int]:
     """Prices to value the positions at ``moment``: observed ones from the session's
-    open on, otherwise the latest stored closes (the day's own once collected)."""
+    open on, else (or where none was observed) the latest stored closes, the day's own
+    once collected."""
+    if not tickers:
+        return {}
     today = moment.astimezone(KRX_TZ).date()
+    prices = stored_closes(connection, tickers, today + timedelta(days=1))
     session = ctx.calendar.session(today)
-    if tickers and session is not None and moment >= session.open:
+    if session is not None and moment >= session.open:
         quotes = current_quotes(ctx, broker, connection, tickers, moment, session)
         if quotes.observed:
-            return quotes.prices
-    return stored_closes(connection, tickers, today + timedelta(days=1)) if tickers else {}
+            prices.update(quotes.prices)
+    return prices
 
 
 def run(ctx: JobContext) -> JobResult:

@@ -102,13 +102,13 @@ def test_next_runs_on_a_holiday_has_only_risk_checks(cli: Any) -> None:
 
 def test_run_job_records_a_ledger_row_that_history_shows(cli: Any) -> None:
     result = cli("run-job", "risk_checks")
-    # the risk manager service arrives with its own issue: until then the run is skipped, honestly
-    assert result.exit_code == 1
-    assert result.stdout.startswith("risk_checks 2026-11-20: skipped: service services.risk_manager")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("risk_checks 2026-11-20: success: {")
     history = cli("history", "--format", "json")
     [row] = json.loads(history.stdout)
     assert (row["job"], row["origin"], row["outcome"], row["trading_date"]) == (
-        "risk_checks", "manual", "skipped", "2026-11-20")
+        "risk_checks", "manual", "success", "2026-11-20")
+    assert row["summary"]["equity"] == row["summary"]["cash"]  # a new paper account: all cash
 
 
 def test_run_job_defaults_to_the_trading_date_of_the_latest_fire(cli: Any) -> None:
@@ -120,7 +120,8 @@ def test_status_json_shows_settings_jobs_and_the_calendar_horizon(cli: Any) -> N
     result = cli("status", "--format", "json", env={"ORCHESTRATOR_ENABLE_WATCHLIST_UPDATE": "no"})
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) == {"now", "settings", "calendar", "jobs"}
+    assert set(document) == {"now", "halt", "settings", "calendar", "jobs"}
+    assert document["halt"] is None  # trading was never halted here
     assert document["calendar"]["valid_through"] == "2026-12-31"
     assert document["calendar"]["warning"] is None
     jobs = {job["job"]: job for job in document["jobs"]}

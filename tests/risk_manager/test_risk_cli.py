@@ -1,0 +1,78 @@
+"""``halt``, ``resume``, ``status`` and ``run-job risk_checks`` from the command line.
+
+The halt is proven to survive restarts with separate processes: each command below
+is a fresh interpreter on the same database file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, calendar_cache_dir: Path) -> Any:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ORCHESTRATOR_", "KIS_")) and k not in ("DATABASE_URL", "LOG_LEVEL")}
+    env.update({"PYTHONPATH": str(REPO), "ORCHESTRATOR_CACHE_DIR": str(calendar_cache_dir),
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'orchestrator.db'}", "ORCHESTRATOR_USER_ID": "trader"})
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.orchestrator.main", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+    return run
+
+
+def test_a_halt_holds_across_processes_until_resumed(cli: Any) -> None:
+    halted = cli("halt", "--reason", "broker maintenance")
+    assert halted.returncode == 0, halted.stderr
+    assert halted.stdout.startswith("trading halted for trader since ") and "broker maintenance" in halted.stdout
+
+    status = cli("status", "--format", "json")
+    halt = json.loads(status.stdout)["halt"]
+    assert (halt["halted"], halt["reason"], halt["halted_by"], halt["resumed_at"]) == (
+        True, "broker maintenance", "manual", None)
+    table = cli("status")
+    assert table.stdout.startswith("TRADING HALTED for trader since ")
+    assert "resume --user-id trader" in table.stdout
+
+    skipped = cli("run-job", "signal_generation", "--date", "2026-11-20")
+    assert skipped.returncode == 1
+    assert skipped.stdout.startswith("signal_generation 2026-11-20: skipped: trading halted: broker maintenance")
+
+    again = cli("halt", "--reason", "another reason")
+    assert again.returncode == 0 and "already halted" in again.stdout and "broker maintenance" in again.stdout
+
+    resumed = cli("resume")
+    assert resumed.returncode == 0 and resumed.stdout.startswith("trading resumed for trader")
+    halt = json.loads(cli("status", "--format", "json").stdout)["halt"]
+    assert halt["halted"] is False and halt["resumed_by"] == "manual"
+    assert "TRADING HALTED" not in cli("status").stdout
+    assert cli("resume").stdout.startswith("trading is not halted for trader")
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "x" * 301])
+def test_a_halt_needs_a_reason_of_1_to_300_characters(cli: Any, reason: str) -> None:
+    result = cli("halt", "--reason", reason)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: Invalid value for '--reason': expected a reason of 1 to 300 characters")
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_risk_check_runs_at_any_time_and_its_ledger_row_holds_the_metrics(cli: Any) -> None:
+    result = cli("run-job", "risk_checks")
+    assert result.returncode == 0, result.stderr
+    [run] = json.loads(cli("history", "--job", "risk_checks", "--format", "json").stdout)
+    assert run["outcome"] == "success"
+    summary = run["summary"]
+    assert (summary["equity"], summary["cash"], summary["positions"], summary["drawdown_pct"]) == (
+        100_000_000, 100_000_000, 0, 0.0)
+    assert summary["halted"] is False and summary["breaches"] == []
