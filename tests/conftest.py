@@ -38,6 +38,27 @@ def make_settings(**values: Any) -> Settings:
     return load_settings(values, environ={}, env_file=Path("/nonexistent/.env"))
 
 
+def in_process_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Path,
+                   now: Any) -> Any:
+    """The CLI, invoked in this process as ``cli(*args, env=None)``: none of the host's
+    ORCHESTRATOR_/KIS_ variables, ``tmp_path`` as working directory (its SQLite
+    database under ./data), the clock standing at ``now``."""
+    from typer.testing import CliRunner
+
+    from services.common.clock import FixedClock
+    from services.orchestrator import runtime as runtime_module
+    from services.orchestrator.main import app
+
+    for name in list(os.environ):
+        if name.startswith(("ORCHESTRATOR_", "KIS_")) or name in ("DATABASE_URL", "LOG_LEVEL"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(calendar_cache_dir))
+    monkeypatch.setattr(runtime_module, "SystemClock", lambda: FixedClock(now))
+    runner = CliRunner()
+    return lambda *args, env=None: runner.invoke(app, list(args), env=env)
+
+
 def _postgres_schema_url(base_url: str, schema: str) -> str:
     url = make_url(base_url)
     return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(

@@ -20,7 +20,8 @@ from sqlalchemy import Connection
 from services.common.job_api import JobContext
 from services.risk_manager.limits import Commitments, RiskLimits, entry_refusal
 from services.risk_manager.manager import Assessment, assess
-from services.trading_engine.orders import Broker, Order, OrderRequest, OrderStatus, Side
+from services.common.krx_market import price_limits
+from services.trading_engine.orders import OPEN_STATUSES, Broker, Order, OrderRequest, OrderType, Side
 
 
 @dataclass
@@ -30,6 +31,8 @@ class RiskGate:
     prices: Mapping[str, int]
     values: dict[str, int] = field(default_factory=dict)  # KRW held or being bought, per ticker
     slots: set[str] = field(default_factory=set)  # tickers that take a position slot
+    held: dict[str, int] = field(default_factory=dict)  # shares held, per ticker
+    selling: dict[str, int] = field(default_factory=dict)  # shares in open sells, per ticker
 
     @classmethod
     def open(cls, ctx: JobContext, connection: Connection, broker: Broker, moment: datetime,
@@ -39,19 +42,13 @@ class RiskGate:
         assessment = assess(connection, broker, user_id=ctx.user_id, settings=ctx.settings,
                             day=ctx.trading_date, moment=moment, prices=prices, checked_by=ctx.job_name)
         gate = cls(assessment, RiskLimits.from_settings(ctx.settings), prices)
-        positions, orders = broker.positions(), broker.open_orders()
-        selling = {}
-        for order in orders:
-            if order.side is Side.SELL:
-                selling[order.ticker] = selling.get(order.ticker, 0) + order.remaining
-        for position in positions:
+        for position in broker.positions():
+            gate.held[position.ticker] = position.quantity
             gate.values[position.ticker] = position.quantity * int(prices.get(position.ticker)
                                                                    or round(position.average_price))
-            if selling.get(position.ticker, 0) < position.quantity:
-                gate.slots.add(position.ticker)
-        for order in orders:
-            if order.side is Side.BUY:
-                gate._commit(order.ticker, order.remaining * gate._price_of(order.ticker, order.limit_price))
+            gate.slots.add(position.ticker)
+        for order in broker.open_orders():
+            gate.placed(order)
         return gate
 
     @property
@@ -73,7 +70,7 @@ class RiskGate:
         """Why ``request`` may not be placed, or None if it may."""
         if request.side is Side.SELL:
             return None
-        price = self._price_of(request.ticker, request.limit_price)
+        price = self._price_of(request.ticker, request.order_type, request.limit_price)
         if price <= 0:
             return f"no price known for {request.ticker}: cannot check the position limits"
         return entry_refusal(request.ticker, request.quantity * price, equity=self.assessment.metrics.equity,
@@ -81,13 +78,24 @@ class RiskGate:
                              entries_blocked=self.assessment.entries_blocked, limits=self.limits)
 
     def placed(self, order: Order) -> None:
-        """Count a buy the broker accepted against the limits of the next ones."""
-        if order.side is Side.BUY and order.status is not OrderStatus.REJECTED:
-            self._commit(order.ticker, order.remaining * self._price_of(order.ticker, order.limit_price))
+        """Count an order the broker accepted against the limits of the next ones: a
+        buy adds to its ticker; sells of a whole holding free its position slot."""
+        if order.status not in OPEN_STATUSES or order.remaining < 1:
+            return
+        ticker = order.ticker
+        if order.side is Side.BUY:
+            price = self._price_of(ticker, order.order_type, order.limit_price)
+            self.values[ticker] = self.values.get(ticker, 0) + order.remaining * price
+            self.slots.add(ticker)
+            return
+        self.selling[ticker] = self.selling.get(ticker, 0) + order.remaining
+        if ticker in self.held and self.selling[ticker] >= self.held[ticker]:
+            self.slots.discard(ticker)
 
-    def _commit(self, ticker: str, value: int) -> None:
-        self.values[ticker] = self.values.get(ticker, 0) + value
-        self.slots.add(ticker)
-
-    def _price_of(self, ticker: str, limit_price: int | None) -> int:
-        return int(limit_price or self.prices.get(ticker) or 0)
+    def _price_of(self, ticker: str, order_type: OrderType, limit_price: int | None) -> int:
+        """A limit order's limit; a market buy's funding price, the upper band over the
+        reference (as sizing and the paper broker's hold-back do)."""
+        if order_type is OrderType.LIMIT:
+            return int(limit_price or 0)
+        reference = self.prices.get(ticker)
+        return price_limits(int(reference))[1] if reference else 0

@@ -8,13 +8,15 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from services.common.database import upsert
 from services.common.market_calendar import KRX_TZ
 from services.risk_manager.models import TradingHalt
 
 logger = logging.getLogger(__name__)
+
+MANUAL = "manual"  # ``halted_by`` of the ``halt`` command
 
 
 @dataclass(frozen=True)
@@ -26,17 +28,30 @@ class Halt:
     halted_by: str
     resumed_at: datetime | None
     resumed_by: str | None
+    baseline_at: datetime | None = None  # the loss limits measure from here (a resumed loss halt)
+    baseline_equity: int | None = None
+
+    @property
+    def by_a_loss_limit(self) -> bool:
+        return self.halted_by != MANUAL
 
     def describe(self) -> str:
         at = self.halted_at.astimezone(KRX_TZ).isoformat(timespec="seconds")
         return f"{self.reason} (halted by {self.halted_by} at {at})"
 
 
+def set_baseline_equity(connection: Connection, user_id: str, equity: int) -> None:
+    """Record the equity the loss limits measure from since the last resume."""
+    connection.execute(update(TradingHalt).where(TradingHalt.user_id == user_id).values(baseline_equity=equity))
+
+
 def halt_record(connection: Connection, user_id: str) -> Halt | None:
     """The user's last halt, active or resumed; None if trading was never halted."""
     row = connection.execute(select(TradingHalt.__table__).where(TradingHalt.user_id == user_id)).first()
-    return None if row is None else Halt(row.user_id, bool(row.halted), row.reason, row.halted_at, row.halted_by,
-                                         row.resumed_at, row.resumed_by)
+    if row is None:
+        return None
+    return Halt(row.user_id, bool(row.halted), row.reason, row.halted_at, row.halted_by, row.resumed_at,
+                row.resumed_by, row.baseline_at, None if row.baseline_equity is None else int(row.baseline_equity))
 
 
 def active_halt(connection: Connection, user_id: str) -> Halt | None:
@@ -53,7 +68,8 @@ def halt_trading(connection: Connection, user_id: str, reason: str, *, by: str, 
         return current, False
     upsert(connection, TradingHalt.__table__, [{
         "user_id": user_id, "halted": True, "reason": reason[:300], "halted_at": at, "halted_by": by[:32],
-        "resumed_at": None, "resumed_by": None}], ["user_id"])
+        "resumed_at": None, "resumed_by": None, "baseline_at": None, "baseline_equity": None}], ["user_id"],
+        keep=["baseline_at", "baseline_equity"])
     logger.error("TRADING HALTED for %s by %s: %s", user_id, by, reason)
     halt = active_halt(connection, user_id)
     assert halt is not None
@@ -62,12 +78,18 @@ def halt_trading(connection: Connection, user_id: str, reason: str, *, by: str, 
 
 def resume_trading(connection: Connection, user_id: str, *, by: str, at: datetime) -> Halt | None:
     """End the halt in force (its record stays, with when and by whom it was resumed);
-    None if trading was not halted."""
+    None if trading was not halted. Resuming a halt a loss limit made accepts the loss
+    so far: the limits then measure from the equity at the resume. A manual halt
+    changes nothing in how losses are measured."""
     current = active_halt(connection, user_id)
     if current is None:
         return None
+    baseline_at, baseline_equity = current.baseline_at, current.baseline_equity
+    if current.by_a_loss_limit:
+        baseline_at, baseline_equity = at, None  # the next assessment measures the equity
     upsert(connection, TradingHalt.__table__, [{
         "user_id": user_id, "halted": False, "reason": current.reason, "halted_at": current.halted_at,
-        "halted_by": current.halted_by, "resumed_at": at, "resumed_by": by[:32]}], ["user_id"])
+        "halted_by": current.halted_by, "resumed_at": at, "resumed_by": by[:32], "baseline_at": baseline_at,
+        "baseline_equity": baseline_equity}], ["user_id"])
     logger.warning("trading resumed for %s by %s (%s)", user_id, by, current.describe())
     return halt_record(connection, user_id)

@@ -19,7 +19,7 @@ from services.common.database import dialect_insert
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import KRX_TZ
 from services.common.settings import Settings
-from services.risk_manager.halts import Halt, active_halt, halt_record, halt_trading
+from services.risk_manager.halts import Halt, active_halt, halt_record, halt_trading, set_baseline_equity
 from services.risk_manager.limits import Action, Breach, RiskLimits, find_breaches
 from services.risk_manager.metrics import AccountHistory, Holding, PortfolioMetrics, portfolio_metrics
 from services.risk_manager.models import RiskBreach
@@ -63,19 +63,15 @@ def holdings_at(positions: Sequence[Position], prices: Mapping[str, int]) -> lis
 
 
 def load_history(connection: Connection, user_id: str, dry_run: bool, day: date, *,
-                 initial_equity: int | None, since: datetime | None) -> AccountHistory | None:
-    """The stored past of the account: the equity at the close before ``day``, the
-    baseline (``initial_equity``, or the equity when trading resumed at ``since``) and
-    the peak since it. None when there is no baseline yet (a live account never
+                 baseline_equity: int | None, since: datetime | None) -> AccountHistory | None:
+    """The stored past of the account: the equity at the close before ``day``, and the
+    peak since ``since`` (None: ever) over ``baseline_equity`` (None: the first stored
+    equity). None when there is no baseline at all (a live account never
     snapshotted): the caller takes the equity now."""
     mine = (PortfolioSnapshot.user_id == user_id) & (PortfolioSnapshot.dry_run.is_(dry_run))
     previous_close = connection.scalar(select(PortfolioSnapshot.equity).where(
         mine, PortfolioSnapshot.trading_date < day).order_by(PortfolioSnapshot.taken_at.desc()).limit(1))
-    baseline = initial_equity
-    if since is not None:
-        baseline = connection.scalar(select(PortfolioSnapshot.equity).where(
-            mine, PortfolioSnapshot.taken_at <= since).order_by(PortfolioSnapshot.taken_at.desc()).limit(1)) \
-            or baseline
+    baseline = baseline_equity
     if baseline is None:
         baseline = connection.scalar(select(PortfolioSnapshot.equity).where(mine)
                                      .order_by(PortfolioSnapshot.taken_at).limit(1))
@@ -103,11 +99,10 @@ def assess(connection: Connection, broker: Broker, *, user_id: str, settings: Se
     limit (the caller owns the transaction)."""
     dry_run = broker.dry_run
     cash, holdings = cash_balance(broker), holdings_at(broker.positions(), prices)
-    record = halt_record(connection, user_id)
-    since = record.resumed_at if record is not None and not record.halted else None
-    initial = int(broker.account().initial_cash) if isinstance(broker, PaperBroker) else None
-    history = load_history(connection, user_id, dry_run, day, initial_equity=initial, since=since) \
-        or AccountHistory(cash + sum(h.value for h in holdings), None, None)
+    equity = cash + sum(h.value for h in holdings)
+    baseline, since = _baseline(connection, broker, user_id, equity)
+    history = load_history(connection, user_id, dry_run, day, baseline_equity=baseline, since=since) \
+        or AccountHistory(equity, None, None)
     metrics = portfolio_metrics(cash, holdings, history)
     breaches = find_breaches(metrics, RiskLimits.from_settings(settings))
     _record_breaches(connection, user_id, dry_run, day, breaches, metrics, moment, checked_by)
@@ -116,6 +111,19 @@ def assess(connection: Connection, broker: Broker, *, user_id: str, settings: Se
     if halt is None and halting:
         halt, _ = halt_trading(connection, user_id, halting[0].describe(), by=checked_by, at=moment)
     return Assessment(metrics, breaches, halt, _entries_blocked(connection, user_id, dry_run, day, breaches))
+
+
+def _baseline(connection: Connection, broker: Broker, user_id: str, equity: int) -> tuple[int | None, datetime | None]:
+    """What the loss limits measure from, and since when: the equity at the last resume
+    of a loss halt (the first assessment after it records the equity it finds), or
+    else the paper account's initial cash (a live account: its first snapshot)."""
+    record = halt_record(connection, user_id)
+    if record is not None and record.baseline_at is not None:
+        if record.baseline_equity is None:
+            set_baseline_equity(connection, user_id, equity)
+            return equity, record.baseline_at
+        return record.baseline_equity, record.baseline_at
+    return (int(broker.account().initial_cash) if isinstance(broker, PaperBroker) else None), None
 
 
 def _record_breaches(connection: Connection, user_id: str, dry_run: bool, day: date, breaches: list[Breach],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Date, Float, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Date, Float, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.database import Base, UTCDateTime
@@ -14,8 +14,7 @@ from services.common.database import Base, UTCDateTime
 
 class TradingHalt(Base):
     """A user's halt state: while ``halted``, no new position is opened in any mode
-    (paper or live). Kept after a resume, so the last halt and resume stay visible
-    and the loss limits measure from the resume."""
+    (paper or live). Kept after a resume, so the last halt and resume stay visible."""
 
     __tablename__ = "trading_halts"
 
@@ -26,6 +25,10 @@ class TradingHalt(Base):
     halted_by: Mapped[str] = mapped_column(String(32))  # manual | risk_checks | a trading job
     resumed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     resumed_by: Mapped[Optional[str]] = mapped_column(String(32))
+    #: set when a loss halt is resumed: the loss limits measure from then, from the
+    #: equity the first assessment after the resume finds (filled in by it)
+    baseline_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    baseline_equity: Mapped[Optional[int]] = mapped_column(BigInteger)
 
 
 class RiskBreach(Base):

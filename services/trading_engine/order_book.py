@@ -19,7 +19,15 @@ from sqlalchemy import Connection, insert, select, update
 
 from services.common.database import dialect_insert
 from services.trading_engine.models import FillRow, OrderRow
-from services.trading_engine.orders import Broker, BrokerError, Fill, Order, OrderRequest, OrderStatus
+from services.trading_engine.orders import (
+    OPEN_STATUSES,
+    Broker,
+    BrokerError,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderStatus,
+)
 from services.trading_engine.paper import PaperBroker
 
 if TYPE_CHECKING:
@@ -78,15 +86,27 @@ def cancel_order(broker: Broker, connection: Connection, user_id: str, order: Or
     """Cancel what is left of ``order``, saying why; False if the broker could not."""
     if isinstance(broker, PaperBroker):
         return broker.cancel(order.order_id, reason).status is OrderStatus.CANCELLED
+    open_rows = connection.execute(select(OrderRow.id, OrderRow.broker_order_id).where(
+        OrderRow.user_id == user_id, OrderRow.dry_run.is_(False),
+        OrderRow.status.in_([s.value for s in OPEN_STATUSES]))).all()
+    row_id = next((row.id for row in open_rows if row.broker_order_id
+                   and _same_broker_id(row.broker_order_id, order.order_id)), None)
+    if row_id is None:
+        logger.warning("open order %s was not placed by this orchestrator: left alone", order.order_id)
+        return False
     try:
         cancelled = broker.cancel(order.order_id)
     except BrokerError as exc:
         logger.error("order %s not cancelled (%s): %s", order.order_id, reason, exc)
         return False
-    connection.execute(update(OrderRow).where(
-        OrderRow.user_id == user_id, OrderRow.broker_order_id == order.order_id).values(
+    connection.execute(update(OrderRow).where(OrderRow.id == row_id).values(
         status=cancelled.status.value, reason=f"{order.reason}; {reason}"[:300], updated_at=now))
     return cancelled.status is OrderStatus.CANCELLED
+
+
+def _same_broker_id(recorded: str, reported: str) -> bool:
+    """KIS reports order numbers with or without leading zeros ("91252-0000012345")."""
+    return [part.lstrip("0") for part in recorded.split("-")] == [part.lstrip("0") for part in reported.split("-")]
 
 
 def record_broker_fills(connection: Connection, user_id: str, fills: list[Fill]) -> int:

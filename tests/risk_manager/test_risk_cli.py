@@ -1,7 +1,7 @@
 """``halt``, ``resume``, ``status`` and ``run-job risk_checks`` from the command line.
 
-The halt is proven to survive restarts with separate processes: each command below
-is a fresh interpreter on the same database file.
+The halt is proven to survive restarts with separate processes: each command of the
+first test is a fresh interpreter on the same database file.
 """
 
 from __future__ import annotations
@@ -10,12 +10,17 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.conftest import in_process_cli
+
 REPO = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 20, 20, 0, tzinfo=ZoneInfo("Asia/Seoul"))
 
 
 @pytest.fixture
@@ -48,29 +53,43 @@ def test_a_halt_holds_across_processes_until_resumed(cli: Any) -> None:
     assert skipped.returncode == 1
     assert skipped.stdout.startswith("signal_generation 2026-11-20: skipped: trading halted: broker maintenance")
 
-    again = cli("halt", "--reason", "another reason")
-    assert again.returncode == 0 and "already halted" in again.stdout and "broker maintenance" in again.stdout
-
     resumed = cli("resume")
     assert resumed.returncode == 0 and resumed.stdout.startswith("trading resumed for trader")
     halt = json.loads(cli("status", "--format", "json").stdout)["halt"]
     assert halt["halted"] is False and halt["resumed_by"] == "manual"
-    assert "TRADING HALTED" not in cli("status").stdout
-    assert cli("resume").stdout.startswith("trading is not halted for trader")
+
+
+# --- in-process (no restart to prove) -------------------------------------------------------------
+
+@pytest.fixture
+def app_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Path) -> Any:
+    return in_process_cli(tmp_path, monkeypatch, calendar_cache_dir, NOW)
+
+
+def test_a_second_halt_keeps_the_first_and_a_resume_without_a_halt_says_so(app_cli: Any) -> None:
+    assert app_cli("halt", "--reason", "broker maintenance").exit_code == 0
+    again = app_cli("halt", "--reason", "another reason")
+    assert again.exit_code == 0
+    assert again.stdout == ("trading was already halted for default_user since 2026-11-20 20:00 (by manual): "
+                            "broker maintenance\n")
+    assert app_cli("resume").exit_code == 0
+    assert "TRADING HALTED" not in app_cli("status").stdout
+    nothing = app_cli("resume")
+    assert nothing.exit_code == 0 and nothing.stdout == "trading is not halted for default_user; nothing to resume\n"
 
 
 @pytest.mark.parametrize("reason", ["", "   ", "x" * 301])
-def test_a_halt_needs_a_reason_of_1_to_300_characters(cli: Any, reason: str) -> None:
-    result = cli("halt", "--reason", reason)
-    assert result.returncode == 2
+def test_a_halt_needs_a_reason_of_1_to_300_characters(app_cli: Any, reason: str) -> None:
+    result = app_cli("halt", "--reason", reason)
+    assert result.exit_code == 2
     assert result.stderr.startswith("Error: Invalid value for '--reason': expected a reason of 1 to 300 characters")
     assert result.stderr.count("\n") == 1
 
 
-def test_a_risk_check_runs_at_any_time_and_its_ledger_row_holds_the_metrics(cli: Any) -> None:
-    result = cli("run-job", "risk_checks")
-    assert result.returncode == 0, result.stderr
-    [run] = json.loads(cli("history", "--job", "risk_checks", "--format", "json").stdout)
+def test_a_risk_check_runs_at_any_time_and_its_ledger_row_holds_the_metrics(app_cli: Any) -> None:
+    result = app_cli("run-job", "risk_checks")  # a Friday evening, after the close
+    assert result.exit_code == 0, result.output
+    [run] = json.loads(app_cli("history", "--job", "risk_checks", "--format", "json").stdout)
     assert run["outcome"] == "success"
     summary = run["summary"]
     assert (summary["equity"], summary["cash"], summary["positions"], summary["drawdown_pct"]) == (

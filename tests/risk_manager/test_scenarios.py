@@ -209,8 +209,58 @@ def test_a_drawdown_past_the_total_limit_halts_every_job_until_resumed(
     assert again.status is Outcome.SUCCESS
     assert [(o.ticker, o.status) for o in orders(account) if o.side == "buy"] == [
         ("WIN", "rejected"), ("WIN", "new")]  # the probe while halted, the entry after the resume
+    # the first assessment after the resume (that signal run, at Friday's closes) set the baseline
     after = manager.run(context(account, krx_calendar, "risk_checks", D23, at(D23, 20, 0)))
-    assert after.summary["halted"] is False and after.summary["baseline_equity"] == 9_520_000
+    assert after.summary["halted"] is False and after.summary["baseline_equity"] == 9_680_000
+
+
+def test_a_resumed_loss_halt_measures_from_the_equity_at_the_resume_even_without_a_new_snapshot(
+        account: Any, krx_calendar: Any) -> None:
+    with account.begin() as session:  # LOSS closed at 7,500 on Friday: equity 8,000,000, 20% down
+        session.execute(DailyPrice.__table__.update().where(DailyPrice.date == D20, DailyPrice.ticker == "LOSS")
+                        .values(close=7_500))
+    first = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
+    assert first.summary["halted"] is True and first.summary["return_pct"] == -20.0
+    with account.begin() as session:
+        resume_trading(session.connection(), USER, by="manual", at=at(D20, 21, 0))
+    later = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 22, 0)))
+    assert later.summary["halted"] is False
+    assert (later.summary["baseline_equity"], later.summary["peak_equity"], later.summary["drawdown_pct"]) == (
+        8_000_000, 8_000_000, 0.0)
+
+
+def test_resuming_a_manual_halt_forgives_no_loss(account: Any, krx_calendar: Any) -> None:
+    with account.begin() as session:
+        halt_trading(session.connection(), USER, "broker maintenance", by="manual", at=at(D20, 7, 0))
+        resume_trading(session.connection(), USER, by="manual", at=at(D20, 8, 0))
+    check = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
+    assert check.summary["baseline_equity"] == 10_000_000  # the paper account's initial cash
+    assert check.summary["return_pct"] == -3.2
+
+
+def test_a_loss_from_the_initial_cash_past_the_total_limit_halts(account: Any, krx_calendar: Any) -> None:
+    with account.begin() as session:  # no snapshot shows a peak; LOSS closed at 8,000: equity 8,400,000
+        session.execute(PortfolioSnapshot.__table__.delete())
+        session.execute(DailyPrice.__table__.update().where(DailyPrice.date == D20, DailyPrice.ticker == "LOSS")
+                        .values(close=8_000))
+    check = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
+    assert check.summary["halted"] is True
+    assert set(check.summary["breaches"]) == {"max_total_loss_pct:baseline", "max_total_loss_pct:drawdown",
+                                              "max_daily_loss_pct"}
+    assert {(b.limit_name, b.subject, b.value) for b in breaches(account)} == {
+        ("max_total_loss_pct", "baseline", 16.0), ("max_total_loss_pct", "drawdown", 16.0),
+        ("max_daily_loss_pct", "", 16.0)}
+
+
+def test_a_risk_check_in_signal_generation_halts_and_skips_the_run(account: Any, krx_calendar: Any) -> None:
+    with account.begin() as session:
+        session.execute(insert(PortfolioSnapshot).values(snapshot(D18, at(D18, 15, 30), 12_500_000)))
+    result = engine.run(context(account, krx_calendar, "signal_generation", D20, at(D20, 8, 45)))
+    assert result.status is Outcome.SKIPPED and result.reason.startswith("trading halted: drawdown from the peak 20%")
+    assert orders(account) == []
+    with account() as session:
+        halt = active_halt(session.connection(), USER)
+    assert halt is not None and halt.halted_by == "signal_generation"
 
 
 def test_a_halt_survives_a_new_connection_and_a_manual_halt_is_kept_until_resumed(
@@ -249,3 +299,20 @@ def test_the_gate_refuses_a_buy_past_the_position_count_or_size(account: Any, kr
     assert too_large.reason == ("risk: LOSS would hold 8010000 KRW, over ORCHESTRATOR_MAX_POSITION_SIZE_PCT (10%) "
                                 "of equity 10000000 KRW")
     assert [o.status for o in orders(account)] == ["rejected", "rejected"]
+
+
+def test_exits_free_the_slots_the_entries_then_take(account: Any, krx_calendar: Any) -> None:
+    with account.begin() as session:  # LOSS leaves Thursday's watchlist: it is sold at the open
+        session.execute(WatchlistEntry.__table__.delete().where(WatchlistEntry.ticker == "LOSS"))
+    result = engine.run(context(account, krx_calendar, "signal_generation", D20, at(D20, 8, 45), max_positions="1"))
+    assert result.status is Outcome.SUCCESS and result.summary["rejected"] == 0
+    assert [(o.ticker, o.side, o.status) for o in orders(account)] == [("LOSS", "sell", "new"), ("WIN", "buy", "new")]
+
+
+def test_a_position_past_the_size_or_count_limit_is_recorded_as_a_warning(account: Any, krx_calendar: Any) -> None:
+    check = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0),
+                                max_position_size_pct="50", max_positions="1", max_daily_loss_pct="5"))
+    assert check.summary["breaches"] == ["max_position_size_pct:LOSS"]  # 7,680,000 of 9,680,000: 79.34%
+    [breach] = breaches(account)
+    assert (breach.subject, breach.value, breach.threshold, breach.action) == ("LOSS", 79.3388, 50.0, "warn")
+    assert check.summary["halted"] is False and check.summary["entries_blocked"] is False

@@ -3,18 +3,14 @@ with one line (exit 2), and never shows credentials."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from typer.testing import CliRunner
 
-from services.common.clock import FixedClock
-from services.orchestrator import runtime as runtime_module
-from services.orchestrator.main import app
+from tests.conftest import in_process_cli
 
 NOW = datetime(2026, 11, 20, 8, 50, tzinfo=ZoneInfo("Asia/Seoul"))
 SECRET = "S3CR3T" * 30
@@ -23,14 +19,7 @@ KEY = "PSkey" * 7
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Path) -> Any:
-    for name in list(os.environ):
-        if name.startswith(("ORCHESTRATOR_", "KIS_")) or name in ("DATABASE_URL", "LOG_LEVEL"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(calendar_cache_dir))
-    monkeypatch.setattr(runtime_module, "SystemClock", lambda: FixedClock(NOW))
-    runner = CliRunner()
-    return lambda *args, env=None: runner.invoke(app, list(args), env=env)
+    return in_process_cli(tmp_path, monkeypatch, calendar_cache_dir, NOW)
 
 
 LIVE_REFUSALS = [

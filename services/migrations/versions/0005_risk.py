@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("halted_by", sa.String(32), nullable=False),
         sa.Column("resumed_at", UTCDateTime(), nullable=True),
         sa.Column("resumed_by", sa.String(32), nullable=True),
+        sa.Column("baseline_at", UTCDateTime(), nullable=True),
+        sa.Column("baseline_equity", sa.BigInteger(), nullable=True),
     )
     op.create_table(
         "risk_breaches",

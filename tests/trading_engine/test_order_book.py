@@ -1,0 +1,52 @@
+"""Cancelling live orders: only those this orchestrator placed, matched however KIS
+writes the order number, and the record follows the broker's answer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert, select
+
+from services.trading_engine.models import OrderRow
+from services.trading_engine.order_book import cancel_order
+from services.trading_engine.orders import Order, OrderStatus, OrderType, Side
+
+NOW = datetime(2026, 11, 20, 10, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+DAY = date(2026, 11, 20)
+
+
+class FakeLiveBroker:
+    name, dry_run = "kis", False
+
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+
+    def cancel(self, order_id: str) -> Order:
+        self.cancelled.append(order_id)
+        return replace(open_buy(order_id), status=OrderStatus.CANCELLED)
+
+
+def open_buy(order_id: str) -> Order:
+    return Order(order_id, "", DAY, "005930", Side.BUY, OrderType.LIMIT, 10, 70_000, OrderStatus.NEW, 0, "entry",
+                 False)
+
+
+def test_a_live_buy_we_placed_is_cancelled_and_its_record_follows(session_factory: Any) -> None:
+    with session_factory.begin() as session:
+        session.execute(insert(OrderRow).values(
+            user_id="u1", client_order_id="live:u1:2026-11-20:005930:entry", broker="kis",
+            broker_order_id="91252-0000012345", trading_date=DAY, ticker="005930", side="buy", order_type="limit",
+            quantity=10, limit_price=70_000, status="new", filled_quantity=0, reserved_cash=0, reason="entry",
+            dry_run=False, created_at=NOW, updated_at=NOW))
+    broker = FakeLiveBroker()
+    with session_factory.begin() as session:
+        ours = cancel_order(broker, session.connection(), "u1", open_buy("91252-12345"), "cancelled: halted", NOW)
+        theirs = cancel_order(broker, session.connection(), "u1", open_buy("91252-99"), "cancelled: halted", NOW)
+    assert (ours, theirs) == (True, False)
+    assert broker.cancelled == ["91252-12345"]  # the order placed by hand in the same account is left alone
+    with session_factory() as session:
+        row = session.execute(select(OrderRow.status, OrderRow.reason)).one()
+    assert row == ("cancelled", "entry; cancelled: halted")
