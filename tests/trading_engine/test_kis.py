@@ -615,3 +615,31 @@ def test_logs_and_errors_never_show_the_secret_key_token_or_account(
     assert "EGW00123" in text and "VTTC0012U" in text and "********01" in text  # the logs do say something
     for secret in (APP_KEY, APP_SECRET, "12345678", *kis.tokens):
         assert secret not in text
+
+
+# --- the risk gate in front of the live broker ---------------------------------------------------
+
+
+def test_a_halted_account_sends_kis_no_buy_but_still_its_exits(
+        kis: FakeKis, make_broker: Callable[..., KisBroker], session_factory: Any, krx_calendar: Any,
+        clock: FakeTime) -> None:
+    from services.common.clock import FixedClock
+    from services.common.job_api import JobContext
+    from services.risk_manager.gate import RiskGate
+    from services.risk_manager.halts import halt_trading
+    from services.trading_engine.order_book import submit
+
+    broker, now = make_broker(kis), clock.now()
+    ctx = JobContext(job_name="position_monitoring", trading_date=TODAY, scheduled_for=now, settings=_settings(kis),
+                     session_factory=session_factory, clock=FixedClock(now), calendar=krx_calendar, dry_run=False,
+                     user_id="u1")
+    with session_factory.begin() as session:
+        connection = session.connection()
+        halt_trading(connection, "u1", "broker maintenance", by="manual", at=now)
+        gate = RiskGate.open(ctx, connection, broker, now, {"005930": 71_500})
+        buy = submit(broker, connection, "u1", _request(client_order_id="live:u1:buy"), now, gate)
+        sell = submit(broker, connection, "u1", _request(Side.SELL, quantity=10, client_order_id="live:u1:exit"),
+                      now, gate)
+    assert buy.status is OrderStatus.REJECTED and buy.reason.startswith("risk: trading halted: broker maintenance")
+    assert sell.status is OrderStatus.NEW
+    assert [r.tr_id for r in kis.api_requests(ORDER_PATH)] == ["VTTC0011U"]  # the sell only
