@@ -461,6 +461,9 @@ class Settings:
                                 "KIS account number 12345678-01 (--no-dry-run)", secret=True)
     database_url: str = _setting("DATABASE_URL", parse_database_url, "sqlite:///data/orchestrator.db",
                                  "SQLAlchemy URL; a relative SQLite path is under the working directory")
+    simulation_database_url: str = _setting("ORCHESTRATOR_SIMULATION_DATABASE_URL", parse_database_url,
+                                            "sqlite:///data/simulation.db",
+                                            "where `simulate` replays go by default, apart from the live account")
     cache_dir: str = _setting("ORCHESTRATOR_CACHE_DIR", parse_text, "",
                               "where the calendar cache lives (default ~/.cache/krx-orchestrator)")
     log_level: str = _setting("LOG_LEVEL", parse_log_level, "INFO", "logging level")
@@ -473,10 +476,10 @@ class Settings:
         """Whether ``ORCHESTRATOR_ENABLE_<JOB>`` (or a ``--disable-<job>`` flag) left it on."""
         return bool(getattr(self, f"enable_{job_name}"))
 
-    def redacted_database_url(self) -> str:
+    def redacted_database_url(self, url_text: str | None = None) -> str:
         from sqlalchemy.engine import make_url
 
-        url = make_url(self.database_url)
+        url = make_url(url_text or self.database_url)
         query = {key: ("***" if "password" in key.lower() else value) for key, value in url.query.items()}
         return url.set(query=query).render_as_string(hide_password=True)
 
@@ -500,8 +503,8 @@ def _parse_field(name: str, raw: Any, source: str) -> Any:
         raise SettingsError(f"{source}={shown}: {exc}") from None
 
 
-def _sqlite_default_url(cwd: Path) -> str:
-    return f"sqlite:///{cwd / 'data' / 'orchestrator.db'}"
+def _sqlite_default_url(cwd: Path, name: str = "orchestrator.db") -> str:
+    return f"sqlite:///{cwd / 'data' / name}"
 
 
 def load_settings(
@@ -530,6 +533,8 @@ def load_settings(
             values[name] = _parse_field(name, dotenv[env_name], f"{env_name} (in {env_file.name})")
         elif name == "database_url":
             values[name] = _sqlite_default_url(cwd)
+        elif name == "simulation_database_url":
+            values[name] = _sqlite_default_url(cwd, "simulation.db")
         else:
             values[name] = _parse_field(name, spec.metadata["default"], f"default {env_name}")
     settings = Settings(**values)

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -33,7 +34,7 @@ from services.common.settings import (
 from services.orchestrator import reports
 from services.orchestrator.jobs import JOB_NAMES, JOBS, get_job
 from services.orchestrator.output import Format, console, emit, to_json
-from services.orchestrator.runtime import Runtime
+from services.orchestrator.runtime import Runtime, load_market_calendar
 from services.orchestrator.scheduler import StopOnSignal, build_scheduler, schedule_catch_up
 
 logger = logging.getLogger("services.orchestrator")
@@ -548,6 +549,78 @@ def _closed_sessions(runtime: Runtime, start_day: date, end_day: date) -> List[d
             f"the session of {open_ones[0].date} has not closed yet; expected dates up to "
             f"{last.date if last else start_day}", param_hint="'--end'")
     return [s.date for s in sessions]
+
+
+@app.command()
+@with_disable_flags
+def simulate(
+    start_text: str = typer.Option(..., "--start", help="First date, YYYY-MM-DD."),
+    end_text: str = typer.Option(..., "--end", help="Last date, YYYY-MM-DD (included)."),
+    user_id: Optional[str] = UserIdOption,
+    portfolio_value: Optional[str] = PortfolioOption,
+    report: Optional[Path] = typer.Option(None, "--report", help="Directory for equity.png, snapshots.csv, "
+                                                                 "ledger.csv."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help="Where the replay goes (default "
+                                               "ORCHESTRATOR_SIMULATION_DATABASE_URL, apart from the live one)."),
+    disabled: Any = None,
+) -> None:
+    """Replay the whole schedule from --start to --end on a virtual clock, in paper
+    mode: every fire of the enabled jobs in time order, from the scheduler's own
+    triggers, through the scheduler's own job wrapper. Prints a summary; --report DIR
+    adds the charts and CSVs. A replay resumes one that was interrupted, and never
+    runs a fire twice. Exit 1 if a fire failed.
+
+    Example: python -m services.orchestrator.main simulate --start 2026-10-20 --end 2026-11-20 --report report
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from services.common.settings import parse_database_url
+    from services.orchestrator.replay import simulate as replay_schedule
+    from services.orchestrator.replay_report import summarize, write_report
+
+    start_day, end_day = _parse_day(start_text, "--start"), _parse_day(end_text, "--end")
+    _check_range(start_day, end_day, "'--start'")
+    settings = _settings(user_id=user_id, portfolio_value=portfolio_value, dry_run=True,
+                         **{f"enable_{name}": False for name in disabled})
+    url = settings.simulation_database_url if database_url is None else _database_option(database_url,
+                                                                                         parse_database_url)
+    settings = replace(settings, database_url=url)
+    calendar = load_market_calendar(settings)
+    for day in (start_day, end_day):
+        calendar.session(day)  # a date outside the calendar data: one line, exit 2
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("services").setLevel(logging.WARNING)  # the progress bar, not a line per fire
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console(), transient=False) as progress:
+        task = progress.add_task("replay")
+
+        def announce(fires: Any) -> None:
+            progress.update(task, total=len(fires))
+            progress.console.print(f"replaying {len(fires)} fires, {start_day} to {end_day}, for "
+                                   f"{settings.user_id} (paper) into {settings.redacted_database_url()}")
+
+        def advance(fire: Any, record: Any) -> None:
+            progress.update(task, advance=1, description=f"{fire.at:%Y-%m-%d %H:%M} {fire.job}")
+
+        simulation = replay_schedule(settings, start_day, end_day, on_fires=announce, on_fire=advance)
+    runtime, jobs = simulation.runtime, sorted({fire.job for fire in simulation.fires}, key=JOB_NAMES.index)
+    sessions = len(runtime.calendar.sessions(start_day, end_day))
+    summary = summarize(runtime.session_factory(), user_id=settings.user_id, start=start_day, end=end_day,
+                        tz=settings.tz, sessions=sessions, jobs=jobs, initial_cash=settings.portfolio_value)
+    emit(summary.rows(), ["what", "value"], Format.table, title=f"Replay {start_day} to {end_day}")
+    if report is not None:
+        for path in write_report(report, runtime.session_factory(), user_id=settings.user_id, start=start_day,
+                                 end=end_day, tz=settings.tz):
+            typer.echo(f"wrote {path}")
+    runtime.close()
+    raise typer.Exit(EXIT_FAILED if simulation.failed else EXIT_OK)
+
+
+def _database_option(text: str, parse: Callable[[str], str]) -> str:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--database-url'") from None
 
 
 @app.command()

@@ -133,6 +133,19 @@ class RunLedger:
                     count += 1
         return count
 
+    def release_interrupted(self, origin: str) -> int:
+        """Delete this host's ``running`` rows of ``origin`` whose process is gone, so
+        their fires can be claimed again (a replay resumes where a killed one stopped;
+        every job's writes are idempotent, so running one again is safe)."""
+        with self._sessions.begin() as session:
+            rows = session.scalars(select(JobRun).where(
+                JobRun.outcome == Outcome.RUNNING.value, JobRun.origin == origin, JobRun.host == self._host,
+                JobRun.pid != self._pid)).all()
+            dead = [row for row in rows if not _process_alive(row.pid)]
+            for row in dead:
+                session.delete(row)
+        return len(dead)
+
     def finish(
         self,
         run_id: int,

@@ -133,7 +133,7 @@ class SimulatedMarket:
     def __init__(self, sessions: list[date], seed: int = 42, universe_size: int = 300) -> None:
         self.sessions = sessions
         self.index_of = {day: i for i, day in enumerate(sessions)}
-        self.weekdays = np.array([weekday_index(day) for day in sessions], dtype=np.int64)
+        self.weekdays = np.busday_count(EPOCH, np.array(sessions, dtype="datetime64[D]")).astype(np.int64)
         self.seed = seed
         self.universe = build_universe(seed, universe_size, weekday_index(HORIZON) + 1)
         self.calendar: MarketCalendar | None = None

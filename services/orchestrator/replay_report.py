@@ -1,0 +1,185 @@
+"""What a replay did, read back from the database it wrote: the summary table, and
+the report directory (equity and drawdown charts, daily snapshots, the ledger)."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Sequence
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from services.orchestrator.models import JobRun
+from services.orchestrator.replay import ORIGIN
+from services.risk_manager.models import RiskBreach
+from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot
+
+LEDGER_COLUMNS = ["job", "scheduled_for", "trading_date", "outcome", "reason", "error", "summary"]
+SNAPSHOT_COLUMNS = ["trading_date", "taken_at", "cash", "settled_cash", "market_value", "equity", "exposure",
+                    "unrealised_pnl", "positions", "drawdown_pct"]
+
+
+@dataclass(frozen=True)
+class ReplaySummary:
+    start: date
+    end: date
+    sessions: int
+    fires: dict[tuple[str, str], int]  # (job, outcome) -> count
+    orders: int
+    fills: int
+    commission: int
+    tax: int
+    initial_equity: int
+    final_equity: int
+    max_drawdown_pct: float
+    halts: int
+    jobs: list[str] = field(default_factory=list)
+
+    @property
+    def return_pct(self) -> float:
+        return 100.0 * (self.final_equity - self.initial_equity) / self.initial_equity if self.initial_equity else 0.0
+
+    def rows(self) -> list[dict[str, str]]:
+        """The summary as (what, value) rows for the terminal."""
+        rows = [("sessions", f"{self.sessions}")]
+        for job in self.jobs:
+            outcomes = {outcome: n for (name, outcome), n in sorted(self.fires.items()) if name == job}
+            rows.append((f"fires: {job}", ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items()) or "0"))
+        rows += [("orders", f"{self.orders}"), ("fills", f"{self.fills}"),
+                 ("fees and taxes paid", f"{self.commission + self.tax:,} KRW (commission {self.commission:,}, "
+                                         f"tax {self.tax:,})"),
+                 ("final equity", f"{self.final_equity:,} KRW (from {self.initial_equity:,})"),
+                 ("return", f"{self.return_pct:+.2f}%"), ("max drawdown", f"{self.max_drawdown_pct:.2f}%"),
+                 ("halts", f"{self.halts}")]
+        return [{"what": what, "value": value} for what, value in rows]
+
+
+def max_drawdown_pct(equities: Sequence[int]) -> float:
+    """The largest fall from a running peak, in percent."""
+    peak, worst = 0, 0.0
+    for equity in equities:
+        peak = max(peak, equity)
+        if peak > 0:
+            worst = max(worst, 100.0 * (peak - equity) / peak)
+    return worst
+
+
+def _window(start: date, end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    from datetime import time, timedelta
+
+    return datetime.combine(start, time(), tz), datetime.combine(end + timedelta(days=1), time(), tz)
+
+
+def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: date, end: date, tz: ZoneInfo,
+              sessions: int, jobs: Sequence[str], initial_cash: int) -> ReplaySummary:
+    first, last = _window(start, end, tz)
+    with session_factory() as db:
+        fires = Counter({(job, outcome): n for job, outcome, n in db.execute(
+            select(JobRun.job_name, JobRun.outcome, func.count()).where(
+                JobRun.user_id == user_id, JobRun.origin == ORIGIN, JobRun.scheduled_for >= first,
+                JobRun.scheduled_for < last).group_by(JobRun.job_name, JobRun.outcome))})
+        paper = (OrderRow.user_id == user_id) & OrderRow.dry_run.is_(True)
+        orders = db.scalar(select(func.count()).select_from(OrderRow).where(
+            paper, OrderRow.trading_date >= start, OrderRow.trading_date <= end)) or 0
+        fills, commission, tax = db.execute(select(
+            func.count(), func.coalesce(func.sum(FillRow.commission), 0), func.coalesce(func.sum(FillRow.tax), 0))
+            .where(FillRow.user_id == user_id, FillRow.dry_run.is_(True), FillRow.trade_date >= start,
+                   FillRow.trade_date <= end)).one()
+        account = db.get(PaperAccount, user_id)
+        equities = [int(e) for e in db.scalars(select(PortfolioSnapshot.equity).where(
+            PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
+            PortfolioSnapshot.trading_date >= start, PortfolioSnapshot.trading_date <= end)
+            .order_by(PortfolioSnapshot.taken_at))]
+        halts = db.scalar(select(func.count()).select_from(RiskBreach).where(
+            RiskBreach.user_id == user_id, RiskBreach.action == "halt", RiskBreach.trading_date >= start,
+            RiskBreach.trading_date <= end)) or 0
+    initial = int(account.initial_cash) if account is not None else initial_cash
+    final = equities[-1] if equities else (int(account.cash) if account is not None else initial_cash)
+    return ReplaySummary(start, end, sessions, dict(fires), int(orders), int(fills), int(commission), int(tax),
+                         initial, final, max_drawdown_pct([initial, *equities]), int(halts), list(jobs))
+
+
+def daily_snapshots(session_factory: sessionmaker[DbSession], user_id: str, start: date,
+                    end: date) -> list[dict[str, Any]]:
+    """The last snapshot of each trading date, with the drawdown from the running peak."""
+    with session_factory() as db:
+        rows = db.execute(select(PortfolioSnapshot.__table__).where(
+            PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
+            PortfolioSnapshot.trading_date >= start, PortfolioSnapshot.trading_date <= end)
+            .order_by(PortfolioSnapshot.taken_at)).all()
+    last_of_day: dict[date, Any] = {}
+    for row in rows:
+        last_of_day[row.trading_date] = row
+    daily, peak = [], 0
+    for day, row in sorted(last_of_day.items()):
+        peak = max(peak, int(row.equity))
+        daily.append({"trading_date": day.isoformat(), "taken_at": row.taken_at.isoformat(), "cash": row.cash,
+                      "settled_cash": row.settled_cash, "market_value": row.market_value, "equity": row.equity,
+                      "exposure": row.exposure, "unrealised_pnl": row.unrealised_pnl, "positions": row.positions,
+                      "drawdown_pct": round(100.0 * (peak - int(row.equity)) / peak, 4) if peak else 0.0})
+    return daily
+
+
+def ledger_rows(session_factory: sessionmaker[DbSession], user_id: str, start: date, end: date,
+                tz: ZoneInfo) -> list[dict[str, Any]]:
+    import json
+
+    first, last = _window(start, end, tz)
+    with session_factory() as db:
+        runs = db.scalars(select(JobRun).where(
+            JobRun.user_id == user_id, JobRun.origin == ORIGIN, JobRun.scheduled_for >= first,
+            JobRun.scheduled_for < last).order_by(JobRun.scheduled_for, JobRun.id)).all()
+    return [{"job": run.job_name, "scheduled_for": run.scheduled_for.astimezone(tz).isoformat(),
+             "trading_date": run.trading_date.isoformat() if run.trading_date else "", "outcome": run.outcome,
+             "reason": run.reason or "", "error": run.error or "",
+             "summary": json.dumps(run.summary, sort_keys=True, ensure_ascii=False) if run.summary else ""}
+            for run in runs]
+
+
+def write_report(directory: Path, session_factory: sessionmaker[DbSession], *, user_id: str, start: date,
+                 end: date, tz: ZoneInfo) -> list[Path]:
+    """``snapshots.csv``, ``ledger.csv`` and ``equity.png`` (equity and drawdown) in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    daily = daily_snapshots(session_factory, user_id, start, end)
+    written = [_write_csv(directory / "snapshots.csv", SNAPSHOT_COLUMNS, daily),
+               _write_csv(directory / "ledger.csv", LEDGER_COLUMNS, ledger_rows(session_factory, user_id, start,
+                                                                                 end, tz))]
+    written.append(_plot_equity(directory / "equity.png", daily, user_id))
+    return written
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _plot_equity(path: Path, daily: list[dict[str, Any]], user_id: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no screen
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    days = [date.fromisoformat(row["trading_date"]) for row in daily]
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6), height_ratios=[3, 1])
+    top.plot(days, [row["equity"] / 1e6 for row in daily], color="tab:blue")
+    top.set_ylabel("equity (million KRW)")
+    top.set_title(f"Paper account {user_id}: equity at each session's close")
+    top.grid(alpha=0.3)
+    bottom.fill_between(days, [-row["drawdown_pct"] for row in daily], 0, color="tab:red", alpha=0.5)
+    bottom.set_ylabel("drawdown (%)")
+    bottom.grid(alpha=0.3)
+    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

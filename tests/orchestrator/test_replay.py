@@ -1,0 +1,219 @@
+"""Replays end to end: the real schedule, the real jobs, a virtual clock, SQLite.
+
+The expected fire sequences are hand-written answer files (tests/data/replay/). No
+week has both an exam day and a holiday (the exam is in mid-November, with no
+holiday near it), so the exam week is replayed in full and the new-year week, with
+its two closed days and its 10:00 first session, is checked through the same fire
+list the replay walks.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from services.common.database import create_db_engine, make_session_factory
+from services.common.job_api import Outcome
+from services.data_collector.models import CollectedSession
+from services.indicator_calculator.models import TechnicalIndicator
+from services.orchestrator.jobs import JOB_NAMES, JOBS, build_triggers
+from services.orchestrator.models import JobRun
+from services.orchestrator.replay import Fire, replay_fires, simulate
+from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot, PositionRow, SignalRun
+from services.watchlist_manager.models import WatchlistRun
+from tests.conftest import DATA_DIR, in_process_cli, make_settings
+
+KST = ZoneInfo("Asia/Seoul")
+EXAM_WEEK = (date(2026, 11, 16), date(2026, 11, 22))
+SESSIONS = [date(2026, 11, 16), date(2026, 11, 17), date(2026, 11, 18), date(2026, 11, 19), date(2026, 11, 20)]
+
+
+def answer(name: str) -> list[tuple[str, str]]:
+    """(``YYYY-MM-DD HH:MM``, job) for every fire of an answer file, in replay order."""
+    fires = []
+    for line in (DATA_DIR / "replay" / name).read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        day, job, times = line.split()
+        if "/" in times:
+            span, step = times.split("/")
+            first, last = (datetime.strptime(f"{day} {t}", "%Y-%m-%d %H:%M") for t in span.split("-"))
+            moment = first
+            while moment <= last:
+                fires.append((moment.strftime("%Y-%m-%d %H:%M"), job))
+                moment += timedelta(minutes=int(step))
+        else:
+            fires.append((f"{day} {times}", job))
+    return sorted(fires, key=lambda fire: (fire[0], JOB_NAMES.index(fire[1])))
+
+
+def replay_settings(directory: Path, cache_dir: Path, **values: str) -> Any:
+    return make_settings(database_url=f"sqlite:///{directory / 'replay.db'}", cache_dir=str(cache_dir),
+                         simulated_universe="30", bootstrap_sessions="130", **values)
+
+
+def ledger(runtime: Any) -> list[tuple[Any, ...]]:
+    with runtime.session_factory()() as session:
+        return [tuple(row) for row in session.execute(select(
+            JobRun.job_name, JobRun.scheduled_for, JobRun.trading_date, JobRun.origin, JobRun.outcome,
+            JobRun.reason, JobRun.error, JobRun.summary, JobRun.started_at, JobRun.finished_at).order_by(JobRun.id))]
+
+
+def account(runtime: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every trading row of the replay, in a stable order."""
+    tables = {"accounts": PaperAccount, "orders": OrderRow, "fills": FillRow, "positions": PositionRow,
+              "snapshots": PortfolioSnapshot}
+    with runtime.session_factory()() as session:
+        return {name: [tuple(row) for row in session.execute(
+            select(table.__table__).order_by(*table.__table__.primary_key.columns))]
+            for name, table in tables.items()}
+
+
+@pytest.fixture(scope="module")
+def exam_week(tmp_path_factory: pytest.TempPathFactory, calendar_cache_dir: Path) -> Any:
+    settings = replay_settings(tmp_path_factory.mktemp("exam-week"), calendar_cache_dir)
+    simulation = simulate(settings, *EXAM_WEEK)
+    yield simulation
+    simulation.runtime.close()
+
+
+def test_a_week_with_the_exam_day_replays_exactly_the_expected_fires_in_order(exam_week: Any) -> None:
+    ran = [(scheduled_for.astimezone(KST).strftime("%Y-%m-%d %H:%M"), job)
+           for job, scheduled_for, *_ in ledger(exam_week.runtime)]
+    assert ran == answer("exam_week_2026.txt")
+    assert len(ran) == 5 * 31 + 7 * 48  # 5 sessions x (1 + 27 ticks + 3 post-close), 7 days of risk checks
+
+
+def test_every_fire_of_the_week_succeeds_and_is_marked_simulated(exam_week: Any) -> None:
+    rows = ledger(exam_week.runtime)
+    assert {(origin, outcome) for _, _, _, origin, outcome, *_ in rows} == {("simulate", "success")}
+    assert exam_week.failed == 0
+
+
+def test_every_session_has_its_data_indicators_watchlist_signals_fills_and_snapshots(exam_week: Any) -> None:
+    def count(session: Any, table: Any, *where: Any) -> int:
+        return session.scalar(select(func.count()).select_from(table).where(*where))
+
+    with exam_week.runtime.session_factory()() as session:
+        for day in SESSIONS:
+            assert count(session, CollectedSession, CollectedSession.date == day) == 1, day
+            assert count(session, TechnicalIndicator, TechnicalIndicator.date == day) > 0, day
+            assert count(session, WatchlistRun, WatchlistRun.date == day) == 1, day
+            assert count(session, SignalRun, SignalRun.trading_date == day) == 1, day
+            assert count(session, FillRow, FillRow.trade_date == day) > 0, day
+            assert count(session, PortfolioSnapshot, PortfolioSnapshot.trading_date == day) == 27, day
+
+
+def test_the_new_year_week_walks_the_holidays_and_the_late_first_session(krx_calendar: Any) -> None:
+    settings = make_settings()
+    start, end = datetime(2025, 12, 29, tzinfo=KST), datetime(2026, 1, 5, tzinfo=KST)
+    fires = replay_fires(JOBS, build_triggers(settings, krx_calendar), start, end)
+    assert [(f.at.strftime("%Y-%m-%d %H:%M"), f.job) for f in fires] == answer("new_year_2026.txt")
+
+
+# --- determinism and resumption (two sessions, no risk checks, to stay quick) ---------------------
+
+WINDOW = (date(2026, 11, 19), date(2026, 11, 20))
+
+
+@pytest.fixture(scope="module")
+def clean_replay(tmp_path_factory: pytest.TempPathFactory, calendar_cache_dir: Path) -> Any:
+    settings = replay_settings(tmp_path_factory.mktemp("clean"), calendar_cache_dir, enable_risk_checks="false")
+    simulation = simulate(settings, *WINDOW)
+    yield simulation
+    simulation.runtime.close()
+
+
+def test_two_replays_with_the_same_inputs_give_identical_ledgers_and_accounts(
+        clean_replay: Any, tmp_path: Path, calendar_cache_dir: Path) -> None:
+    again = simulate(replay_settings(tmp_path, calendar_cache_dir, enable_risk_checks="false"), *WINDOW)
+    try:
+        assert ledger(again.runtime) == ledger(clean_replay.runtime)
+        assert account(again.runtime) == account(clean_replay.runtime)
+        assert len(account(again.runtime)["fills"]) > 0
+    finally:
+        again.runtime.close()
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_replay_on_an_interrupted_one_completes_it_without_duplicates(
+        clean_replay: Any, tmp_path: Path, calendar_cache_dir: Path) -> None:
+    settings = replay_settings(tmp_path, calendar_cache_dir, enable_risk_checks="false")
+    stop_after = 20  # the first session's signal run and its ticks up to 14:30
+
+    def interrupt(fire: Fire, record: Any) -> None:
+        ran.append(fire)
+        if len(ran) == stop_after:
+            raise Interrupted(fire)
+
+    ran: list[Fire] = []
+    with pytest.raises(Interrupted):
+        simulate(settings, *WINDOW, on_fire=interrupt)
+    # the next fire's process was killed while it ran: its claim stays "running"
+    killed = clean_replay.fires[stop_after]
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True, check=True).stdout)
+    engine = create_db_engine(settings.database_url)
+    with make_session_factory(engine).begin() as session:
+        session.add(JobRun(job_name=killed.job, user_id=settings.user_id, scheduled_for=killed.at,
+                           trading_date=killed.at.date(), origin="simulate", dry_run=True, outcome="running",
+                           started_at=killed.at, finished_at=None, host=socket.gethostname()[:255], pid=dead_pid))
+    engine.dispose()
+
+    resumed = simulate(settings, *WINDOW)
+    try:
+        assert resumed.records[:stop_after] == [None] * stop_after  # done before: left as they were
+        rows = ledger(resumed.runtime)
+        assert sorted((job, at) for job, at, *_ in rows) == sorted((f.job, f.at) for f in clean_replay.fires)
+        assert {row[4] for row in rows} == {Outcome.SUCCESS.value}
+        assert account(resumed.runtime) == account(clean_replay.runtime)
+    finally:
+        resumed.runtime.close()
+
+
+# --- the command -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Path) -> Any:
+    return in_process_cli(tmp_path, monkeypatch, calendar_cache_dir, datetime(2026, 11, 22, 12, 0, tzinfo=KST))
+
+
+def test_simulate_replays_into_its_own_database_and_writes_the_report(cli: Any, tmp_path: Path) -> None:
+    result = cli("simulate", "--start", "2026-11-21", "--end", "2026-11-21", "--report", "out")  # a Saturday
+    assert result.exit_code == 0, result.output
+    assert "replaying 48 fires, 2026-11-21 to 2026-11-21" in result.stdout
+    assert "fires: risk_checks" in result.stdout and "48 success" in result.stdout
+    assert (tmp_path / "data" / "simulation.db").exists() and not (tmp_path / "data" / "orchestrator.db").exists()
+    ledger_csv = (tmp_path / "out" / "ledger.csv").read_text().splitlines()
+    assert ledger_csv[0] == "job,scheduled_for,trading_date,outcome,reason,error,summary"
+    assert len(ledger_csv) == 1 + 48 and ledger_csv[1].startswith("risk_checks,2026-11-21T00:00:00+09:00,")
+    assert (tmp_path / "out" / "snapshots.csv").read_text().startswith("trading_date,taken_at,cash,")
+    assert (tmp_path / "out" / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--start", "2026-11-21", "--end", "2026-11-20"],
+     "Error: Invalid value for '--start': --start 2026-11-21 is after --end 2026-11-20; expected start <= end"),
+    (["--start", "2026-11-31", "--end", "2026-12-01"],
+     "Error: Invalid value for '--start': '2026-11-31' is not a date; expected YYYY-MM-DD"),
+    (["--start", "2026-11-20", "--end", "2030-01-01"],
+     "Error: 2030-01-01 is outside the KRX calendar data (2015-01-01 to 2027-12-31)"),
+    (["--start", "2026-11-20", "--end", "2026-11-20", "--database-url", "mysql://x/y"],
+     "Error: Invalid value for '--database-url': mysql is not supported"),
+])
+def test_simulate_refuses_bad_input_with_one_line(cli: Any, args: list[str], message: str) -> None:
+    result = cli("simulate", *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
