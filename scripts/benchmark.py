@@ -580,6 +580,42 @@ def bench_risk(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
                 "the whole job: account, prices, metrics, limits, commit; baseline: ORM load of the account's rows")]
 
 
+# --- replay: the whole pipeline over a year on a virtual clock ------------------------------------------
+
+REPLAY_START, REPLAY_END = datetime(2025, 11, 21).date(), datetime(2026, 11, 20).date()
+
+
+def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
+    """``simulate`` over a year (all six jobs, 300 simulated tickers, SQLite), with each
+    job's share of the time (the time from one fire's end to the next one's is the
+    next fire's)."""
+    from services.orchestrator.replay import simulate
+    from tests.conftest import make_settings
+
+    settings = make_settings(database_url=f"sqlite:///{workdir / 'replay.db'}", cache_dir=str(cache_dir),
+                             simulated_universe="300")
+    per_job: dict[str, float] = {}
+    fires: dict[str, int] = {}
+    last = [0.0]
+
+    def clock_fire(fire, record) -> None:  # type: ignore[no-untyped-def]
+        now = time.perf_counter()
+        per_job[fire.job] = per_job.get(fire.job, 0.0) + now - last[0]
+        fires[fire.job] = fires.get(fire.job, 0) + 1
+        last[0] = now
+
+    started = time.perf_counter()
+    last[0] = started
+    simulation = simulate(settings, REPLAY_START, REPLAY_END, on_fire=clock_fire)
+    seconds = time.perf_counter() - started
+    sessions = len(simulation.runtime.calendar.sessions(REPLAY_START, REPLAY_END))
+    simulation.runtime.close()
+    shares = ", ".join(f"{job} {100 * t / seconds:.0f}% ({1000 * t / fires[job]:.1f} ms x {fires[job]})"
+                       for job, t in sorted(per_job.items(), key=lambda item: -item[1]))
+    return [Row(f"replay of a year: {sessions} sessions, {len(simulation.fires):,} fires, 300 tickers, SQLite",
+                seconds, None, "s", "< 60 s", seconds < 60, f"by job: {shares}")]
+
+
 BENCHMARKS: dict[str, Callable[[Path, Path, int], list[Row]]] = {
     "status": bench_cold_status,
     "next-runs": bench_cold_next_runs,
@@ -589,6 +625,7 @@ BENCHMARKS: dict[str, Callable[[Path, Path, int], list[Row]]] = {
     "indicators": bench_indicators,
     "trading": bench_trading,
     "risk": bench_risk,
+    "replay": bench_replay,
 }
 
 

@@ -584,6 +584,13 @@ def simulate(
                          **{f"enable_{name}": False for name in disabled})
     url = settings.simulation_database_url if database_url is None else _database_option(database_url,
                                                                                          parse_database_url)
+    if _same_database(url, settings.database_url):
+        raise typer.BadParameter(f"{settings.redacted_database_url(url)} is the live database (DATABASE_URL); "
+                                 "expected another one: a replay never writes to the live account",
+                                 param_hint="'--database-url'")
+    if report is not None and report.exists() and not report.is_dir():
+        raise typer.BadParameter(f"{report} is a file; expected a directory (new or existing)",
+                                 param_hint="'--report'")
     settings = replace(settings, database_url=url)
     calendar = load_market_calendar(settings)
     for day in (start_day, end_day):
@@ -604,16 +611,29 @@ def simulate(
 
         simulation = replay_schedule(settings, start_day, end_day, on_fires=announce, on_fire=advance)
     runtime, jobs = simulation.runtime, sorted({fire.job for fire in simulation.fires}, key=JOB_NAMES.index)
-    sessions = len(runtime.calendar.sessions(start_day, end_day))
-    summary = summarize(runtime.session_factory(), user_id=settings.user_id, start=start_day, end=end_day,
-                        tz=settings.tz, sessions=sessions, jobs=jobs, initial_cash=settings.portfolio_value)
-    emit(summary.rows(), ["what", "value"], Format.table, title=f"Replay {start_day} to {end_day}")
-    if report is not None:
-        for path in write_report(report, runtime.session_factory(), user_id=settings.user_id, start=start_day,
-                                 end=end_day, tz=settings.tz):
-            typer.echo(f"wrote {path}")
-    runtime.close()
+    try:
+        sessions = len(runtime.calendar.sessions(start_day, end_day))
+        summary = summarize(runtime.session_factory(), user_id=settings.user_id, start=start_day, end=end_day,
+                            sessions=sessions, jobs=jobs, initial_cash=settings.portfolio_value)
+        emit(summary.rows(), ["what", "value"], Format.table, title=f"Replay {start_day} to {end_day}")
+        if report is not None:
+            for path in write_report(report, runtime.session_factory(), user_id=settings.user_id,
+                                     start=start_day, end=end_day, tz=settings.tz,
+                                     initial_equity=summary.initial_equity):
+                typer.echo(f"wrote {path}")
+    finally:
+        runtime.close()
     raise typer.Exit(EXIT_FAILED if simulation.failed else EXIT_OK)
+
+
+def _same_database(first: str, second: str) -> bool:
+    """Whether two URLs name one database (SQLite files compared by their full path)."""
+    from sqlalchemy.engine import make_url
+
+    a, b = make_url(first), make_url(second)
+    if a.get_backend_name() == b.get_backend_name() == "sqlite":
+        return bool(a.database and b.database) and Path(a.database).resolve() == Path(b.database).resolve()
+    return (a.get_backend_name(), a.host, a.port, a.database) == (b.get_backend_name(), b.host, b.port, b.database)
 
 
 def _database_option(text: str, parse: Callable[[str], str]) -> str:

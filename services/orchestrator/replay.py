@@ -14,6 +14,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
 from services.common.clock import FixedClock
+from services.common.market_calendar import KRX_TZ
 from services.common.settings import Settings
 from services.orchestrator.jobs import JobSpec
 from services.orchestrator.runs import JobRunner, RunRecord
@@ -29,6 +30,12 @@ ORIGIN = "simulate"
 class Fire:
     at: datetime
     job: str
+
+
+def replay_window(start: date, end: date) -> tuple[datetime, datetime]:
+    """From ``start`` 00:00 to the end of ``end``, Korean time: the fires of those KRX
+    dates whatever timezone the schedule is shown in."""
+    return (datetime.combine(start, time(), KRX_TZ), datetime.combine(end + timedelta(days=1), time(), KRX_TZ))
 
 
 def replay_fires(jobs: Sequence[JobSpec], triggers: Mapping[str, CalendarTrigger], start: datetime,
@@ -71,17 +78,19 @@ class Simulation:
 def simulate(settings: Settings, start: date, end: date, *,
              on_fires: Callable[[list[Fire]], None] | None = None,
              on_fire: Callable[[Fire, RunRecord | None], None] | None = None) -> Simulation:
-    """Replay every enabled job's fires from ``start`` 00:00 to the end of ``end`` (in
+    """Replay every enabled job's fires from ``start`` to ``end`` (KRX dates, whatever
     the configured timezone) in paper mode, into ``settings.database_url``. The caller
     closes ``runtime``."""
     settings = replace(settings, dry_run=True)
-    first = datetime.combine(start, time(), settings.tz)
+    first, last = replay_window(start, end)
     clock = FixedClock(first)
     runtime = Runtime.create(settings, clock=clock)
     for day in (start, end):
         runtime.calendar.session(day)  # a date outside the calendar data raises CalendarError
     jobs = [job for job in runtime.enabled_jobs if job.service_available()]
-    fires = replay_fires(jobs, runtime.triggers, first, datetime.combine(end + timedelta(days=1), time(), settings.tz))
+    for job in jobs:
+        job.run_preflight(settings, clock, runtime.calendar)  # as ``start`` does: e.g. pykrx credentials
+    fires = replay_fires(jobs, runtime.triggers, first, last)
     if on_fires is not None:
         on_fires(fires)
     market = _shared_market(settings, clock, runtime)

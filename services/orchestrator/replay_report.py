@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any, Sequence
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.orchestrator.models import JobRun
-from services.orchestrator.replay import ORIGIN
+from services.orchestrator.replay import ORIGIN, replay_window
 from services.risk_manager.models import RiskBreach
 from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot
 
@@ -55,7 +55,8 @@ class ReplaySummary:
                  ("fees and taxes paid", f"{self.commission + self.tax:,} KRW (commission {self.commission:,}, "
                                          f"tax {self.tax:,})"),
                  ("final equity", f"{self.final_equity:,} KRW (from {self.initial_equity:,})"),
-                 ("return", f"{self.return_pct:+.2f}%"), ("max drawdown", f"{self.max_drawdown_pct:.2f}%"),
+                 ("return", f"{self.return_pct:+.2f}%"),
+                 ("max drawdown", f"{self.max_drawdown_pct:.2f}% (session closes)"),
                  ("halts", f"{self.halts}")]
         return [{"what": what, "value": value} for what, value in rows]
 
@@ -70,15 +71,9 @@ def max_drawdown_pct(equities: Sequence[int]) -> float:
     return worst
 
 
-def _window(start: date, end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    from datetime import time, timedelta
-
-    return datetime.combine(start, time(), tz), datetime.combine(end + timedelta(days=1), time(), tz)
-
-
-def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: date, end: date, tz: ZoneInfo,
+def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: date, end: date,
               sessions: int, jobs: Sequence[str], initial_cash: int) -> ReplaySummary:
-    first, last = _window(start, end, tz)
+    first, last = replay_window(start, end)
     with session_factory() as db:
         fires = Counter({(job, outcome): n for job, outcome, n in db.execute(
             select(JobRun.job_name, JobRun.outcome, func.count()).where(
@@ -91,23 +86,33 @@ def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: 
             func.count(), func.coalesce(func.sum(FillRow.commission), 0), func.coalesce(func.sum(FillRow.tax), 0))
             .where(FillRow.user_id == user_id, FillRow.dry_run.is_(True), FillRow.trade_date >= start,
                    FillRow.trade_date <= end)).one()
-        account = db.get(PaperAccount, user_id)
-        equities = [int(e) for e in db.scalars(select(PortfolioSnapshot.equity).where(
-            PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
-            PortfolioSnapshot.trading_date >= start, PortfolioSnapshot.trading_date <= end)
-            .order_by(PortfolioSnapshot.taken_at))]
-        halts = db.scalar(select(func.count()).select_from(RiskBreach).where(
+        halts = db.scalar(select(func.count(func.distinct(RiskBreach.trading_date))).where(
             RiskBreach.user_id == user_id, RiskBreach.action == "halt", RiskBreach.trading_date >= start,
             RiskBreach.trading_date <= end)) or 0
-    initial = int(account.initial_cash) if account is not None else initial_cash
-    final = equities[-1] if equities else (int(account.cash) if account is not None else initial_cash)
+    initial = starting_equity(session_factory, user_id, start, initial_cash)
+    closes = [int(row["equity"]) for row in daily_snapshots(session_factory, user_id, start, end, initial)]
+    final = closes[-1] if closes else initial
     return ReplaySummary(start, end, sessions, dict(fires), int(orders), int(fills), int(commission), int(tax),
-                         initial, final, max_drawdown_pct([initial, *equities]), int(halts), list(jobs))
+                         initial, final, max_drawdown_pct([initial, *closes]), int(halts), list(jobs))
 
 
-def daily_snapshots(session_factory: sessionmaker[DbSession], user_id: str, start: date,
-                    end: date) -> list[dict[str, Any]]:
-    """The last snapshot of each trading date, with the drawdown from the running peak."""
+def starting_equity(session_factory: sessionmaker[DbSession], user_id: str, start: date, initial_cash: int) -> int:
+    """The paper account's equity when the window opens: its last snapshot before
+    ``start`` (a database that already holds earlier replays), else its initial cash."""
+    with session_factory() as db:
+        before = db.scalar(select(PortfolioSnapshot.equity).where(
+            PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
+            PortfolioSnapshot.trading_date < start).order_by(PortfolioSnapshot.taken_at.desc()).limit(1))
+        account = db.get(PaperAccount, user_id)
+    if before is not None:
+        return int(before)
+    return int(account.initial_cash) if account is not None else initial_cash
+
+
+def daily_snapshots(session_factory: sessionmaker[DbSession], user_id: str, start: date, end: date,
+                    initial_equity: int) -> list[dict[str, Any]]:
+    """The last snapshot of each trading date, with the drawdown from the running peak
+    of the session closes (starting from ``initial_equity``)."""
     with session_factory() as db:
         rows = db.execute(select(PortfolioSnapshot.__table__).where(
             PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
@@ -116,7 +121,7 @@ def daily_snapshots(session_factory: sessionmaker[DbSession], user_id: str, star
     last_of_day: dict[date, Any] = {}
     for row in rows:
         last_of_day[row.trading_date] = row
-    daily, peak = [], 0
+    daily, peak = [], initial_equity
     for day, row in sorted(last_of_day.items()):
         peak = max(peak, int(row.equity))
         daily.append({"trading_date": day.isoformat(), "taken_at": row.taken_at.isoformat(), "cash": row.cash,
@@ -130,7 +135,7 @@ def ledger_rows(session_factory: sessionmaker[DbSession], user_id: str, start: d
                 tz: ZoneInfo) -> list[dict[str, Any]]:
     import json
 
-    first, last = _window(start, end, tz)
+    first, last = replay_window(start, end)
     with session_factory() as db:
         runs = db.scalars(select(JobRun).where(
             JobRun.user_id == user_id, JobRun.origin == ORIGIN, JobRun.scheduled_for >= first,
@@ -143,10 +148,10 @@ def ledger_rows(session_factory: sessionmaker[DbSession], user_id: str, start: d
 
 
 def write_report(directory: Path, session_factory: sessionmaker[DbSession], *, user_id: str, start: date,
-                 end: date, tz: ZoneInfo) -> list[Path]:
+                 end: date, tz: ZoneInfo, initial_equity: int) -> list[Path]:
     """``snapshots.csv``, ``ledger.csv`` and ``equity.png`` (equity and drawdown) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    daily = daily_snapshots(session_factory, user_id, start, end)
+    daily = daily_snapshots(session_factory, user_id, start, end, initial_equity)
     written = [_write_csv(directory / "snapshots.csv", SNAPSHOT_COLUMNS, daily),
                _write_csv(directory / "ledger.csv", LEDGER_COLUMNS, ledger_rows(session_factory, user_id, start,
                                                                                  end, tz))]

@@ -2,9 +2,9 @@
 
 The expected fire sequences are hand-written answer files (tests/data/replay/). No
 week has both an exam day and a holiday (the exam is in mid-November, with no
-holiday near it), so the exam week is replayed in full and the new-year week, with
-its two closed days and its 10:00 first session, is checked through the same fire
-list the replay walks.
+holiday near it), so the exam week is replayed in full, and the new-year days around
+the year-end closure, New Year's Day and the 10:00 first session are replayed
+(without risk checks, to stay quick) for the determinism and resumption tests.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from services.common.database import create_db_engine, make_session_factory
 from services.common.job_api import Outcome
 from services.data_collector.models import CollectedSession
 from services.indicator_calculator.models import TechnicalIndicator
-from services.orchestrator.jobs import JOB_NAMES, JOBS, build_triggers
+from services.orchestrator.jobs import JOB_NAMES, JOBS, build_triggers, enabled_jobs
 from services.orchestrator.models import JobRun
-from services.orchestrator.replay import Fire, replay_fires, simulate
+from services.orchestrator.replay import Fire, replay_fires, replay_window, simulate
 from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot, PositionRow, SignalRun
 from services.watchlist_manager.models import WatchlistRun
 from tests.conftest import DATA_DIR, in_process_cli, make_settings
@@ -119,9 +119,17 @@ def test_the_new_year_week_walks_the_holidays_and_the_late_first_session(krx_cal
     assert [(f.at.strftime("%Y-%m-%d %H:%M"), f.job) for f in fires] == answer("new_year_2026.txt")
 
 
-# --- determinism and resumption (two sessions, no risk checks, to stay quick) ---------------------
+def test_the_window_is_korean_dates_whatever_timezone_the_schedule_is_shown_in(krx_calendar: Any) -> None:
+    settings = make_settings(timezone="America/New_York", enable_risk_checks="false")
+    fires = replay_fires(enabled_jobs(settings), build_triggers(settings, krx_calendar),
+                         *replay_window(date(2026, 11, 16), date(2026, 11, 16)))
+    assert len(fires) == 31 and {f.at.astimezone(KST).date() for f in fires} == {date(2026, 11, 16)}
+    assert (fires[0].job, fires[0].at.astimezone(KST).strftime("%H:%M")) == ("signal_generation", "08:45")
 
-WINDOW = (date(2026, 11, 19), date(2026, 11, 20))
+
+# --- the new-year days: determinism and resumption ------------------------------------------------
+
+WINDOW = (date(2025, 12, 30), date(2026, 1, 2))  # Tue regular, Wed and Thu closed, Fri opens at 10:00
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +138,19 @@ def clean_replay(tmp_path_factory: pytest.TempPathFactory, calendar_cache_dir: P
     simulation = simulate(settings, *WINDOW)
     yield simulation
     simulation.runtime.close()
+
+
+def test_the_new_year_replay_runs_the_sessions_and_nothing_on_the_closed_days(clean_replay: Any) -> None:
+    ran = [(at.astimezone(KST).strftime("%Y-%m-%d %H:%M"), job) for job, at, *_ in ledger(clean_replay.runtime)]
+    expected = [fire for fire in answer("new_year_2026.txt")
+                if fire[1] != "risk_checks" and "2025-12-30" <= fire[0][:10] <= "2026-01-02"]
+    assert ran == expected
+    with clean_replay.runtime.session_factory()() as session:
+        for day in (date(2025, 12, 30), date(2026, 1, 2)):
+            assert session.scalar(select(func.count()).select_from(SignalRun).where(SignalRun.trading_date == day))
+            assert session.scalar(select(func.count()).select_from(FillRow).where(FillRow.trade_date == day))
+        assert not session.scalar(select(func.count()).select_from(PortfolioSnapshot).where(
+            PortfolioSnapshot.trading_date.in_([date(2025, 12, 31), date(2026, 1, 1)])))
 
 
 def test_two_replays_with_the_same_inputs_give_identical_ledgers_and_accounts(
@@ -150,7 +171,7 @@ class Interrupted(Exception):
 def test_a_replay_on_an_interrupted_one_completes_it_without_duplicates(
         clean_replay: Any, tmp_path: Path, calendar_cache_dir: Path) -> None:
     settings = replay_settings(tmp_path, calendar_cache_dir, enable_risk_checks="false")
-    stop_after = 20  # the first session's signal run and its ticks up to 14:30
+    stop_after = 20  # the first session's signal run and its ticks up to 13:45
 
     def interrupt(fire: Fire, record: Any) -> None:
         ran.append(fire)
@@ -203,6 +224,17 @@ def test_simulate_replays_into_its_own_database_and_writes_the_report(cli: Any, 
     assert (tmp_path / "out" / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_simulate_never_writes_to_the_live_database(cli: Any, tmp_path: Path) -> None:
+    live = f"sqlite:///{tmp_path / 'data' / 'orchestrator.db'}"
+    result = cli("simulate", "--start", "2026-11-21", "--end", "2026-11-21", "--database-url", "sqlite:///data/orchestrator.db")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: Invalid value for '--database-url': ")
+    assert "is the live database (DATABASE_URL)" in result.stderr
+    result = cli("simulate", "--start", "2026-11-21", "--end", "2026-11-21", env={"DATABASE_URL": live,
+                 "ORCHESTRATOR_SIMULATION_DATABASE_URL": live})
+    assert result.exit_code == 2 and "is the live database" in result.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--start", "2026-11-21", "--end", "2026-11-20"],
      "Error: Invalid value for '--start': --start 2026-11-21 is after --end 2026-11-20; expected start <= end"),
@@ -212,8 +244,11 @@ def test_simulate_replays_into_its_own_database_and_writes_the_report(cli: Any, 
      "Error: 2030-01-01 is outside the KRX calendar data (2015-01-01 to 2027-12-31)"),
     (["--start", "2026-11-20", "--end", "2026-11-20", "--database-url", "mysql://x/y"],
      "Error: Invalid value for '--database-url': mysql is not supported"),
+    (["--start", "2026-11-20", "--end", "2026-11-20", "--report", "README.md"],
+     "Error: Invalid value for '--report': README.md is a file; expected a directory"),
 ])
-def test_simulate_refuses_bad_input_with_one_line(cli: Any, args: list[str], message: str) -> None:
+def test_simulate_refuses_bad_input_with_one_line(cli: Any, tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "README.md").write_text("not a directory")
     result = cli("simulate", *args)
     assert result.exit_code == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
