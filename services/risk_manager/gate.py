@@ -39,10 +39,12 @@ class RiskGate:
              prices: Mapping[str, int]) -> "RiskGate":
         """Assess the account of ``ctx`` for its trading date at ``moment``; ``prices``
         value positions and price market buys (a ticker without one is valued at cost)."""
+        positions = broker.positions()
         assessment = assess(connection, broker, user_id=ctx.user_id, settings=ctx.settings,
-                            day=ctx.trading_date, moment=moment, prices=prices, checked_by=ctx.job_name)
+                            day=ctx.trading_date, moment=moment, prices=prices, checked_by=ctx.job_name,
+                            positions=positions)
         gate = cls(assessment, RiskLimits.from_settings(ctx.settings), prices)
-        for position in broker.positions():
+        for position in positions:
             gate.held[position.ticker] = position.quantity
             gate.values[position.ticker] = position.quantity * int(prices.get(position.ticker)
                                                                    or round(position.average_price))

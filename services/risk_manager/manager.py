@@ -94,11 +94,14 @@ def _int_or_none(value: object) -> int | None:
 
 
 def assess(connection: Connection, broker: Broker, *, user_id: str, settings: Settings, day: date,
-           moment: datetime, prices: Mapping[str, int], checked_by: str) -> Assessment:
-    """Measure the account now, record what breaches the limits, halt on the total-loss
-    limit (the caller owns the transaction)."""
+           moment: datetime, prices: Mapping[str, int], checked_by: str,
+           positions: Sequence[Position] | None = None) -> Assessment:
+    """Measure the account now (``positions``: the broker's, if the caller has them),
+    record what breaches the limits, halt on the total-loss limit (the caller owns the
+    transaction)."""
     dry_run = broker.dry_run
-    cash, holdings = cash_balance(broker), holdings_at(broker.positions(), prices)
+    held = broker.positions() if positions is None else positions
+    cash, holdings = cash_balance(broker), holdings_at(held, prices)
     equity = cash + sum(h.value for h in holdings)
     baseline, since = _baseline(connection, broker, user_id, equity)
     history = load_history(connection, user_id, dry_run, day, baseline_equity=baseline, since=since) \
@@ -185,10 +188,10 @@ def run(ctx: JobContext) -> JobResult:
     with ctx.session_factory.begin() as db:
         connection = db.connection()
         broker = make_broker(ctx, connection, moment)
-        tickers = [p.ticker for p in broker.positions()]
-        prices = valuation_prices(ctx, broker, connection, tickers, moment)
+        positions = broker.positions()
+        prices = valuation_prices(ctx, broker, connection, [p.ticker for p in positions], moment)
         assessment = assess(connection, broker, user_id=ctx.user_id, settings=ctx.settings, day=day,
-                            moment=moment, prices=prices, checked_by=ctx.job_name)
+                            moment=moment, prices=prices, checked_by=ctx.job_name, positions=positions)
     metrics = assessment.metrics
     ctx.log.info("equity %d KRW, day %+.2f%%, drawdown %.2f%%, %d positions%s", metrics.equity,
                  metrics.daily_pnl_pct, metrics.drawdown_pct, metrics.positions,

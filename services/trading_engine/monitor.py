@@ -76,8 +76,9 @@ def monitor_tick(ctx: JobContext, connection: Connection, broker: Broker, sessio
     expired = 0
     if moment >= session.close and isinstance(broker, PaperBroker):
         expired = broker.expire_day_orders(day)
-    equity = _snapshot(ctx, connection, broker, broker.positions(), quotes, moment)
-    return TickReport(fills, exits, expired, len(broker.positions()), equity, quotes.observed, cancelled,
+    held = broker.positions()
+    equity = _snapshot(ctx, connection, broker, held, quotes, moment)
+    return TickReport(fills, exits, expired, len(held), equity, quotes.observed, cancelled,
                       gate.halted is not None, gate.entries_refused is not None)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Callable, Mapping, Sequence
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 
 from services.common.clock import Clock
 from services.common.krx_market import price_limits, round_to_tick
@@ -104,6 +104,7 @@ class PaperBroker:
         self.clock = clock
         self.initial_cash = initial_cash
         self.reference_prices = reference_prices or self._stored_previous_closes
+        self._mine_clauses: dict[type, object] = {}
 
     # -- account ---------------------------------------------------------------------------------
 
@@ -255,11 +256,15 @@ class PaperBroker:
         return len(rows)
 
     def mark(self, prices: Mapping[str, int]) -> None:
-        """Raise each position's high-water mark to the observed price."""
-        for ticker, price in prices.items():
-            self.connection.execute(update(PositionRow).where(
-                self._mine(PositionRow), PositionRow.ticker == ticker, PositionRow.high_water < price
-            ).values(high_water=price))
+        """Raise each position's high-water mark to the observed price (one statement)."""
+        if not prices:
+            return
+        table = PositionRow.__table__
+        statement = update(table).where(
+            table.c.user_id == self.user_id, table.c.dry_run.is_(True), table.c.ticker == bindparam("mark_ticker"),
+            table.c.high_water < bindparam("mark_price")).values(high_water=bindparam("mark_price"))
+        self.connection.execute(statement, [{"mark_ticker": ticker, "mark_price": price}
+                                            for ticker, price in prices.items()])
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -342,7 +347,12 @@ class PaperBroker:
             OrderRow.user_id == self.user_id, OrderRow.client_order_id == client_order_id)).first()
 
     def _mine(self, table: type) -> object:
-        return and_(table.user_id == self.user_id, table.dry_run.is_(True))  # type: ignore[attr-defined]
+        """This account's rows of ``table`` (built once per table: brokers live for one job)."""
+        mine = self._mine_clauses.get(table)
+        if mine is None:
+            mine = self._mine_clauses[table] = and_(table.user_id == self.user_id,  # type: ignore[attr-defined]
+                                                    table.dry_run.is_(True))  # type: ignore[attr-defined]
+        return mine
 
     def _stored_previous_closes(self, tickers: Sequence[str], trading_date: date) -> dict[str, int]:
         previous = self.calendar.previous_session(trading_date)
