@@ -503,8 +503,9 @@ def _parse_field(name: str, raw: Any, source: str) -> Any:
         raise SettingsError(f"{source}={shown}: {exc}") from None
 
 
-def _sqlite_default_url(cwd: Path, name: str = "orchestrator.db") -> str:
-    return f"sqlite:///{cwd / 'data' / name}"
+def _sqlite_default_url(cwd: Path, default: str) -> str:
+    """A default ``sqlite:///data/<file>`` URL made absolute under ``cwd``."""
+    return f"sqlite:///{cwd / default.removeprefix('sqlite:///')}"
 
 
 def load_settings(
@@ -531,10 +532,8 @@ def load_settings(
             values[name] = _parse_field(name, environ[env_name], env_name)
         elif env_name in dotenv:
             values[name] = _parse_field(name, dotenv[env_name], f"{env_name} (in {env_file.name})")
-        elif name == "database_url":
-            values[name] = _sqlite_default_url(cwd)
-        elif name == "simulation_database_url":
-            values[name] = _sqlite_default_url(cwd, "simulation.db")
+        elif name in ("database_url", "simulation_database_url"):
+            values[name] = _sqlite_default_url(cwd, spec.metadata["default"])
         else:
             values[name] = _parse_field(name, spec.metadata["default"], f"default {env_name}")
     settings = Settings(**values)

@@ -429,7 +429,7 @@ def halt(reason: str = ReasonOption, user_id: Optional[str] = UserIdOption) -> N
 
     Example: python -m services.orchestrator.main halt --reason "broker maintenance"
     """
-    from services.risk_manager.halts import halt_trading
+    from services.risk_manager.halts import MANUAL, halt_trading
 
     text = " ".join(reason.split())
     if not text or len(text) > 300:
@@ -438,7 +438,7 @@ def halt(reason: str = ReasonOption, user_id: Optional[str] = UserIdOption) -> N
     settings = _settings(user_id=user_id)
     runtime = Runtime.create(settings)
     with runtime.session_factory().begin() as session:
-        current, made = halt_trading(session.connection(), settings.user_id, text, by="manual",
+        current, made = halt_trading(session.connection(), settings.user_id, text, by=MANUAL,
                                      at=runtime.clock.now())
     runtime.close()
     since = current.halted_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
@@ -454,12 +454,12 @@ def resume(user_id: Optional[str] = UserIdOption) -> None:
 
     Example: python -m services.orchestrator.main resume --user-id default_user
     """
-    from services.risk_manager.halts import resume_trading
+    from services.risk_manager.halts import MANUAL, resume_trading
 
     settings = _settings(user_id=user_id)
     runtime = Runtime.create(settings)
     with runtime.session_factory().begin() as session:
-        resumed = resume_trading(session.connection(), settings.user_id, by="manual", at=runtime.clock.now())
+        resumed = resume_trading(session.connection(), settings.user_id, by=MANUAL, at=runtime.clock.now())
     runtime.close()
     if resumed is None:
         typer.echo(f"trading is not halted for {settings.user_id}; nothing to resume")

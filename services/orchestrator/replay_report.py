@@ -17,6 +17,7 @@ from sqlalchemy.orm import sessionmaker
 
 from services.orchestrator.models import JobRun
 from services.orchestrator.replay import ORIGIN, replay_window
+from services.risk_manager.limits import Action
 from services.risk_manager.models import RiskBreach
 from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot
 
@@ -87,7 +88,7 @@ def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: 
             .where(FillRow.user_id == user_id, FillRow.dry_run.is_(True), FillRow.trade_date >= start,
                    FillRow.trade_date <= end)).one()
         halts = db.scalar(select(func.count(func.distinct(RiskBreach.trading_date))).where(
-            RiskBreach.user_id == user_id, RiskBreach.action == "halt", RiskBreach.trading_date >= start,
+            RiskBreach.user_id == user_id, RiskBreach.action == Action.HALT.value, RiskBreach.trading_date >= start,
             RiskBreach.trading_date <= end)) or 0
     initial = starting_equity(session_factory, user_id, start, initial_cash)
     closes = [int(row["equity"]) for row in daily_snapshots(session_factory, user_id, start, end, initial)]

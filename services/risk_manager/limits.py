@@ -27,10 +27,12 @@ class Action(str, Enum):
 
 @dataclass(frozen=True)
 class RiskLimits:
-    max_position_pct: float = 10.0
-    max_positions: int = 20
-    max_daily_loss_pct: float = 3.0
-    max_total_loss_pct: float = 15.0
+    """The limits in force; their defaults live in the settings, nowhere else."""
+
+    max_position_pct: float
+    max_positions: int
+    max_daily_loss_pct: float
+    max_total_loss_pct: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RiskLimits":

@@ -20,10 +20,12 @@ from services.trading_engine.fees import FeeSchedule
 
 @dataclass(frozen=True)
 class SizingRules:
-    fraction_pct: float = 5.0
-    max_position_pct: float = 10.0
-    max_positions: int = 20
-    kelly_min_trades: int = 30
+    """How entries are sized; the defaults live in the settings, nowhere else."""
+
+    fraction_pct: float
+    max_position_pct: float
+    max_positions: int
+    kelly_min_trades: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SizingRules":
