@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -49,9 +50,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def create_db_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets its directory, WAL and a busy timeout."""
+    """An engine for ``url``; SQLite gets its directory, WAL and a busy timeout. Server
+    connections are checked before use (a file has no connection to lose)."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"pool_pre_ping": parsed.get_backend_name() != "sqlite"}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
@@ -157,12 +159,17 @@ def upsert(connection: Any, table: Any, rows: list[dict[str, Any]], key_columns:
     """
     if not rows:
         return 0
-    names = [c.name for c in table.columns if c.name not in (keep or [])] if keep else None
-    statement = _upsert_statement(connection, table, key_columns)
-    if keep:
-        statement = _upsert_statement(connection, table, key_columns, update_only=names)
-    connection.execute(statement, rows)
+    names = tuple(c.name for c in table.columns if c.name not in keep) if keep else None
+    connection.execute(_cached_upsert_statement(connection.dialect.name, table, tuple(key_columns), names), rows)
     return len(rows)
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_upsert_statement(dialect: str, table: Any, key_columns: tuple[str, ...],
+                             update_only: tuple[str, ...] | None) -> Any:
+    """:func:`upsert`'s statement, built once per table and shape (jobs upsert at every tick)."""
+    return _upsert_statement(dialect, table, list(key_columns),
+                             update_only=None if update_only is None else list(update_only))
 
 
 def fetch_columns(connection: Any, sql: str, params: dict[str, Any], names: list[str]) -> dict[str, list[Any]]:
@@ -229,7 +236,7 @@ def upsert_columns(connection: Any, table: Any, columns: dict[str, list[Any]],
     if connection.dialect.name == "sqlite":
         columns = {name: _sqlite_dates(values) if isinstance(table.c[name].type, Date) else values
                    for name, values in columns.items()}
-    statement = _upsert_statement(connection, table, key_columns, names, update_where)
+    statement = _upsert_statement(connection.dialect.name, table, key_columns, names, update_where)
     compiled = statement.compile(dialect=connection.dialect)
     if compiled.positional:
         order = [columns[name] for name in compiled.positiontup]  # type: ignore[union-attr]
@@ -242,7 +249,10 @@ def upsert_columns(connection: Any, table: Any, columns: dict[str, list[Any]],
 
 def dialect_insert(connection: Any, table: Any) -> Any:
     """``INSERT`` with ``ON CONFLICT`` support for the connection's dialect."""
-    dialect = connection.dialect.name
+    return _dialect_insert(connection.dialect.name, table)
+
+
+def _dialect_insert(dialect: str, table: Any) -> Any:
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     elif dialect == "postgresql":
@@ -259,10 +269,10 @@ def _sqlite_dates(values: list[Any]) -> list[Any]:
     return [text_of.get(value) for value in values]
 
 
-def _upsert_statement(connection: Any, table: Any, key_columns: list[str],
+def _upsert_statement(dialect: str, table: Any, key_columns: list[str],
                       names: list[str] | None = None, update_where: Any = None,
                       update_only: list[str] | None = None) -> Any:
-    statement = dialect_insert(connection, table)
+    statement = _dialect_insert(dialect, table)
     if names is not None:
         from sqlalchemy import bindparam
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -31,6 +31,13 @@ from services.orchestrator.models import JobRun
 from services.orchestrator.triggers import CalendarTrigger
 
 logger = logging.getLogger(__name__)
+
+_RUNS = JobRun.__table__
+# built once: a replay claims and finishes tens of thousands of fires
+_CLAIM = insert(_RUNS).returning(_RUNS.c.id)
+_FINISH = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
+    outcome=bindparam("outcome"), finished_at=bindparam("finished_at"), reason=bindparam("reason"),
+    error=bindparam("error"), summary=bindparam("summary"))
 
 #: After downtime, fires up to this far back (since each job's last recorded fire) are
 #: recorded as missed; older ones are not looked for.
@@ -56,6 +63,7 @@ class RunLedger:
 
     def __init__(self, session_factory: sessionmaker[DbSession], clock: Clock) -> None:
         self._sessions = session_factory
+        self._engine: Engine = session_factory.kw["bind"]
         self._clock = clock
         self._host = socket.gethostname()[:255]
         self._pid = os.getpid()
@@ -74,28 +82,16 @@ class RunLedger:
     ) -> int | None:
         """Insert the fire's row; ``None`` if another run already holds it."""
         now = self._clock.now()
-        row = JobRun(
-            job_name=job_name,
-            user_id=user_id,
-            scheduled_for=scheduled_for,
-            trading_date=trading_date,
-            origin=origin,
-            dry_run=dry_run,
-            outcome=outcome.value,
-            started_at=now,
-            finished_at=None if outcome is Outcome.RUNNING else now,
-            host=self._host,
-            pid=self._pid,
-            reason=reason,
-        )
-        with self._sessions() as session:
-            session.add(row)
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                return None
-            return row.id
+        try:
+            with self._engine.begin() as connection:
+                return int(connection.execute(_CLAIM, {
+                    "job_name": job_name, "user_id": user_id, "scheduled_for": scheduled_for,
+                    "trading_date": trading_date, "origin": origin, "dry_run": dry_run,
+                    "outcome": outcome.value, "started_at": now,
+                    "finished_at": None if outcome is Outcome.RUNNING else now,
+                    "host": self._host, "pid": self._pid, "reason": reason}).scalar_one())
+        except IntegrityError:
+            return None
 
     def record_many(
         self, fires: Sequence[tuple[str, datetime, date | None]], user_id: str, outcome: Outcome,
@@ -155,16 +151,12 @@ class RunLedger:
         error: str | None = None,
         summary: dict[str, Any] | None = None,
     ) -> None:
-        with self._sessions() as session:
-            row = session.get(JobRun, run_id)
-            if row is None:
-                raise LookupError(f"no ledger row {run_id}")
-            row.outcome = outcome.value
-            row.finished_at = self._clock.now()
-            row.reason = reason
-            row.error = error
-            row.summary = summary
-            session.commit()
+        with self._engine.begin() as connection:
+            updated = connection.execute(_FINISH, {
+                "run_id": run_id, "outcome": outcome.value, "finished_at": self._clock.now(),
+                "reason": reason, "error": error, "summary": summary}).rowcount
+        if not updated:
+            raise LookupError(f"no ledger row {run_id}")
 
     def latest_fire(self, job_name: str, user_id: str, origins: Sequence[str]) -> datetime | None:
         with self._sessions() as session:
@@ -384,7 +376,7 @@ class JobRunner:
             return None
         ctx = JobContext(
             job_name=job.name, trading_date=trading_date, scheduled_for=fire_time,
-            settings=replace(self.settings, dry_run=dry_run, user_id=user_id),
+            settings=self._settings_for(dry_run, user_id),
             session_factory=self.session_factory, clock=self.clock, calendar=self.calendar,
             dry_run=dry_run, user_id=user_id, run_id=run_id, origin=origin,
         )
@@ -396,6 +388,11 @@ class JobRunner:
                            summary=result.summary or None)
         _log_outcome(ctx, record)
         return record
+
+    def _settings_for(self, dry_run: bool, user_id: str) -> Settings:
+        if (dry_run, user_id) == (self.settings.dry_run, self.settings.user_id):
+            return self.settings
+        return replace(self.settings, dry_run=dry_run, user_id=user_id)
 
     def _execute(self, job: JobSpec, ctx: JobContext) -> tuple[JobResult, str | None]:
         """Guards, then the job. Returns its result and, when it failed, the error text."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from sqlalchemy import Connection
 
@@ -21,7 +21,7 @@ from services.common.job_api import JobContext
 from services.risk_manager.limits import Commitments, RiskLimits, entry_refusal
 from services.risk_manager.manager import Assessment, assess
 from services.common.krx_market import price_limits
-from services.trading_engine.orders import OPEN_STATUSES, Broker, Order, OrderRequest, OrderType, Side
+from services.trading_engine.orders import OPEN_STATUSES, Broker, Order, OrderRequest, OrderType, Position, Side
 
 
 @dataclass
@@ -36,10 +36,13 @@ class RiskGate:
 
     @classmethod
     def open(cls, ctx: JobContext, connection: Connection, broker: Broker, moment: datetime,
-             prices: Mapping[str, int]) -> "RiskGate":
+             prices: Mapping[str, int], *, positions: Sequence[Position] | None = None,
+             open_orders: Sequence[Order] | None = None) -> "RiskGate":
         """Assess the account of ``ctx`` for its trading date at ``moment``; ``prices``
-        value positions and price market buys (a ticker without one is valued at cost)."""
-        positions = broker.positions()
+        value positions and price market buys (a ticker without one is valued at cost).
+        ``positions`` and ``open_orders``: the broker's, if the caller has just read them."""
+        if positions is None:
+            positions = broker.positions()
         assessment = assess(connection, broker, user_id=ctx.user_id, settings=ctx.settings,
                             day=ctx.trading_date, moment=moment, prices=prices, checked_by=ctx.job_name,
                             positions=positions)
@@ -49,7 +52,7 @@ class RiskGate:
             gate.values[position.ticker] = position.quantity * int(prices.get(position.ticker)
                                                                    or round(position.average_price))
             gate.slots.add(position.ticker)
-        for order in broker.open_orders():
+        for order in broker.open_orders() if open_orders is None else open_orders:
             gate.placed(order)
         return gate
 

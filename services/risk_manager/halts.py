@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from services.common.database import upsert
 from services.common.market_calendar import KRX_TZ
@@ -17,6 +18,9 @@ from services.risk_manager.models import TradingHalt
 logger = logging.getLogger(__name__)
 
 MANUAL = "manual"  # ``halted_by`` of the ``halt`` command
+
+_HALTS = TradingHalt.__table__
+_HALT = select(_HALTS).where(_HALTS.c.user_id == bindparam("owner"))  # read at every risk check
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,12 @@ def set_baseline_equity(connection: Connection, user_id: str, equity: int) -> No
 
 def halt_record(connection: Connection, user_id: str) -> Halt | None:
     """The user's last halt, active or resumed; None if trading was never halted."""
-    row = connection.execute(select(TradingHalt.__table__).where(TradingHalt.user_id == user_id)).first()
-    if row is None:
+    return halt_of(connection.execute(_HALT, {"owner": user_id}).first())
+
+
+def halt_of(row: Any) -> Halt | None:
+    """The halt record in ``row`` (the columns of ``trading_halts``); None if it holds none."""
+    if row is None or row.halted is None:
         return None
     return Halt(row.user_id, bool(row.halted), row.reason, row.halted_at, row.halted_by, row.resumed_at,
                 row.resumed_by, row.baseline_at, None if row.baseline_equity is None else int(row.baseline_equity))

@@ -11,18 +11,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Row, Select, bindparam, func, literal, select
 
 from services.common.database import dialect_insert
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import KRX_TZ
 from services.common.settings import Settings
-from services.risk_manager.halts import Halt, active_halt, halt_record, halt_trading, set_baseline_equity
+from services.risk_manager.halts import Halt, halt_of, halt_trading, set_baseline_equity
 from services.risk_manager.limits import Action, Breach, RiskLimits, find_breaches
 from services.risk_manager.metrics import AccountHistory, Holding, PortfolioMetrics, portfolio_metrics
-from services.risk_manager.models import RiskBreach
+from services.risk_manager.models import RiskBreach, TradingHalt
 from services.trading_engine.broker import (
     cash_balance,
     current_quotes,
@@ -30,7 +30,7 @@ from services.trading_engine.broker import (
     make_broker,
     stored_closes,
 )
-from services.trading_engine.models import ClosedTrade, PortfolioSnapshot
+from services.trading_engine.models import ClosedTrade, PaperAccount, PortfolioSnapshot
 from services.trading_engine.orders import Broker, Position
 from services.trading_engine.paper import PaperBroker
 
@@ -62,28 +62,54 @@ def holdings_at(positions: Sequence[Position], prices: Mapping[str, int]) -> lis
             for p in positions]
 
 
-def load_history(connection: Connection, user_id: str, dry_run: bool, day: date, *,
-                 baseline_equity: int | None, since: datetime | None) -> AccountHistory | None:
+_SNAPSHOTS, _TRADES, _BREACHES = PortfolioSnapshot.__table__, ClosedTrade.__table__, RiskBreach.__table__
+_ACCOUNTS, _HALTS = PaperAccount.__table__, TradingHalt.__table__
+_ACCOUNT_SNAPSHOTS = (_SNAPSHOTS.c.user_id == bindparam("owner")) & (_SNAPSHOTS.c.dry_run == bindparam("dry_run"))
+_PEAK = select(_SNAPSHOTS.c.equity).where(_ACCOUNT_SNAPSHOTS).order_by(_SNAPSHOTS.c.equity.desc()).limit(1)
+
+
+def _state_statement() -> Select[Any]:
+    """Everything an assessment reads but positions and prices, in one round trip: the
+    paper account, the halt record, the close before ``day``, the first and the peak
+    equity (one probe of ix_snapshots_equity), the realised P&L and the session's
+    daily-loss breach."""
+    blocked_today = (_BREACHES.c.user_id == bindparam("owner")) & (_BREACHES.c.dry_run == bindparam("dry_run")) \
+        & (_BREACHES.c.trading_date == bindparam("day")) & (_BREACHES.c.action == Action.BLOCK_ENTRIES.value)
+    blocked = [select(column).where(blocked_today).limit(1).scalar_subquery().label(f"blocked_{column.name}")
+               for column in (_BREACHES.c.value, _BREACHES.c.threshold, _BREACHES.c.checked_at)]
+    one_row = select(literal(1).label("one")).subquery()
+    return select(
+        _ACCOUNTS.c.cash.label("paper_cash"), _ACCOUNTS.c.initial_cash, *_HALTS.c,
+        select(_SNAPSHOTS.c.equity).where(_ACCOUNT_SNAPSHOTS, _SNAPSHOTS.c.trading_date < bindparam("day"))
+        .order_by(_SNAPSHOTS.c.taken_at.desc()).limit(1).scalar_subquery().label("previous_close"),
+        select(_SNAPSHOTS.c.equity).where(_ACCOUNT_SNAPSHOTS).order_by(_SNAPSHOTS.c.taken_at).limit(1)
+        .scalar_subquery().label("first_equity"),
+        _PEAK.scalar_subquery().label("peak"),
+        select(func.coalesce(func.sum(_TRADES.c.pnl), 0)).where(
+            _TRADES.c.user_id == bindparam("owner"), _TRADES.c.dry_run == bindparam("dry_run"))
+        .scalar_subquery().label("realised"),
+        *blocked,
+    ).select_from(one_row.outerjoin(_ACCOUNTS, _ACCOUNTS.c.user_id == bindparam("owner"))
+                  .outerjoin(_HALTS, _HALTS.c.user_id == bindparam("owner")))
+
+
+# built once: the risk check runs every 30 minutes, and before every trading job
+_STATE = _state_statement()
+_PEAK_SINCE = _PEAK.where(_SNAPSHOTS.c.taken_at >= bindparam("since"))
+
+
+def _history(connection: Connection, state: Row[Any], parameters: dict[str, Any], *,
+             baseline_equity: int | None, since: datetime | None) -> AccountHistory | None:
     """The stored past of the account: the equity at the close before ``day``, and the
     peak since ``since`` (None: ever) over ``baseline_equity`` (None: the first stored
     equity). None when there is no baseline at all (a live account never
     snapshotted): the caller takes the equity now."""
-    mine = (PortfolioSnapshot.user_id == user_id) & (PortfolioSnapshot.dry_run.is_(dry_run))
-    previous_close = connection.scalar(select(PortfolioSnapshot.equity).where(
-        mine, PortfolioSnapshot.trading_date < day).order_by(PortfolioSnapshot.taken_at.desc()).limit(1))
-    baseline = baseline_equity
-    if baseline is None:
-        baseline = connection.scalar(select(PortfolioSnapshot.equity).where(mine)
-                                     .order_by(PortfolioSnapshot.taken_at).limit(1))
+    baseline = state.first_equity if baseline_equity is None else baseline_equity
     if baseline is None:
         return None
-    peak_query = select(func.max(PortfolioSnapshot.equity)).where(mine)
-    if since is not None:
-        peak_query = peak_query.where(PortfolioSnapshot.taken_at >= since)
-    realised = connection.scalar(select(func.coalesce(func.sum(ClosedTrade.pnl), 0)).where(
-        ClosedTrade.user_id == user_id, ClosedTrade.dry_run.is_(dry_run)))
-    return AccountHistory(int(baseline), None if previous_close is None else int(previous_close),
-                          _int_or_none(connection.scalar(peak_query)), int(realised or 0))
+    peak = state.peak if since is None else connection.scalar(_PEAK_SINCE, {**parameters, "since": since})
+    return AccountHistory(int(baseline), _int_or_none(state.previous_close), _int_or_none(peak),
+                          int(state.realised or 0))
 
 
 def _int_or_none(value: object) -> int | None:
@@ -101,32 +127,46 @@ def assess(connection: Connection, broker: Broker, *, user_id: str, settings: Se
     transaction)."""
     dry_run = broker.dry_run
     held = broker.positions() if positions is None else positions
-    cash, holdings = cash_balance(broker), holdings_at(held, prices)
+    parameters = {"owner": user_id, "dry_run": dry_run, "day": day}
+    state = connection.execute(_STATE, parameters).one()
+    cash, initial_cash = _cash_and_initial(broker, state)
+    holdings = holdings_at(held, prices)
     equity = cash + sum(h.value for h in holdings)
-    baseline, since = _baseline(connection, broker, user_id, equity)
-    history = load_history(connection, user_id, dry_run, day, baseline_equity=baseline, since=since) \
+    record = halt_of(state)
+    baseline, since = _baseline(connection, record, initial_cash, user_id, equity)
+    history = _history(connection, state, parameters, baseline_equity=baseline, since=since) \
         or AccountHistory(equity, None, None)
     metrics = portfolio_metrics(cash, holdings, history)
     breaches = find_breaches(metrics, RiskLimits.from_settings(settings))
     _record_breaches(connection, user_id, dry_run, day, breaches, metrics, moment, checked_by)
-    halt = active_halt(connection, user_id)
+    halt = record if record is not None and record.halted else None
     halting = [b for b in breaches if b.action is Action.HALT]
     if halt is None and halting:
         halt, _ = halt_trading(connection, user_id, halting[0].describe(), by=checked_by, at=moment)
-    return Assessment(metrics, breaches, halt, _entries_blocked(connection, user_id, dry_run, day, breaches))
+    return Assessment(metrics, breaches, halt, _entries_blocked(state, breaches))
 
 
-def _baseline(connection: Connection, broker: Broker, user_id: str, equity: int) -> tuple[int | None, datetime | None]:
+def _cash_and_initial(broker: Broker, state: Row[Any]) -> tuple[int, int | None]:
+    """The account's cash, and what a paper account opened with (None live)."""
+    if not isinstance(broker, PaperBroker):
+        return cash_balance(broker), None
+    if state.paper_cash is None:  # the paper account's first use opens it
+        account = broker.account()
+        return int(account.cash), int(account.initial_cash)
+    return int(state.paper_cash), int(state.initial_cash)
+
+
+def _baseline(connection: Connection, record: Halt | None, initial_cash: int | None, user_id: str,
+              equity: int) -> tuple[int | None, datetime | None]:
     """What the loss limits measure from, and since when: the equity at the last resume
     of a loss halt (the first assessment after it records the equity it finds), or
     else the paper account's initial cash (a live account: its first snapshot)."""
-    record = halt_record(connection, user_id)
     if record is not None and record.baseline_at is not None:
         if record.baseline_equity is None:
             set_baseline_equity(connection, user_id, equity)
             return equity, record.baseline_at
         return record.baseline_equity, record.baseline_at
-    return (int(broker.account().initial_cash) if isinstance(broker, PaperBroker) else None), None
+    return initial_cash, None
 
 
 def _record_breaches(connection: Connection, user_id: str, dry_run: bool, day: date, breaches: list[Breach],
@@ -143,19 +183,15 @@ def _record_breaches(connection: Connection, user_id: str, dry_run: bool, day: d
                        breach.describe())
 
 
-def _entries_blocked(connection: Connection, user_id: str, dry_run: bool, day: date,
-                     breaches: list[Breach]) -> str | None:
-    """The daily-loss breach of ``day`` (found now or earlier in the session), described."""
+def _entries_blocked(state: Row[Any], breaches: list[Breach]) -> str | None:
+    """The daily-loss breach of the session (found now, or by an earlier check), described."""
     for breach in breaches:
         if breach.action is Action.BLOCK_ENTRIES:
             return breach.describe()
-    row = connection.execute(select(RiskBreach.value, RiskBreach.threshold, RiskBreach.checked_at).where(
-        RiskBreach.user_id == user_id, RiskBreach.dry_run.is_(dry_run), RiskBreach.trading_date == day,
-        RiskBreach.action == Action.BLOCK_ENTRIES.value).limit(1)).first()
-    if row is None:
+    if state.blocked_checked_at is None:
         return None
-    breach = Breach("max_daily_loss_pct", row.value, row.threshold, Action.BLOCK_ENTRIES)
-    return f"{breach.describe()} at {row.checked_at.astimezone(KRX_TZ):%H:%M}"
+    breach = Breach("max_daily_loss_pct", state.blocked_value, state.blocked_threshold, Action.BLOCK_ENTRIES)
+    return f"{breach.describe()} at {state.blocked_checked_at.astimezone(KRX_TZ):%H:%M}"
 
 
 # --- the job -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, select, text
 
@@ -26,7 +27,7 @@ from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.models import ClosedTrade, SignalRow, SignalRun
 from services.trading_engine.order_book import client_order_id, submit
 from services.trading_engine.orders import Broker, OrderRequest, OrderStatus, OrderType, Side
-from services.trading_engine.signals import SignalRules, entry_signals, exit_signals
+from services.trading_engine.signals import SignalRules, entry_signals, exit_signals, records
 from services.trading_engine.sizing import SizingRules, position_fraction, size_entries
 
 logger = logging.getLogger(__name__)
@@ -53,10 +54,10 @@ def load_candidates(connection: Connection, user_id: str, day: date) -> pd.DataF
         "WHERE w.user_id = :user AND w.date = :day ORDER BY w.rank"), {"user": user_id, "day": day}).all()
     columns = ["ticker", "rank", "score", "trend", "momentum", "volatility", "liquidity", "value", "close",
                "halted", "rsi_14", "macd_hist", "volume_ratio_20"]
-    frame = pd.DataFrame(rows, columns=columns)
-    numeric = [c for c in columns if c not in ("ticker", "halted")]
-    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
-    frame["halted"] = frame["halted"].map(lambda v: True if v is None else bool(v))
+    values = dict(zip(columns, zip(*rows))) if rows else {name: () for name in columns}
+    frame = pd.DataFrame({name: np.array(values[name], dtype=float)  # a missing value becomes NaN
+                          if name not in ("ticker", "halted") else list(values[name]) for name in columns})
+    frame["halted"] = [True if v is None else bool(v) for v in values["halted"]]
     return frame
 
 
@@ -123,14 +124,14 @@ def generate_signals(connection: Connection, broker: Broker, gate: RiskGate, *, 
 
     signal_rows, orders, rejected = [], 0, 0
     quantities = {p.ticker: p.quantity for p in positions}
-    for exit_ in exits.to_dict("records"):
+    for exit_ in records(exits):
         request = OrderRequest(client_order_id(dry_run, user_id, day, exit_["ticker"], "exit"), day,
                                exit_["ticker"], Side.SELL, quantities[exit_["ticker"]], OrderType.MARKET,
                                reason=exit_["reason"])
         order = submit(broker, connection, user_id, request, now, gate)
         orders, rejected = orders + 1, rejected + (order.status is OrderStatus.REJECTED)
         signal_rows.append(_signal_row(exit_, user_id, dry_run, day, request.quantity, request.client_order_id, now))
-    for entry, (ticker, order_type, price), size in zip(entries.to_dict("records"), priced, sized):
+    for entry, (ticker, order_type, price), size in zip(records(entries), priced, sized):
         order_id = None
         if size.quantity > 0:
             request = OrderRequest(client_order_id(dry_run, user_id, day, ticker, "entry"), day, ticker, Side.BUY,

@@ -141,6 +141,8 @@ class SignalRun(Base):
 
 class PortfolioSnapshot(Base):
     __tablename__ = "portfolio_snapshots"
+    # the peak equity in one index probe (every risk check reads it)
+    __table_args__ = (Index("ix_snapshots_equity", "user_id", "dry_run", "equity"),)
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     dry_run: Mapped[bool] = mapped_column(primary_key=True)

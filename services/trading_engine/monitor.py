@@ -24,7 +24,6 @@ from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import Session
 from services.trading_engine.broker import (
     Quotes,
-    cash_balance,
     current_quotes,
     is_dry_run,
     make_broker,
@@ -36,7 +35,7 @@ from services.risk_manager.gate import RiskGate
 from services.trading_engine.order_book import cancel_order, client_order_id, record_broker_fills, submit
 from services.trading_engine.orders import Broker, OrderRequest, OrderType, Position, Side
 from services.trading_engine.paper import PaperBroker
-from services.trading_engine.signals import SignalRules, intraday_exits
+from services.trading_engine.signals import SignalRules, intraday_exits, records
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def monitor_tick(ctx: JobContext, connection: Connection, broker: Broker, sessio
     pending = broker.open_orders()
     tickers = sorted({p.ticker for p in positions} | {o.ticker for o in pending})
     quotes = current_quotes(ctx, broker, connection, tickers, moment, session)
-    gate = RiskGate.open(ctx, connection, broker, moment, quotes.prices)
+    gate = RiskGate.open(ctx, connection, broker, moment, quotes.prices, positions=positions, open_orders=pending)
     cancelled = _cancel_entries(ctx, connection, broker, gate, moment)
     fills = 0
     if quotes.observed and isinstance(broker, PaperBroker):
@@ -71,14 +70,15 @@ def monitor_tick(ctx: JobContext, connection: Connection, broker: Broker, sessio
     elif not dry_run:
         fills = record_broker_fills(connection, ctx.user_id, broker.fills(day))
         _mark_live(connection, ctx.user_id, broker.positions(), quotes)
-    positions = broker.positions() if fills else positions
-    exits = _price_exits(ctx, connection, broker, gate, positions, quotes, moment) if quotes.observed else 0
+    if fills or not dry_run:  # only fills change what is held and what is still being sold
+        positions, pending = broker.positions(), broker.open_orders()
+    selling = {o.ticker for o in pending if o.side is Side.SELL}
+    exits = _price_exits(ctx, connection, broker, gate, positions, selling, quotes, moment) if quotes.observed else 0
     expired = 0
     if moment >= session.close and isinstance(broker, PaperBroker):
         expired = broker.expire_day_orders(day)
-    held = broker.positions()
-    equity = _snapshot(ctx, connection, broker, held, quotes, moment)
-    return TickReport(fills, exits, expired, len(held), equity, quotes.observed, cancelled,
+    equity = _snapshot(ctx, connection, broker, positions, quotes, moment)
+    return TickReport(fills, exits, expired, len(positions), equity, quotes.observed, cancelled,
                       gate.halted is not None, gate.entries_refused is not None)
 
 
@@ -94,16 +94,17 @@ def _cancel_entries(ctx: JobContext, connection: Connection, broker: Broker, gat
 
 
 def _price_exits(ctx: JobContext, connection: Connection, broker: Broker, gate: RiskGate,
-                 positions: list[Position], quotes: Quotes, moment: datetime) -> int:
+                 positions: list[Position], selling: set[str], quotes: Quotes, moment: datetime) -> int:
+    """Place the intraday exits the observed prices call for (not for a ticker already
+    being sold)."""
     dry_run, day = is_dry_run(ctx), ctx.trading_date
-    selling = {o.ticker for o in broker.open_orders() if o.side is Side.SELL}
     frame = pd.DataFrame({"ticker": [p.ticker for p in positions if p.ticker not in selling],
                           "average_price": [p.average_price for p in positions if p.ticker not in selling],
                           "high_water": [p.high_water for p in positions if p.ticker not in selling]})
     exits = intraday_exits(frame, quotes.prices, SignalRules.from_settings(ctx.settings))
     quantities = {p.ticker: p.quantity for p in positions}
     rows = []
-    for exit_ in exits.to_dict("records"):
+    for exit_ in records(exits):
         request = OrderRequest(client_order_id(dry_run, ctx.user_id, day, exit_["ticker"], "intraday-exit"), day,
                                exit_["ticker"], Side.SELL, quantities[exit_["ticker"]], OrderType.MARKET,
                                reason=exit_["reason"])
@@ -128,7 +129,7 @@ def _mark_live(connection: Connection, user_id: str, positions: list[Position], 
 def _snapshot(ctx: JobContext, connection: Connection, broker: Broker, positions: list[Position],
               quotes: Quotes, moment: datetime) -> int:
     cash = broker.cash()
-    reserved = cash_balance(broker) - cash.available  # held back for open buys, still cash
+    reserved = cash.held_back  # for open buys: still cash
     market_value = sum(p.quantity * quotes.prices.get(p.ticker, int(p.average_price)) for p in positions)
     cost = sum(p.cost for p in positions)
     balance = cash.available + reserved

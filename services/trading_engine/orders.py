@@ -118,6 +118,7 @@ class Cash:
 
     available: int
     settled: int
+    held_back: int = 0  # held for open buys: not available, still the account's cash
 
     @property
     def unsettled(self) -> int:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Select, Table, and_, bindparam, func, insert, select, update
 
 from services.common.clock import Clock
 from services.common.krx_market import price_limits, round_to_tick
@@ -85,6 +85,51 @@ class MatchResult:
     expired: int
 
 
+# --- the statements, built once (a replay runs tens of thousands of jobs) --------------------------
+
+_ACCOUNTS, _ORDERS = PaperAccount.__table__, OrderRow.__table__
+_FILLS, _POSITIONS = FillRow.__table__, PositionRow.__table__
+_OPEN = [status.value for status in OPEN_STATUSES]
+
+
+def _mine(table: Table) -> ColumnElement[bool]:
+    """The paper rows of the account named by the ``owner`` parameter (not ``user_id``:
+    an UPDATE reserves its columns' names)."""
+    return and_(table.c.user_id == bindparam("owner"), table.c.dry_run.is_(True))
+
+
+def _open_orders_of(*criteria: ColumnElement[bool]) -> Select[Any]:
+    return select(_ORDERS).where(_mine(_ORDERS), _ORDERS.c.status.in_(_OPEN), *criteria).order_by(_ORDERS.c.id)
+
+
+_ACCOUNT = select(_ACCOUNTS).where(_ACCOUNTS.c.user_id == bindparam("owner"))
+_ADD_CASH = update(_ACCOUNTS).where(_ACCOUNTS.c.user_id == bindparam("owner")).values(
+    cash=_ACCOUNTS.c.cash + bindparam("change"))
+_RESERVED = select(func.coalesce(func.sum(_ORDERS.c.reserved_cash), 0)).where(
+    _mine(_ORDERS), _ORDERS.c.status.in_(_OPEN))
+_BALANCE = select(_ACCOUNTS.c.cash, _RESERVED.scalar_subquery()).where(_ACCOUNTS.c.user_id == bindparam("owner"))
+_UNSETTLED = select(_FILLS.c.side, _FILLS.c.quantity, _FILLS.c.price, _FILLS.c.commission, _FILLS.c.tax).where(
+    _mine(_FILLS), _FILLS.c.settles_on > bindparam("today"))
+_HELD = select(_POSITIONS).where(_mine(_POSITIONS), _POSITIONS.c.quantity > 0).order_by(_POSITIONS.c.ticker)
+_POSITION = select(_POSITIONS).where(_mine(_POSITIONS), _POSITIONS.c.ticker == bindparam("ticker"))
+_FILLS_ON = select(_FILLS).where(_mine(_FILLS), _FILLS.c.trade_date == bindparam("day")).order_by(_FILLS.c.id)
+_ORDERS_ON = select(_ORDERS).where(_mine(_ORDERS), _ORDERS.c.trading_date == bindparam("day")).order_by(_ORDERS.c.id)
+_OPEN_ORDERS = _open_orders_of()
+_MATCHABLE = _open_orders_of(_ORDERS.c.created_at < bindparam("observed_at"))
+_EXPIRING = _open_orders_of(_ORDERS.c.order_type == OrderType.LIMIT.value,
+                            _ORDERS.c.trading_date <= bindparam("day"))
+_ORDER = select(_ORDERS).where(_mine(_ORDERS), _ORDERS.c.id == bindparam("order_id"))
+_BY_CLIENT_ID = select(_ORDERS).where(_ORDERS.c.user_id == bindparam("owner"),
+                                      _ORDERS.c.client_order_id == bindparam("client_order_id"))
+_SELLING = select(func.coalesce(func.sum(_ORDERS.c.quantity - _ORDERS.c.filled_quantity), 0)).where(
+    _mine(_ORDERS), _ORDERS.c.ticker == bindparam("ticker"), _ORDERS.c.side == Side.SELL.value,
+    _ORDERS.c.status.in_(_OPEN))
+_FILL_COUNT = select(func.count()).select_from(_FILLS).where(_FILLS.c.order_id == bindparam("order_id"))
+_MARK = update(_POSITIONS).where(_mine(_POSITIONS), _POSITIONS.c.ticker == bindparam("mark_ticker"),
+                                 _POSITIONS.c.high_water < bindparam("mark_price")).values(
+    high_water=bindparam("mark_price"))
+
+
 # --- the broker --------------------------------------------------------------------------------
 
 
@@ -104,19 +149,19 @@ class PaperBroker:
         self.clock = clock
         self.initial_cash = initial_cash
         self.reference_prices = reference_prices or self._stored_previous_closes
-        self._mine_clauses: dict[type, object] = {}
+        self._me = {"owner": user_id}
 
     # -- account ---------------------------------------------------------------------------------
 
     def account(self) -> PaperAccount:
         """The user's account, opened with ``initial_cash`` on first use."""
-        row = self.connection.execute(select(PaperAccount.__table__).where(PaperAccount.user_id == self.user_id)).first()
+        row = self.connection.execute(_ACCOUNT, self._me).first()
         if row is None:
             self.connection.execute(insert(PaperAccount).values(
                 user_id=self.user_id, initial_cash=self.initial_cash, cash=self.initial_cash,
                 opened_at=self.clock.now()))
             logger.info("opened paper account %s with %d KRW", self.user_id, self.initial_cash)
-            row = self.connection.execute(select(PaperAccount.__table__).where(PaperAccount.user_id == self.user_id)).first()
+            row = self.connection.execute(_ACCOUNT, self._me).first()
         assert row is not None
         return row  # type: ignore[return-value]
 
@@ -124,40 +169,37 @@ class PaperBroker:
         return int(self.account().cash)
 
     def _reserved(self) -> int:
-        return int(self.connection.scalar(select(func.coalesce(func.sum(OrderRow.reserved_cash), 0)).where(
-            self._mine(OrderRow), OrderRow.status.in_([s.value for s in OPEN_STATUSES]))) or 0)
+        return int(self.connection.scalar(_RESERVED, self._me) or 0)
 
     def cash(self) -> Cash:
-        balance = self._balance()
+        row = self.connection.execute(_BALANCE, self._me).first()
+        if row is None:
+            self.account()  # opened on first use
+            row = self.connection.execute(_BALANCE, self._me).one()
+        balance, reserved = row
         today = self.clock.now().astimezone(KRX_TZ).date()
-        pending = self.connection.execute(select(FillRow.side, FillRow.quantity, FillRow.price, FillRow.commission,
-                                                 FillRow.tax).where(self._mine(FillRow),
-                                                                    FillRow.settles_on > today)).all()
+        pending = self.connection.execute(_UNSETTLED, {**self._me, "today": today}).all()
         # the deposit before unsettled trades (sale proceeds not yet in, buys not yet paid),
         # as the part of ``available`` it covers (the way KIS's D+0 / D+2 deposits relate)
         unsettled = sum(_cash_change(Side(side), q * p, c, t) for side, q, p, c, t in pending)
-        available = balance - self._reserved()
-        return Cash(available=available, settled=max(0, min(available, available - unsettled)))
+        available = int(balance) - int(reserved)
+        return Cash(available=available, settled=max(0, min(available, available - unsettled)),
+                    held_back=int(reserved))
 
     def positions(self) -> list[Position]:
-        rows = self.connection.execute(select(PositionRow.__table__).where(self._mine(PositionRow), PositionRow.quantity > 0)
-                                       .order_by(PositionRow.ticker)).all()
+        rows = self.connection.execute(_HELD, self._me).all()
         return [Position(r.ticker, int(r.quantity), int(r.cost), r.opened_on, int(r.high_water)) for r in rows]
 
     def fills(self, day: date) -> list[Fill]:
-        rows = self.connection.execute(select(FillRow.__table__).where(
-            self._mine(FillRow), FillRow.trade_date == day).order_by(FillRow.id)).all()
+        rows = self.connection.execute(_FILLS_ON, {**self._me, "day": day}).all()
         return [_fill_of(row) for row in rows]
 
     def open_orders(self) -> list[Order]:
-        rows = self.connection.execute(select(OrderRow.__table__).where(
-            self._mine(OrderRow), OrderRow.status.in_([s.value for s in OPEN_STATUSES])).order_by(OrderRow.id)
-        ).all()
+        rows = self.connection.execute(_OPEN_ORDERS, self._me).all()
         return [_order_of(row) for row in rows]
 
     def orders(self, day: date) -> list[Order]:
-        rows = self.connection.execute(select(OrderRow.__table__).where(self._mine(OrderRow), OrderRow.trading_date == day)
-                                       .order_by(OrderRow.id)).all()
+        rows = self.connection.execute(_ORDERS_ON, {**self._me, "day": day}).all()
         return [_order_of(row) for row in rows]
 
     # -- orders ----------------------------------------------------------------------------------
@@ -196,22 +238,19 @@ class PaperBroker:
         return _order_of(row)
 
     def cancel(self, order_id: str, reason: str = "cancelled") -> Order:
-        row = self.connection.execute(select(OrderRow.__table__).where(self._mine(OrderRow), OrderRow.id == int(order_id))
-                                      ).one()
+        row = self.connection.execute(_ORDER, {**self._me, "order_id": int(order_id)}).one()
         if row.status in {s.value for s in OPEN_STATUSES}:
             self.connection.execute(update(OrderRow).where(OrderRow.id == row.id).values(
                 status=OrderStatus.CANCELLED.value, reserved_cash=0, updated_at=self.clock.now(),
                 reason=f"{row.reason}; {reason}"[:300]))
-        return _order_of(self.connection.execute(select(OrderRow.__table__).where(OrderRow.id == row.id)).one())
+        return _order_of(self.connection.execute(_ORDER, {**self._me, "order_id": row.id}).one())
 
     def match(self, prices: Mapping[str, int], observed_at: datetime,
               max_quantity: Mapping[str, int] | None = None) -> list[Fill]:
         """Fill the open orders placed before ``observed_at`` that ``prices`` (observed
         then, on the tick grid) allow; ``max_quantity`` caps each ticker's fill."""
         fills = []
-        orders = self.connection.execute(select(OrderRow.__table__).where(
-            self._mine(OrderRow), OrderRow.status.in_([s.value for s in OPEN_STATUSES]),
-            OrderRow.created_at < observed_at).order_by(OrderRow.id)).all()
+        orders = self.connection.execute(_MATCHABLE, {**self._me, "observed_at": observed_at}).all()
         trade_date = observed_at.astimezone(KRX_TZ).date()
         references = self.reference_prices(sorted({o.ticker for o in orders if o.ticker in prices}), trade_date) \
             if orders else {}
@@ -248,23 +287,17 @@ class PaperBroker:
 
     def expire_day_orders(self, trading_date: date) -> int:
         """Cancel the limit orders of ``trading_date`` still open at its close."""
-        rows = self.connection.execute(select(OrderRow.id).where(
-            self._mine(OrderRow), OrderRow.status.in_([s.value for s in OPEN_STATUSES]),
-            OrderRow.order_type == OrderType.LIMIT.value, OrderRow.trading_date <= trading_date)).scalars().all()
-        for order_id in rows:
-            self.cancel(str(order_id), "expired at the close")
+        rows = self.connection.execute(_EXPIRING, {**self._me, "day": trading_date}).all()
+        for row in rows:
+            self.cancel(str(row.id), "expired at the close")
         return len(rows)
 
     def mark(self, prices: Mapping[str, int]) -> None:
         """Raise each position's high-water mark to the observed price (one statement)."""
         if not prices:
             return
-        table = PositionRow.__table__
-        statement = update(table).where(
-            table.c.user_id == self.user_id, table.c.dry_run.is_(True), table.c.ticker == bindparam("mark_ticker"),
-            table.c.high_water < bindparam("mark_price")).values(high_water=bindparam("mark_price"))
-        self.connection.execute(statement, [{"mark_ticker": ticker, "mark_price": price}
-                                            for ticker, price in prices.items()])
+        self.connection.execute(_MARK, [{**self._me, "mark_ticker": ticker, "mark_price": price}
+                                        for ticker, price in prices.items()])
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -284,8 +317,7 @@ class PaperBroker:
         if side is Side.BUY and status is OrderStatus.PARTIALLY_FILLED:
             reserved = self.fees.buy_cost(order.quantity - filled, order.limit_price or price) \
                 if order.order_type == OrderType.LIMIT.value else max(0, order.reserved_cash - amount - commission)
-        sequence = self.connection.scalar(select(func.count()).select_from(FillRow).where(
-            FillRow.order_id == order.id)) or 0
+        sequence = self.connection.scalar(_FILL_COUNT, {"order_id": order.id}) or 0
         result = self.connection.execute(insert(FillRow).values(
             order_id=order.id, fill_key=f"{order.id}:{sequence + 1}", user_id=self.user_id, ticker=order.ticker,
             side=side.value, quantity=quantity, price=price, commission=commission, tax=tax,
@@ -294,8 +326,7 @@ class PaperBroker:
         self.connection.execute(update(OrderRow).where(OrderRow.id == order.id).values(
             filled_quantity=filled, status=status.value, reserved_cash=reserved, updated_at=at))
         change = _cash_change(side, amount, commission, tax)
-        self.connection.execute(update(PaperAccount).where(PaperAccount.user_id == self.user_id).values(
-            cash=PaperAccount.cash + change))
+        self.connection.execute(_ADD_CASH, {**self._me, "change": change})
         if side is Side.BUY:
             self._add_shares(order.ticker, quantity, amount + commission, price, trade_date)
         else:
@@ -310,8 +341,7 @@ class PaperBroker:
                 user_id=self.user_id, dry_run=True, ticker=ticker, quantity=quantity, cost=cost, opened_on=day,
                 high_water=price))
         else:
-            self.connection.execute(update(PositionRow).where(self._mine(PositionRow), PositionRow.ticker == ticker)
-                                    .values(quantity=row.quantity + quantity, cost=row.cost + cost,
+            self.connection.execute(update(_POSITIONS).where(self._position_row(ticker)).values(quantity=row.quantity + quantity, cost=row.cost + cost,
                                             high_water=max(row.high_water, price)))
 
     def _remove_shares(self, ticker: str, quantity: int, proceeds: int, day: date, fill_id: int) -> None:
@@ -321,38 +351,30 @@ class PaperBroker:
         self.connection.execute(insert(ClosedTrade).values(
             fill_id=fill_id, user_id=self.user_id, dry_run=True, ticker=ticker, opened_on=row.opened_on,
             closed_on=day, quantity=quantity, cost=cost, proceeds=proceeds, pnl=proceeds - cost))
-        where = and_(self._mine(PositionRow), PositionRow.ticker == ticker)
+        where = self._position_row(ticker)
         if quantity == row.quantity:
-            self.connection.execute(PositionRow.__table__.delete().where(where))
+            self.connection.execute(_POSITIONS.delete().where(where))
         else:
-            self.connection.execute(update(PositionRow).where(where).values(
+            self.connection.execute(update(_POSITIONS).where(where).values(
                 quantity=row.quantity - quantity, cost=row.cost - cost))
 
+    def _position_row(self, ticker: str) -> ColumnElement[bool]:
+        return and_(_POSITIONS.c.user_id == self.user_id, _POSITIONS.c.dry_run.is_(True),
+                    _POSITIONS.c.ticker == ticker)
+
     def _position(self, ticker: str) -> PositionRow | None:
-        return self.connection.execute(select(PositionRow.__table__).where(
-            self._mine(PositionRow), PositionRow.ticker == ticker)).first()
+        return self.connection.execute(_POSITION, {**self._me, "ticker": ticker}).first()  # type: ignore[return-value]
 
     def _held(self, ticker: str) -> int:
         row = self._position(ticker)
         return int(row.quantity) if row else 0
 
     def _selling(self, ticker: str) -> int:
-        return int(self.connection.scalar(select(func.coalesce(func.sum(
-            OrderRow.quantity - OrderRow.filled_quantity), 0)).where(
-            self._mine(OrderRow), OrderRow.ticker == ticker, OrderRow.side == Side.SELL.value,
-            OrderRow.status.in_([s.value for s in OPEN_STATUSES]))) or 0)
+        return int(self.connection.scalar(_SELLING, {**self._me, "ticker": ticker}) or 0)
 
     def _by_client_id(self, client_order_id: str) -> OrderRow | None:
-        return self.connection.execute(select(OrderRow.__table__).where(
-            OrderRow.user_id == self.user_id, OrderRow.client_order_id == client_order_id)).first()
-
-    def _mine(self, table: type) -> object:
-        """This account's rows of ``table`` (built once per table: brokers live for one job)."""
-        mine = self._mine_clauses.get(table)
-        if mine is None:
-            mine = self._mine_clauses[table] = and_(table.user_id == self.user_id,  # type: ignore[attr-defined]
-                                                    table.dry_run.is_(True))  # type: ignore[attr-defined]
-        return mine
+        return self.connection.execute(  # type: ignore[return-value]
+            _BY_CLIENT_ID, {**self._me, "client_order_id": client_order_id}).first()
 
     def _stored_previous_closes(self, tickers: Sequence[str], trading_date: date) -> dict[str, int]:
         previous = self.calendar.previous_session(trading_date)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -48,10 +48,20 @@ class SignalRules:
                    settings.exit_on_watchlist_drop)
 
 
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """``frame``'s rows as dicts of plain Python values, like ``to_dict("records")``
+    but without building a row object per row (signals are read at every tick)."""
+    columns = list(frame.columns)
+    return [dict(zip(columns, values)) for values in zip(*(frame[column].tolist() for column in columns))]
+
+
+_EMPTY = pd.DataFrame({"ticker": pd.Series(dtype=str), "kind": pd.Series(dtype=str),
+                       "reason": pd.Series(dtype=str), "strength": pd.Series(dtype=float),
+                       "reference_price": pd.Series(dtype="int64")})
+
+
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame({"ticker": pd.Series(dtype=str), "kind": pd.Series(dtype=str),
-                         "reason": pd.Series(dtype=str), "strength": pd.Series(dtype=float),
-                         "reference_price": pd.Series(dtype="int64")})
+    return _EMPTY.copy()
 
 
 def entry_signals(candidates: pd.DataFrame, held: set[str], rules: SignalRules) -> pd.DataFrame:
@@ -68,7 +78,7 @@ def entry_signals(candidates: pd.DataFrame, held: set[str], rules: SignalRules) 
     chosen = usable[passed].sort_values(["score", "ticker"], ascending=[False, True])
     if chosen.empty:
         return _empty()
-    reasons = [_entry_reason(row, rules) for row in chosen.to_dict("records")]
+    reasons = [_entry_reason(row, rules) for row in records(chosen)]
     return pd.DataFrame({"ticker": chosen["ticker"].to_numpy(), "kind": "entry", "reason": reasons,
                          "strength": chosen["score"].astype(float).round(6).to_numpy(),
                          "reference_price": chosen["close"].astype("int64").to_numpy()})
@@ -105,7 +115,7 @@ def exit_signals(positions: pd.DataFrame, market: pd.DataFrame, watchlist: set[s
     if chosen.empty:
         return _empty()
     reasons = reason[reason != ""]
-    details = [_exit_detail(kind, row) for kind, row in zip(reasons, chosen.to_dict("records"))]
+    details = [_exit_detail(kind, row) for kind, row in zip(reasons, records(chosen))]
     return pd.DataFrame({"ticker": chosen["ticker"].to_numpy(), "kind": "exit", "reason": details,
                          "strength": [EXIT_STRENGTH[kind] for kind in reasons],
                          "reference_price": chosen["close"].astype("int64").to_numpy()})
@@ -151,7 +161,7 @@ def intraday_exits(positions: pd.DataFrame, prices: Mapping[str, int], rules: Si
         return _empty()
     reasons = reason[reason != ""]
     details = [_exit_detail(kind, row).replace("close", "price", 1) for kind, row in
-               zip(reasons, chosen.to_dict("records"))]
+               zip(reasons, records(chosen))]
     return pd.DataFrame({"ticker": chosen["ticker"].to_numpy(), "kind": "exit", "reason": details,
                          "strength": [EXIT_STRENGTH[kind] for kind in reasons],
                          "reference_price": chosen["close"].astype("int64").to_numpy()})

@@ -181,7 +181,7 @@ def test_an_observation_outside_the_band_fills_nothing(broker: PaperBroker, cloc
 def test_a_market_buy_holds_back_its_cost_at_the_upper_band_price(broker: PaperBroker) -> None:
     broker.place_order(buy("b", date(2025, 10, 2), 10))
     # 10 x 13,000 = 130,000 + commission 19 (19.5 floored) = 130,019 held back
-    assert broker.cash() == Cash(available=869_981, settled=869_981)
+    assert broker.cash() == Cash(available=869_981, settled=869_981, held_back=130_019)
     assert broker.account().cash == 1_000_000
     broker.match({A: 10_000}, kst(2025, 10, 2, 9, 0))
     # filled at 10,000: 100,000 + 15 paid, the rest of the hold released
