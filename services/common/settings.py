@@ -292,6 +292,20 @@ def parse_https_url(text: str) -> str:
     return value
 
 
+def parse_webhook_url(text: str) -> str:
+    value = text.strip()
+    if value and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?", value):
+        raise ValueError("expected an http(s) URL such as https://hooks.slack.com/services/..., or empty")
+    return value
+
+
+def parse_timeout_seconds(text: str) -> float:
+    value = _parse_float(text, "a number of seconds, more than 0 and at most 60")
+    if not 0 < value <= 60:
+        raise ValueError("expected a number of seconds, more than 0 and at most 60")
+    return value
+
+
 def parse_tr_ids(text: str) -> str:
     pairs: dict[str, str] = {}
     for part in filter(None, (piece.strip() for piece in text.split(","))):
@@ -467,6 +481,11 @@ class Settings:
     cache_dir: str = _setting("ORCHESTRATOR_CACHE_DIR", parse_text, "",
                               "where the calendar cache lives (default ~/.cache/krx-orchestrator)")
     log_level: str = _setting("LOG_LEVEL", parse_log_level, "INFO", "logging level")
+    alert_webhook_url: str = _setting("ORCHESTRATOR_ALERT_WEBHOOK_URL", parse_webhook_url, "",
+                                      "where alerts are POSTed as JSON (failed or missed runs, halts, the "
+                                      "calendar running out); empty: alerts are only logged", secret=True)
+    alert_timeout_seconds: float = _setting("ORCHESTRATOR_ALERT_TIMEOUT_SECONDS", parse_timeout_seconds, "5",
+                                            "how long one alert POST may take")
 
     @property
     def tz(self) -> ZoneInfo:

@@ -10,10 +10,11 @@ import logging
 import os
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 from zoneinfo import ZoneInfo
 
 import typer
@@ -21,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from typer._click import exceptions as click_exceptions  # typer vendors click (0.29+)
 from typer.core import TyperGroup
 
+from services.common import alerts
 from services.common.logging_setup import configure_logging
 from services.common.market_calendar import KRX_TZ, CalendarError
 from services.common.settings import (
@@ -113,6 +115,18 @@ def _settings(**cli: Any) -> Settings:
     return settings
 
 
+@contextmanager
+def _alerting(settings: Settings) -> Iterator[None]:
+    """Alerts go to ``ORCHESTRATOR_ALERT_WEBHOOK_URL`` while the command runs (sent
+    before it ends)."""
+    sink = alerts.install(settings.alert_webhook_url, settings.alert_timeout_seconds)
+    try:
+        yield
+    finally:
+        if sink is not None:
+            sink.close()
+
+
 def with_disable_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add one ``--disable-<job>`` flag per registry job; the command gets ``disabled``."""
     signature = inspect.signature(func)
@@ -190,6 +204,11 @@ def start(
     """
     settings = _settings(user_id=user_id, timezone=timezone, portfolio_value=portfolio_value,
                          dry_run=dry_run, **{f"enable_{name}": False for name in disabled})
+    with _alerting(settings):
+        _start(settings)
+
+
+def _start(settings: Settings) -> None:
     stop = StopOnSignal()
     runtime = Runtime.create(settings)
     runner = runtime.runner()
@@ -201,6 +220,7 @@ def start(
         logger.warning("%d runs left unfinished by a dead process were recorded failed", abandoned)
     now = runtime.clock.now()
     _print_start_banner(runtime, jobs, now)
+    runner.check_calendar(now)
     scheduler = build_scheduler(runner, jobs, now)
     if schedule_catch_up(scheduler, runner, now):
         logger.info("catching up: fires missed while down, and missing history")
@@ -237,10 +257,6 @@ def _print_start_banner(runtime: Runtime, jobs: List[Any], now: datetime) -> Non
               f"data: {settings.data_provider}, db: {settings.redacted_database_url()})")
     emit(rows, ["job", "state", "next fire", "schedule"], Format.table, title="Schedule")
     _print_halt(reports.halt_view(_halt_record(runtime, settings.user_id), settings.tz), settings.user_id)
-    warning = reports.calendar_warning(runtime.calendar, now,
-                                       [f for s in statuses for f in s.next_fires])
-    if warning:
-        logger.warning(warning)
 
 
 @app.command("run-job")
@@ -262,7 +278,8 @@ def run_job(
     job.run_preflight(settings, runtime.clock, runtime.calendar)
     if not settings.dry_run and job.trades:
         _warn_live(settings)
-    record = runtime.runner().run_now(job.name, trading_date)
+    with _alerting(settings):
+        record = runtime.runner().run_now(job.name, trading_date)
     detail = _first_line(record.error or record.reason or to_json(record.summary or {}).replace("\n", " "))
     typer.echo(f"{job.name} {trading_date}: {record.outcome.value}: {detail}")
     runtime.close()
@@ -437,7 +454,7 @@ def halt(reason: str = ReasonOption, user_id: Optional[str] = UserIdOption) -> N
                                  param_hint="'--reason'")
     settings = _settings(user_id=user_id)
     runtime = Runtime.create(settings)
-    with runtime.session_factory().begin() as session:
+    with _alerting(settings), runtime.session_factory().begin() as session:
         current, made = halt_trading(session.connection(), settings.user_id, text, by=MANUAL,
                                      at=runtime.clock.now())
     runtime.close()

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from services.common.alerts import Alert, raise_alert
 from services.common.clock import Clock
 from services.common.database import dialect_insert
 from services.common.job_api import JobContext, JobResult, Outcome
@@ -28,6 +29,7 @@ from services.common.memory import release_memory
 from services.common.settings import ConfigurationError, Settings
 from services.orchestrator.jobs import REGISTRY, JobSpec, ServiceUnavailableError, get_job
 from services.orchestrator.models import JobRun
+from services.orchestrator.reports import calendar_warning
 from services.orchestrator.triggers import CalendarTrigger
 
 logger = logging.getLogger(__name__)
@@ -216,6 +218,7 @@ class JobRunner:
         self.origin = origin
         self.ledger = RunLedger(session_factory, clock)
         self._stopping = threading.Event()
+        self._calendar_checked_on: date | None = None
 
     def job(self, name: str) -> JobSpec:
         return get_job(name, self.jobs)
@@ -247,6 +250,7 @@ class JobRunner:
     def run_fire(self, job_name: str, fire_time: datetime, *, origin: str | None = None) -> RunRecord | None:
         """Run one fire of the schedule, or record it ``missed`` if it is too late."""
         job = self.job(job_name)
+        self.check_calendar(fire_time)
         trading_date = self.triggers[job_name].trading_date(fire_time)
         deadline = self.deadline(job_name, fire_time)
         late_by = self.clock.now() - deadline
@@ -273,6 +277,17 @@ class JobRunner:
         )
         assert record is not None  # a manual run's moment is its own; nothing else claims it
         return record
+
+    def check_calendar(self, moment: datetime) -> None:
+        """Alert, once a day, when the reviewed calendar data is about to run out."""
+        day = moment.astimezone(self.settings.tz).date()
+        if self._calendar_checked_on == day or self.origin == "simulate":
+            return
+        self._calendar_checked_on = day
+        warning = calendar_warning(self.calendar, moment, [moment])
+        if warning:
+            raise_alert(logger, Alert("calendar_ending", warning, {
+                "valid_through": self.calendar.valid_through.isoformat(), "today": day.isoformat()}))
 
     def scheduled_jobs(self) -> list[str]:
         """The jobs this runner schedules: enabled, and with their service installed."""
@@ -345,7 +360,11 @@ class JobRunner:
         recorded = self.ledger.record_many(rows, self.settings.user_id, Outcome.MISSED, reason,
                                            origin="catch_up", dry_run=self.settings.dry_run)
         if recorded:
-            logger.warning("%d fires were missed while the orchestrator was not running", len(recorded))
+            first, last = min(fire for _, fire in fires), max(fire for _, fire in fires)
+            raise_alert(logger, Alert("run_missed", f"{len(recorded)} fires were missed while the orchestrator "
+                                      f"was not running ({first.isoformat()} to {last.isoformat()})", {
+                                          "fires": len(recorded), "reason": reason, "user_id": self.settings.user_id,
+                                          "first": first.isoformat(), "last": last.isoformat()}))
         return [RunRecord(run_id, name, fire, day, Outcome.MISSED, reason=reason)
                 for run_id, (name, fire, day) in recorded]
 
@@ -360,8 +379,14 @@ class JobRunner:
         if run_id is None:
             logger.info("%s %s: already recorded by another run", job.name, fire_time.isoformat())
             return None
-        log = logger.warning if outcome is Outcome.MISSED else logger.info
-        log("[%s %s] %s: %s", job.name, trading_date, outcome.value, reason)
+        if outcome is Outcome.MISSED:
+            raise_alert(logger, Alert("run_missed", f"{job.name} {trading_date}: the fire at "
+                                      f"{fire_time.isoformat()} was missed: {reason}", {
+                                          "job": job.name, "trading_date": trading_date.isoformat(),
+                                          "scheduled_for": fire_time.isoformat(), "run_id": run_id,
+                                          "user_id": self.settings.user_id, "reason": reason}))
+        else:
+            logger.info("[%s %s] %s: %s", job.name, trading_date, outcome.value, reason)
         return RunRecord(run_id, job.name, fire_time, trading_date, outcome, reason=reason)
 
     def _claim_and_run(
@@ -421,7 +446,12 @@ class JobRunner:
 
 def _log_outcome(ctx: JobContext, record: RunRecord) -> None:
     if record.outcome is Outcome.FAILED:
-        ctx.log.error("failed: %s", record.error)
+        raise_alert(logger, Alert("run_failed", f"{ctx.job_name} {ctx.trading_date} failed: "
+                                   f"{(record.error or '').splitlines()[0] if record.error else 'failed'}", {
+                                       "job": ctx.job_name, "trading_date": ctx.trading_date.isoformat(),
+                                       "scheduled_for": record.scheduled_for.isoformat(), "run_id": record.run_id,
+                                       "user_id": ctx.user_id, "origin": ctx.origin, "dry_run": ctx.dry_run,
+                                       "error": record.error}))
     elif record.outcome is Outcome.SKIPPED:
         ctx.log.info("skipped: %s", record.reason)
     else:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from services.common.alerts import Alert, raise_alert
 from services.common.database import upsert
 from services.common.market_calendar import KRX_TZ
 from services.risk_manager.models import TradingHalt
@@ -78,7 +79,8 @@ def halt_trading(connection: Connection, user_id: str, reason: str, *, by: str, 
         "user_id": user_id, "halted": True, "reason": reason[:300], "halted_at": at, "halted_by": by[:32],
         "resumed_at": None, "resumed_by": None, "baseline_at": None, "baseline_equity": None}], ["user_id"],
         keep=["baseline_at", "baseline_equity"])
-    logger.error("TRADING HALTED for %s by %s: %s", user_id, by, reason)
+    raise_alert(logger, Alert("trading_halted", f"TRADING HALTED for {user_id} by {by}: {reason}", {
+        "user_id": user_id, "halted_by": by, "reason": reason, "halted_at": at.isoformat()}))
     halt = active_halt(connection, user_id)
     assert halt is not None
     return halt, True

@@ -116,6 +116,11 @@ BAD_ENVIRONMENT = [
     ("ORCHESTRATOR_USER_ID", "", "ORCHESTRATOR_USER_ID='': expected 1-64 characters"),
     ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD': expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ("DATABASE_URL", "data/orchestrator.db", "DATABASE_URL='data/orchestrator.db': expected a SQLAlchemy URL"),
+    ("ORCHESTRATOR_ALERT_WEBHOOK_URL", "hooks.slack.com/x",
+     "ORCHESTRATOR_ALERT_WEBHOOK_URL=(hidden): expected an http(s) URL such as "
+     "https://hooks.slack.com/services/..., or empty"),
+    ("ORCHESTRATOR_ALERT_TIMEOUT_SECONDS", "0",
+     "ORCHESTRATOR_ALERT_TIMEOUT_SECONDS='0': expected a number of seconds, more than 0 and at most 60"),
 ]
 
 
