@@ -95,6 +95,10 @@ def parse_grace_seconds(text: str) -> int:
                         f"a whole number of seconds from 0 to {MAX_GRACE_SECONDS} (a week)")
 
 
+def parse_lease_seconds(text: str) -> int:
+    return _int_between(text, 5, 3600, "a whole number of seconds from 5 to 3600")
+
+
 def parse_interval_minutes(text: str) -> int:
     return _int_between(text, 1, _MINUTES_PER_DAY, "a whole number of minutes from 1 to 1440")
 
@@ -405,6 +409,9 @@ class Settings:
                                          "trading until resumed, percent")
     misfire_grace_seconds: int = _setting("ORCHESTRATOR_MISFIRE_GRACE_SECONDS", parse_grace_seconds,
                                           "300", "how late a fire of a job without a market bound may run")
+    run_lease_seconds: int = _setting("ORCHESTRATOR_RUN_LEASE_SECONDS", parse_lease_seconds, "60",
+                                      "a running job renews its claim this often x3; an instance whose claim "
+                                      "lapses is taken for dead, and its run recorded failed and run again")
     data_provider: str = _setting("ORCHESTRATOR_DATA_PROVIDER", parse_provider, "simulated",
                                   "market data source: simulated (offline) or pykrx")
     bootstrap_sessions: int = _setting("ORCHESTRATOR_BOOTSTRAP_SESSIONS", parse_positive_int, "250",

@@ -228,6 +228,7 @@ def _start(settings: Settings) -> None:
         stop.run(scheduler, on_stop=runner.request_stop)
     finally:
         stop.restore()
+        runner.close()
         runtime.close()
 
 

@@ -12,12 +12,14 @@ from services.common.database import Base, UTCDateTime
 
 
 class JobRun(Base):
-    """A fire claimed by one orchestrator: unique by ``(job_name, user_id, scheduled_for)``."""
+    """A fire claimed by one orchestrator: unique by ``(job_name, user_id, scheduled_for,
+    attempt)``; the first attempt is the claim every instance races for."""
 
     __tablename__ = "job_runs"
     __table_args__ = (
-        UniqueConstraint("job_name", "user_id", "scheduled_for", name="uq_job_runs_fire"),
+        UniqueConstraint("job_name", "user_id", "scheduled_for", "attempt", name="uq_job_runs_fire"),
         Index("ix_job_runs_job_scheduled", "job_name", "scheduled_for"),
+        Index("ix_job_runs_lease", "outcome", "lease_until"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -35,3 +37,6 @@ class JobRun(Base):
     error: Mapped[Optional[str]] = mapped_column(Text)
     reason: Mapped[Optional[str]] = mapped_column(Text)
     summary: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    # a fire is run again (attempt 2, ...) only after its holder died: its lease expired
+    attempt: Mapped[int] = mapped_column(server_default="1")
+    lease_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())  # renewed while running

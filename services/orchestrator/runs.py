@@ -1,8 +1,14 @@
 """The run ledger and the one wrapper every job runs through.
 
 Every fire (scheduled, caught up or ``run-job``) is claimed by inserting its row,
-unique by ``(job_name, user_id, scheduled_for)``, before the job runs: a second
-orchestrator on the same database fails the insert and leaves the fire alone.
+unique by ``(job_name, user_id, scheduled_for, attempt)``, before the job runs: a
+second orchestrator on the same database fails the insert and leaves the fire alone.
+
+The claim carries a lease (``lease_until``) that the holder renews while the job
+runs. When a holder dies, its lease lapses: another instance records that run
+``failed`` (abandoned) and, while the fire is still inside its deadline, runs it
+again as the next attempt. Every job's writes are idempotent, so a second attempt
+completes what the first left, without duplicates.
 """
 
 from __future__ import annotations
@@ -11,9 +17,10 @@ import logging
 import os
 import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -39,7 +46,14 @@ _RUNS = JobRun.__table__
 _CLAIM = insert(_RUNS).returning(_RUNS.c.id)
 _FINISH = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
     outcome=bindparam("outcome"), finished_at=bindparam("finished_at"), reason=bindparam("reason"),
-    error=bindparam("error"), summary=bindparam("summary"))
+    error=bindparam("error"), summary=bindparam("summary"), lease_until=None)
+_RENEW = update(_RUNS).where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)),
+                             _RUNS.c.outcome == Outcome.RUNNING.value).values(lease_until=bindparam("until"))
+_LAPSED = select(_RUNS).where(_RUNS.c.outcome == Outcome.RUNNING.value, _RUNS.c.lease_until < bindparam("now"))
+_ABANDON = update(_RUNS).where(
+    _RUNS.c.id == bindparam("run_id"), _RUNS.c.outcome == Outcome.RUNNING.value,
+    _RUNS.c.lease_until < bindparam("now")).values(
+    outcome=Outcome.FAILED.value, finished_at=bindparam("now"), error=bindparam("error"), lease_until=None)
 
 #: After downtime, fires up to this far back (since each job's last recorded fire) are
 #: recorded as missed; older ones are not looked for.
@@ -63,7 +77,9 @@ class RunRecord:
 class RunLedger:
     """Reads and writes ``job_runs``; each call is its own short transaction."""
 
-    def __init__(self, session_factory: sessionmaker[DbSession], clock: Clock) -> None:
+    def __init__(self, session_factory: sessionmaker[DbSession], clock: Clock,
+                 lease: timedelta = timedelta(seconds=60)) -> None:
+        self.lease = lease
         self._sessions = session_factory
         self._engine: Engine = session_factory.kw["bind"]
         self._clock = clock
@@ -81,19 +97,38 @@ class RunLedger:
         dry_run: bool,
         outcome: Outcome = Outcome.RUNNING,
         reason: str | None = None,
+        attempt: int = 1,
     ) -> int | None:
-        """Insert the fire's row; ``None`` if another run already holds it."""
+        """Insert the fire's row (a running one with a lease); ``None`` if another run
+        already holds it."""
         now = self._clock.now()
+        running = outcome is Outcome.RUNNING
         try:
             with self._engine.begin() as connection:
                 return int(connection.execute(_CLAIM, {
                     "job_name": job_name, "user_id": user_id, "scheduled_for": scheduled_for,
                     "trading_date": trading_date, "origin": origin, "dry_run": dry_run,
-                    "outcome": outcome.value, "started_at": now,
-                    "finished_at": None if outcome is Outcome.RUNNING else now,
-                    "host": self._host, "pid": self._pid, "reason": reason}).scalar_one())
+                    "outcome": outcome.value, "started_at": now, "finished_at": None if running else now,
+                    "host": self._host, "pid": self._pid, "reason": reason, "attempt": attempt,
+                    "lease_until": now + self.lease if running else None}).scalar_one())
         except IntegrityError:
             return None
+
+    def renew(self, run_ids: Sequence[int]) -> None:
+        """Extend the leases of ``run_ids`` (still running) by a lease from now."""
+        if run_ids:
+            with self._engine.begin() as connection:
+                connection.execute(_RENEW, {"run_ids": list(run_ids), "until": self._clock.now() + self.lease})
+
+    def lapsed(self, now: datetime) -> list[Any]:
+        """Running rows whose lease ran out before ``now``: their holder is gone."""
+        with self._engine.connect() as connection:
+            return list(connection.execute(_LAPSED, {"now": now}).all())
+
+    def abandon(self, run_id: int, now: datetime, error: str) -> bool:
+        """Record a lapsed run failed; False if it was renewed, finished or taken meanwhile."""
+        with self._engine.begin() as connection:
+            return bool(connection.execute(_ABANDON, {"run_id": run_id, "now": now, "error": error}).rowcount)
 
     def record_many(
         self, fires: Sequence[tuple[str, datetime, date | None]], user_id: str, outcome: Outcome,
@@ -111,7 +146,7 @@ class RunLedger:
                     job_name=job_name, user_id=user_id, scheduled_for=scheduled_for,
                     trading_date=trading_date, origin=origin, dry_run=dry_run, outcome=outcome.value,
                     started_at=now, finished_at=now, host=self._host, pid=self._pid, reason=reason,
-                ).on_conflict_do_nothing(index_elements=["job_name", "user_id", "scheduled_for"])
+                ).on_conflict_do_nothing(index_elements=["job_name", "user_id", "scheduled_for", "attempt"])
                 run_id = connection.execute(statement.returning(JobRun.__table__.c.id)).scalar()
                 if run_id is not None:
                     written.append((run_id, fire))
@@ -216,7 +251,8 @@ class JobRunner:
         self.calendar = calendar
         self.triggers = triggers
         self.origin = origin
-        self.ledger = RunLedger(session_factory, clock)
+        self.ledger = RunLedger(session_factory, clock, timedelta(seconds=settings.run_lease_seconds))
+        self._heartbeat = Heartbeat(self.ledger, settings.run_lease_seconds / 3)
         self._stopping = threading.Event()
         self._calendar_checked_on: date | None = None
 
@@ -353,6 +389,33 @@ class JobRunner:
         recorded as failed (a crash or SIGKILL mid-job)."""
         return self.ledger.abandon_dead_runs()
 
+    def recover_abandoned(self) -> list[RunRecord]:
+        """Runs whose holder stopped renewing its lease (any host) are recorded
+        ``failed: abandoned``; a fire still inside its deadline runs again as the next
+        attempt. Every instance calls this; each lapsed run is recovered by one."""
+        now = self.clock.now()
+        records = []
+        for row in self.ledger.lapsed(now):
+            error = (f"abandoned: the lease of {row.host} pid {row.pid} lapsed at "
+                     f"{row.lease_until.isoformat(timespec='seconds')}")
+            if not self.ledger.abandon(row.id, now, error):
+                continue  # renewed, finished, or recovered by another instance meanwhile
+            raise_alert(logger, Alert("run_failed", f"{row.job_name} {row.trading_date} failed: {error}", {
+                "job": row.job_name, "trading_date": row.trading_date and row.trading_date.isoformat(),
+                "scheduled_for": row.scheduled_for.isoformat(), "run_id": row.id, "user_id": row.user_id,
+                "attempt": row.attempt, "error": error}))
+            if row.job_name not in self.jobs or now > self.deadline(row.job_name, row.scheduled_for):
+                continue
+            record = self._claim_and_run(self.job(row.job_name), row.scheduled_for, row.trading_date, "recovery",
+                                         dry_run=row.dry_run, user_id=row.user_id, attempt=row.attempt + 1)
+            if record is not None:
+                records.append(record)
+        return records
+
+    def close(self) -> None:
+        """Stop renewing leases (the runs still held lapse and are recovered elsewhere)."""
+        self._heartbeat.stop()
+
     # -- internals -------------------------------------------------------------------------
 
     def _record_missed(self, fires: list[tuple[str, datetime]], reason: str) -> list[RunRecord]:
@@ -391,10 +454,10 @@ class JobRunner:
 
     def _claim_and_run(
         self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str,
-        *, dry_run: bool, user_id: str,
+        *, dry_run: bool, user_id: str, attempt: int = 1,
     ) -> RunRecord | None:
         run_id = self.ledger.claim(job.name, user_id, fire_time, trading_date=trading_date,
-                                   origin=origin, dry_run=dry_run)
+                                   origin=origin, dry_run=dry_run, attempt=attempt)
         if run_id is None:
             logger.info("%s %s: claimed by another orchestrator; leaving it", job.name,
                         fire_time.isoformat())
@@ -405,7 +468,8 @@ class JobRunner:
             session_factory=self.session_factory, clock=self.clock, calendar=self.calendar,
             dry_run=dry_run, user_id=user_id, run_id=run_id, origin=origin,
         )
-        result, error = self._execute(job, ctx)
+        with self._heartbeat.holding(run_id):
+            result, error = self._execute(job, ctx)
         self.ledger.finish(run_id, result.status, reason=result.reason if not error else None,
                            error=error, summary=result.summary or None)
         record = RunRecord(run_id, job.name, fire_time, trading_date, result.status,
@@ -442,6 +506,44 @@ class JobRunner:
         if result.status is Outcome.FAILED:
             return result, result.reason or "failed"
         return result, None
+
+
+class Heartbeat:
+    """Renews the leases of the runs this process holds, every ``interval`` seconds,
+    from one daemon thread (started with the first run)."""
+
+    def __init__(self, ledger: RunLedger, interval: float) -> None:
+        self._ledger = ledger
+        self._interval = interval
+        self._held: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def holding(self, run_id: int) -> Iterator[None]:
+        with self._lock:
+            self._held.add(run_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.discard(run_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                held = sorted(self._held)
+            try:
+                self._ledger.renew(held)
+            except Exception:  # the database may be away a moment: the next beat tries again
+                logger.warning("could not renew the leases of runs %s", held, exc_info=True)
 
 
 def _log_outcome(ctx: JobContext, record: RunRecord) -> None:

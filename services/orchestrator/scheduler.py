@@ -22,6 +22,7 @@ from apscheduler.events import (
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from services.orchestrator.jobs import JobSpec
 from services.orchestrator.runs import JobRunner
@@ -29,6 +30,7 @@ from services.orchestrator.runs import JobRunner
 logger = logging.getLogger(__name__)
 
 MAX_WORKERS = 4
+RECOVERY_JOB = "recover_abandoned"  # not a job of the registry: looks after the ledger
 #: Missed fires run once; never two runs of a job at once; lateness judged by JobRunner.
 JOB_POLICY: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
@@ -89,6 +91,8 @@ def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec], now: datetime | 
         )
 
     def on_overlap(event: JobSubmissionEvent) -> None:
+        if event.job_id not in runner.triggers:
+            return  # the recovery sweep: the next one comes soon
         for fire_time in event.scheduled_run_times:
             runner.record_overlap(event.job_id, fire_time)
 
@@ -101,6 +105,9 @@ def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec], now: datetime | 
 
     scheduler.add_listener(on_overlap, EVENT_JOB_MAX_INSTANCES)
     scheduler.add_listener(on_removed, EVENT_JOB_REMOVED)
+    scheduler.add_job(runner.recover_abandoned, IntervalTrigger(seconds=runner.settings.run_lease_seconds),
+                      id=RECOVERY_JOB, name="recover runs whose holder died", replace_existing=True,
+                      **({} if now is None else {"next_run_time": now}), **JOB_POLICY)
     return scheduler
 
 

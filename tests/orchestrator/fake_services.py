@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from services.common.job_api import JobContext, JobResult
@@ -33,3 +34,17 @@ def slow(ctx: JobContext) -> JobResult:
     CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
     time.sleep(1.0)
     return JobResult.success(slept=1)
+
+
+def hang(ctx: JobContext) -> JobResult:
+    """Runs until killed (the crash tests SIGKILL its process)."""
+    CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
+    time.sleep(600)
+    return JobResult.success()
+
+
+def record_fire(ctx: JobContext) -> JobResult:
+    """Appends the fire and the process to the file named by ``RACE_LOG``."""
+    with open(os.environ["RACE_LOG"], "a", encoding="utf-8") as log:
+        log.write(f"{ctx.job_name} {ctx.scheduled_for.isoformat()} {os.getpid()}\n")
+    return JobResult.success()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from services.common.clock import FixedClock
 from services.orchestrator.jobs import JOBS
 from services.orchestrator.models import JobRun
-from services.orchestrator.scheduler import build_scheduler, run_until_signalled
+from services.orchestrator.scheduler import RECOVERY_JOB, build_scheduler, run_until_signalled
 from tests.orchestrator.test_runs import make_runner
 
 KST = ZoneInfo("Asia/Seoul")
@@ -46,7 +46,10 @@ def test_every_job_is_scheduled_with_coalescing_one_instance_and_no_apscheduler_
     runner = make_runner(sqlite_factory, krx_calendar, FixedClock(at("2026-11-20T10:00")))
     scheduler = build_scheduler(runner, list(JOBS))
     jobs = {job.id: job for job in scheduler.get_jobs()}
+    recovery = jobs.pop(RECOVERY_JOB)
     assert list(jobs) == [job.name for job in JOBS]
+    assert (recovery.func, recovery.trigger.interval) == (runner.recover_abandoned, timedelta(seconds=60))
+    assert (recovery.coalesce, recovery.max_instances) == (True, 1)
     for name, job in jobs.items():
         assert job.trigger is runner.triggers[name]
         assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, None)
