@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -616,6 +617,57 @@ def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
                 seconds, None, "s", "< 60 s", seconds < 60, f"by job: {shares}")]
 
 
+# --- several instances on one PostgreSQL database ------------------------------------------------
+
+RACE_FIRES = 2000  # risk checks every 30 minutes: 2,000 fires from RACE_START
+RACE_START = datetime(2026, 1, 1, tzinfo=KST)
+RACE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def bench_race(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
+    """Three instances race over the same 2,000 fires on PostgreSQL (each fire's job
+    appends one line to a log): every fire must run exactly once. The overhead per fire
+    is an instance's time per fire (claim, or losing the claim, plus recording), against
+    one instance alone."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import _postgres_schema_url
+
+    end = RACE_START + timedelta(minutes=30 * RACE_FIRES)
+    window = [RACE_START.strftime("%Y-%m-%dT%H:%M"), end.strftime("%Y-%m-%dT%H:%M")]
+
+    def race(instances: int) -> tuple[list[float], Counter[str]]:
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(RACE_URL)
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        log = workdir / f"{schema}.log"
+        env = {**_env(workdir, cache_dir), "RACE_LOG": str(log), "LOG_LEVEL": "WARNING"}
+        try:
+            url = _postgres_schema_url(RACE_URL, schema)
+            workers = [subprocess.Popen([sys.executable, "-m", "tests.orchestrator.race_worker", url, "risk_checks",
+                                         "record_fire", *window], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                        text=True) for _ in range(instances)]
+            per_fire = [float(worker.communicate()[0].split()[-1]) for worker in workers]
+        finally:
+            with admin.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+        ran = Counter(" ".join(line.split()[:2]) for line in log.read_text().splitlines())
+        return per_fire, ran
+
+    alone, _ = race(1)
+    per_fire, ran = race(3)
+    duplicates = sum(count - 1 for count in ran.values())
+    lost = RACE_FIRES - len(ran)
+    ok = duplicates == 0 and lost == 0 and max(per_fire) < 0.02
+    return [Row(f"3 instances on PostgreSQL over {RACE_FIRES:,} fires: time per fire per instance",
+                max(per_fire), alone[0], "s", "< 0.02 s, 0 duplicates, 0 lost", ok,
+                f"duplicates {duplicates}, lost {lost}; baseline: one instance alone")]
+
+
 BENCHMARKS: dict[str, Callable[[Path, Path, int], list[Row]]] = {
     "status": bench_cold_status,
     "next-runs": bench_cold_next_runs,
@@ -626,6 +678,7 @@ BENCHMARKS: dict[str, Callable[[Path, Path, int], list[Row]]] = {
     "trading": bench_trading,
     "risk": bench_risk,
     "replay": bench_replay,
+    "race": bench_race,
 }
 
 
