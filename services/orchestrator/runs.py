@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterator, Mapping, Sequence
 
 from sqlalchemy import Engine, bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -281,7 +281,15 @@ class JobRunner:
         if fire_time is None:
             logger.warning("%s: no fire at or before now; nothing to run", job_name)
             return None
-        return self.run_fire(job_name, fire_time)
+        try:
+            return self.run_fire(job_name, fire_time)
+        except SQLAlchemyError as exc:  # the ledger cannot be written: say so, keep scheduling
+            reason = _first_line(str(exc.orig) if getattr(exc, "orig", None) else str(exc))
+            raise_alert(logger, Alert("run_failed", f"{job_name} fire at {fire_time.isoformat()} could not run: "
+                                      f"database error: {reason}", {
+                                          "job": job_name, "scheduled_for": fire_time.isoformat(),
+                                          "user_id": self.settings.user_id, "error": f"database error: {reason}"}))
+            return None
 
     def run_fire(self, job_name: str, fire_time: datetime, *, origin: str | None = None) -> RunRecord | None:
         """Run one fire of the schedule, or record it ``missed`` if it is too late."""
@@ -394,8 +402,14 @@ class JobRunner:
         ``failed: abandoned``; a fire still inside its deadline runs again as the next
         attempt. Every instance calls this; each lapsed run is recovered by one."""
         now = self.clock.now()
+        try:
+            lapsed = self.ledger.lapsed(now)
+        except SQLAlchemyError as exc:
+            logger.warning("could not look for abandoned runs (database error: %s); trying again next sweep",
+                           _first_line(str(getattr(exc, "orig", None) or exc)))
+            return []
         records = []
-        for row in self.ledger.lapsed(now):
+        for row in lapsed:
             error = (f"abandoned: the lease of {row.host} pid {row.pid} lapsed at "
                      f"{row.lease_until.isoformat(timespec='seconds')}")
             if not self.ledger.abandon(row.id, now, error):
@@ -568,6 +582,10 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def _seconds(delta: timedelta) -> int:
