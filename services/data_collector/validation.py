@@ -51,7 +51,7 @@ def validate_snapshot(snapshot: MarketSnapshot) -> ValidatedSnapshot:
     prices = snapshot.prices
     if prices.empty:
         raise InvalidSnapshot(f"{snapshot.trading_date}: empty price frame; the provider returned no rows")
-    if (prices[_PRICE_FIELDS] == 0).all(axis=None):
+    if _zero_filled(prices):
         raise InvalidSnapshot(
             f"{snapshot.trading_date}: zero-filled price frame (KRX answers a holiday this way)"
         )
@@ -71,36 +71,48 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None
         raise InvalidSnapshot(f"{what} frame lacks columns {missing}; expected {columns}")
 
 
-def _reject(frame: pd.DataFrame, bad: pd.Series, reason: str, rejected: Counter[str]) -> pd.DataFrame:
-    count = int(bad.sum())
+def _zero_filled(prices: pd.DataFrame) -> bool:
+    """Every open, high, low and close is 0."""
+    fields = prices[_PRICE_FIELDS]
+    if all(isinstance(dtype, np.dtype) and dtype.kind in "iuf" for dtype in fields.dtypes):
+        return bool((fields.to_numpy() == 0).all())
+    return bool((fields == 0).all(axis=None))
+
+
+def _reject(keep: np.ndarray, bad: np.ndarray, reason: str, rejected: Counter[str]) -> np.ndarray:
+    """``keep`` without the kept rows that are ``bad``, counted under ``reason``."""
+    dropped = keep & bad
+    count = int(dropped.sum())
     if count:
         rejected[reason] += count
-        return frame[~bad]
-    return frame
+        return keep & ~dropped
+    return keep
 
 
-def _reject_first_failure(frame: pd.DataFrame, checks: list[tuple[str, np.ndarray]],
-                          rejected: Counter[str]) -> pd.DataFrame:
-    """Drop every row failing a check, counted once under its first failing check."""
-    if frame.empty:
-        return frame
-    conditions = [np.asarray(bad, dtype=bool) for _, bad in checks]
+def _reject_first_failure(keep: np.ndarray, checks: list[tuple[str, np.ndarray]],
+                          rejected: Counter[str]) -> np.ndarray:
+    """``keep`` without the rows failing a check, each counted once under its first
+    failing check."""
+    if not keep.any():
+        return keep
+    conditions = [np.asarray(bad, dtype=bool) & keep for _, bad in checks]
     reasons = np.select(conditions, [reason for reason, _ in checks], default="")
     failing = reasons != ""
     if failing.any():
         rejected.update(Counter(reasons[failing].tolist()))
-        return frame[~failing]
-    return frame
+        return keep & ~failing
+    return keep
 
 
 def _common_row_checks(frame: pd.DataFrame, snapshot: MarketSnapshot, what: str,
-                       rejected: Counter[str]) -> pd.DataFrame:
-    frame = frame.copy()
-    frame["ticker"], ok = _clean_tickers(frame["ticker"])
-    return _reject_first_failure(frame, [
+                       rejected: Counter[str]) -> tuple[pd.Series, np.ndarray]:
+    """The cleaned tickers, and which rows pass the ticker, date and duplicate checks."""
+    cleaned, ok = _clean_tickers(frame["ticker"])
+    tickers = pd.Series(cleaned, index=frame.index)
+    return tickers, _reject_first_failure(np.ones(len(frame), dtype=bool), [
         (f"{what}: bad ticker", ~ok),
         (f"{what}: wrong date", (frame["date"] != snapshot.trading_date).to_numpy()),
-        (f"{what}: duplicate ticker", frame["ticker"].duplicated(keep=False).to_numpy()),
+        (f"{what}: duplicate ticker", tickers.duplicated(keep=False).to_numpy()),
     ], rejected)
 
 
@@ -123,18 +135,35 @@ def _clean_tickers(tickers: pd.Series) -> tuple[list[str], np.ndarray]:
     return cleaned, ok
 
 
-def _numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    return frame[columns].apply(pd.to_numeric, errors="coerce").astype(float)
+def _numbers(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """``columns`` as a rows x columns float array; anything not a number is NaN."""
+    return np.column_stack([_floats(frame[column]) for column in columns]).reshape(len(frame), len(columns))
+
+
+def _floats(column: pd.Series) -> np.ndarray:
+    """A column as floats: a numeric one as it is, anything else through ``to_numeric``."""
+    if not pd.api.types.is_numeric_dtype(column.dtype):
+        column = pd.to_numeric(column, errors="coerce")
+    if isinstance(column.dtype, np.dtype):  # NaN is NaN already
+        return column.to_numpy(dtype=float)
+    return column.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _kept(column: pd.Series, keep: np.ndarray) -> pd.Series:
+    """``column``'s kept values (same dtype), indexed from 0 as the arrays of a new frame."""
+    return (column if keep.all() else column[keep]).reset_index(drop=True)
+
+
+_PRICE_NUMBERS = _PRICE_FIELDS + ["volume", "value", "change_pct", "market_cap"]
 
 
 def _valid_prices(prices: pd.DataFrame, snapshot: MarketSnapshot, rejected: Counter[str]) -> pd.DataFrame:
-    frame = _common_row_checks(prices[PRICE_COLUMNS], snapshot, "prices", rejected)
-    n = _numeric(frame, _PRICE_FIELDS + ["volume", "value", "change_pct", "market_cap"])
-    o, h, lo, c = (n[column].to_numpy() for column in _PRICE_FIELDS)
-    volume, value = n["volume"].to_numpy(), n["value"].to_numpy()
-    price_values = n[_PRICE_FIELDS].to_numpy()
+    tickers, keep = _common_row_checks(prices, snapshot, "prices", rejected)
+    numbers = _numbers(prices, _PRICE_NUMBERS)
+    price_values = numbers[:, :4]
+    o, h, lo, c, volume, value, _, market_cap = numbers.T
     with np.errstate(invalid="ignore"):
-        frame = _reject_first_failure(frame, [
+        keep = _reject_first_failure(keep, [
             ("prices: NaN or infinite price", (~np.isfinite(price_values)).any(axis=1)),
             ("prices: non-positive price", (price_values <= 0).any(axis=1)),
             ("prices: non-integer price", (price_values != np.round(price_values)).any(axis=1)),
@@ -143,37 +172,42 @@ def _valid_prices(prices: pd.DataFrame, snapshot: MarketSnapshot, rejected: Coun
              (np.maximum(o, c) > h) | (np.minimum(o, c) < lo)),
             ("prices: missing or negative volume",
              ~np.isfinite(volume) | ~np.isfinite(value) | (volume < 0) | (value < 0)),
-            ("prices: value out of range", (volume > _MAX_INT) | (value > _MAX_INT)
-             | (n["market_cap"].to_numpy() > _MAX_INT)),
-            ("prices: missing market cap", ~np.isfinite(n["market_cap"].to_numpy())),
+            ("prices: value out of range", (volume > _MAX_INT) | (value > _MAX_INT) | (market_cap > _MAX_INT)),
+            ("prices: missing market cap", ~np.isfinite(market_cap)),
         ], rejected)
-    n = n.loc[frame.index]
-    frame = frame.assign(
-        **{column: n[column].astype(np.int64) for column in _PRICE_FIELDS + ["volume", "value"]},
-        change_pct=n["change_pct"].fillna(0.0),
-        market_cap=n["market_cap"].astype(np.int64),
-    )
-    return frame.assign(halted=frame["volume"] == 0).reset_index(drop=True)
+    kept = numbers[keep]
+    integers = kept[:, [0, 1, 2, 3, 4, 5, 7]].astype(np.int64)  # every one is finite now
+    return pd.DataFrame({
+        "ticker": _kept(tickers, keep), "date": _kept(prices["date"], keep),
+        **{column: integers[:, index] for index, column in enumerate(_PRICE_FIELDS + ["volume", "value"])},
+        "change_pct": np.where(np.isnan(kept[:, 6]), 0.0, kept[:, 6]),
+        "market_cap": integers[:, 6], "market": _kept(prices["market"], keep),
+        "halted": integers[:, 4] == 0,
+    })
 
 
 def _valid_fundamentals(frame: pd.DataFrame, snapshot: MarketSnapshot, rejected: Counter[str]) -> pd.DataFrame:
-    frame = _common_row_checks(frame[FUNDAMENTAL_COLUMNS], snapshot, "fundamentals", rejected)
-    n = _numeric(frame, ["bps", "per", "pbr", "eps", "div", "dps"])
-    frame = _reject_first_failure(frame, [
-        ("fundamentals: NaN or infinite value", ~np.isfinite(n.to_numpy()).all(axis=1)),
+    tickers, keep = _common_row_checks(frame, snapshot, "fundamentals", rejected)
+    numbers = _numbers(frame, ["bps", "per", "pbr", "eps", "div", "dps"])
+    keep = _reject_first_failure(keep, [
+        ("fundamentals: NaN or infinite value", ~np.isfinite(numbers).all(axis=1)),
     ], rejected)
-    n = n.loc[frame.index]
-    return frame.assign(
-        bps=n["bps"].astype(np.int64), eps=n["eps"].astype(np.int64), dps=n["dps"].astype(np.int64),
-        per=n["per"], pbr=n["pbr"], div=n["div"],
-    ).reset_index(drop=True)
+    bps, per, pbr, eps, div, dps = numbers[keep].T
+    return pd.DataFrame({
+        "ticker": _kept(tickers, keep), "date": _kept(frame["date"], keep), "bps": bps.astype(np.int64),
+        "per": per, "pbr": pbr, "eps": eps.astype(np.int64), "div": div, "dps": dps.astype(np.int64),
+    })
 
 
 def _valid_stocks(frame: pd.DataFrame, rejected: Counter[str]) -> pd.DataFrame:
-    frame = frame[STOCK_COLUMNS].copy()
-    frame["ticker"], ok = _clean_tickers(frame["ticker"])
-    frame = _reject(frame, pd.Series(~ok, index=frame.index), "stocks: bad ticker", rejected)
-    frame = _reject(frame, frame["name"].isna() | (frame["name"].astype(str).str.strip() == ""),
-                    "stocks: missing name", rejected)
-    return _reject(frame, frame["ticker"].duplicated(keep=False), "stocks: duplicate ticker",
-                   rejected).reset_index(drop=True)
+    cleaned, ok = _clean_tickers(frame["ticker"])
+    tickers = pd.Series(cleaned, index=frame.index)
+    keep = _reject(np.ones(len(frame), dtype=bool), ~ok, "stocks: bad ticker", rejected)
+    names = frame["name"]
+    keep = _reject(keep, (names.isna() | (names.astype(str).str.strip() == "")).to_numpy(),
+                   "stocks: missing name", rejected)
+    keep = _reject(keep, tickers.where(keep).duplicated(keep=False).to_numpy(), "stocks: duplicate ticker",
+                   rejected)
+    return pd.DataFrame({"ticker": _kept(tickers, keep), "name": _kept(names, keep),
+                         "market": _kept(frame["market"], keep)})
+

@@ -12,19 +12,19 @@ import itertools
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, String, bindparam, cast, func, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from services.common.database import fetch_columns, fetch_rows, frame_columns, upsert, upsert_columns
+from services.common.database import fetch_columns, fetch_rows, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
-from services.data_collector.models import CollectedSession
-from services.indicator_calculator.financial import FINANCIAL_COLUMNS, compute_financials
+from services.data_collector.models import CollectedSession, DailyPrice
+from services.indicator_calculator.financial import FINANCIAL_COLUMNS, compute_financials, financial_values
 from services.indicator_calculator.models import CalculatedSession, FinancialIndicator, TechnicalIndicator
 from services.indicator_calculator import incremental
 from services.indicator_calculator.technical import (
@@ -68,17 +68,22 @@ def _as_datetime(dates: pd.Series) -> pd.Series:
     """Dates as datetime64 (SQLite gives ISO text, PostgreSQL date objects), converting
     each distinct value once."""
     codes, uniques = pd.factorize(dates)
-    return pd.Series(pd.to_datetime(pd.Index(uniques).astype(str)).to_numpy()[codes], index=dates.index)
+    parsed = pd.to_datetime(pd.Index(uniques).astype(str), format="%Y-%m-%d")
+    return pd.Series(parsed.to_numpy()[codes], index=dates.index)
 
 
 def load_prices(connection: Connection, start: date, end: date,
                 tickers: Sequence[str] | None = None) -> pd.DataFrame:
-    """Prices from ``start`` to ``end`` (of ``tickers`` only, if given)."""
-    sql = ("SELECT ticker, date, open, high, low, close, volume, market_cap FROM daily_prices "
-           "WHERE date >= :start AND date <= :end")
+    """Prices from ``start`` to ``end`` (of ``tickers`` only, if given: then looked up by
+    key on the collected dates, as a date's prices are stored with its collected_sessions
+    row, instead of scanning every ticker of the range)."""
+    sql = "SELECT ticker, date, open, high, low, close, volume, market_cap FROM daily_prices WHERE "
     params: dict[str, object] = {"start": start, "end": end}
-    if tickers is not None:
-        sql += " AND ticker IN :tickers"
+    if tickers is None:
+        sql += "date >= :start AND date <= :end"
+    else:
+        sql += ("date IN (SELECT date FROM collected_sessions WHERE date >= :start AND date <= :end) "
+                "AND ticker IN :tickers")
         params["tickers"] = list(tickers)
     return _frame(fetch_columns(connection, sql, params, PRICE_COLUMNS), PRICE_COLUMNS[2:])
 
@@ -121,8 +126,9 @@ def _calculate_batch(targets: list[date], *, session_factory: sessionmaker[DbSes
     technical_rows = financial_rows = 0
     for day in targets:
         stamp = pd.Timestamp(day)
-        counts = _store(session_factory, day, technical[technical["date"] == stamp],
-                        financial[financial["date"] == stamp], start, now)
+        counts = _store(session_factory, day,
+                        _frame_lists(day, technical[technical["date"] == stamp], TECHNICAL_STORED),
+                        _frame_lists(day, financial[financial["date"] == stamp], FINANCIAL_COLUMNS), start, now)
         technical_rows += counts[0]
         financial_rows += counts[1]
     return CalculationResult(targets, technical_rows, financial_rows, start)
@@ -139,95 +145,180 @@ def _calculate_step(day: date, *, session_factory: sessionmaker[DbSession], cale
     sessions = [s.date for s in itertools.islice(calendar.iter_back_from(day), incremental.WINDOW)][::-1]
     if len(sessions) < incremental.WINDOW or sessions[-1] != day:
         return None
-    column_of = {session.isoformat(): index for index, session in enumerate(sessions)}
-    column_of.update({session: index for index, session in enumerate(sessions)})  # PostgreSQL dates
+    start = lookback_start(calendar, day)
     with session_factory() as session:
         connection = session.connection()
-        previous = fetch_columns(connection, f"SELECT ticker, {', '.join(incremental.PREVIOUS)} "
-                                 "FROM technical_indicators WHERE date = :day", {"day": sessions[-2]},
-                                 ["ticker", *incremental.PREVIOUS])
-        if not previous["ticker"]:
+        technical = _stepped(connection, sessions, start)
+        if technical is None:
             return None
-        tickers = sorted(ticker for (ticker,) in fetch_rows(
-            connection, "SELECT ticker FROM daily_prices WHERE date = :day", {"day": day}))
-        row_of = {ticker: index for index, ticker in enumerate(tickers)}
-        close_matrix = _matrices(fetch_rows(
-            connection, "SELECT ticker, date, close FROM daily_prices WHERE date >= :start AND date <= :end",
-            {"start": sessions[0], "end": day}), row_of, column_of, len(sessions), 1, 0)[0]
-        highs, lows, volumes = _matrices(fetch_rows(
-            connection, "SELECT ticker, date, high, low, volume FROM daily_prices "
-            "WHERE date >= :start AND date <= :end", {"start": sessions[-incremental.SHORT_WINDOW], "end": day}),
-            row_of, column_of, incremental.SHORT_WINDOW, 3, len(sessions) - incremental.SHORT_WINDOW)
-    state = {name: np.full(len(tickers), np.nan) for name in incremental.PREVIOUS}
-    for position, ticker in enumerate(previous["ticker"]):
-        row = row_of.get(ticker)
-        if row is not None:
-            for name in incremental.PREVIOUS:
-                value = previous[name][position]
-                state[name][row] = np.nan if value is None else value
-    known = [close_matrix, highs, lows, volumes, np.column_stack(list(state.values()))]
+        today = fetch_rows(connection, _TODAY_WITH_FUNDAMENTALS, {"day": day})
+    counts = _store(session_factory, day, _value_lists(day, technical), _financial_lists(day, today), start, now)
+    return CalculationResult([day], counts[0], counts[1], start)
+
+
+def _stepped(connection: Connection, sessions: list[date], start: date) -> dict[str, np.ndarray] | None:
+    """The technical values of the last of ``sessions``: one step for each ticker that
+    can take it, a batch over the lookback from ``start`` for the others. None when the
+    session before has no stored values, or too few tickers can step."""
+    day = sessions[-1]
+    previous = fetch_rows(connection, _PREVIOUS_STATE, {"day": sessions[-2]})
+    if not previous:
+        return None
+    closes = connection.execute(_CLOSES, {"start": sessions[0], "end": day}).all()
+    ranges = connection.execute(_RANGES, {"start": sessions[-incremental.SHORT_WINDOW], "end": day}).all()
+    tickers = _tickers_on(closes, day)
+    row_of = {ticker: index for index, ticker in enumerate(tickers)}
+    column_of = {session: index for index, session in enumerate(sessions)}
+    (close_matrix,) = _window_matrices(closes, 1, row_of, column_of, incremental.WINDOW)
+    highs, lows, volumes = _window_matrices(ranges, 3, row_of, column_of, incremental.SHORT_WINDOW)
+    state = _state_matrix(previous, row_of)
+    known = [close_matrix, highs, lows, volumes, state]
     can_step = ~np.any([np.isnan(matrix).any(axis=1) for matrix in known], axis=0)
     if not len(tickers) or can_step.mean() < MIN_STEP_SHARE:
         return None
     stepped = incremental.step(close_matrix[can_step], highs[can_step], lows[can_step], volumes[can_step],
-                               {name: values[can_step] for name, values in state.items()})
-    stepped_frame = pd.DataFrame(stepped)
-    stepped_frame.insert(0, "ticker", np.asarray(tickers, dtype=object)[can_step])
+                               {name: state[can_step, index] for index, name in enumerate(incremental.PREVIOUS)})
+    technical = {"ticker": np.asarray(tickers, dtype=object)[can_step], **stepped}
     others = [ticker for ticker, ok in zip(tickers, can_step) if not ok]
-    start = lookback_start(calendar, day)
-    frames = [stepped_frame]
-    with session_factory() as session:
-        if others:
-            prices = load_prices(session.connection(), start, day, tickers=others)
-            batch = pd.concat([prices[["ticker", "date"]], compute_indicators_with_state(prices)], axis=1)
-            frames.append(batch[batch["date"] == pd.Timestamp(day)].drop(columns="date"))
-        today = load_prices(session.connection(), day, day)
-        fundamentals = load_fundamentals(session.connection(), day, day)
-    technical = pd.concat(frames, ignore_index=True).assign(date=pd.Timestamp(day))
-    financial = compute_financials(today, fundamentals)
-    counts = _store(session_factory, day, technical, financial, start, now)
-    return CalculationResult([day], counts[0], counts[1], start)
+    return _with_batch_of(technical, connection, others, start, day) if others else technical
 
 
-def _matrices(rows: list[tuple[object, ...]], row_of: dict[str, int], column_of: dict[object, int],
-              width: int, count: int, offset: int) -> list[np.ndarray]:
-    """From (ticker, date, value1..valueN) rows: N ticker x session matrices (NaN where
-    a ticker has no row that session); session columns shifted left by ``offset``."""
-    matrices = [np.full((len(row_of), width), np.nan) for _ in range(count)]
-    for ticker, day, *values in rows:
-        row, column = row_of.get(ticker), column_of.get(day)
-        if row is None or column is None:
+def _with_batch_of(technical: dict[str, np.ndarray], connection: Connection, tickers: list[str],
+                   start: date, day: date) -> dict[str, np.ndarray]:
+    """``technical`` plus ``day``'s values of ``tickers``, computed over their lookback."""
+    prices = load_prices(connection, start, day, tickers=tickers)
+    of_day = (prices["date"] == pd.Timestamp(day)).to_numpy()
+    batch = compute_indicators_with_state(prices)
+    values = dict(zip(batch.columns, batch.to_numpy()[of_day].T))
+    values["ticker"] = prices["ticker"].to_numpy(dtype=object)[of_day]
+    return {name: np.concatenate([column, values[name]]) for name, column in technical.items()}
+
+
+def _joined(column: Any) -> Any:
+    """A date's values of ``column`` as one comma-separated text."""
+    return func.aggregate_strings(cast(column, String), ",")
+
+
+#: The step's windows, one row per date: its tickers and their values, each column joined
+#: into one text (group_concat / string_agg). The database does the per-row work; every
+#: aggregate of a date sees its rows in the same order, so the i-th value of a column
+#: belongs to the i-th ticker.
+_TICKERS = func.aggregate_strings(DailyPrice.ticker, ",")
+_CLOSES = (select(DailyPrice.date, _TICKERS, _joined(DailyPrice.close))
+           .where(DailyPrice.date.between(bindparam("start"), bindparam("end"))).group_by(DailyPrice.date))
+_RANGES = (select(DailyPrice.date, _TICKERS, _joined(DailyPrice.high), _joined(DailyPrice.low),
+                  _joined(DailyPrice.volume))
+           .where(DailyPrice.date.between(bindparam("start"), bindparam("end"))).group_by(DailyPrice.date))
+_PREVIOUS_STATE = (f"SELECT ticker, {', '.join(incremental.PREVIOUS)} FROM technical_indicators "
+                   "WHERE date = :day")
+_TODAY_WITH_FUNDAMENTALS = (
+    "SELECT p.ticker, p.close, p.market_cap, f.eps, f.bps, f.dps FROM daily_prices p "
+    "LEFT JOIN fundamentals f ON f.date = p.date AND f.ticker = p.ticker WHERE p.date = :day")
+
+
+def _tickers_on(window: Sequence[Any], day: date) -> list[str]:
+    """The sorted tickers of ``day``'s row of the window."""
+    for row in window:
+        if row[0] == day:
+            return sorted(row[1].split(","))
+    return []
+
+
+def _window_matrices(window: Sequence[Any], count: int, row_of: dict[str, int], column_of: dict[date, int],
+                     width: int) -> list[np.ndarray]:
+    """A window read (date, tickers, values1..values``count``) as ``count`` ticker x session
+    matrices of the last ``width`` sessions of ``column_of``; NaN where a ticker has no row."""
+    first = len(column_of) - width
+    places: list[tuple[np.ndarray, int]] = []
+    texts: list[list[str]] = [[] for _ in range(count)]
+    rows_of_text: dict[str, np.ndarray] = {}  # most sessions list the same tickers
+    for day, tickers, *values in window:
+        column = column_of.get(day)
+        if column is None or column < first:
             continue
-        for matrix, value in zip(matrices, values):
-            if value is not None:
-                matrix[row, column - offset] = value
-    return matrices
+        rows = rows_of_text.get(tickers)
+        if rows is None:
+            rows = rows_of_text[tickers] = np.array([row_of.get(ticker, -1) for ticker in tickers.split(",")])
+        places.append((rows, column - first))
+        for text, value in zip(texts, values):
+            text.append(value)
+    return [_matrix(len(row_of), width, places, text) for text in texts]
 
 
-def _store(session_factory: sessionmaker[DbSession], day: date, technical: pd.DataFrame,
-           financial: pd.DataFrame, start: date, now: Callable[[], datetime]) -> tuple[int, int]:
-    """One date's rows and its completion mark, in one transaction."""
+def _matrix(height: int, width: int, places: list[tuple[np.ndarray, int]], texts: list[str]) -> np.ndarray:
+    """A height x width matrix from texts of comma-separated integers, each text's values
+    placed at (its rows, its column); rows -1 are left out."""
+    matrix = np.full((height, width), np.nan)
+    if not places:
+        return matrix
+    rows = np.concatenate([placed for placed, _ in places])
+    columns = np.repeat([column for _, column in places], [len(placed) for placed, _ in places])
+    numbers = np.fromstring(",".join(texts), dtype=np.int64, sep=",")
+    if len(numbers) != len(rows):
+        raise ValueError(f"{len(numbers)} values for {len(rows)} tickers in an indicator window")
+    kept = rows >= 0
+    matrix[rows[kept], columns[kept]] = numbers[kept]
+    return matrix
+
+
+def _state_matrix(previous: Sequence[Any], row_of: dict[str, int]) -> np.ndarray:
+    """The stored :data:`incremental.PREVIOUS` values, one row per ticker of ``row_of``
+    (NaN where a ticker has none)."""
+    state = np.full((len(row_of), len(incremental.PREVIOUS)), np.nan)
+    if previous:
+        rows = np.array([row_of.get(row[0], -1) for row in previous])
+        values = np.array([row[1:] for row in previous], dtype=float)  # None -> NaN
+        kept = rows >= 0
+        state[rows[kept]] = values[kept]
+    return state
+
+
+def _store(session_factory: sessionmaker[DbSession], day: date, technical: dict[str, list[Any]],
+           financial: dict[str, list[Any]], start: date, now: Callable[[], datetime]) -> tuple[int, int]:
+    """One date's rows (column lists, see :func:`_value_lists`) and its completion mark,
+    in one transaction."""
     with session_factory.begin() as session:
         connection = session.connection()
-        technical_rows = upsert_columns(
-            connection, TechnicalIndicator.__table__,
-            frame_columns(technical[["date", "ticker"] + INDICATOR_COLUMNS + STATE_COLUMNS]), ["date", "ticker"])
-        financial_rows = upsert_columns(connection, FinancialIndicator.__table__,
-                                        frame_columns(_financial_for_storage(financial)), ["date", "ticker"])
+        technical_rows = upsert_columns(connection, TechnicalIndicator.__table__, technical, ["date", "ticker"])
+        financial_rows = upsert_columns(connection, FinancialIndicator.__table__, financial, ["date", "ticker"])
         upsert(connection, CalculatedSession.__table__, [{
-            "date": day, "tickers": len(technical), "lookback_start": start, "calculated_at": now(),
+            "date": day, "tickers": len(technical["ticker"]), "lookback_start": start, "calculated_at": now(),
         }], ["date"], keep=["calculated_at"])
     return technical_rows, financial_rows
 
 
-def _financial_for_storage(frame: pd.DataFrame) -> pd.DataFrame:
-    stored = frame[["date", "ticker"] + FINANCIAL_COLUMNS].copy()
-    stored["earnings_positive"] = stored["earnings_positive"].map({1.0: True, 0.0: False}).astype(object)
-    stored["earnings_positive"] = stored["earnings_positive"].where(stored["earnings_positive"].notna(), None)
-    stored["market_cap"] = stored["market_cap"].astype("Int64").astype(object).where(stored["market_cap"].notna(), None)
-    stored["market_cap_rank"] = stored["market_cap_rank"].astype("Int64").astype(object).where(
-        stored["market_cap_rank"].notna(), None)
-    return stored
+#: The stored columns of each table, after (date, ticker).
+TECHNICAL_STORED = INDICATOR_COLUMNS + STATE_COLUMNS
+_INTEGER_COLUMNS = {"market_cap", "market_cap_rank"}
+
+
+def _value_lists(day: date, values: dict[str, Any], names: list[str] = TECHNICAL_STORED) -> dict[str, list[Any]]:
+    """One date's rows as the driver stores them: (date, ticker, ``names``) column lists,
+    NaN as None (NULL), Python numbers (earnings_positive a bool)."""
+    tickers = list(values["ticker"])
+    columns: dict[str, list[Any]] = {"date": [day] * len(tickers), "ticker": tickers}
+    for name in names:
+        numbers = np.asarray(values[name], dtype=float).tolist()
+        if name == "earnings_positive":
+            columns[name] = [None if number != number else number == 1.0 for number in numbers]
+        elif name in _INTEGER_COLUMNS:
+            columns[name] = [None if number != number else int(number) for number in numbers]
+        else:
+            columns[name] = [None if number != number else number for number in numbers]
+    return columns
+
+
+def _frame_lists(day: date, frame: pd.DataFrame, names: list[str]) -> dict[str, list[Any]]:
+    """:func:`_value_lists` of ``day``'s rows of a technical or financial frame."""
+    return _value_lists(day, {name: frame[name].to_numpy() for name in ["ticker", *names]}, names)
+
+
+def _financial_lists(day: date, today: Sequence[Any]) -> dict[str, list[Any]]:
+    """:func:`_value_lists` of the financial indicators of ``day`` from its (ticker,
+    close, market_cap, eps, bps, dps) rows; NULL fundamentals: no fundamentals row."""
+    numbers = np.array([row[1:] for row in today], dtype=float).reshape(len(today), 5)
+    values = financial_values(*numbers.T)
+    return _value_lists(day, {"ticker": [row[0] for row in today], **values}, FINANCIAL_COLUMNS)
 
 
 def lookback_start(calendar: MarketCalendar, first: date) -> date:
@@ -252,7 +343,7 @@ def last_calculated_before(session_factory: sessionmaker[DbSession], day: date) 
 
 def is_calculated(session_factory: sessionmaker[DbSession], day: date) -> bool:
     with session_factory() as session:
-        return session.get(CalculatedSession, day) is not None
+        return session.scalar(select(CalculatedSession.date).where(CalculatedSession.date == day)) is not None
 
 
 def dates_to_calculate(ctx: JobContext) -> list[date]:

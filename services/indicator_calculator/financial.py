@@ -26,24 +26,46 @@ def compute_financials(prices: pd.DataFrame, fundamentals: pd.DataFrame) -> pd.D
     """
     merged = prices[["ticker", "date", "close", "market_cap"]].merge(
         fundamentals[["ticker", "date", "bps", "eps", "dps"]], on=["ticker", "date"], how="left")
-    close = merged["close"].astype(float)
-    eps = merged["eps"].astype(float).where(lambda v: v != 0)  # 0 = not reported
-    bps = merged["bps"].astype(float).where(lambda v: v > 0)
-    dps = merged["dps"].astype(float)  # NaN: no fundamentals row, so no known dividend
+    dates = pd.factorize(merged["date"])[0]
+    values = financial_values(*(merged[name].to_numpy(dtype=float)
+                                for name in ("close", "market_cap", "eps", "bps", "dps")), dates)
+    result = pd.DataFrame(values)
+    result.insert(0, "date", merged["date"])
+    result.insert(0, "ticker", merged["ticker"])
+    return result
+
+
+def financial_values(close: np.ndarray, market_cap: np.ndarray, eps: np.ndarray, bps: np.ndarray,
+                     dps: np.ndarray, dates: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The :data:`FINANCIAL_COLUMNS` of aligned float arrays (NaN: no fundamentals row);
+    ``dates`` groups the rows for the rank (integer codes; None: one date)."""
+    eps = np.where(eps != 0, eps, np.nan)  # 0 = not reported
+    bps = np.where(bps > 0, bps, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        result = pd.DataFrame({
-            "ticker": merged["ticker"],
-            "date": merged["date"],
-            "per": (close / eps).where(eps > 0),
+        values = {
+            "per": np.where(eps > 0, close / eps, np.nan),
             "pbr": close / bps,
             "eps": eps,
             "bps": bps,
-            "dividend_yield": (dps / close * 100).where(close > 0),
+            "dividend_yield": np.where(close > 0, dps / close * 100, np.nan),
             "roe": eps / bps,
-            "earnings_positive": (eps > 0).astype(float).where(eps.notna()),
-            "market_cap": merged["market_cap"].astype(float),
-        })
-    result["market_cap_rank"] = result.groupby("date")["market_cap"].rank(ascending=False, method="min")
-    numeric = result.columns.difference(["ticker", "date"])
-    result[numeric] = result[numeric].replace([np.inf, -np.inf], np.nan)
-    return result[["ticker", "date"] + FINANCIAL_COLUMNS]
+            "earnings_positive": np.where(np.isnan(eps), np.nan, (eps > 0).astype(float)),
+            "market_cap": market_cap.astype(float),
+            "market_cap_rank": _rank_largest_first(market_cap, dates),
+        }
+    for column in values.values():
+        column[np.isinf(column)] = np.nan
+    return values
+
+
+def _rank_largest_first(values: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """Rank within each group, 1 = largest, ties sharing the best rank; NaN (and a row
+    without a group, code -1) stays NaN."""
+    ranks = np.full(len(values), np.nan)
+    codes = np.zeros(len(values), dtype=np.int64) if groups is None else groups
+    for code in np.unique(codes[codes >= 0]):
+        members = np.flatnonzero((codes == code) & ~np.isnan(values))
+        ordered = np.sort(values[members])
+        larger = len(ordered) - np.searchsorted(ordered, values[members], side="right")
+        ranks[members] = larger + 1.0
+    return ranks

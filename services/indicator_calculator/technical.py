@@ -156,14 +156,33 @@ def sma(values: np.ndarray, period: int) -> np.ndarray:
     return out
 
 
+#: Up to this many tickers a recursion runs on plain floats, one ticker at a time: a
+#: numpy call per time step costs more than the arithmetic of a few tickers.
+_FLOAT_LOOP_TICKERS = 16
+
+
 def _recursive(values: np.ndarray, start: int, seed: np.ndarray, weight: float) -> np.ndarray:
     """out[start] = seed; out[t] = out[t-1] + weight * (values[t] - out[t-1])."""
     out = np.full(values.shape, np.nan)
     if start >= len(values):
         return out
     out[start] = seed
+    if values.shape[1] <= _FLOAT_LOOP_TICKERS:  # the same IEEE operations, in the same order
+        for column in range(values.shape[1]):
+            out[start + 1:, column] = _float_recursion(values[start + 1:, column].tolist(),
+                                                       float(out[start, column]), weight)
+        return out
     for t in range(start + 1, len(values)):
         out[t] = out[t - 1] + weight * (values[t] - out[t - 1])
+    return out
+
+
+def _float_recursion(values: list[float], previous: float, weight: float) -> list[float]:
+    """:func:`_recursive` of one ticker after its seed."""
+    out = []
+    for value in values:
+        previous = previous + weight * (value - previous)
+        out.append(previous)
     return out
 
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import Connection, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from services.common.database import frame_columns, upsert, upsert_columns
+from services.common.database import fetch_rows, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import Settings
@@ -28,7 +29,7 @@ from services.watchlist_manager.scoring import (
     WatchlistRules,
     eligibility,
     parse_weights,
-    select_watchlist,
+    score_eligible,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,21 +41,24 @@ def rules_from(settings: Settings) -> WatchlistRules:
                           weights=parse_weights(settings.watchlist_weights))
 
 
+UNIVERSE_COLUMNS = ["ticker", "close", "value", "halted", "sma_20", "sma_60", "sma_120", "rsi_14", "macd_hist",
+                    "atr_14", "per", "pbr"]
+_UNIVERSE = (
+    "SELECT p.ticker, p.close, p.value, p.halted, t.sma_20, t.sma_60, t.sma_120, t.rsi_14, "
+    "t.macd_hist, t.atr_14, f.per, f.pbr "
+    "FROM daily_prices p "
+    "JOIN technical_indicators t ON t.date = p.date AND t.ticker = p.ticker "
+    "LEFT JOIN financial_indicators f ON f.date = p.date AND f.ticker = p.ticker "
+    "WHERE p.date = :day")
+
+
 def load_universe(connection: Connection, day: date) -> pd.DataFrame:
     """Prices, technical and financial indicators of one date, one row per ticker."""
-    rows = connection.execute(text(
-        "SELECT p.ticker, p.close, p.value, p.halted, t.sma_20, t.sma_60, t.sma_120, t.rsi_14, "
-        "t.macd_hist, t.atr_14, f.per, f.pbr "
-        "FROM daily_prices p "
-        "JOIN technical_indicators t ON t.date = p.date AND t.ticker = p.ticker "
-        "LEFT JOIN financial_indicators f ON f.date = p.date AND f.ticker = p.ticker "
-        "WHERE p.date = :day"), {"day": day}).all()
-    frame = pd.DataFrame(rows, columns=["ticker", "close", "value", "halted", "sma_20", "sma_60", "sma_120",
-                                        "rsi_14", "macd_hist", "atr_14", "per", "pbr"])
-    numeric = frame.columns.difference(["ticker", "halted"])
-    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
-    frame["halted"] = frame["halted"].astype(bool)
-    return frame
+    rows = fetch_rows(connection, _UNIVERSE, {"day": day})
+    columns = dict(zip(UNIVERSE_COLUMNS, zip(*rows) if rows else [()] * len(UNIVERSE_COLUMNS)))
+    return pd.DataFrame({
+        name: list(values) if name == "ticker" else np.array(values, dtype=bool if name == "halted" else float)
+        for name, values in columns.items()})  # a NULL indicator is NaN
 
 
 def previous_list(connection: Connection, user_id: str, day: date) -> tuple[date | None, pd.DataFrame]:
@@ -79,26 +83,50 @@ class UpdateResult:
 def update_watchlist(connection: Connection, user_id: str, day: date, rules: WatchlistRules) -> UpdateResult:
     """Replace the user's watchlist of ``day`` (idempotent); the caller owns the transaction."""
     universe = load_universe(connection, day)
-    chosen = select_watchlist(universe, rules)
-    _, before = previous_list(connection, user_id, day)
-    carried = chosen.merge(before, on="ticker", how="left")
-    new = carried["entered_on"].isna()
-    carried.loc[new, "entered_on"] = day
-    carried.loc[new, "entry_close"] = carried.loc[new, "close"]
-    rows = carried.assign(user_id=user_id, date=day)
-    rows["close"] = rows["close"].astype("int64")
-    rows["entry_close"] = rows["entry_close"].astype("int64")
-    connection.execute(delete(WatchlistEntry).where(WatchlistEntry.user_id == user_id, WatchlistEntry.date == day))
-    upsert_columns(connection, WatchlistEntry.__table__,
-                   frame_columns(rows[["user_id", "date", "ticker", "rank", "score", *FACTORS, "close",
-                                       "entered_on", "entry_close"]]),
+    eligible = (eligibility(universe, rules) == "").to_numpy()
+    chosen = score_eligible(universe[eligible], rules).head(rules.size)
+    before = _previous_entries(connection, user_id, day)
+    connection.execute(_DELETE_DAY, {"user_id": user_id, "day": day})
+    upsert_columns(connection, WatchlistEntry.__table__, _entry_columns(chosen, before, user_id, day),
                    ["user_id", "date", "ticker"])
-    entries = sorted(set(chosen["ticker"]) - set(before["ticker"]))
-    exits = sorted(set(before["ticker"]) - set(chosen["ticker"]))
-    eligible_count = int((eligibility(universe, rules) == "").sum())
+    tickers = chosen["ticker"].tolist()
+    entries = sorted(set(tickers) - set(before))
+    exits = sorted(set(before) - set(tickers))
+    eligible_count = int(eligible.sum())
     upsert(connection, WatchlistRun.__table__, [{"user_id": user_id, "date": day, "size": len(chosen),
                                                  "eligible": eligible_count}], ["user_id", "date"])
     return UpdateResult(len(chosen), eligible_count, entries, exits)
+
+
+#: The user's entries of the run before ``day`` (none without one, or when it chose nobody).
+_PREVIOUS_ENTRIES = select(WatchlistEntry.ticker, WatchlistEntry.entered_on, WatchlistEntry.entry_close).where(
+    WatchlistEntry.user_id == bindparam("user_id"),
+    WatchlistEntry.date == select(func.max(WatchlistRun.date)).where(
+        WatchlistRun.user_id == bindparam("user_id"), WatchlistRun.date < bindparam("day")).scalar_subquery())
+_DELETE_DAY = delete(WatchlistEntry).where(WatchlistEntry.user_id == bindparam("user_id"),
+                                           WatchlistEntry.date == bindparam("day"))
+
+
+def _previous_entries(connection: Connection, user_id: str, day: date) -> dict[str, tuple[date, int]]:
+    """Ticker -> (entered_on, entry_close) of the user's list of the run before ``day``."""
+    rows = connection.execute(_PREVIOUS_ENTRIES, {"user_id": user_id, "day": day})
+    return {ticker: (entered_on, entry_close) for ticker, entered_on, entry_close in rows}
+
+
+def _entry_columns(chosen: pd.DataFrame, before: dict[str, tuple[date, int]], user_id: str,
+                   day: date) -> dict[str, list[Any]]:
+    """The chosen rows as stored: a ticker already on the list keeps the date and close
+    it entered at."""
+    tickers = chosen["ticker"].tolist()
+    closes = [int(close) for close in chosen["close"].tolist()]
+    entered = [before.get(ticker, (day, close)) for ticker, close in zip(tickers, closes)]
+    return {
+        "user_id": [user_id] * len(tickers), "date": [day] * len(tickers), "ticker": tickers,
+        "rank": chosen["rank"].tolist(), "score": chosen["score"].tolist(),
+        **{factor: chosen[factor].tolist() for factor in FACTORS},
+        "close": closes, "entered_on": [on for on, _ in entered],
+        "entry_close": [int(close) for _, close in entered],
+    }
 
 
 def later_runs(connection: Connection, user_id: str, day: date) -> list[date]:

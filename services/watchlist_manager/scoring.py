@@ -48,37 +48,56 @@ class WatchlistRules:
 
 def eligibility(frame: pd.DataFrame, rules: WatchlistRules) -> pd.Series:
     """Why each ticker is left out ('' when it is eligible)."""
+    warming_up = np.zeros(len(frame), dtype=bool)
+    for column in ("sma_20", "rsi_14", "atr_14"):
+        warming_up |= frame[column].isna().to_numpy()
     reasons = np.select(
         [frame["halted"].astype(bool).to_numpy(),
          (frame["close"] < rules.min_price).to_numpy(),
          (frame["value"] < rules.min_value).to_numpy(),
-         frame[["sma_20", "rsi_14", "atr_14"]].isna().any(axis=1).to_numpy()],
+         warming_up],
         ["halted", "price below the minimum", "traded value below the minimum", "indicators in warm-up"],
         default="",
     )
     return pd.Series(reasons, index=frame.index)
 
 
-def _rank(values: pd.Series) -> pd.Series:
-    """Percentile rank in (0, 1]; NaN ranks lowest (0)."""
-    return values.rank(pct=True, method="average").fillna(0.0)
+def _rank(values: np.ndarray) -> np.ndarray:
+    """Percentile rank in (0, 1] as pandas' ``rank(pct=True, method="average")``: the
+    mean of the tied positions over the count of values; NaN ranks lowest (0)."""
+    ranks = np.zeros(len(values))
+    known = np.flatnonzero(~np.isnan(values))
+    if not len(known):
+        return ranks
+    order = known[np.argsort(values[known], kind="stable")]
+    ordered = values[order]
+    new_value = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.flatnonzero(new_value)  # 0-based positions where each run of ties starts and ends
+    ends = np.r_[starts[1:], len(ordered)] - 1
+    ranks[order] = ((starts + ends) / 2 + 1)[np.cumsum(new_value) - 1] / len(ordered)
+    return ranks
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as floats, NaN where missing."""
+    return frame[name].to_numpy(dtype=float, na_value=np.nan)
 
 
 def factor_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    close = frame["close"].astype(float)
-    trend = pd.concat([
-        close > frame["sma_20"], close > frame["sma_60"], close > frame["sma_120"],
-        frame["sma_20"] > frame["sma_60"],
-    ], axis=1).mean(axis=1)
-    rsi_score = (1 - (frame["rsi_14"] - 60).abs() / 40).clip(0, 1).fillna(0.0)
-    momentum = 0.5 * rsi_score + 0.5 * _rank(frame["macd_hist"] / close)
-    volatility = 1 - _rank(frame["atr_14"] / close)  # eligible tickers all have an ATR
-    liquidity = _rank(frame["value"].astype(float))
-    earnings_yield = (1 / frame["per"]).where(frame["per"] > 0, 0.0).fillna(0.0)
-    book_yield = (1 / frame["pbr"]).where(frame["pbr"] > 0, 0.0).fillna(0.0)
-    value = 0.5 * _rank(earnings_yield) + 0.5 * _rank(book_yield)
+    close, sma_20, sma_60, sma_120, rsi, macd_hist, atr, value, per, pbr = (
+        _column(frame, name) for name in ("close", "sma_20", "sma_60", "sma_120", "rsi_14", "macd_hist",
+                                          "atr_14", "value", "per", "pbr"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        trend = ((close > sma_20).astype(float) + (close > sma_60) + (close > sma_120) + (sma_20 > sma_60)) / 4
+        rsi_score = np.clip(1 - np.abs(rsi - 60) / 40, 0, 1)
+        rsi_score[np.isnan(rsi_score)] = 0.0
+        momentum = 0.5 * rsi_score + 0.5 * _rank(macd_hist / close)
+        volatility = 1 - _rank(atr / close)  # eligible tickers all have an ATR
+        earnings_yield = np.where(per > 0, 1 / per, 0.0)
+        book_yield = np.where(pbr > 0, 1 / pbr, 0.0)
     return pd.DataFrame({"trend": trend, "momentum": momentum, "volatility": volatility,
-                         "liquidity": liquidity, "value": value}, index=frame.index).astype(float)
+                         "liquidity": _rank(value), "value": 0.5 * _rank(earnings_yield) + 0.5 * _rank(book_yield)},
+                        index=frame.index)
 
 
 def score_universe(frame: pd.DataFrame, rules: WatchlistRules) -> pd.DataFrame:
@@ -86,16 +105,22 @@ def score_universe(frame: pd.DataFrame, rules: WatchlistRules) -> pd.DataFrame:
     missing = [column for column in ("ticker",) + REQUIRED if column not in frame.columns]
     if missing:
         raise ValueError(f"scoring needs columns {missing}")
-    eligible = frame[eligibility(frame, rules) == ""]
+    return score_eligible(frame[(eligibility(frame, rules) == "").to_numpy()], rules)
+
+
+def score_eligible(eligible: pd.DataFrame, rules: WatchlistRules) -> pd.DataFrame:
+    """:func:`score_universe` of tickers already known to be eligible."""
     if eligible.empty:
         return pd.DataFrame(columns=["ticker", "close", "score", "rank", *FACTORS])
     factors = factor_scores(eligible)
     total = sum(rules.weights.values())
-    score = sum(factors[name] * weight for name, weight in rules.weights.items()) / total
-    scored = pd.concat([eligible[["ticker", "close"]], factors], axis=1).assign(score=score)
-    scored = scored.sort_values(["score", "ticker"], ascending=[False, True]).reset_index(drop=True)
-    scored["rank"] = np.arange(1, len(scored) + 1)
-    return scored[["ticker", "close", "score", "rank", *FACTORS]]
+    score = sum(factors[name].to_numpy() * weight for name, weight in rules.weights.items()) / total
+    tickers = eligible["ticker"].to_numpy()
+    by_ticker = np.argsort(tickers.astype(str), kind="stable")
+    order = by_ticker[np.argsort(-score[by_ticker], kind="stable")]  # best score first, ties by ticker
+    return pd.DataFrame({"ticker": eligible["ticker"].array[order], "close": eligible["close"].array[order],
+                         "score": score[order], "rank": np.arange(1, len(order) + 1),
+                         **{name: factors[name].to_numpy()[order] for name in FACTORS}})
 
 
 def select_watchlist(frame: pd.DataFrame, rules: WatchlistRules) -> pd.DataFrame:

@@ -295,3 +295,12 @@ def test_rules_reject_unknown_negative_and_all_zero_weights(weights):
 def test_rules_reject_a_non_finite_weight(weight):
     with pytest.raises(ValueError):
         WatchlistRules(weights={"trend": 1.0, "value": weight})
+
+
+def test_factor_ranks_are_pandas_percentile_ranks_with_ties_infinities_and_gaps():
+    """The liquidity factor is the percentile rank of the traded value, as pandas'
+    ``rank(pct=True, method="average")`` gives it (NaN: 0)."""
+    values = [3e9, 1e9, math.inf, 3e9, NAN, 2e9, 3e9, -math.inf, 0.0, 1e9]
+    frame = universe(*({"value": value} for value in values))
+    expected = pd.Series(values).rank(pct=True, method="average").fillna(0.0).tolist()
+    assert factor_scores(frame)["liquidity"].tolist() == expected

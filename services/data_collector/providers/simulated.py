@@ -138,13 +138,19 @@ class SimulatedMarket:
         self.universe = build_universe(seed, universe_size, weekday_index(HORIZON) + 1)
         self.calendar: MarketCalendar | None = None
 
-    def _day_draws(self, index: int) -> dict[str, np.ndarray]:
+    def _day_draws(self, index: int, *, walk_only: bool = False) -> dict[str, np.ndarray]:
+        """The weekday's draws; ``walk_only``: just the first three, all the walk uses
+        (the stream is drawn in this order, so they are the same either way)."""
         size = len(self.universe.tickers)
         rng = np.random.default_rng([self.seed, _DAY, index])
-        return {
+        draws = {
             "market": rng.normal(0.0003, 0.009, 1),
             "own": rng.normal(0.0, 1.0, size),
             "halt": rng.random(size),
+        }
+        if walk_only:
+            return draws
+        return draws | {
             "gap": rng.normal(0.0, 0.3, size),
             "up": np.abs(rng.normal(0.0, 0.5, size)),
             "down": np.abs(rng.normal(0.0, 0.5, size)),
@@ -153,7 +159,7 @@ class SimulatedMarket:
 
     def _weekday_moves(self, weekday: int) -> tuple[np.ndarray, np.ndarray]:
         """The weekday's log-move of every ticker, and which tickers are halted then."""
-        u, draws = self.universe, self._day_draws(weekday)
+        u, draws = self.universe, self._day_draws(weekday, walk_only=True)
         moves = (u.beta * draws["market"] + u.sigma * draws["own"]).clip(-MAX_DAILY_MOVE, MAX_DAILY_MOVE)
         return np.log1p(moves), draws["halt"] < HALT_PROBABILITY
 
@@ -200,22 +206,18 @@ class SimulatedMarket:
         moved = np.abs(close / previous - 1)
         volume = np.where(halted, 0, (u.liquidity * draws["volume"] * (1 + 8 * moved)).astype(np.int64))
         value = (volume * (open_ + high + low + close) / 4).astype(np.int64)
-        prices = pd.DataFrame({
+        prices = _listed_frame(listed, PRICE_COLUMNS, {
             "ticker": u.tickers, "date": day, "open": open_, "high": high, "low": low,
             "close": close, "volume": volume, "value": value,
             "change_pct": np.round((close / previous - 1) * 100, 2),
             "market_cap": close * u.shares, "market": u.markets,
-        })[PRICE_COLUMNS]
-        fundamentals = self._fundamentals(day, close)
-        stocks = pd.DataFrame({"ticker": u.tickers, "name": u.names, "market": u.markets})[STOCK_COLUMNS]
-        return MarketSnapshot(
-            day,
-            stocks[listed].reset_index(drop=True),
-            prices[listed].reset_index(drop=True),
-            fundamentals[listed].reset_index(drop=True),
-        )
+        })
+        stocks = _listed_frame(listed, STOCK_COLUMNS, {"ticker": u.tickers, "name": u.names, "market": u.markets})
+        return MarketSnapshot(day, stocks, prices, _listed_frame(listed, FUNDAMENTAL_COLUMNS,
+                                                                   self._fundamentals(day, close)))
 
-    def _fundamentals(self, day: date, close: np.ndarray) -> pd.DataFrame:
+    def _fundamentals(self, day: date, close: np.ndarray) -> dict[str, object]:
+        """Every ticker's fundamentals of ``day`` (columns of :data:`FUNDAMENTAL_COLUMNS`)."""
         u = self.universe
         quarter = (day.year - 2015) * 4 + (day.month - 1) // 3
         noise = np.random.default_rng([self.seed, _QUARTER, quarter]).normal(0, 0.05, len(u.tickers))
@@ -223,12 +225,19 @@ class SimulatedMarket:
         bps = np.round(u.bps0 * 1.01 ** quarter).astype(np.int64).clip(1, None)
         dps = np.where(eps > 0, np.round(eps * u.payout / 10) * 10, 0).astype(np.int64)
         safe_eps = np.where(eps > 0, eps, 1)
-        return pd.DataFrame({
+        return {
             "ticker": u.tickers, "date": day, "bps": bps,
             "per": np.where(eps > 0, np.round(close / safe_eps, 2), 0.0),
             "pbr": np.round(close / bps, 2), "eps": eps,
             "div": np.round(dps / close * 100, 2), "dps": dps,
-        })[FUNDAMENTAL_COLUMNS]
+        }
+
+
+def _listed_frame(listed: np.ndarray, columns: list[str], values: dict[str, object]) -> pd.DataFrame:
+    """A frame of the listed tickers' rows of ``values`` (arrays over the universe, or
+    one value for every row), in the order of ``columns``."""
+    return pd.DataFrame({column: values[column][listed] if isinstance(values[column], np.ndarray)
+                         else values[column] for column in columns}, index=pd.RangeIndex(int(listed.sum())))
 
 
 def intraday_path(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
