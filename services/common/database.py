@@ -236,15 +236,23 @@ def upsert_columns(connection: Any, table: Any, columns: dict[str, list[Any]],
     if connection.dialect.name == "sqlite":
         columns = {name: _sqlite_dates(values) if isinstance(table.c[name].type, Date) else values
                    for name, values in columns.items()}
-    statement = _upsert_statement(connection.dialect.name, table, key_columns, names, update_where)
-    compiled = statement.compile(dialect=connection.dialect)
-    if compiled.positional:
-        order = [columns[name] for name in compiled.positiontup]  # type: ignore[union-attr]
-        parameters: list[Any] = list(zip(*order))
+    sql, positions = _compiled_upsert(connection.dialect, table, tuple(key_columns), tuple(names), update_where)
+    if positions is not None:
+        parameters: list[Any] = list(zip(*(columns[name] for name in positions)))
     else:
         parameters = [dict(zip(names, values)) for values in zip(*(columns[n] for n in names))]
-    connection.exec_driver_sql(str(compiled), parameters)
+    connection.exec_driver_sql(sql, parameters)
     return count
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_upsert(dialect: Any, table: Any, key_columns: tuple[str, ...], names: tuple[str, ...],
+                     update_where: Any) -> tuple[str, tuple[str, ...] | None]:
+    """:func:`upsert_columns`'s SQL for the dialect, compiled once per shape, and the
+    order of its positional parameters (None: named)."""
+    statement = _upsert_statement(dialect.name, table, list(key_columns), list(names), update_where)
+    compiled = statement.compile(dialect=dialect)
+    return str(compiled), (tuple(compiled.positiontup) if compiled.positional else None)  # type: ignore[arg-type]
 
 
 def dialect_insert(connection: Any, table: Any) -> Any:

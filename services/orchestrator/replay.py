@@ -8,10 +8,12 @@ or job is written a second time. Ledger rows are marked ``origin = simulate``.
 
 from __future__ import annotations
 
+import gc
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from services.common.clock import FixedClock
 from services.common.market_calendar import KRX_TZ
@@ -94,9 +96,22 @@ def simulate(settings: Settings, start: date, end: date, *,
     if on_fires is not None:
         on_fires(fires)
     market = _shared_market(settings, clock, runtime)
-    records = replay(runtime.runner(origin=ORIGIN), clock, fires, on_fire)
+    with _setup_frozen():
+        records = replay(runtime.runner(origin=ORIGIN), clock, fires, on_fire)
     del market
     return Simulation(runtime, fires, records)
+
+
+@contextmanager
+def _setup_frozen() -> Iterator[None]:
+    """What the replay set up (calendar, market, modules) lives through it: the garbage
+    collector leaves it out of its full passes, which otherwise walk it over and over."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _shared_market(settings: Settings, clock: FixedClock, runtime: Runtime) -> Any:
