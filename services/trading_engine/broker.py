@@ -6,13 +6,14 @@ settings say dry run, the live adapter is not even imported.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 
 from services.common.clock import FixedClock
 from services.common.job_api import JobContext
@@ -103,22 +104,26 @@ def current_quotes(ctx: JobContext, broker: Broker, connection: Connection, tick
 
 def stored_closes(connection: Connection, tickers: Sequence[str], before: object) -> dict[str, int]:
     """Each ticker's close in the latest collected session before ``before``."""
-    from services.data_collector.models import CollectedSession, DailyPrice
-
-    latest = connection.scalar(select(func.max(CollectedSession.date)).where(CollectedSession.date < before))
-    if latest is None:
-        return {}
-    rows = connection.execute(select(DailyPrice.ticker, DailyPrice.close).where(
-        DailyPrice.date == latest, DailyPrice.ticker.in_(list(tickers)))).all()
+    rows = connection.execute(_price_statements()[0], {"before": before, "tickers": list(tickers)}).all()
     return {ticker: int(close) for ticker, close in rows}
 
 
 def participation_caps(connection: Connection, tickers: Sequence[str], previous_day: object,
                        share: float = 0.05) -> Mapping[str, int]:
     """At most ``share`` of a ticker's previous-session volume fills at one observation."""
-    from services.data_collector.models import DailyPrice
-
-    rows = connection.execute(select(DailyPrice.ticker, DailyPrice.volume).where(
-        DailyPrice.date == previous_day, DailyPrice.ticker.in_(list(tickers)))).all()
+    rows = connection.execute(_price_statements()[1], {"day": previous_day, "tickers": list(tickers)}).all()
     return {ticker: max(1, int(volume * share)) for ticker, volume in rows}
+
+
+@functools.lru_cache(maxsize=1)
+def _price_statements() -> tuple[Select[Any], Select[Any]]:
+    """Built once (read at every tick and risk check): the closes of the latest collected
+    session before ``before``, and the volumes of ``day``, of some ``tickers``."""
+    from services.data_collector.models import CollectedSession, DailyPrice
+
+    tickers = DailyPrice.ticker.in_(bindparam("tickers", expanding=True))
+    latest = select(func.max(CollectedSession.date)).where(CollectedSession.date < bindparam("before"))
+    closes = select(DailyPrice.ticker, DailyPrice.close).where(DailyPrice.date == latest.scalar_subquery(), tickers)
+    volumes = select(DailyPrice.ticker, DailyPrice.volume).where(DailyPrice.date == bindparam("day"), tickers)
+    return closes, volumes
 

@@ -149,16 +149,17 @@ def intraday_exits(positions: pd.DataFrame, prices: Mapping[str, int], rules: Si
     are left alone)."""
     if positions.empty:
         return _empty()
-    rows = positions[positions["ticker"].isin(list(prices))].copy()
-    if rows.empty:
+    priced = np.array([ticker in prices for ticker in positions["ticker"].tolist()], dtype=bool)
+    if not priced.any():
         return _empty()
-    rows["close"] = rows["ticker"].map(prices).astype(float)
-    high = np.maximum(rows["high_water"].astype(float), rows["close"])
-    reason = price_exit_reasons(rows["close"].to_numpy(), rows["average_price"].astype(float).to_numpy(),
-                                high.to_numpy(), rules)
+    rows = positions[priced].copy()
+    close = np.array([prices[ticker] for ticker in rows["ticker"].tolist()], dtype=float)
+    high = np.maximum(rows["high_water"].to_numpy(dtype=float), close)
+    reason = price_exit_reasons(close, rows["average_price"].to_numpy(dtype=float), high, rules)
+    if not (reason != "").any():  # the usual tick: nothing to sell, no frame to build
+        return _empty()
+    rows["close"] = close
     chosen = rows[reason != ""]
-    if chosen.empty:
-        return _empty()
     reasons = reason[reason != ""]
     details = [_exit_detail(kind, row).replace("close", "price", 1) for kind, row in
                zip(reasons, records(chosen))]
