@@ -304,9 +304,13 @@ def parse_webhook_url(text: str) -> str:
 
 
 def parse_timeout_seconds(text: str) -> float:
-    value = _parse_float(text, "a number of seconds, more than 0 and at most 60")
-    if not 0 < value <= 60:
-        raise ValueError("expected a number of seconds, more than 0 and at most 60")
+    return _positive_float_up_to(text, 60, "a number of seconds, more than 0 and at most 60")
+
+
+def _positive_float_up_to(text: str, high: float, what: str) -> float:
+    value = _parse_float(text, what)
+    if not 0 < value <= high:
+        raise ValueError(f"expected {what}")
     return value
 
 
@@ -337,10 +341,7 @@ def parse_kis_account(text: str) -> str:
 
 
 def parse_rate_per_second(text: str) -> float:
-    value = _parse_float(text, "a number of requests per second above 0")
-    if not 0 < value <= 1000:
-        raise ValueError("expected a number of requests per second above 0 (at most 1000)")
-    return value
+    return _positive_float_up_to(text, 1000, "a number of requests per second above 0 (at most 1000)")
 
 
 def parse_text(text: str) -> str:
