@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.database import Base, UTCDateTime
@@ -19,7 +19,9 @@ class JobRun(Base):
     __table_args__ = (
         UniqueConstraint("job_name", "user_id", "scheduled_for", "attempt", name="uq_job_runs_fire"),
         Index("ix_job_runs_job_scheduled", "job_name", "scheduled_for"),
-        Index("ix_job_runs_lease", "outcome", "lease_until"),
+        # the running rows only: the lease sweep's, and nothing to update at every finish
+        Index("ix_job_runs_lease", "lease_until", sqlite_where=text("outcome = 'running'"),
+              postgresql_where=text("outcome = 'running'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -49,7 +49,8 @@ _FINISH = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
     error=bindparam("error"), summary=bindparam("summary"), lease_until=None)
 _RENEW = update(_RUNS).where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)),
                              _RUNS.c.outcome == Outcome.RUNNING.value).values(lease_until=bindparam("until"))
-_LAPSED = select(_RUNS).where(_RUNS.c.outcome == Outcome.RUNNING.value, _RUNS.c.lease_until < bindparam("now"))
+_LAPSED = select(_RUNS).where(text("outcome = 'running'"),  # literal: ix_job_runs_lease holds these rows
+                              _RUNS.c.lease_until < bindparam("now"))
 _ABANDON = update(_RUNS).where(
     _RUNS.c.id == bindparam("run_id"), _RUNS.c.outcome == Outcome.RUNNING.value,
     _RUNS.c.lease_until < bindparam("now")).values(

@@ -23,7 +23,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("lease_until", UTCDateTime(), nullable=True))
         batch.drop_constraint("uq_job_runs_fire", type_="unique")
         batch.create_unique_constraint("uq_job_runs_fire", ["job_name", "user_id", "scheduled_for", "attempt"])
-    op.create_index("ix_job_runs_lease", "job_runs", ["outcome", "lease_until"])
+    running = sa.text("outcome = 'running'")
+    op.create_index("ix_job_runs_lease", "job_runs", ["lease_until"], sqlite_where=running,
+                    postgresql_where=running)
 
 
 def downgrade() -> None:
