@@ -11,15 +11,18 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import create_engine, inspect, text
 
 from services.common.database import create_db_engine
 from services.orchestrator.replay import simulate
+from tests.conftest import TEST_DATABASE_URL, _postgres_schema_url
 from tests.orchestrator import crash_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,12 +33,11 @@ SURROGATES = {"id", "order_id", "fill_id", "fill_key"}  # numbered by the databa
 WHEN_WRITTEN = {"created_at", "updated_at", "calculated_at", "collected_at"}  # a recovered attempt runs later
 
 
-def build_base(url: str, cache_dir: Path) -> None:
-    """Two replayed sessions (11-17, 11-18) of a 30-ticker market, with 80 sessions of history."""
+def build_base(url: str, cache_dir: Path, first: date = date(2026, 11, 17)) -> None:
+    """Replayed sessions from ``first`` to 11-18 of a 30-ticker market, with 80 sessions
+    of history."""
     settings = crash_worker.crash_settings(url)
-    from dataclasses import replace
-
-    simulation = simulate(replace(settings, cache_dir=str(cache_dir)), date(2026, 11, 17), date(2026, 11, 18))
+    simulation = simulate(replace(settings, cache_dir=str(cache_dir)), first, date(2026, 11, 18))
     assert simulation.failed == 0
     simulation.runtime.close()
 
@@ -122,3 +124,37 @@ def test_orders_carry_an_idempotency_key_from_user_date_ticker_and_signal(base_d
     assert keys and all(key.split(":")[0] == "paper" and key.split(":")[1] == "default_user" for key in keys)
     assert len(keys) == len(set(keys))
     assert {key.split(":")[-1] for key in keys} <= {"entry", "exit", "intraday-exit"}
+
+
+@pytest.fixture
+def postgres_schemas() -> Iterator[Any]:
+    """Throwaway PostgreSQL schemas, as many as asked for, dropped afterwards."""
+    if not TEST_DATABASE_URL:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    admin = create_engine(TEST_DATABASE_URL)
+    made: list[str] = []
+
+    def new_schema() -> str:
+        schema = f"crash_{uuid.uuid4().hex[:10]}"
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        made.append(schema)
+        return _postgres_schema_url(TEST_DATABASE_URL, schema)
+
+    yield new_schema
+    with admin.begin() as connection:
+        for schema in made:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def test_signal_generation_killed_on_postgresql_places_no_order_twice(postgres_schemas, monkeypatch,
+                                                                      calendar_cache_dir):
+    clean, crashed = postgres_schemas(), postgres_schemas()
+    for url in (clean, crashed):
+        build_base(url, calendar_cache_dir, first=date(2026, 11, 18))
+    took = clean_run(clean, "signal_generation", monkeypatch, calendar_cache_dir)
+    delay = random.Random("postgresql").uniform(0, took)
+    assert killed_run(crashed, "signal_generation", calendar_cache_dir, delay) == -signal.SIGKILL
+    crash_worker.main(crashed, DAY, "signal_generation", "recover")
+    assert table_contents(crashed) == table_contents(clean)
