@@ -76,7 +76,7 @@ class WebhookHandler(logging.Handler):
                 response.read()
         except urllib.error.HTTPError as exc:
             self._failed(alert, f"HTTP {exc.code} {exc.reason}")
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 (any failure: the alert thread must live on)
             self._failed(alert, getattr(exc, "reason", None) or exc)
 
     def _failed(self, alert: Alert, reason: object) -> None:

@@ -215,9 +215,9 @@ def _start(settings: Settings) -> None:
     jobs = [job for job in runtime.enabled_jobs if job.service_available()]
     for job in jobs:
         job.run_preflight(settings, runtime.clock, runtime.calendar)
-    abandoned = runner.abandon_dead_runs()
+    abandoned = runner.expire_dead_runs()
     if abandoned:
-        logger.warning("%d runs left unfinished by a dead process were recorded failed", abandoned)
+        logger.warning("%d runs left unfinished by a dead process go to the recovery sweep", abandoned)
     now = runtime.clock.now()
     _print_start_banner(runtime, jobs, now)
     runner.check_calendar(now)

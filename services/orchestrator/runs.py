@@ -47,6 +47,7 @@ _CLAIM = insert(_RUNS).returning(_RUNS.c.id)
 _FINISH = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
     outcome=bindparam("outcome"), finished_at=bindparam("finished_at"), reason=bindparam("reason"),
     error=bindparam("error"), summary=bindparam("summary"), lease_until=None)
+_FINISH_HELD = _FINISH.where(_RUNS.c.outcome == Outcome.RUNNING.value)  # fenced: not once taken over
 _RENEW = update(_RUNS).where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)),
                              _RUNS.c.outcome == Outcome.RUNNING.value).values(lease_until=bindparam("until"))
 _LAPSED = select(_RUNS).where(text("outcome = 'running'"),  # literal: ix_job_runs_lease holds these rows
@@ -55,6 +56,9 @@ _ABANDON = update(_RUNS).where(
     _RUNS.c.id == bindparam("run_id"), _RUNS.c.outcome == Outcome.RUNNING.value,
     _RUNS.c.lease_until < bindparam("now")).values(
     outcome=Outcome.FAILED.value, finished_at=bindparam("now"), error=bindparam("error"), lease_until=None)
+
+#: Runs the recovery sweep may run again; a manual run's operator decides about it.
+RECOVERABLE_ORIGINS = ("schedule", "catch_up", "recovery")
 
 #: After downtime, fires up to this far back (since each job's last recorded fire) are
 #: recorded as missed; older ones are not looked for.
@@ -153,17 +157,16 @@ class RunLedger:
                     written.append((run_id, fire))
         return written
 
-    def abandon_dead_runs(self) -> int:
-        """This host's ``running`` rows whose process is gone become ``failed``."""
+    def expire_dead_runs(self) -> int:
+        """End the leases of this host's ``running`` rows whose process is gone, so the
+        next recovery sweep takes them over at once instead of a lease later."""
         count = 0
         with self._sessions.begin() as session:
             rows = session.scalars(select(JobRun).where(
                 JobRun.outcome == Outcome.RUNNING.value, JobRun.host == self._host, JobRun.pid != self._pid))
             for row in rows:
                 if not _process_alive(row.pid):
-                    row.outcome = Outcome.FAILED.value
-                    row.finished_at = self._clock.now()
-                    row.error = f"abandoned: process {row.pid} on {row.host} ended without finishing the run"
+                    row.lease_until = self._clock.now() - timedelta(microseconds=1)
                     count += 1
         return count
 
@@ -190,11 +193,12 @@ class RunLedger:
         summary: dict[str, Any] | None = None,
     ) -> None:
         with self._engine.begin() as connection:
-            updated = connection.execute(_FINISH, {
+            updated = connection.execute(_FINISH_HELD, {
                 "run_id": run_id, "outcome": outcome.value, "finished_at": self._clock.now(),
                 "reason": reason, "error": error, "summary": summary}).rowcount
-        if not updated:
-            raise LookupError(f"no ledger row {run_id}")
+        if not updated:  # its lease lapsed and another instance recorded it abandoned
+            logger.error("run %s ended %s after its claim was taken over (its lease had lapsed); the ledger "
+                         "keeps it as abandoned", run_id, outcome.value)
 
     def latest_fire(self, job_name: str, user_id: str, origins: Sequence[str]) -> datetime | None:
         with self._sessions() as session:
@@ -393,10 +397,10 @@ class JobRunner:
                 records.append(record)
         return sorted(records, key=lambda r: (r.scheduled_for, r.job_name))
 
-    def abandon_dead_runs(self) -> int:
-        """Runs of this host left ``running`` by a process that no longer exists are
-        recorded as failed (a crash or SIGKILL mid-job)."""
-        return self.ledger.abandon_dead_runs()
+    def expire_dead_runs(self) -> int:
+        """Runs of this host left ``running`` by a process that no longer exists (a crash
+        or SIGKILL mid-job) are handed to the next recovery sweep."""
+        return self.ledger.expire_dead_runs()
 
     def recover_abandoned(self) -> list[RunRecord]:
         """Runs whose holder stopped renewing its lease (any host) are recorded
@@ -411,6 +415,8 @@ class JobRunner:
             return []
         records = []
         for row in lapsed:
+            if self._heartbeat.holds(row.id):
+                continue  # ours and alive: the renewal is late, not the run dead
             error = (f"abandoned: the lease of {row.host} pid {row.pid} lapsed at "
                      f"{row.lease_until.isoformat(timespec='seconds')}")
             if not self.ledger.abandon(row.id, now, error):
@@ -419,8 +425,9 @@ class JobRunner:
                 "job": row.job_name, "trading_date": row.trading_date and row.trading_date.isoformat(),
                 "scheduled_for": row.scheduled_for.isoformat(), "run_id": row.id, "user_id": row.user_id,
                 "attempt": row.attempt, "error": error}))
-            if row.job_name not in self.jobs or now > self.deadline(row.job_name, row.scheduled_for):
-                continue
+            if (row.origin not in RECOVERABLE_ORIGINS or row.job_name not in self.scheduled_jobs()
+                    or now > self.deadline(row.job_name, row.scheduled_for)):
+                continue  # a manual run is for its operator to repeat; a disabled job stays off
             record = self._claim_and_run(self.job(row.job_name), row.scheduled_for, row.trading_date, "recovery",
                                          dry_run=row.dry_run, user_id=row.user_id, attempt=row.attempt + 1)
             if record is not None:
@@ -484,7 +491,11 @@ class JobRunner:
             dry_run=dry_run, user_id=user_id, run_id=run_id, origin=origin,
         )
         with self._heartbeat.holding(run_id):
-            result, error = self._execute(job, ctx)
+            try:
+                result, error = self._execute(job, ctx)
+            except BaseException as stop:  # Ctrl-C, SystemExit: recorded, never left to be re-run
+                self.ledger.finish(run_id, Outcome.FAILED, error=f"interrupted: {type(stop).__name__}")
+                raise
         self.ledger.finish(run_id, result.status, reason=result.reason if not error else None,
                            error=error, summary=result.summary or None)
         record = RunRecord(run_id, job.name, fire_time, trading_date, result.status,
@@ -548,6 +559,10 @@ class Heartbeat:
             with self._lock:
                 self._held.discard(run_id)
 
+    def holds(self, run_id: int) -> bool:
+        with self._lock:
+            return run_id in self._held
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -568,7 +583,7 @@ def _log_outcome(ctx: JobContext, record: RunRecord) -> None:
                                        "job": ctx.job_name, "trading_date": ctx.trading_date.isoformat(),
                                        "scheduled_for": record.scheduled_for.isoformat(), "run_id": record.run_id,
                                        "user_id": ctx.user_id, "origin": ctx.origin, "dry_run": ctx.dry_run,
-                                       "error": record.error}))
+                                       "error": _first_line(record.error or "")}))
     elif record.outcome is Outcome.SKIPPED:
         ctx.log.info("skipped: %s", record.reason)
     else:

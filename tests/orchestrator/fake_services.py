@@ -48,3 +48,8 @@ def record_fire(ctx: JobContext) -> JobResult:
     with open(os.environ["RACE_LOG"], "a", encoding="utf-8") as log:
         log.write(f"{ctx.job_name} {ctx.scheduled_for.isoformat()} {os.getpid()}\n")
     return JobResult.success()
+
+
+def interrupt(ctx: JobContext) -> JobResult:
+    """As if the operator pressed Ctrl-C mid-job."""
+    raise KeyboardInterrupt

@@ -151,3 +151,55 @@ def test_a_killed_holder_s_run_is_recovered_by_another_process(database_url, cal
     assert (first.outcome, first.pid, first.attempt) == ("failed", holder.pid, 1)
     assert (second.outcome, second.attempt, second.scheduled_for) == ("success", 2, at("2026-11-20T10:00"))
     assert record.run_id == second.id
+
+
+def test_a_run_that_finishes_after_being_taken_over_keeps_its_abandoned_record(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T10:00:00"))
+    slow = make_runner(session_factory, krx_calendar, clock)
+    run_id = claim_as_another_instance(slow, "risk_checks", at("2026-11-20T10:00"))
+    clock.set(at("2026-11-20T10:01:30"))
+    assert slow.ledger.abandon(run_id, clock.now(), "abandoned: test")
+    from services.common.job_api import Outcome
+
+    slow.ledger.finish(run_id, Outcome.SUCCESS)  # the slow holder comes back: fenced off
+    [row] = ledger_rows(session_factory)
+    assert (row.outcome, row.error) == ("failed", "abandoned: test")
+
+
+def test_an_interrupted_manual_run_is_recorded_and_never_run_again_by_others(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T10:00:00"))
+    runner = make_runner(session_factory, krx_calendar, clock, risk_checks="interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_now("risk_checks", at("2026-11-20T10:00").date())
+    [row] = ledger_rows(session_factory)
+    assert (row.outcome, row.error) == ("failed", "interrupted: KeyboardInterrupt")
+
+
+def test_a_manual_run_whose_lease_lapsed_is_not_run_again(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T10:00:00"))
+    dead = make_runner(session_factory, krx_calendar, clock)
+    dead.ledger.claim("risk_checks", "default_user", at("2026-11-20T10:00"), trading_date=at("2026-11-20T10:00").date(),
+                      origin="manual", dry_run=False)
+    clock.set(at("2026-11-20T10:01:01"))
+    alive = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
+    assert alive.recover_abandoned() == []
+    [row] = ledger_rows(session_factory)
+    assert row.outcome == "failed" and fake_services.CALLS == []
+
+
+def test_the_heartbeat_moves_a_running_job_s_lease_forward(session_factory, krx_calendar):
+    from services.orchestrator.runs import Heartbeat
+
+    clock = FixedClock(at("2026-11-20T10:00:00"))
+    runner = make_runner(session_factory, krx_calendar, clock)
+    run_id = claim_as_another_instance(runner, "risk_checks", at("2026-11-20T10:00"))
+    beat = Heartbeat(runner.ledger, 0.05)
+    with beat.holding(run_id):
+        clock.set(at("2026-11-20T10:00:50"))
+        deadline = time.monotonic() + 10
+        while ledger_rows(session_factory)[0].lease_until != at("2026-11-20T10:01:50"):
+            assert time.monotonic() < deadline, "the lease was never renewed"
+            time.sleep(0.02)
+    beat.stop()
+    clock.set(at("2026-11-20T10:01:30"))
+    assert runner.recover_abandoned() == []  # renewed: not taken over

@@ -239,7 +239,7 @@ def test_catch_up_leaves_disabled_jobs_alone(session_factory, krx_calendar):
     assert fake_services.CALLS == [("risk_checks", "2026-11-20")]
 
 
-def test_a_run_left_running_by_a_dead_process_is_recorded_failed(session_factory, krx_calendar):
+def test_a_run_left_running_by_a_dead_process_is_recorded_failed_by_the_next_sweep(session_factory, krx_calendar):
     import subprocess
     import sys
 
@@ -250,10 +250,11 @@ def test_a_run_left_running_by_a_dead_process_is_recorded_failed(session_factory
                                  trading_date=date(2026, 11, 20), origin="schedule", dry_run=True)
     with session_factory.begin() as session:
         session.get(JobRun, run_id).pid = int(dead.stdout)
-    assert runner.abandon_dead_runs() == 1
+    assert runner.expire_dead_runs() == 1
+    assert runner.recover_abandoned() == []  # 09:30's risk check is past its grace: recorded, not re-run
     [row] = ledger_rows(session_factory)
     assert row.outcome == "failed"
-    assert row.error.startswith(f"abandoned: process {int(dead.stdout)} on ")
+    assert row.error.startswith("abandoned: the lease of ") and f" pid {int(dead.stdout)} lapsed at " in row.error
 
 
 def test_a_job_that_never_ran_here_has_nothing_to_catch_up(session_factory, krx_calendar):
