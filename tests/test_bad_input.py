@@ -5,19 +5,15 @@ line, and no traceback."""
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from services.common.clock import FixedClock
 from services.common.market_calendar import KRX_TZ, CalendarError, parse_overrides
 from services.data_collector.validation import validate_snapshot
-from services.orchestrator import runtime as runtime_module
-from services.orchestrator.main import app
+from tests.conftest import in_process_cli
 from tests.data_collector.test_validation import good_prices, price, snapshot
 
 CORPUS = Path(__file__).parent / "data" / "bad_input.txt"
@@ -37,14 +33,7 @@ def cases(kind: str) -> list[Any]:
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Path) -> Any:
-    for name in list(os.environ):
-        if name.startswith(("ORCHESTRATOR_", "KIS_")) or name in ("DATABASE_URL", "LOG_LEVEL"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(calendar_cache_dir))
-    monkeypatch.setattr(runtime_module, "SystemClock", lambda: FixedClock(NOW))
-    runner = CliRunner()
-    return lambda args, env=None: runner.invoke(app, args, env=env)
+    return in_process_cli(tmp_path, monkeypatch, calendar_cache_dir, NOW)
 
 
 def assert_one_line(result: Any, expected: str) -> None:
@@ -55,19 +44,19 @@ def assert_one_line(result: Any, expected: str) -> None:
 
 @pytest.mark.parametrize("given, expected", cases("cli"))
 def test_a_bad_argument(cli: Any, given: str, expected: str) -> None:
-    assert_one_line(cli([arg.replace("~", " ") for arg in given.split(" ")]), expected)
+    assert_one_line(cli(*[arg.replace("~", " ") for arg in given.split(" ")]), expected)
 
 
 @pytest.mark.parametrize("given, expected", cases("env"))
 def test_a_bad_environment_value(cli: Any, given: str, expected: str) -> None:
     name, _, value = given.partition("=")
-    assert_one_line(cli(["status"], env={name: value}), expected)
+    assert_one_line(cli("status", env={name: value}), expected)
 
 
 @pytest.mark.parametrize("given, expected", cases("dotenv"))
 def test_a_bad_env_file_line(cli: Any, given: str, expected: str) -> None:
     Path(".env").write_text(given + "\n", encoding="utf-8")
-    assert_one_line(cli(["status"]), expected)
+    assert_one_line(cli("status"), expected)
 
 
 @pytest.mark.parametrize("given, expected", cases("overrides"))
