@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from tests.conftest import in_process_cli
 from tests.data_collector.test_validation import good_prices, price, snapshot
 
 CORPUS = Path(__file__).parent / "data" / "bad_input.txt"
-NOW = __import__("datetime").datetime(2026, 11, 20, 20, 0, tzinfo=KRX_TZ)
+NOW = datetime(2026, 11, 20, 20, 0, tzinfo=KRX_TZ)
 
 
 def cases(kind: str) -> list[Any]:
