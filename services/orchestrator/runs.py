@@ -132,8 +132,23 @@ class RunLedger:
 
     def abandon(self, run_id: int, now: datetime, error: str) -> bool:
         """Record a lapsed run failed; False if it was renewed, finished or taken meanwhile."""
+        return self.take_over(run_id, now, error) is not None
+
+    def take_over(self, run_id: int, now: datetime, error: str, *, rerun: Any = None) -> int | None:
+        """Record a lapsed run failed and, given its row as ``rerun``, claim its next
+        attempt, in one transaction (a crash in between loses no fire). None if the run
+        was renewed, finished or taken meanwhile; else the new attempt's id (0: none)."""
         with self._engine.begin() as connection:
-            return bool(connection.execute(_ABANDON, {"run_id": run_id, "now": now, "error": error}).rowcount)
+            if not connection.execute(_ABANDON, {"run_id": run_id, "now": now, "error": error}).rowcount:
+                return None
+            if rerun is None:
+                return 0
+            return int(connection.execute(_CLAIM, {
+                "job_name": rerun.job_name, "user_id": rerun.user_id, "scheduled_for": rerun.scheduled_for,
+                "trading_date": rerun.trading_date, "origin": "recovery", "dry_run": rerun.dry_run,
+                "outcome": Outcome.RUNNING.value, "started_at": now, "finished_at": None, "host": self._host,
+                "pid": self._pid, "reason": None, "attempt": rerun.attempt + 1,
+                "lease_until": now + self.lease}).scalar_one())
 
     def record_many(
         self, fires: Sequence[tuple[str, datetime, date | None]], user_id: str, outcome: Outcome,
@@ -417,22 +432,34 @@ class JobRunner:
         for row in lapsed:
             if self._heartbeat.holds(row.id):
                 continue  # ours and alive: the renewal is late, not the run dead
-            error = (f"abandoned: the lease of {row.host} pid {row.pid} lapsed at "
-                     f"{row.lease_until.isoformat(timespec='seconds')}")
-            if not self.ledger.abandon(row.id, now, error):
-                continue  # renewed, finished, or recovered by another instance meanwhile
-            raise_alert(logger, Alert("run_failed", f"{row.job_name} {row.trading_date} failed: {error}", {
-                "job": row.job_name, "trading_date": row.trading_date and row.trading_date.isoformat(),
-                "scheduled_for": row.scheduled_for.isoformat(), "run_id": row.id, "user_id": row.user_id,
-                "attempt": row.attempt, "error": error}))
-            if (row.origin not in RECOVERABLE_ORIGINS or row.job_name not in self.scheduled_jobs()
-                    or now > self.deadline(row.job_name, row.scheduled_for)):
-                continue  # a manual run is for its operator to repeat; a disabled job stays off
-            record = self._claim_and_run(self.job(row.job_name), row.scheduled_for, row.trading_date, "recovery",
-                                         dry_run=row.dry_run, user_id=row.user_id, attempt=row.attempt + 1)
+            try:
+                record = self._take_over(row, now)
+            except SQLAlchemyError as exc:  # the next sweep finds the row still running
+                logger.warning("could not take over run %s (database error: %s)", row.id,
+                               _first_line(str(getattr(exc, "orig", None) or exc)))
+                continue
             if record is not None:
                 records.append(record)
         return records
+
+    def _take_over(self, row: Any, now: datetime) -> RunRecord | None:
+        """Record one lapsed run abandoned; run its fire again if it is still worth it
+        (a manual run is for its operator to repeat; a disabled job stays off)."""
+        error = (f"abandoned: the lease of {row.host} pid {row.pid} lapsed at "
+                 f"{row.lease_until.isoformat(timespec='seconds')}")
+        rerun = (row.origin in RECOVERABLE_ORIGINS and row.job_name in self.scheduled_jobs()
+                 and now <= self.deadline(row.job_name, row.scheduled_for))
+        run_id = self.ledger.take_over(row.id, now, error, rerun=row if rerun else None)
+        if run_id is None:
+            return None  # renewed, finished, or taken over by another instance meanwhile
+        raise_alert(logger, Alert("run_failed", f"{row.job_name} {row.trading_date} failed: {error}", {
+            "job": row.job_name, "trading_date": row.trading_date and row.trading_date.isoformat(),
+            "scheduled_for": row.scheduled_for.isoformat(), "run_id": row.id, "user_id": row.user_id,
+            "attempt": row.attempt, "error": error}))
+        if not run_id:
+            return None
+        return self._run_claimed(self.job(row.job_name), row.scheduled_for, row.trading_date, "recovery",
+                                 dry_run=row.dry_run, user_id=row.user_id, run_id=run_id)
 
     def close(self) -> None:
         """Stop renewing leases (the runs still held lapse and are recovered elsewhere)."""
@@ -484,6 +511,14 @@ class JobRunner:
             logger.info("%s %s: claimed by another orchestrator; leaving it", job.name,
                         fire_time.isoformat())
             return None
+        return self._run_claimed(job, fire_time, trading_date, origin, dry_run=dry_run, user_id=user_id,
+                                 run_id=run_id)
+
+    def _run_claimed(
+        self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str,
+        *, dry_run: bool, user_id: str, run_id: int,
+    ) -> RunRecord:
+        """Run a fire this process holds the claim of, and record how it ended."""
         ctx = JobContext(
             job_name=job.name, trading_date=trading_date, scheduled_for=fire_time,
             settings=self._settings_for(dry_run, user_id),
