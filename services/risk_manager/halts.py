@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, event, select, update
 
 from services.common.alerts import Alert, raise_alert
 from services.common.database import upsert
@@ -79,8 +79,10 @@ def halt_trading(connection: Connection, user_id: str, reason: str, *, by: str, 
         "user_id": user_id, "halted": True, "reason": reason[:300], "halted_at": at, "halted_by": by[:32],
         "resumed_at": None, "resumed_by": None, "baseline_at": None, "baseline_equity": None}], ["user_id"],
         keep=["baseline_at", "baseline_equity"])
-    raise_alert(logger, Alert("trading_halted", f"TRADING HALTED for {user_id} by {by}: {reason}", {
-        "user_id": user_id, "halted_by": by, "reason": reason, "halted_at": at.isoformat()}))
+    alert = Alert("trading_halted", f"TRADING HALTED for {user_id} by {by}: {reason}", {
+        "user_id": user_id, "halted_by": by, "reason": reason, "halted_at": at.isoformat()})
+    # said when the halt is stored: a job that halts, then fails and rolls back, halted nothing
+    event.listen(connection, "commit", lambda _connection: raise_alert(logger, alert), once=True)
     halt = active_halt(connection, user_id)
     assert halt is not None
     return halt, True

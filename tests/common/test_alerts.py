@@ -105,6 +105,21 @@ def test_a_halt_is_posted(session_factory, webhook):
     assert body["details"]["halted_at"] == "2026-11-20T10:00:00+09:00"
 
 
+def test_a_halt_rolled_back_is_not_posted(session_factory, webhook):
+    at = datetime(2026, 11, 20, 10, 0, tzinfo=KST)
+
+    def halt_then_fail() -> None:
+        try:
+            with session_factory.begin() as session:
+                halt_trading(session.connection(), "trader", "drawdown 19.3% >= 15%", by="risk_checks", at=at)
+                raise RuntimeError("the job failed after the risk check")
+        except RuntimeError:
+            pass
+
+    sent(webhook.url, halt_then_fail)
+    assert webhook.bodies == []
+
+
 def test_a_calendar_about_to_run_out_is_posted_once_a_day(session_factory, krx_calendar, webhook):
     # the reviewed data ends 2026-12-31: 30 days before, every day says so once
     clock = FixedClock(datetime(2026, 12, 14, 16, 0, 1, tzinfo=KST))
