@@ -36,6 +36,7 @@ from services.common.settings import (
 from services.orchestrator import reports
 from services.orchestrator.jobs import JOB_NAMES, JOBS, get_job
 from services.orchestrator.output import Format, console, emit, to_json
+from services.orchestrator.runs import first_line
 from services.orchestrator.runtime import Runtime, load_market_calendar
 from services.orchestrator.scheduler import StopOnSignal, build_scheduler, schedule_catch_up
 
@@ -77,7 +78,7 @@ def _fail(message: str, code: int) -> int:
 
 
 def _first_line(text: str) -> str:
-    return " ".join(text.strip().splitlines()[:1]) if text.strip() else "unknown error"
+    return first_line(text) or "unknown error"
 
 
 def _usage_message(exc: Exception, group: TyperGroup) -> str:

@@ -19,13 +19,13 @@ from services.common.clock import FixedClock
 from services.common.market_calendar import KRX_TZ
 from services.common.settings import Settings
 from services.orchestrator.jobs import JobSpec
-from services.orchestrator.runs import JobRunner, RunRecord
+from services.orchestrator.runs import SIMULATE, JobRunner, RunRecord
 from services.orchestrator.runtime import Runtime
 from services.orchestrator.triggers import CalendarTrigger
 
 logger = logging.getLogger(__name__)
 
-ORIGIN = "simulate"
+ORIGIN = SIMULATE
 
 
 @dataclass(frozen=True)

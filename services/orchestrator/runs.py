@@ -57,8 +57,10 @@ _ABANDON = update(_RUNS).where(
     _RUNS.c.lease_until < bindparam("now")).values(
     outcome=Outcome.FAILED.value, finished_at=bindparam("now"), error=bindparam("error"), lease_until=None)
 
+#: The ``origin`` of a run the recovery sweep took over, and of a replay's runs.
+RECOVERY, SIMULATE = "recovery", "simulate"
 #: Runs the recovery sweep may run again; a manual run's operator decides about it.
-RECOVERABLE_ORIGINS = ("schedule", "catch_up", "recovery")
+RECOVERABLE_ORIGINS = ("schedule", "catch_up", RECOVERY)
 
 #: After downtime, fires up to this far back (since each job's last recorded fire) are
 #: recorded as missed; older ones are not looked for.
@@ -82,8 +84,7 @@ class RunRecord:
 class RunLedger:
     """Reads and writes ``job_runs``; each call is its own short transaction."""
 
-    def __init__(self, session_factory: sessionmaker[DbSession], clock: Clock,
-                 lease: timedelta = timedelta(seconds=60)) -> None:
+    def __init__(self, session_factory: sessionmaker[DbSession], clock: Clock, lease: timedelta) -> None:
         self.lease = lease
         self._sessions = session_factory
         self._engine: Engine = session_factory.kw["bind"]
@@ -145,7 +146,7 @@ class RunLedger:
                 return 0
             return int(connection.execute(_CLAIM, {
                 "job_name": rerun.job_name, "user_id": rerun.user_id, "scheduled_for": rerun.scheduled_for,
-                "trading_date": rerun.trading_date, "origin": "recovery", "dry_run": rerun.dry_run,
+                "trading_date": rerun.trading_date, "origin": RECOVERY, "dry_run": rerun.dry_run,
                 "outcome": Outcome.RUNNING.value, "started_at": now, "finished_at": None, "host": self._host,
                 "pid": self._pid, "reason": None, "attempt": rerun.attempt + 1,
                 "lease_until": now + self.lease}).scalar_one())
@@ -304,7 +305,7 @@ class JobRunner:
         try:
             return self.run_fire(job_name, fire_time)
         except SQLAlchemyError as exc:  # the ledger cannot be written: say so, keep scheduling
-            reason = _first_line(str(exc.orig) if getattr(exc, "orig", None) else str(exc))
+            reason = first_line(str(exc.orig) if getattr(exc, "orig", None) else str(exc))
             raise_alert(logger, Alert("run_failed", f"{job_name} fire at {fire_time.isoformat()} could not run: "
                                       f"database error: {reason}", {
                                           "job": job_name, "scheduled_for": fire_time.isoformat(),
@@ -345,7 +346,7 @@ class JobRunner:
     def check_calendar(self, moment: datetime) -> None:
         """Alert, once a day, when the reviewed calendar data is about to run out."""
         day = moment.astimezone(self.settings.tz).date()
-        if self._calendar_checked_on == day or self.origin == "simulate":
+        if self._calendar_checked_on == day or self.origin == SIMULATE:
             return
         self._calendar_checked_on = day
         warning = calendar_warning(self.calendar, moment, [moment])
@@ -426,7 +427,7 @@ class JobRunner:
             lapsed = self.ledger.lapsed(now)
         except SQLAlchemyError as exc:
             logger.warning("could not look for abandoned runs (database error: %s); trying again next sweep",
-                           _first_line(str(getattr(exc, "orig", None) or exc)))
+                           first_line(str(getattr(exc, "orig", None) or exc)))
             return []
         records = []
         for row in lapsed:
@@ -436,7 +437,7 @@ class JobRunner:
                 record = self._take_over(row, now)
             except SQLAlchemyError as exc:  # the next sweep finds the row still running
                 logger.warning("could not take over run %s (database error: %s)", row.id,
-                               _first_line(str(getattr(exc, "orig", None) or exc)))
+                               first_line(str(getattr(exc, "orig", None) or exc)))
                 continue
             if record is not None:
                 records.append(record)
@@ -458,7 +459,7 @@ class JobRunner:
             "attempt": row.attempt, "error": error}))
         if not run_id:
             return None
-        return self._run_claimed(self.job(row.job_name), row.scheduled_for, row.trading_date, "recovery",
+        return self._run_claimed(self.job(row.job_name), row.scheduled_for, row.trading_date, RECOVERY,
                                  dry_run=row.dry_run, user_id=row.user_id, run_id=run_id)
 
     def close(self) -> None:
@@ -618,7 +619,7 @@ def _log_outcome(ctx: JobContext, record: RunRecord) -> None:
                                        "job": ctx.job_name, "trading_date": ctx.trading_date.isoformat(),
                                        "scheduled_for": record.scheduled_for.isoformat(), "run_id": record.run_id,
                                        "user_id": ctx.user_id, "origin": ctx.origin, "dry_run": ctx.dry_run,
-                                       "error": _first_line(record.error or "")}))
+                                       "error": first_line(record.error or "")}))
     elif record.outcome is Outcome.SKIPPED:
         ctx.log.info("skipped: %s", record.reason)
     else:
@@ -635,8 +636,9 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
+def first_line(text: str) -> str:
+    """The first line of ``text`` ('' for none): what a one-line message carries."""
+    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def _seconds(delta: timedelta) -> int:

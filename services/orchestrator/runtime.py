@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -60,7 +61,7 @@ class Runtime:
         )
 
     def ledger(self) -> RunLedger:
-        return RunLedger(self.session_factory(), self.clock)
+        return RunLedger(self.session_factory(), self.clock, timedelta(seconds=self.settings.run_lease_seconds))
 
     def close(self) -> None:
         if self.engine is not None:
