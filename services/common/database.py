@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import logging
+import urllib.parse
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,14 +50,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
+def sqlite_file(database: str | None) -> str | None:
+    """The file a SQLite URL's database names (None: in memory), a URI filename
+    (``file:/path?mode=ro`` with ``uri=true``) included."""
+    if not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        path = urllib.parse.urlsplit(database).path
+        return None if path in ("", ":memory:") else path
+    return database
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets its directory, WAL and a busy timeout. Server
     connections are checked before use (a file has no connection to lose)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": parsed.get_backend_name() != "sqlite"}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:":
+        database = sqlite_file(parsed.database)
+        if database:
             directory = Path(database).parent
             try:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -115,8 +127,8 @@ def migrate(engine: Engine) -> str | None:
 
 @contextmanager
 def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
-    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
-    if not database or database == ":memory:":
+    database = sqlite_file(engine.url.database) if engine.url.get_backend_name() == "sqlite" else None
+    if not database:
         yield
         return
     with open(f"{database}.migrate.lock", "a+") as lock_file:

@@ -75,3 +75,16 @@ def test_an_unsupported_database_is_refused_with_one_line() -> None:
     mysql_connection = SimpleNamespace(dialect=SimpleNamespace(name="mysql"))
     with pytest.raises(ConfigurationError, match="^database mysql is not supported; expected sqlite or postgresql$"):
         dialect_insert(mysql_connection, JobRun.__table__)
+
+
+def test_a_uri_named_sqlite_database_is_migrated_with_its_lock_file_beside_it(tmp_path, monkeypatch) -> None:
+    from services.common.database import create_db_engine
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "data" / "uri.db"
+    path.parent.mkdir()
+    engine = create_db_engine(f"sqlite:///file:{path}?uri=true")
+    assert migrate(engine) == head_revision()
+    engine.dispose()
+    assert (tmp_path / "data" / "uri.db.migrate.lock").exists()
+    assert not (tmp_path / "file:").exists()  # not a relative directory named after the URI

@@ -6,12 +6,13 @@ import logging
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from services.common.clock import FixedClock
@@ -78,3 +79,53 @@ def test_run_job_on_a_database_refusing_writes_is_one_line_and_writes_nothing(tm
     assert result.returncode == 1
     assert result.stderr.strip() == "Error: database error: (sqlite3.OperationalError) attempt to write a readonly database"
     assert ledger_rows(make_session_factory(create_db_engine(f"sqlite:///{path}"))) == []
+
+
+def _page_limited(path: Path, spare_pages: int) -> Any:
+    """An engine on the SQLite file ``path`` that may grow by ``spare_pages`` pages at
+    most: a disk that is (nearly) full, as SQLite reports one (SQLITE_FULL)."""
+    engine = create_db_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        limit = connection.execute(text("PRAGMA page_count")).scalar() + spare_pages
+
+    @event.listens_for(engine, "connect")
+    def _limit(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA max_page_count = {limit}")
+
+    engine.dispose()
+    return engine
+
+
+def test_a_full_disk_fails_the_run_with_one_line_and_half_writes_nothing(tmp_path, krx_calendar, calendar_cache_dir,
+                                                                          monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(calendar_cache_dir))
+    path = tmp_path / "full.db"
+    migrate(create_db_engine(f"sqlite:///{path}"))
+    settings = make_settings(database_url=f"sqlite:///{path}", simulated_universe="30", bootstrap_sessions="80")
+    clock = FixedClock(datetime(2026, 11, 20, 16, 0, 1, tzinfo=KST))
+
+    def runner_with(engine: Any) -> JobRunner:
+        return JobRunner(settings=settings, session_factory=make_session_factory(engine), clock=clock,
+                         calendar=krx_calendar, triggers=build_triggers(settings, krx_calendar))
+
+    full = runner_with(_page_limited(path, spare_pages=4))  # room for the ledger, not for a day of prices
+    record = full.run_scheduled("data_collection", datetime(2026, 11, 20, 16, 0, tzinfo=KST))
+    assert record is not None and record.outcome.value == "failed"
+    assert record.error == "database error: database or disk is full"
+    check = create_db_engine(f"sqlite:///{path}")
+    with check.connect() as connection:  # whole sessions or nothing: each is complete or absent
+        stored = connection.execute(text("SELECT date, count(*) FROM daily_prices GROUP BY date")).all()
+        collected = connection.execute(text("SELECT date, price_rows FROM collected_sessions")).all()
+        unfinished = connection.execute(text("SELECT count(*) FROM fundamentals WHERE date NOT IN "
+                                             "(SELECT date FROM collected_sessions)")).scalar()
+    assert sorted(map(tuple, stored)) == sorted(map(tuple, collected)) and unfinished == 0
+
+    clock.set(datetime(2026, 11, 20, 16, 30, 1, tzinfo=KST))  # space freed: the next fire completes the day
+    record = runner_with(check).run_scheduled("risk_checks", datetime(2026, 11, 20, 16, 30, tzinfo=KST))
+    assert record is not None and record.outcome.value == "success"
+    record = runner_with(check).run_now("data_collection", date(2026, 11, 20))
+    assert record.outcome.value == "success"
+    with check.connect() as connection:
+        assert connection.execute(text(
+            "SELECT count(*) = (SELECT price_rows FROM collected_sessions WHERE date = '2026-11-20') "
+            "FROM daily_prices WHERE date = '2026-11-20'")).scalar() == 1

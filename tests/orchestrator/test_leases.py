@@ -203,3 +203,48 @@ def test_the_heartbeat_moves_a_running_job_s_lease_forward(session_factory, krx_
     beat.stop()
     clock.set(at("2026-11-20T10:01:30"))
     assert runner.recover_abandoned() == []  # renewed: not taken over
+
+
+# --- never two runs of a job at once, across instances ---------------------------------------------
+
+
+def test_a_fire_while_another_instance_still_runs_the_job_is_skipped(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T10:00:00"))
+    other = make_runner(session_factory, krx_calendar, clock)
+    run_id = claim_as_another_instance(other, "risk_checks", at("2026-11-20T10:00"))
+    clock.set(at("2026-11-20T10:30:01"))
+    other.ledger.renew([run_id])  # its holder is alive: the 10:00 run is still going at 10:30
+    this = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
+    record = this.run_fire("risk_checks", at("2026-11-20T10:30"))
+    assert record is not None and record.outcome.value == "skipped"
+    assert record.reason.startswith(f"previous run still running (run {run_id}, fire 2026-11-20T01:00:00")
+    assert fake_services.CALLS == []
+    assert [(r.scheduled_for, r.outcome) for r in ledger_rows(session_factory)] == [
+        (at("2026-11-20T10:00"), "running"), (at("2026-11-20T10:30"), "skipped")]
+
+
+def test_a_fire_after_the_other_instance_died_runs(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T10:00:00"))
+    claim_as_another_instance(make_runner(session_factory, krx_calendar, clock), "risk_checks",
+                              at("2026-11-20T10:00"))
+    clock.set(at("2026-11-20T10:30:01"))  # never renewed: its lease lapsed at 10:01
+    this = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
+    record = this.run_fire("risk_checks", at("2026-11-20T10:30"))
+    assert record is not None and record.outcome.value == "success"
+
+
+def test_a_lapsed_fire_is_not_run_again_while_another_run_of_the_job_holds(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T10:00:00"))
+    dead = make_runner(session_factory, krx_calendar, clock)
+    claim_as_another_instance(dead, "risk_checks", at("2026-11-20T10:00"))
+    clock.set(at("2026-11-20T10:01:01"))
+    busy = dead.ledger.claim("risk_checks", "default_user", at("2026-11-20T10:01"),
+                             trading_date=at("2026-11-20T10:01").date(), origin="manual", dry_run=True)
+    alive = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
+    [record] = alive.recover_abandoned()
+    assert record.outcome.value == "skipped"
+    assert record.reason.startswith(f"a later fire's run still running (run {busy}, fire 2026-11-20T01:01:00")
+    first, manual, second = ledger_rows(session_factory)
+    assert (first.attempt, first.outcome) == (1, "failed") and first.error.startswith("abandoned")
+    assert (manual.outcome, second.attempt, second.outcome, second.origin) == ("running", 2, "skipped", "recovery")
+    assert fake_services.CALLS == []
