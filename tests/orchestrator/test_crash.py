@@ -1,6 +1,7 @@
 """Crash safety: each job's process is SIGKILLed at a random moment of its run; another
 process takes the run over once its lease lapses, and the database ends as one clean
-run leaves it: no duplicate, no half-written trading date, no order placed twice."""
+run leaves it: no duplicate, no half-written trading date, no order placed twice. Every
+job on SQLite and on PostgreSQL (copies of one base database)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ import uuid
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
 
 from services.common.database import create_db_engine
 from services.orchestrator.replay import simulate
-from tests.conftest import TEST_DATABASE_URL, _postgres_schema_url
+from tests.conftest import TEST_DATABASE_URL
 from tests.orchestrator import crash_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,13 +109,18 @@ def test_a_job_killed_at_a_random_moment_ends_as_one_clean_run(job, base_db, tmp
     assert killed_run(crashed, job, calendar_cache_dir, delay) == -signal.SIGKILL
     crash_worker.main(crashed, DAY, job, "recover")
     assert table_contents(crashed) == table_contents(clean)
-    engine = create_db_engine(crashed)
+    assert_run_once_after_the_kill(crashed, job)
+
+
+def assert_run_once_after_the_kill(url: str, job: str) -> None:
+    """Killed after its claim: taken over as attempt 2; killed before it: the re-run
+    claimed it. Either way one success."""
+    engine = create_db_engine(url)
     with engine.connect() as connection:
         attempts = connection.execute(text(
             "SELECT attempt, outcome, substr(coalesce(error, ''), 1, 10) FROM job_runs "
             "WHERE job_name = :job AND trading_date = :day ORDER BY attempt"), {"job": job, "day": DAY}).all()
     engine.dispose()
-    # killed after its claim: taken over as attempt 2; killed before it: the re-run claimed it
     assert [tuple(a) for a in attempts] in ([(1, "failed", "abandoned:"), (2, "success", "")], [(1, "success", "")])
 
 
@@ -127,35 +134,49 @@ def test_orders_carry_an_idempotency_key_from_user_date_ticker_and_signal(base_d
     assert {key.split(":")[-1] for key in keys} <= {"entry", "exit", "intraday-exit"}
 
 
-@pytest.fixture
-def postgres_schemas() -> Iterator[Any]:
-    """Throwaway PostgreSQL schemas, as many as asked for, dropped afterwards."""
+@pytest.fixture(scope="module")
+def postgres_copies(calendar_cache_dir: Path) -> Iterator[Callable[[], str]]:
+    """PostgreSQL databases holding the base days: the base is built once in its own
+    database, and each call returns a new database copied from it (``CREATE DATABASE
+    ... TEMPLATE``); all are dropped afterwards."""
     if not TEST_DATABASE_URL:
         pytest.skip("TEST_DATABASE_URL is not set")
-    admin = create_engine(TEST_DATABASE_URL)
-    made: list[str] = []
+    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    tag = uuid.uuid4().hex[:8]
+    base, made = f"crash_base_{tag}", []
 
-    def new_schema() -> str:
-        schema = f"crash_{uuid.uuid4().hex[:10]}"
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        made.append(schema)
-        return _postgres_schema_url(TEST_DATABASE_URL, schema)
+    def url_of(name: str) -> str:
+        return make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
 
-    yield new_schema
-    with admin.begin() as connection:
-        for schema in made:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{base}"'))
+    made.append(base)
+    build_base(url_of(base), calendar_cache_dir)
+
+    def copy() -> str:
+        name = f"crash_{tag}_{len(made)}"
+        with admin.connect() as connection:  # a template must have no other session
+            connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE datname = :base AND pid <> pg_backend_pid()"), {"base": base})
+            connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{base}"'))
+        made.append(name)
+        return url_of(name)
+
+    try:
+        yield copy
+    finally:
+        with admin.connect() as connection:
+            for name in reversed(made):
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
-def test_signal_generation_killed_on_postgresql_places_no_order_twice(postgres_schemas, monkeypatch,
-                                                                      calendar_cache_dir):
-    clean, crashed = postgres_schemas(), postgres_schemas()
-    for url in (clean, crashed):
-        build_base(url, calendar_cache_dir, first=date(2026, 11, 18))
-    took = clean_run(clean, "signal_generation", monkeypatch, calendar_cache_dir)
-    delay = random.Random("postgresql").uniform(0, took)
-    assert killed_run(crashed, "signal_generation", calendar_cache_dir, delay) == -signal.SIGKILL
-    crash_worker.main(crashed, DAY, "signal_generation", "recover")
+@pytest.mark.parametrize("job", JOBS)
+def test_a_job_killed_on_postgresql_ends_as_one_clean_run(job, postgres_copies, monkeypatch, calendar_cache_dir):
+    clean, crashed = postgres_copies(), postgres_copies()
+    took = clean_run(clean, job, monkeypatch, calendar_cache_dir)
+    delay = random.Random(f"postgresql {job}").uniform(0, took)
+    assert killed_run(crashed, job, calendar_cache_dir, delay) == -signal.SIGKILL
+    crash_worker.main(crashed, DAY, job, "recover")
     assert table_contents(crashed) == table_contents(clean)
+    assert_run_once_after_the_kill(crashed, job)
