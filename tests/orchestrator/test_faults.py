@@ -54,17 +54,28 @@ def test_the_database_dropping_every_connection_between_fires_is_survived(databa
     assert [r.outcome for r in ledger_rows(runner.session_factory)] == ["success", "success"]
 
 
-def test_a_database_refusing_writes_costs_the_scheduler_one_error_line(tmp_path, krx_calendar, caplog):
-    path = tmp_path / "ro.db"
-    migrate(create_db_engine(f"sqlite:///{path}"))
+def read_only(url: str) -> tuple[str, str]:
+    """``url`` opened read-only, and the error its database gives a write: a SQLite file
+    opened ``mode=ro``; a PostgreSQL session whose transactions are read-only (as on a
+    hot standby, or a database set ``default_transaction_read_only``)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"sqlite:///file:{parsed.database}?mode=ro&uri=true", "attempt to write a readonly database"
+    options = f"{parsed.query.get('options', '')} -cdefault_transaction_read_only=on".strip()
+    return (parsed.update_query_dict({"options": options}).render_as_string(hide_password=False),
+            "cannot execute INSERT in a read-only transaction")
+
+
+def test_a_database_refusing_writes_costs_the_scheduler_one_error_line(database_url, krx_calendar, caplog):
+    migrate(create_db_engine(database_url))
     clock = FixedClock(datetime(2026, 11, 20, 10, 0, 1, tzinfo=KST))
-    runner = runner_on(f"sqlite:///file:{path}?mode=ro&uri=true", krx_calendar, clock)
+    url, refusal = read_only(database_url)
+    runner = runner_on(url, krx_calendar, clock)
     with caplog.at_level(logging.ERROR):
         assert runner.run_scheduled("risk_checks", datetime(2026, 11, 20, 10, 0, tzinfo=KST)) is None
     [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert line == ("risk_checks fire at 2026-11-20T10:00:00+09:00 could not run: "
-                    "database error: attempt to write a readonly database")
-    assert ledger_rows(make_session_factory(create_db_engine(f"sqlite:///{path}"))) == []
+    assert line == f"risk_checks fire at 2026-11-20T10:00:00+09:00 could not run: database error: {refusal}"
+    assert ledger_rows(make_session_factory(create_db_engine(database_url))) == []
     assert runner.recover_abandoned() == []  # the sweep reads; it still works
 
 
