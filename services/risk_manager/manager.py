@@ -173,11 +173,12 @@ def _record_breaches(connection: Connection, user_id: str, dry_run: bool, day: d
                      metrics: PortfolioMetrics, moment: datetime, checked_by: str) -> None:
     """Each breach once per (account, trading date, limit, subject): the first sighting."""
     for breach in breaches:
-        inserted = connection.execute(dialect_insert(connection, RiskBreach.__table__).values(
+        inserted = connection.execute(dialect_insert(connection, _BREACHES).values(
             user_id=user_id, dry_run=dry_run, trading_date=day, limit_name=breach.limit, subject=breach.subject,
             value=breach.value, threshold=breach.threshold, action=breach.action.value, checked_at=moment,
-            checked_by=checked_by[:32], metrics=metrics.as_summary()).on_conflict_do_nothing()).rowcount
-        if inserted:
+            checked_by=checked_by[:32], metrics=metrics.as_summary()).on_conflict_do_nothing()
+            .returning(_BREACHES.c.id)).scalar()  # not rowcount: psycopg gives -1 for ON CONFLICT inserts
+        if inserted is not None:
             level = logging.WARNING if breach.action is Action.WARN else logging.ERROR
             logger.log(level, "risk limit breached for %s on %s (%s): %s", user_id, day, breach.action.value,
                        breach.describe())

@@ -2,7 +2,9 @@
 signals from the previous session's watchlist, indicators and the user's positions;
 sized entries and exits become orders at the broker.
 
-Once per (user, mode, D): a re-run reports what the first run did and places nothing.
+Once per (user, mode, D): a re-run reports what the first run did and places nothing
+new. Live orders are recorded in the job's transaction and sent after it commits
+(``live_orders``); a re-run sends those the first run recorded and did not send.
 While trading is halted the job is skipped and places nothing; every order passes
 the risk gate (daily loss, position count and size).
 """
@@ -24,6 +26,7 @@ from services.risk_manager.gate import RiskGate
 from services.risk_manager.halts import active_halt
 from services.trading_engine.broker import is_dry_run, make_broker, market_moment
 from services.trading_engine.fees import FeeSchedule
+from services.trading_engine.live_orders import send_pending
 from services.trading_engine.models import ClosedTrade, SignalRow, SignalRun
 from services.trading_engine.order_book import client_order_id, submit
 from services.trading_engine.orders import Broker, OrderRequest, OrderStatus, OrderType, Side
@@ -213,11 +216,14 @@ def run(ctx: JobContext) -> JobResult:
     previous, dry_run = previous_session.date, is_dry_run(ctx)
     halted = _halted(ctx)
     if halted:
-        return JobResult.skipped(f"trading halted: {halted}", dry_run=dry_run)
+        sending = {} if dry_run else _send_live(ctx, buys_refused=f"trading halted: {halted}")
+        return JobResult.skipped(f"trading halted: {halted}", dry_run=dry_run, **sending)
     done = _already_generated(ctx, dry_run)
-    if done is not None:
+    if done is not None:  # a live re-run sends what the first run recorded and did not send
+        sending = {} if dry_run else _send_live(ctx)
         return JobResult.success(already_generated=1, watchlist_date=done.watchlist_date.isoformat(),
-                                 entries=done.entries, exits=done.exits, orders=done.orders, dry_run=dry_run)
+                                 entries=done.entries, exits=done.exits, orders=done.orders, dry_run=dry_run,
+                                 **sending)
     missing = _ensure_watchlist(ctx, previous)
     if missing:
         return JobResult.skipped(missing)
@@ -233,9 +239,24 @@ def run(ctx: JobContext) -> JobResult:
         if gate.halted is None:
             report = generate_signals(connection, broker, gate, user_id=ctx.user_id, day=ctx.trading_date,
                                       previous=previous, dry_run=dry_run, settings=ctx.settings, now=at)
+    sending = {} if dry_run else _send_live(ctx, broker, buys_refused=gate.entries_refused)
     if gate.halted is not None:  # the risk check just now halted trading
-        return JobResult.skipped(f"trading halted: {gate.halted}", dry_run=dry_run)
+        return JobResult.skipped(f"trading halted: {gate.halted}", dry_run=dry_run, **sending)
     ctx.log.info("%d entry and %d exit signals from the %s watchlist; %d orders (%s)", report.entries,
                  report.exits, previous, report.orders, "dry run" if dry_run else "LIVE")
     return JobResult.success(watchlist_date=previous.isoformat(), entries=report.entries, exits=report.exits,
-                             orders=report.orders, rejected=report.rejected, sizing=report.sizing, dry_run=dry_run)
+                             orders=report.orders, rejected=report.rejected, sizing=report.sizing, dry_run=dry_run,
+                             **sending)
+
+
+def _send_live(ctx: JobContext, broker: Broker | None = None, *, buys_refused: str | None = None) -> dict[str, int]:
+    """Send the live orders recorded and not yet at the broker (after the job's
+    transaction has committed); what was sent, linked, rejected, left in doubt."""
+    if broker is None:
+        with ctx.session_factory() as session:
+            broker = make_broker(ctx, session.connection())
+    report = send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock, buys_refused=buys_refused)
+    if report.in_doubt or report.unsent:
+        ctx.log.warning("%d live order(s) in doubt and %d unsent: the next monitoring tick tries again",
+                        report.in_doubt, report.unsent)
+    return report.summary()

@@ -21,8 +21,10 @@ open-trading-api, ``examples_llm/domestic_stock/*`` and ``examples_llm/kis_auth.
 Limits, stated plainly:
 
 - Idempotency of :meth:`KisBroker.place_order` by ``client_order_id`` holds within one
-  broker object: KIS has no client order id, so after a restart the caller must
-  reconcile with :meth:`KisBroker.open_orders` and :meth:`KisBroker.fills`.
+  broker object: KIS has no client order id. Across processes the order book makes
+  it hold (``services.trading_engine.live_orders``): every order is recorded and
+  claimed before it is sent, and one whose answer was lost is matched in
+  :meth:`KisBroker.orders_placed_on`.
 - An order POST that fails in transport (timeout, HTTP 5xx) is *not* retried: KIS may
   have taken it. :class:`KisTransportError` tells the caller to reconcile.
 - :meth:`KisBroker.fills` gives one fill per order (KIS's daily list totals each
@@ -729,6 +731,14 @@ class KisBroker:
         """Today's orders with shares left (inquire-daily-ccld, CCLD_DVSN "02" 미체결)."""
         return [order for order in self._orders_of(self._today(), filled="02") if order.is_open]
 
+    def orders_placed_on(self, day: date) -> list[tuple[Order, datetime | None]]:
+        """The orders placed on ``day`` with their order time (``ord_tmd``, Seoul; None
+        if KIS gave none): the original orders only, not the correction and cancel
+        orders KIS lists beside them (those carry ``orgn_odno``). What reconciles an
+        order whose answer was lost (see ``live_orders``)."""
+        return [(self._order_from_row(row), _row_moment(day, _text(row, "ord_tmd")))
+                for row in self._daily_rows(day, "00") if not _text(row, "orgn_odno")]
+
     def _orders_of(self, day: date, *, filled: str) -> list[Order]:
         """The day's orders; ``filled``: CCLD_DVSN "00" all, "01" filled, "02" not filled."""
         return [self._order_from_row(row) for row in self._daily_rows(day, filled)]
@@ -895,11 +905,15 @@ def _row_date(row: Mapping[str, Any], name: str) -> date:
 
 
 def _row_time(day: date, hhmmss: str) -> datetime:
+    return _row_moment(day, hhmmss) or datetime.combine(day, datetime.min.time(), tzinfo=SEOUL)
+
+
+def _row_moment(day: date, hhmmss: str) -> datetime | None:
+    """``ord_tmd`` (HHMMSS, Seoul) on ``day``; None if KIS gave no such time."""
     try:
-        moment = datetime.strptime(hhmmss, "%H%M%S").time()
+        return datetime.combine(day, datetime.strptime(hhmmss, "%H%M%S").time(), tzinfo=SEOUL)
     except ValueError:
-        moment = datetime.min.time()
-    return datetime.combine(day, moment, tzinfo=SEOUL)
+        return None
 
 
 def make_kis_broker(settings: Settings, *, cache_dir: Path, clock: Clock,

@@ -48,6 +48,8 @@ class OrderRow(Base):
     dry_run: Mapped[bool]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: live orders: when a process claimed the order to send it (NULL: not sent yet)
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
 
 
 class FillRow(Base):

@@ -9,6 +9,10 @@ fills on a stale price). At the session's last tick the day's limit orders expir
 Every tick first passes the risk gate: while trading is halted, or after the daily
 loss limit was reached, open buys are cancelled and nothing new opens; protective
 exits (stop loss, trailing stop, take profit) are still placed.
+
+Live, each tick also sends the orders recorded and not yet at the broker
+(``live_orders.send_pending``): before the tick, what an earlier run left, and after
+its commit, its own exits.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from services.trading_engine.broker import (
     market_moment,
     participation_caps,
 )
+from services.trading_engine.live_orders import SendReport, send_pending
 from services.trading_engine.models import PortfolioSnapshot, PositionRow, SignalRow
 from services.risk_manager.gate import RiskGate
+from services.risk_manager.halts import active_halt
 from services.trading_engine.order_book import cancel_order, client_order_id, record_broker_fills, submit
 from services.trading_engine.orders import Broker, OrderRequest, OrderType, Position, Side
 from services.trading_engine.paper import PaperBroker
@@ -144,16 +150,30 @@ def _snapshot(ctx: JobContext, connection: Connection, broker: Broker, positions
 
 
 def run(ctx: JobContext) -> JobResult:
-    """``position_monitoring`` for ``ctx.trading_date`` at the tick ``ctx.scheduled_for``."""
+    """``position_monitoring`` for ``ctx.trading_date`` at the tick ``ctx.scheduled_for``.
+    Live, the orders recorded and not yet at the broker are sent before the tick (those
+    an earlier run left, so the tick sees them) and after its commit (its own exits)."""
     session = ctx.calendar.session(ctx.trading_date)
     if session is None:
         return JobResult.skipped(f"not a session: {ctx.trading_date}")
     moment = market_moment(ctx, session, pre_open=False)
+    live, broker, sending = not is_dry_run(ctx), None, SendReport()
+    if live:
+        with ctx.session_factory() as db:
+            broker = make_broker(ctx, db.connection(), moment)
+            halt = active_halt(db.connection(), ctx.user_id)
+        sending = send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock,
+                               buys_refused=None if halt is None else f"trading halted: {halt.describe()}")
     with ctx.session_factory.begin() as db:
         connection = db.connection()
-        broker = make_broker(ctx, connection, moment)
+        broker = broker or make_broker(ctx, connection, moment)
         report = monitor_tick(ctx, connection, broker, session, moment)
+    if live:
+        refused = ("trading halted" if report.halted
+                   else "new entries blocked for the session" if report.entries_blocked else None)
+        sending += send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock, buys_refused=refused)
     return JobResult.success(fills=report.fills, exits=report.exits, expired=report.expired,
                              positions=report.positions, equity=report.equity,
                              prices_observed=report.observed, cancelled=report.cancelled, halted=report.halted,
-                             entries_blocked=report.entries_blocked, dry_run=is_dry_run(ctx))
+                             entries_blocked=report.entries_blocked, dry_run=is_dry_run(ctx),
+                             **(sending.summary() if live else {}))

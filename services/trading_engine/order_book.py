@@ -2,20 +2,23 @@
 
 Every order passes the risk gate first (``services.risk_manager.gate``); one it
 refuses is recorded ``rejected`` with the reason and never reaches the broker. The
-paper broker keeps its orders in ``orders`` itself. Orders sent to a live broker
-are recorded there too (``dry_run`` false) in the job's transaction, with the broker's
-order id; fills reported by the broker are copied into ``fills`` once each. (A crash
-between the broker's answer and the commit loses the record of that order: the
-broker's order list is then the truth.)
+paper broker keeps its orders in ``orders`` itself, in the job's transaction. An
+order for a live broker is recorded there (``dry_run`` false) as an *intent* in the
+job's transaction and sent only after that transaction has committed, by
+``live_orders.send_pending``, which claims it first: so a crash at any point neither
+loses the record of an order KIS took nor sends it twice (that module states how,
+and its limits).
+Fills reported by the broker are copied into ``fills`` once each.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from services.common.database import dialect_insert
 from services.trading_engine.models import FillRow, OrderRow
@@ -40,45 +43,41 @@ def submit(broker: Broker, connection: Connection, user_id: str, request: OrderR
            gate: RiskGate) -> Order:
     """Place ``request`` once (a known ``client_order_id`` returns the recorded order),
     if the risk gate lets it through; a refused order is recorded ``rejected`` with
-    the gate's reason. This is the only caller of ``Broker.place_order``."""
-    recorded = connection.execute(select(OrderRow.__table__).where(
-        OrderRow.user_id == user_id, OrderRow.client_order_id == request.client_order_id)).first()
+    the gate's reason. The paper broker takes it at once; for a live broker it is
+    recorded as an intent (``new``, no broker order id, not sent) for
+    ``live_orders.send_pending`` to send once the caller's transaction has committed."""
+    recorded = _recorded(connection, user_id, request.client_order_id)
     if recorded is not None:
-        return _order_of_row(recorded)
+        return recorded
     refusal = gate.refusal(request)
     if refusal is not None:
         logger.warning("order %s refused by the risk gate: %s", request.client_order_id, refusal)
-        _record(connection, broker, user_id, request, now, OrderStatus.REJECTED, f"risk: {refusal}")
-        return _order_of_row(connection.execute(select(OrderRow.__table__).where(
-            OrderRow.user_id == user_id, OrderRow.client_order_id == request.client_order_id)).one())
+        return _record(connection, broker, user_id, request, now, OrderStatus.REJECTED, f"risk: {refusal}")
     if broker.dry_run:
         order = broker.place_order(request)
         gate.placed(order)
         return order
-    _record(connection, broker, user_id, request, now, OrderStatus.NEW, request.reason)
-    try:
-        order = broker.place_order(request)
-    except BrokerError as exc:
-        logger.error("order %s not placed: %s", request.client_order_id, exc)
-        order = Order("", request.client_order_id, request.trading_date, request.ticker, request.side,
-                      request.order_type, request.quantity, request.limit_price, OrderStatus.REJECTED, 0,
-                      f"broker error: {exc}"[:300], False)
-    connection.execute(update(OrderRow).where(
-        OrderRow.user_id == user_id, OrderRow.client_order_id == request.client_order_id).values(
-        broker_order_id=order.order_id or None, status=order.status.value,
-        reason=(order.reason or request.reason)[:300], updated_at=now))
-    gate.placed(order)
+    order = _record(connection, broker, user_id, request, now, OrderStatus.NEW, request.reason)
+    gate.placed(order)  # counted against the next orders as if it were open at the broker
     return order
 
 
+def _recorded(connection: Connection, user_id: str, client_order_id: str) -> Order | None:
+    row = connection.execute(select(OrderRow.__table__).where(
+        OrderRow.user_id == user_id, OrderRow.client_order_id == client_order_id)).first()
+    return None if row is None else _order_of_row(row)
+
+
 def _record(connection: Connection, broker: Broker, user_id: str, request: OrderRequest, now: datetime,
-            status: OrderStatus, reason: str) -> None:
+            status: OrderStatus, reason: str) -> Order:
+    """Insert the order's row; returns it as recorded."""
     connection.execute(insert(OrderRow).values(
         user_id=user_id, client_order_id=request.client_order_id, broker=broker.name, broker_order_id=None,
         trading_date=request.trading_date, ticker=request.ticker, side=request.side.value,
         order_type=request.order_type.value, quantity=request.quantity, limit_price=request.limit_price,
         status=status.value, filled_quantity=0, reserved_cash=0, reason=reason[:300],
         dry_run=broker.dry_run, created_at=now, updated_at=now))
+    return _recorded(connection, user_id, request.client_order_id)  # type: ignore[return-value]
 
 
 def cancel_order(broker: Broker, connection: Connection, user_id: str, order: Order, reason: str,
@@ -110,7 +109,12 @@ def _same_broker_id(recorded: str, reported: str) -> bool:
 
 
 def record_broker_fills(connection: Connection, user_id: str, fills: list[Fill]) -> int:
-    """Copy a live broker's fills into ``fills`` (each once); returns how many were new."""
+    """Copy a live broker's fills into ``fills``; returns how many rows were new.
+
+    KIS reports each order's fills as running totals (filled quantity, average price,
+    fees on the whole amount), so a fill row is what the totals grew by since the rows
+    already recorded for the order: copying the same totals twice adds nothing, and an
+    order filled over several ticks is counted once."""
     new = 0
     for fill in fills:
         order_id = connection.scalar(select(OrderRow.id).where(
@@ -118,13 +122,35 @@ def record_broker_fills(connection: Connection, user_id: str, fills: list[Fill])
         if order_id is None:
             logger.warning("fill of order %s that this orchestrator did not place: not recorded", fill.order_id)
             continue
+        step = fill_increment(fill, *connection.execute(_RECORDED_FILLS, {"order_id": order_id}).one())
+        if step is None:
+            continue
         statement = dialect_insert(connection, FillRow.__table__).values(
-            order_id=order_id, fill_key=f"{fill.order_id}:{fill.quantity}:{fill.price}", user_id=user_id,
-            ticker=fill.ticker, side=fill.side.value, quantity=fill.quantity, price=fill.price,
-            commission=fill.commission, tax=fill.tax, trade_date=fill.trade_date, settles_on=fill.settles_on,
-            filled_at=fill.filled_at, dry_run=False).on_conflict_do_nothing()
-        new += connection.execute(statement).rowcount or 0
+            order_id=order_id, fill_key=f"{fill.order_id}:{fill.quantity}", user_id=user_id,
+            ticker=fill.ticker, side=fill.side.value, quantity=step.quantity, price=step.price,
+            commission=step.commission, tax=step.tax, trade_date=fill.trade_date, settles_on=fill.settles_on,
+            filled_at=fill.filled_at, dry_run=False).on_conflict_do_nothing().returning(_FILLS.c.id)
+        new += connection.execute(statement).scalar() is not None  # rowcount: -1 on psycopg here
     return new
+
+
+_FILLS = FillRow.__table__
+_RECORDED_FILLS = select(
+    func.coalesce(func.sum(_FILLS.c.quantity), 0), func.coalesce(func.sum(_FILLS.c.quantity * _FILLS.c.price), 0),
+    func.coalesce(func.sum(_FILLS.c.commission), 0), func.coalesce(func.sum(_FILLS.c.tax), 0),
+).where(_FILLS.c.order_id == bindparam("order_id"))
+
+
+def fill_increment(total: Fill, quantity: int, amount: int, commission: int, tax: int) -> Fill | None:
+    """What an order's running ``total`` adds to the ``quantity``, ``amount``,
+    ``commission`` and ``tax`` already recorded: the new shares at the price that makes
+    the amounts add up (rounded to KRW), and the rest of the fees. None if nothing."""
+    added = total.quantity - int(quantity)
+    if added <= 0:
+        return None
+    price = round((total.quantity * total.price - int(amount)) / added)
+    return replace(total, quantity=added, price=max(price, 1), commission=max(total.commission - int(commission), 0),
+                   tax=max(total.tax - int(tax), 0))
 
 
 def _order_of_row(row: OrderRow) -> Order:

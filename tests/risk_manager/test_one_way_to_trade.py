@@ -1,5 +1,6 @@
 """No code path can trade around the risk gate: ``Broker.place_order`` is called in
-one place only, ``order_book.submit``, which asks the gate first and needs one."""
+two places only: ``order_book.submit``, which asks the gate first and needs one, and
+``live_orders`` sending the live orders ``submit`` recorded."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def calls_of(method: str) -> list[str]:
 
 
 def test_orders_reach_a_broker_only_through_submit() -> None:
-    assert calls_of("place_order") == ["trading_engine/order_book.py:submit"]
+    assert calls_of("place_order") == ["trading_engine/live_orders.py:send", "trading_engine/order_book.py:submit"]
 
 
 def test_submit_cannot_be_called_without_a_gate() -> None:

@@ -13,6 +13,7 @@ against 10,000,000, past the 3% default limit. A peak of 12,000,000 puts that
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -157,11 +158,15 @@ def test_a_daily_loss_past_the_limit_blocks_new_entries_that_day_and_not_the_nex
     assert len(breaches(account)) == 1
 
 
-def test_a_breach_is_recorded_once_a_day_however_often_it_is_seen(account: Any, krx_calendar: Any) -> None:
-    for minute in (0, 30):  # night checks value LOSS at its stored 9,600 close
-        manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, minute)))
+def test_a_breach_is_recorded_and_logged_once_a_day_however_often_it_is_seen(account: Any, krx_calendar: Any,
+                                                                            caplog: Any) -> None:
+    with caplog.at_level(logging.WARNING, logger="services.risk_manager.manager"):
+        for minute in (0, 30):  # night checks value LOSS at its stored 9,600 close
+            manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, minute)))
     [breach] = breaches(account)
     assert breach.checked_at == at(D20, 20, 0)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("risk limit breached")]
+    assert len(logged) == 1, logged
 
 
 # --- the total loss limit and the halt ---------------------------------------------------------------

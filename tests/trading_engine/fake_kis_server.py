@@ -16,6 +16,12 @@ otherwise). ``script`` queues special answers for the next API requests (an entr
 - ``"nothing_to_cancel"``: HTTP 200, rt_cd "1", 정정/취소할 수량이 없습니다 (a cancel refusal)
 - ``"http500"``: HTTP 500 with an HTML page
 - ``"garbage"``: HTTP 200 with a body that is not JSON
+- ``"take_then_drop"``: the request is handled as usual (an order is taken), then the
+  connection is closed without an answer (the client cannot know KIS has the order)
+
+``order_pause`` (seconds) delays each order-cash answer after the order is taken, so
+a process can be killed while KIS has its order and it has no answer. An order's
+``ord_tmd`` is the time of ``clock`` in Seoul.
 
 Recorded answers live in ``tests/data/kis/`` (invented values in KIS's shapes). The
 EGW* gateway codes are KIS's; the APBK* business codes are illustrative.
@@ -24,7 +30,9 @@ EGW* gateway codes are KIS's; the APBK* business codes are illustrative.
 from __future__ import annotations
 
 import json
+import sys
 import threading
+import time
 import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -102,6 +110,7 @@ class FakeKis:
     cash_summary: dict[str, str] | None = None  # replaces output2 of inquire-balance when set
     orders: list[dict[str, str]] = field(default_factory=list)
     next_odno: int = 12345
+    order_pause: float = 0.0  # seconds between taking an order and answering
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -113,9 +122,14 @@ class FakeKis:
     def token_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.path == TOKEN_PATH]
 
+    def order_posts(self) -> list[Recorded]:
+        """The order-cash requests, in the order they came."""
+        return self.api_requests(ORDER_PATH)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
+    drop = False  # this request's answer is dropped (script "take_then_drop")
 
     def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
         pass
@@ -139,9 +153,15 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 body = None
         headers = {name.lower(): value for name, value in self.headers.items()}
+        self.drop = False
         with state.lock:
             state.requests.append(Recorded(method, split.path, headers, query, body))
             status, answer, extra = self._answer(state, method, split.path, headers, query, body)
+        if split.path == ORDER_PATH and state.order_pause:
+            time.sleep(state.order_pause)
+        if self.drop:  # taken, and no answer
+            self.close_connection = True
+            return
         if isinstance(answer, bytes):
             payload, content_type = answer, "text/html"
         else:
@@ -171,7 +191,8 @@ class _Handler(BaseHTTPRequestHandler):
             what, only = (entry, None) if isinstance(entry, str) else entry
             if only is None or only == path:
                 state.script.pop(0)
-                scripted = _scripted(state, what, headers)
+                self.drop = what == "take_then_drop"
+                scripted = None if self.drop else _scripted(state, what, headers)
                 if scripted:
                     return scripted
         token = headers.get("authorization", "").removeprefix("Bearer ")
@@ -288,12 +309,16 @@ def _order(state: FakeKis, tr_id: str, body: dict[str, Any]) -> tuple[int, Any]:
         "sll_buy_dvsn_cd": "02" if tr_id.endswith("12U") else "01",
         "sll_buy_dvsn_cd_name": "현금매수" if tr_id.endswith("12U") else "현금매도",
         "pdno": body["PDNO"], "prdt_name": "", "ord_qty": body["ORD_QTY"], "ord_unpr": body["ORD_UNPR"],
-        "ord_tmd": "100000", "tot_ccld_qty": "0", "avg_prvs": "0", "cncl_yn": "", "tot_ccld_amt": "0",
+        "ord_tmd": _hhmmss(state), "tot_ccld_qty": "0", "avg_prvs": "0", "cncl_yn": "", "tot_ccld_amt": "0",
         "loan_dt": "", "ord_dvsn_cd": body["ORD_DVSN"], "cnc_cfrm_qty": "0", "rmn_qty": body["ORD_QTY"],
         "rjct_qty": "0", "ccld_cndt_name": "없음", "excg_id_dvsn_cd": "KRX",
     })
     return 200, {"rt_cd": "0", "msg_cd": "APBK0013", "msg1": "주문 전송 완료 되었습니다.",
-                 "output": {"KRX_FWDG_ORD_ORGNO": ORGNO, "ODNO": odno, "ORD_TMD": "100000"}}
+                 "output": {"KRX_FWDG_ORD_ORGNO": ORGNO, "ODNO": odno, "ORD_TMD": _hhmmss(state)}}
+
+
+def _hhmmss(state: FakeKis) -> str:
+    return datetime.fromtimestamp(state.clock(), SEOUL).strftime("%H%M%S")
 
 
 def _cancel(state: FakeKis, body: dict[str, Any]) -> tuple[int, Any]:
@@ -364,6 +389,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, state: FakeKis) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client went away (killed) before its answer: nothing to report
+        super().handle_error(request, client_address)
 
 
 @contextmanager

@@ -627,6 +627,7 @@ def test_a_halted_account_sends_kis_no_buy_but_still_its_exits(
     from services.common.job_api import JobContext
     from services.risk_manager.gate import RiskGate
     from services.risk_manager.halts import halt_trading
+    from services.trading_engine.live_orders import send_pending
     from services.trading_engine.order_book import submit
 
     broker, now = make_broker(kis), clock.now()
@@ -642,4 +643,6 @@ def test_a_halted_account_sends_kis_no_buy_but_still_its_exits(
                       now, gate)
     assert buy.status is OrderStatus.REJECTED and buy.reason.startswith("risk: trading halted: broker maintenance")
     assert sell.status is OrderStatus.NEW
+    assert kis.api_requests(ORDER_PATH) == []  # recorded; sent once the transaction has committed
+    send_pending(broker, session_factory, "u1", clock)
     assert [r.tr_id for r in kis.api_requests(ORDER_PATH)] == ["VTTC0011U"]  # the sell only

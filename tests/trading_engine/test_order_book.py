@@ -1,5 +1,6 @@
-"""Cancelling live orders: only those this orchestrator placed, matched however KIS
-writes the order number, and the record follows the broker's answer."""
+"""Live orders' records: cancelling only those this orchestrator placed, matched however
+KIS writes the order number, the record following the broker's answer; and KIS's fills,
+reported as running totals, copied once per increment."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, select
 
-from services.trading_engine.models import OrderRow
-from services.trading_engine.order_book import cancel_order
-from services.trading_engine.orders import Order, OrderStatus, OrderType, Side
+from services.trading_engine.models import FillRow, OrderRow
+from services.trading_engine.order_book import cancel_order, record_broker_fills
+from services.trading_engine.orders import Fill, Order, OrderStatus, OrderType, Side
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=ZoneInfo("Asia/Seoul"))
 DAY = date(2026, 11, 20)
@@ -50,3 +51,32 @@ def test_a_live_buy_we_placed_is_cancelled_and_its_record_follows(session_factor
     with session_factory() as session:
         row = session.execute(select(OrderRow.status, OrderRow.reason)).one()
     assert row == ("cancelled", "entry; cancelled: halted")
+
+
+# --- copying KIS's fills: running totals become one row per increment --------------------------------
+
+
+def kis_total(quantity: int, average: int, commission: int, tax: int = 0) -> Fill:
+    """An order's fills as KIS's daily list reports them: totals so far."""
+    return Fill("91252-0000012345", "005930", Side.SELL, quantity, average, commission, tax, DAY, date(2026, 11, 24),
+                NOW, False)
+
+
+def test_an_order_filled_over_several_ticks_is_recorded_once_per_increment(session_factory: Any) -> None:
+    with session_factory.begin() as session:
+        session.execute(insert(OrderRow).values(
+            user_id="u1", client_order_id="live:u1:2026-11-20:005930:exit", broker="kis",
+            broker_order_id="91252-0000012345", trading_date=DAY, ticker="005930", side="sell", order_type="market",
+            quantity=25, limit_price=None, status="partially_filled", filled_quantity=10, reserved_cash=0,
+            reason="exit", dry_run=False, created_at=NOW, updated_at=NOW))
+    copies = [kis_total(10, 70_000, 105, 1_400), kis_total(10, 70_000, 105, 1_400),  # the same totals twice
+              kis_total(25, 70_200, 263, 3_510)]  # 15 more at (25 x 70,200 - 700,000) / 15 = 70,333.33
+    new = []
+    for copy in copies:
+        with session_factory.begin() as session:
+            new.append(record_broker_fills(session.connection(), "u1", [copy]))
+    assert new == [1, 0, 1]
+    with session_factory() as session:
+        rows = session.execute(select(FillRow.quantity, FillRow.price, FillRow.commission, FillRow.tax)
+                               .order_by(FillRow.id)).all()
+    assert [tuple(row) for row in rows] == [(10, 70_000, 105, 1_400), (15, 70_333, 158, 2_110)]
