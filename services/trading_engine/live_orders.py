@@ -82,23 +82,12 @@ class ListsDayOrders(Protocol):
 
 @dataclass(frozen=True)
 class Intent:
-    """A live order recorded but not (known to be) at the broker."""
+    """A live order recorded but not (known to be) at the broker: its row's id, what
+    to send, and the claim in force (None: never sent)."""
 
     id: int
-    client_order_id: str
-    trading_date: date
-    ticker: str
-    side: Side
-    order_type: OrderType
-    quantity: int
-    limit_price: int | None
-    reason: str
-    sent_at: datetime | None  # the claim in force; None: never sent
-
-    @property
-    def request(self) -> OrderRequest:
-        return OrderRequest(self.client_order_id, self.trading_date, self.ticker, self.side, self.quantity,
-                            self.order_type, self.limit_price, self.reason)
+    request: OrderRequest
+    sent_at: datetime | None
 
 
 @dataclass
@@ -131,9 +120,10 @@ def matching_order(intent: Intent, listed: Sequence[tuple[Order, datetime | None
     :data:`ORDER_TIME_SLACK` (a time the broker did not give does not rule an order
     out), and not ``taken`` by another of our orders; the earliest of those."""
     earliest = intent.sent_at - ORDER_TIME_SLACK if intent.sent_at is not None else None
+    wanted = intent.request
     candidates = [(placed_at, order) for order, placed_at in listed
                   if (order.ticker, order.side, order.quantity, order.order_type, order.limit_price)
-                  == (intent.ticker, intent.side, intent.quantity, intent.order_type, intent.limit_price)
+                  == (wanted.ticker, wanted.side, wanted.quantity, wanted.order_type, wanted.limit_price)
                   and _id_key(order.order_id) not in taken
                   and (earliest is None or placed_at is None or placed_at >= earliest)]
     candidates.sort(key=lambda pair: (pair[0] is None, pair[0] or datetime.min.replace(tzinfo=KRX_TZ)))
@@ -187,52 +177,52 @@ class _Round:
         """Take one intent as far as it can go now; raises the broker's error if its
         send failed (the intent is then in doubt)."""
         report, now = self.report, self.clock.now()
-        if intent.trading_date > self.today:
-            logger.info("order %s is for %s: not sent before its session", intent.client_order_id,
-                        intent.trading_date)
+        if intent.request.trading_date > self.today:
+            logger.info("order %s is for %s: not sent before its session", intent.request.client_order_id,
+                        intent.request.trading_date)
             report.unsent += 1
             return
         if intent.sent_at is not None:  # in doubt: does the broker have it?
-            listed = self.listing(intent.trading_date)
+            listed = self.listing(intent.request.trading_date)
             if listed is None:
                 report.in_doubt += 1
                 return
-            found = matching_order(intent, listed, self.taken(intent.trading_date))
+            found = matching_order(intent, listed, self.taken(intent.request.trading_date))
             if found is not None:
                 self.link(intent, found)
                 return
             if now - intent.sent_at < RESEND_AFTER:
                 logger.warning("order %s was sent at %s and KIS does not list it: in doubt until %s",
-                               intent.client_order_id, intent.sent_at.isoformat(),
+                               intent.request.client_order_id, intent.sent_at.isoformat(),
                                (intent.sent_at + RESEND_AFTER).isoformat())
                 report.in_doubt += 1
                 return
-        if intent.trading_date < self.today:
+        if intent.request.trading_date < self.today:
             refusal: str | None = SESSION_OVER
-        elif self.buys_refused and intent.side is Side.BUY:
+        elif self.buys_refused and intent.request.side is Side.BUY:
             refusal = f"risk: {self.buys_refused}"
         else:
             refusal = None
         if refusal is not None:
             if _reject(self.session_factory, intent, refusal, now):
                 report.rejected += 1
-                logger.warning("order %s %s", intent.client_order_id, refusal)
+                logger.warning("order %s %s", intent.request.client_order_id, refusal)
             return
         self.send(intent)
 
     def send(self, intent: Intent) -> None:
         claimed_at = self.clock.now()
         if not _claim(self.session_factory, intent, claimed_at):
-            logger.info("order %s is being sent by another process", intent.client_order_id)
+            logger.info("order %s is being sent by another process", intent.request.client_order_id)
             return
         if intent.sent_at is not None:
             logger.warning("order %s: KIS does not list it %s after it was sent; sending it again",
-                           intent.client_order_id, RESEND_AFTER)
+                           intent.request.client_order_id, RESEND_AFTER)
         try:
             order = self.broker.place_order(intent.request)
         except BrokerError as exc:
             logger.error("order %s sent, but its outcome is unknown (%s): in doubt until KIS lists it or %s "
-                         "pass", intent.client_order_id, exc, RESEND_AFTER)
+                         "pass", intent.request.client_order_id, exc, RESEND_AFTER)
             raise
         if _record_answer(self.session_factory, intent, claimed_at, order, self.clock.now()):
             if order.status is OrderStatus.REJECTED:
@@ -244,8 +234,8 @@ class _Round:
         if not _link(self.session_factory, intent, order, self.clock.now()):
             return
         self.report.linked += 1
-        if order.filled_quantity > 0 and (not order.is_open or intent.trading_date < self.today):
-            self.linked_fills.setdefault(intent.trading_date, set()).add(order.order_id)
+        if order.filled_quantity > 0 and (not order.is_open or intent.request.trading_date < self.today):
+            self.linked_fills.setdefault(intent.request.trading_date, set()).add(order.order_id)
 
     def listing(self, day: date) -> Listing | None:
         """The broker's orders of ``day``, read once a round; None if it cannot say."""
@@ -289,10 +279,10 @@ def _pending(session_factory: sessionmaker[Session], user_id: str) -> list[Inten
         rows = session.execute(select(OrderRow.__table__).where(
             OrderRow.user_id == user_id, OrderRow.dry_run.is_(False), OrderRow.status == OrderStatus.NEW.value,
             OrderRow.broker_order_id.is_(None)).order_by(OrderRow.id)).all()
-    return [Intent(row.id, row.client_order_id, row.trading_date, row.ticker, Side(row.side),
-                   OrderType(row.order_type), int(row.quantity),
-                   None if row.limit_price is None else int(row.limit_price), row.reason, row.sent_at)
-            for row in rows]
+    return [Intent(row.id, OrderRequest(row.client_order_id, row.trading_date, row.ticker, Side(row.side),
+                                        int(row.quantity), OrderType(row.order_type),
+                                        None if row.limit_price is None else int(row.limit_price), row.reason),
+                   row.sent_at) for row in rows]
 
 
 def _still(intent: Intent) -> Any:
@@ -320,7 +310,8 @@ def _link(session_factory: sessionmaker[Session], intent: Intent, order: Order, 
             broker_order_id=order.order_id, status=order.status.value, filled_quantity=order.filled_quantity,
             updated_at=now)).rowcount
     if linked:
-        logger.warning("order %s: KIS has it as %s (%s, %d of %d filled); linked", intent.client_order_id,
+        logger.warning("order %s: KIS has it as %s (%s, %d of %d filled); linked",
+                       intent.request.client_order_id,
                        order.order_id, order.status.value, order.filled_quantity, order.quantity)
     return bool(linked)
 
@@ -340,13 +331,13 @@ def _record_answer(session_factory: sessionmaker[Session], intent: Intent, claim
         connection = session.connection()
         if connection.execute(update(OrderRow.__table__).where(mine).values(**values, updated_at=now)).rowcount:
             if rejected:
-                logger.warning("order %s rejected by the broker: %s", intent.client_order_id, order.reason)
+                logger.warning("order %s rejected by the broker: %s", intent.request.client_order_id, order.reason)
             return True
         linked = connection.scalar(select(OrderRow.broker_order_id).where(OrderRow.id == intent.id))
     if not rejected and linked and _id_key(linked) == _id_key(order.order_id):
         return True  # another process found this order at KIS and linked it before the answer came back
     logger.error("order %s: KIS answered %s %s after another process took the order over; check the account "
-                 "for a second order", intent.client_order_id, order.status.value, order.order_id)
+                 "for a second order", intent.request.client_order_id, order.status.value, order.order_id)
     return False
 
 

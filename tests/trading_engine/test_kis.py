@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import stat
+import threading
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -62,12 +63,13 @@ PAPER_TR_IDS = "buy=VTTC0012U,sell=VTTC0011U,cancel=VTTC0013U,balance=VTTC8434R,
 
 class FakeTime:
     """Wall clock, monotonic clock and sleep in one: sleeping moves both clocks and is
-    recorded, nothing really waits."""
+    recorded, nothing really waits (safe to share between threads)."""
 
     def __init__(self, start: datetime) -> None:
         self.wall = start
         self.mono = 5000.0
         self.sleeps: list[float] = []
+        self.lock = threading.Lock()
 
     def now(self) -> datetime:
         return self.wall
@@ -80,8 +82,9 @@ class FakeTime:
         self.advance(seconds)
 
     def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.wall += timedelta(seconds=seconds)
+        with self.lock:
+            self.mono += seconds
+            self.wall += timedelta(seconds=seconds)
 
     def epoch(self) -> float:
         return self.wall.timestamp()

@@ -45,6 +45,7 @@ from services.trading_engine.order_book import submit
 from services.trading_engine.orders import Order, OrderRequest, OrderStatus, OrderType, Side
 from tests.trading_engine import live_crash_worker as worker
 from tests.trading_engine.fake_kis_server import ORDER_PATH, FakeKis, serve
+from tests.trading_engine.test_kis import FakeTime
 
 SEOUL = worker.SEOUL
 TODAY, YESTERDAY = worker.DAY, worker.PREVIOUS
@@ -70,31 +71,6 @@ def dies(*args: Any, **kwargs: Any) -> None:
 def fast_settings(kis: FakeKis, tmp_path: Path) -> Any:
     """Live settings for jobs run in this process (requests barely spaced)."""
     return worker.live_settings(kis.url, tmp_path / "kis", kis_requests_per_second="1000")
-
-
-class FakeTime:
-    """Wall clock, monotonic clock and sleep in one; sleeping moves both, nothing waits."""
-
-    def __init__(self, start: datetime) -> None:
-        self.wall, self.mono = start, 5000.0
-        self.lock = threading.Lock()
-
-    def now(self) -> datetime:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-
-    def advance(self, seconds: float) -> None:
-        with self.lock:
-            self.mono += seconds
-            self.wall += timedelta(seconds=seconds)
-
-    def epoch(self) -> float:
-        return self.wall.timestamp()
 
 
 @pytest.fixture
@@ -469,8 +445,8 @@ def test_intents_of_a_past_session_are_linked_or_rejected_and_never_sent(
 def intent(sent_at: datetime | None, **terms: Any) -> Intent:
     values = {"ticker": "005930", "side": Side.BUY, "order_type": OrderType.LIMIT, "quantity": 10,
               "limit_price": 70_000, **terms}
-    return Intent(1, "live:u1:2026-03-05:005930:entry", TODAY, values["ticker"], values["side"],
-                  values["order_type"], values["quantity"], values["limit_price"], "", sent_at)
+    return Intent(1, OrderRequest("live:u1:2026-03-05:005930:entry", TODAY, values["ticker"], values["side"],
+                                  values["quantity"], values["order_type"], values["limit_price"]), sent_at)
 
 
 def listed(odno: str, at: datetime | None, **terms: Any) -> tuple[Order, datetime | None]:
