@@ -229,16 +229,24 @@ def test_a_crash_after_kis_took_an_order_is_linked_by_the_rerun_and_never_sent_t
     assert posts(kis) == {SELL_POST: 1, BUY_POST: 1}
 
 
-def test_a_crash_after_the_intents_were_committed_but_before_sending_is_sent_once_by_the_rerun(
-        kis: FakeKis, session_factory: Any, clock: FakeTime, krx_calendar: Any, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def signal_run_killed_before_sending(kis: FakeKis, session_factory: Any, clock: FakeTime, krx_calendar: Any,
+                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A live signal_generation that dies once its intents are committed, before any
+    is sent; returns its context, for the re-run."""
     worker.seed_market(session_factory, [USER])
     ctx = worker.live_context(session_factory, krx_calendar, fast_settings(kis, tmp_path), clock, USER)
     monkeypatch.setattr(engine, "send_pending", dies)
     with pytest.raises(Crash):
         engine.run(ctx)
-    assert kis.order_posts() == [] and len(orders(session_factory)) == 3
     monkeypatch.undo()
+    return ctx
+
+
+def test_a_crash_after_the_intents_were_committed_but_before_sending_is_sent_once_by_the_rerun(
+        kis: FakeKis, session_factory: Any, clock: FakeTime, krx_calendar: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = signal_run_killed_before_sending(kis, session_factory, clock, krx_calendar, tmp_path, monkeypatch)
+    assert kis.order_posts() == [] and len(orders(session_factory)) == 3
     clock.advance(60)
     result = engine.run(ctx)  # the run ledger's attempt 2
     assert result.status is Outcome.SUCCESS and result.summary["already_generated"] == 1
@@ -252,12 +260,7 @@ def test_a_crash_after_the_intents_were_committed_but_before_sending_is_sent_onc
 def test_a_rerun_while_halted_sends_the_exits_a_crashed_run_left_and_rejects_its_entry(
         kis: FakeKis, session_factory: Any, clock: FakeTime, krx_calendar: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    worker.seed_market(session_factory, [USER])
-    ctx = worker.live_context(session_factory, krx_calendar, fast_settings(kis, tmp_path), clock, USER)
-    monkeypatch.setattr(engine, "send_pending", dies)
-    with pytest.raises(Crash):
-        engine.run(ctx)
-    monkeypatch.undo()
+    ctx = signal_run_killed_before_sending(kis, session_factory, clock, krx_calendar, tmp_path, monkeypatch)
     with session_factory.begin() as session:
         halt_trading(session.connection(), USER, "broker maintenance", by="manual", at=clock.now())
     result = engine.run(ctx)
@@ -271,14 +274,10 @@ def test_a_rerun_while_halted_sends_the_exits_a_crashed_run_left_and_rejects_its
 def test_the_next_monitoring_tick_sends_what_a_crashed_signal_run_left(
         kis: FakeKis, session_factory: Any, clock: FakeTime, krx_calendar: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    worker.seed_market(session_factory, [USER])
-    settings = fast_settings(kis, tmp_path)
     kis.prices.update({"000660": "181000", "035420": "20100"})
-    monkeypatch.setattr(engine, "send_pending", dies)
-    with pytest.raises(Crash):
-        engine.run(worker.live_context(session_factory, krx_calendar, settings, clock, USER))
+    ctx = signal_run_killed_before_sending(kis, session_factory, clock, krx_calendar, tmp_path, monkeypatch)
     clock.advance(15 * 60)  # 09:00, the first tick
-    tick = monitor.run(worker.live_context(session_factory, krx_calendar, settings, clock, USER,
+    tick = monitor.run(worker.live_context(session_factory, krx_calendar, ctx.settings, clock, USER,
                                            job="position_monitoring", when=clock.now()))
     assert tick.status is Outcome.SUCCESS and tick.summary["dry_run"] is False
     assert (tick.summary["sent"], tick.summary["in_doubt"], tick.summary["exits"]) == (3, 0, 0)
