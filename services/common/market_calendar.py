@@ -36,7 +36,10 @@ REGULAR_HOURS: tuple[tuple[date, time, time], ...] = (
     (date(2000, 1, 1), time(9, 0), time(15, 0)),
     (date(2016, 8, 1), time(9, 0), time(15, 30)),
 )
-_CACHE_FORMAT = 1
+#: KRX opens the first session of every year an hour late, at 10:00, for its opening
+#: ceremony (each year's notice says so; the overrides list the reviewed years).
+FIRST_SESSION_OPEN = time(10, 0)
+_CACHE_FORMAT = 2
 
 
 class CalendarError(ValueError):
@@ -168,6 +171,20 @@ def apply_overrides(
     return [by_date[day] for day in sorted(by_date)]
 
 
+def open_first_sessions_late(sessions: Sequence[Session], after: date) -> list[Session]:
+    """``sessions`` with each year's first session after ``after`` (the reviewed data)
+    opening at :data:`FIRST_SESSION_OPEN`: KRX's yearly rule, before its notice is in
+    the overrides. Sorted input; the close is kept."""
+    result, years_seen = [], set()
+    for session in sessions:
+        first_of_year = session.date.year not in years_seen
+        years_seen.add(session.date.year)
+        if first_of_year and session.date > after and session.open.time() < FIRST_SESSION_OPEN:
+            session = make_session(session.date, FIRST_SESSION_OPEN, session.close.time())
+        result.append(session)
+    return result
+
+
 def make_session(day: date, open_time: time, close_time: time) -> Session:
     return Session(
         day,
@@ -267,7 +284,8 @@ def load_calendar(cache_dir: Path | None = None, overrides_path: Path = OVERRIDE
     if cache_file:
         sessions = _read_cache(cache_file) or _read_cache(fallback_cache_dir() / cache_file.name)
     if sessions is None:
-        sessions = apply_overrides(_library_sessions(CALENDAR_START, end), overrides.entries)
+        sessions = open_first_sessions_late(apply_overrides(_library_sessions(CALENDAR_START, end),
+                                                            overrides.entries), overrides.valid_through)
         if cache_file:
             _write_cache(cache_file, sessions)
     return MarketCalendar(

@@ -23,6 +23,7 @@ from services.common.market_calendar import (
     MarketCalendar,
     Override,
     apply_overrides,
+    open_first_sessions_late,
     load_calendar,
     make_session,
     parse_overrides,
@@ -249,6 +250,28 @@ def test_overrides_change_the_library_sessions_they_correct():
         make_session(date(2026, 1, 2), _t("10:00"), _t("15:30")),
         make_session(date(2026, 11, 19), _t("10:00"), _t("16:30")),
     ]
+
+
+def test_each_year_s_first_session_past_the_reviewed_data_opens_at_10():
+    library = [
+        make_session(date(2026, 1, 2), _t("10:00"), _t("15:30")),  # reviewed: as the overrides left it
+        make_session(date(2026, 12, 30), _t("09:00"), _t("15:30")),
+        make_session(date(2027, 1, 4), _t("09:00"), _t("15:30")),  # past the data: the yearly rule
+        make_session(date(2027, 1, 5), _t("09:00"), _t("15:30")),
+        make_session(date(2028, 1, 3), _t("09:00"), _t("15:30")),
+    ]
+    assert open_first_sessions_late(library, after=date(2026, 12, 31)) == [
+        make_session(date(2026, 1, 2), _t("10:00"), _t("15:30")),
+        make_session(date(2026, 12, 30), _t("09:00"), _t("15:30")),
+        make_session(date(2027, 1, 4), _t("10:00"), _t("15:30")),
+        make_session(date(2027, 1, 5), _t("09:00"), _t("15:30")),
+        make_session(date(2028, 1, 3), _t("10:00"), _t("15:30")),
+    ]
+
+
+def test_the_calendar_opens_the_first_session_of_2027_at_10(krx_calendar):
+    session = krx_calendar.session(date(2027, 1, 4))
+    assert (session.open.time(), session.close.time()) == (_t("10:00"), _t("15:30"))
 
 
 def test_overrides_change_nothing_when_the_library_already_agrees():
