@@ -56,8 +56,9 @@ def sqlite_file(database: str | None) -> str | None:
     if not database or database == ":memory:":
         return None
     if database.startswith("file:"):
-        path = urllib.parse.urlsplit(database).path
-        return None if path in ("", ":memory:") else path
+        parts = urllib.parse.urlsplit(database)
+        memory = parts.path in ("", ":memory:") or "mode=memory" in parts.query
+        return None if memory else parts.path
     return database
 
 

@@ -649,9 +649,12 @@ def _same_database(first: str, second: str) -> bool:
     """Whether two URLs name one database (SQLite files compared by their full path)."""
     from sqlalchemy.engine import make_url
 
+    from services.common.database import sqlite_file
+
     a, b = make_url(first), make_url(second)
     if a.get_backend_name() == b.get_backend_name() == "sqlite":
-        return bool(a.database and b.database) and Path(a.database).resolve() == Path(b.database).resolve()
+        file_a, file_b = sqlite_file(a.database), sqlite_file(b.database)
+        return bool(file_a and file_b) and Path(file_a).resolve() == Path(file_b).resolve()
     return (a.get_backend_name(), a.host, a.port, a.database) == (b.get_backend_name(), b.host, b.port, b.database)
 
 

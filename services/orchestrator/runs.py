@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterator, Mapping, Sequence
 
 from sqlalchemy import Engine, bindparam, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -54,6 +54,7 @@ _LAPSED = select(_RUNS).where(text("outcome = 'running'"),  # literal: ix_job_ru
                               _RUNS.c.lease_until < bindparam("now"))
 _RUNNING_OTHER = select(_RUNS.c.id, _RUNS.c.scheduled_for, _RUNS.c.host, _RUNS.c.pid).where(
     text("outcome = 'running'"), _RUNS.c.job_name == bindparam("job_name"), _RUNS.c.user_id == bindparam("user_id"),
+    _RUNS.c.dry_run == bindparam("dry_run"), _RUNS.c.origin.in_(bindparam("origins", expanding=True)),
     _RUNS.c.lease_until >= bindparam("now"), _RUNS.c.id != bindparam("exclude")).limit(1)
 _ABANDON = update(_RUNS).where(
     _RUNS.c.id == bindparam("run_id"), _RUNS.c.outcome == Outcome.RUNNING.value,
@@ -129,12 +130,14 @@ class RunLedger:
             with self._engine.begin() as connection:
                 connection.execute(_RENEW, {"run_ids": list(run_ids), "until": self._clock.now() + self.lease})
 
-    def running_other(self, job_name: str, user_id: str, now: datetime, *, exclude: int = 0) -> Any:
-        """Another run of the job for the user whose holder is alive (its lease holds at
-        ``now``), on any instance; None if there is none."""
+    def running_other(self, job_name: str, user_id: str, dry_run: bool, now: datetime, *,
+                      exclude: int = 0) -> Any:
+        """Another scheduled (not manual) run of the job for the user and mode whose
+        holder is alive (its lease holds at ``now``), on any instance; None if none."""
         with self._engine.connect() as connection:
-            return connection.execute(_RUNNING_OTHER, {"job_name": job_name, "user_id": user_id, "now": now,
-                                                       "exclude": exclude}).first()
+            return connection.execute(_RUNNING_OTHER, {
+                "job_name": job_name, "user_id": user_id, "dry_run": dry_run, "now": now, "exclude": exclude,
+                "origins": list(RECOVERABLE_ORIGINS)}).first()
 
     def lapsed(self, now: datetime) -> list[Any]:
         """Running rows whose lease ran out before ``now``: their holder is gone."""
@@ -145,12 +148,10 @@ class RunLedger:
         """Record a lapsed run failed; False if it was renewed, finished or taken meanwhile."""
         return self.take_over(run_id, now, error) is not None
 
-    def take_over(self, run_id: int, now: datetime, error: str, *, rerun: Any = None,
-                  skip_reason: str | None = None) -> int | None:
+    def take_over(self, run_id: int, now: datetime, error: str, *, rerun: Any = None) -> int | None:
         """Record a lapsed run failed and, given its row as ``rerun``, claim its next
-        attempt (or, with ``skip_reason``, record that attempt skipped), in one
-        transaction (a crash in between loses no fire). None if the run was renewed,
-        finished or taken meanwhile; else the new attempt's id (0: none)."""
+        attempt, in one transaction (a crash in between loses no fire). None if the run
+        was renewed, finished or taken meanwhile; else the new attempt's id (0: none)."""
         with self._engine.begin() as connection:
             if not connection.execute(_ABANDON, {"run_id": run_id, "now": now, "error": error}).rowcount:
                 return None
@@ -159,10 +160,9 @@ class RunLedger:
             return int(connection.execute(_CLAIM, {
                 "job_name": rerun.job_name, "user_id": rerun.user_id, "scheduled_for": rerun.scheduled_for,
                 "trading_date": rerun.trading_date, "origin": RECOVERY, "dry_run": rerun.dry_run,
-                "outcome": (Outcome.SKIPPED if skip_reason else Outcome.RUNNING).value, "started_at": now,
-                "finished_at": now if skip_reason else None, "host": self._host, "pid": self._pid,
-                "reason": skip_reason, "attempt": rerun.attempt + 1,
-                "lease_until": None if skip_reason else now + self.lease}).scalar_one())
+                "outcome": Outcome.RUNNING.value, "started_at": now, "finished_at": None, "host": self._host,
+                "pid": self._pid, "reason": None, "attempt": rerun.attempt + 1,
+                "lease_until": now + self.lease}).scalar_one())
 
     def record_many(
         self, fires: Sequence[tuple[str, datetime, date | None]], user_id: str, outcome: Outcome,
@@ -447,7 +447,7 @@ class JobRunner:
             if self._heartbeat.holds(row.id):
                 continue  # ours and alive: the renewal is late, not the run dead
             try:
-                record = self._take_over(row, now)
+                record = self._take_over(row, self.clock.now())  # an earlier row's re-run took time
             except SQLAlchemyError as exc:  # the next sweep finds the row still running
                 logger.warning("could not take over run %s (database error: %s)", row.id,
                                first_line(str(getattr(exc, "orig", None) or exc)))
@@ -463,9 +463,13 @@ class JobRunner:
                  f"{row.lease_until.isoformat(timespec='seconds')}")
         rerun = (row.origin in RECOVERABLE_ORIGINS and row.job_name in self.scheduled_jobs()
                  and now <= self.deadline(row.job_name, row.scheduled_for))
-        busy = self.ledger.running_other(row.job_name, row.user_id, now, exclude=row.id) if rerun else None
-        skip_reason = overlap_reason(busy, row.scheduled_for) if busy is not None else None
-        run_id = self.ledger.take_over(row.id, now, error, rerun=row if rerun else None, skip_reason=skip_reason)
+        busy = self.ledger.running_other(row.job_name, row.user_id, row.dry_run, now, exclude=row.id) \
+            if rerun else None
+        if busy is not None:  # never two at once: the next sweep looks again, until the deadline
+            logger.info("%s %s: lapsed run %s left for a later sweep: %s", row.job_name, row.trading_date, row.id,
+                        overlap_reason(busy, row.scheduled_for, self.settings.tz))
+            return None
+        run_id = self.ledger.take_over(row.id, now, error, rerun=row if rerun else None)
         if run_id is None:
             return None  # renewed, finished, or taken over by another instance meanwhile
         raise_alert(logger, Alert("run_failed", f"{row.job_name} {row.trading_date} failed: {error}", {
@@ -474,10 +478,6 @@ class JobRunner:
             "attempt": row.attempt, "error": error}))
         if not run_id:
             return None
-        if skip_reason:
-            logger.info("[%s %s] skipped: %s", row.job_name, row.trading_date, skip_reason)
-            return RunRecord(run_id, row.job_name, row.scheduled_for, row.trading_date, Outcome.SKIPPED,
-                             reason=skip_reason)
         return self._run_claimed(self.job(row.job_name), row.scheduled_for, row.trading_date, RECOVERY,
                                  dry_run=row.dry_run, user_id=row.user_id, run_id=run_id)
 
@@ -521,15 +521,29 @@ class JobRunner:
             logger.info("[%s %s] %s: %s", job.name, trading_date, outcome.value, reason)
         return RunRecord(run_id, job.name, fire_time, trading_date, outcome, reason=reason)
 
+    def _skip_overlapping(self, job: JobSpec, fire_time: datetime, trading_date: date, busy: Any,
+                          origin: str) -> RunRecord | None:
+        """Record a fire skipped while another run of the job holds it, and say so (a
+        run that never ends would otherwise silently stop the job on every instance)."""
+        reason = overlap_reason(busy, fire_time, self.settings.tz)
+        record = self._record_only(job, fire_time, trading_date, Outcome.SKIPPED, reason, origin=origin)
+        if record is not None:
+            raise_alert(logger, Alert("run_missed", f"{job.name} {trading_date}: the fire at "
+                                      f"{fire_time.isoformat()} was skipped: {reason}", {
+                                          "job": job.name, "trading_date": trading_date.isoformat(),
+                                          "scheduled_for": fire_time.isoformat(), "run_id": record.run_id,
+                                          "user_id": self.settings.user_id, "reason": reason,
+                                          "running_run_id": busy.id}))
+        return record
+
     def _claim_and_run(
         self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str,
         *, dry_run: bool, user_id: str, attempt: int = 1,
     ) -> RunRecord | None:
         if origin in RECOVERABLE_ORIGINS:  # never two runs of a scheduled job at once, on any instance
-            busy = self.ledger.running_other(job.name, user_id, self.clock.now())
+            busy = self.ledger.running_other(job.name, user_id, dry_run, self.clock.now())
             if busy is not None:
-                return self._record_only(job, fire_time, trading_date, Outcome.SKIPPED,
-                                         overlap_reason(busy, fire_time), origin=origin)
+                return self._skip_overlapping(job, fire_time, trading_date, busy, origin)
         run_id = self.ledger.claim(job.name, user_id, fire_time, trading_date=trading_date,
                                    origin=origin, dry_run=dry_run, attempt=attempt)
         if run_id is None:
@@ -582,7 +596,7 @@ class JobRunner:
             result = entry_point(ctx)
         except ConfigurationError as exc:  # e.g. a provider without its credentials: no traceback
             return JobResult(Outcome.FAILED), f"{type(exc).__name__}: {exc}"
-        except SQLAlchemyError as exc:  # the full statement goes to the log, one line to the ledger
+        except DBAPIError as exc:  # the database refused: the statement goes to the log, one line to the ledger
             ctx.log.exception("failed")
             return JobResult(Outcome.FAILED), f"database error: {first_line(str(getattr(exc, 'orig', None) or exc))}"
         except Exception as exc:  # the edge: a failing job is recorded, the scheduler goes on
@@ -653,10 +667,10 @@ def _log_outcome(ctx: JobContext, record: RunRecord) -> None:
         ctx.log.info("%s %s", record.outcome.value, record.summary or "")
 
 
-def overlap_reason(busy: Any, fire_time: datetime) -> str:
-    """Why a fire is skipped while ``busy`` (a ledger row) runs the same job."""
-    which = "previous" if busy.scheduled_for <= fire_time else "a later fire's"
-    return (f"{which} run still running (run {busy.id}, fire {busy.scheduled_for.isoformat()}, "
+def overlap_reason(busy: Any, fire_time: datetime, tz: Any) -> str:
+    """Why a fire waits or is skipped while ``busy`` (a ledger row) runs the same job."""
+    which = "previous" if busy.scheduled_for <= fire_time else "another"
+    return (f"{which} run still running (run {busy.id}, fire {busy.scheduled_for.astimezone(tz).isoformat()}, "
             f"{busy.host} pid {busy.pid})")
 
 

@@ -12,8 +12,10 @@ the risk gate (daily loss, position count and size).
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -219,8 +221,8 @@ def run(ctx: JobContext) -> JobResult:
         sending = {} if dry_run else _send_live(ctx, buys_refused=f"trading halted: {halted}")
         return JobResult.skipped(f"trading halted: {halted}", dry_run=dry_run, **sending)
     done = _already_generated(ctx, dry_run)
-    if done is not None:  # a live re-run sends what the first run recorded and did not send
-        sending = {} if dry_run else _send_live(ctx)
+    if done is not None:
+        sending = {} if dry_run else _resend_after_a_check(ctx, previous)
         return JobResult.success(already_generated=1, watchlist_date=done.watchlist_date.isoformat(),
                                  entries=done.entries, exits=done.exits, orders=done.orders, dry_run=dry_run,
                                  **sending)
@@ -231,11 +233,7 @@ def run(ctx: JobContext) -> JobResult:
     if session_of_day is None:
         return JobResult.skipped(f"not a session: {ctx.trading_date}")
     at = market_moment(ctx, session_of_day, pre_open=True)
-    with ctx.session_factory.begin() as session:
-        connection = session.connection()
-        broker = make_broker(ctx, connection, at)
-        prices = gate_prices(connection, ctx.user_id, previous, [p.ticker for p in broker.positions()])
-        gate = RiskGate.open(ctx, connection, broker, at, prices)
+    with _gated(ctx, previous, at) as (connection, broker, gate):
         if gate.halted is None:
             report = generate_signals(connection, broker, gate, user_id=ctx.user_id, day=ctx.trading_date,
                                       previous=previous, dry_run=dry_run, settings=ctx.settings, now=at)
@@ -249,13 +247,37 @@ def run(ctx: JobContext) -> JobResult:
                              **sending)
 
 
-def _send_live(ctx: JobContext, broker: Broker | None = None, *, buys_refused: str | None = None) -> dict[str, int]:
+@contextmanager
+def _gated(ctx: JobContext, previous: date, at: datetime) -> Iterator[tuple[Connection, Broker, RiskGate]]:
+    """A transaction, the broker, and the risk gate opened at ``at`` (the risk check
+    every order passes; it may halt trading)."""
+    with ctx.session_factory.begin() as session:
+        connection = session.connection()
+        broker = make_broker(ctx, connection, at)
+        prices = gate_prices(connection, ctx.user_id, previous, [p.ticker for p in broker.positions()])
+        yield connection, broker, RiskGate.open(ctx, connection, broker, at, prices)
+
+
+def _resend_after_a_check(ctx: JobContext, previous: date) -> dict[str, int]:
+    """A live re-run: send what the first run recorded and did not send, its buys only
+    if a risk check now still allows them."""
+    session_of_day = ctx.calendar.session(ctx.trading_date)
+    if session_of_day is None:
+        return _send_live(ctx, sells_only=True)
+    with _gated(ctx, previous, market_moment(ctx, session_of_day, pre_open=True)) as (_, broker, gate):
+        refused = gate.entries_refused
+    return _send_live(ctx, broker, buys_refused=refused)
+
+
+def _send_live(ctx: JobContext, broker: Broker | None = None, *, buys_refused: str | None = None,
+               sells_only: bool = False) -> dict[str, int]:
     """Send the live orders recorded and not yet at the broker (after the job's
     transaction has committed); what was sent, linked, rejected, left in doubt."""
     if broker is None:
         with ctx.session_factory() as session:
             broker = make_broker(ctx, session.connection())
-    report = send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock, buys_refused=buys_refused)
+    report = send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock, buys_refused=buys_refused,
+                          sells_only=sells_only)
     if report.in_doubt or report.unsent:
         ctx.log.warning("%d live order(s) in doubt and %d unsent: the next monitoring tick tries again",
                         report.in_doubt, report.unsent)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.clock import Clock
@@ -66,6 +66,7 @@ ORDER_TIME_SLACK = timedelta(seconds=60)
 #: about a minute, with a wide margin.
 RESEND_AFTER = timedelta(minutes=5)
 SESSION_OVER = "not sent: its session is over"
+_LINKED, _ABSENT, _UNKNOWN = object(), object(), object()  # what a look at the broker's list found
 
 #: a broker's orders of one day, each with the time it was placed (None: not given)
 Listing = list[tuple[Order, datetime | None]]
@@ -131,17 +132,19 @@ def matching_order(intent: Intent, listed: Sequence[tuple[Order, datetime | None
 
 
 def send_pending(broker: Broker, session_factory: sessionmaker[Session], user_id: str, clock: Clock, *,
-                 buys_refused: str | None = None) -> SendReport:
+                 buys_refused: str | None = None, sells_only: bool = False) -> SendReport:
     """Send, link or settle every live intent of ``user_id`` (see the module docstring);
     call it after the transaction that recorded them has committed. ``clock`` says
     when each claim is made and which day KIS is on (Asia/Seoul). ``buys_refused``:
     why no buy may go out now (a halt); a buy not at the broker is then recorded
     ``rejected`` with it instead of being sent. A send that fails other than by a
-    refusal (KIS unreachable) ends the round: the rest wait for the next call."""
+    refusal (KIS unreachable) ends the round: the rest wait for the next call.
+    ``sells_only``: leave the buys for a later call (one made after a risk check)."""
     if broker.dry_run:
         return SendReport()  # the paper broker's orders are placed in the job's transaction
     work = _Round(broker, session_factory, user_id, clock, buys_refused)
-    intents = _pending(session_factory, user_id)
+    intents = [intent for intent in _pending(session_factory, user_id)
+               if not sells_only or intent.request.side is Side.SELL]
     report = work.report
     for index, intent in enumerate(intents):
         try:
@@ -161,8 +164,9 @@ def send_pending(broker: Broker, session_factory: sessionmaker[Session], user_id
 
 
 class _Round:
-    """One pass of :func:`send_pending` over the intents: the broker's order lists are
-    read once per day, and the fills of the orders it links are copied at the end."""
+    """One pass of :func:`send_pending` over the intents: the broker's order list of a
+    day is read again only when the one in hand is older than a decision needs, and
+    the fills of the orders it links are copied at the end."""
 
     def __init__(self, broker: Broker, session_factory: sessionmaker[Session], user_id: str, clock: Clock,
                  buys_refused: str | None) -> None:
@@ -170,7 +174,7 @@ class _Round:
         self.buys_refused = buys_refused
         self.today = clock.now().astimezone(KRX_TZ).date()
         self.report = SendReport()
-        self.listings: dict[date, Listing | None] = {}
+        self.listings: dict[date, tuple[datetime, Listing | None]] = {}  # by day: when read, what
         self.linked_fills: dict[date, set[str]] = {}  # order ids whose fills to copy, by day
 
     def settle(self, intent: Intent) -> None:
@@ -183,19 +187,17 @@ class _Round:
             report.unsent += 1
             return
         if intent.sent_at is not None:  # in doubt: does the broker have it?
-            listed = self.listing(intent.request.trading_date)
-            if listed is None:
-                report.in_doubt += 1
-                return
-            found = matching_order(intent, listed, self.taken(intent.request.trading_date))
-            if found is not None:
-                self.link(intent, found)
+            verdict = self.find(intent, read_after=intent.sent_at)
+            if verdict is not _ABSENT:
                 return
             if now - intent.sent_at < RESEND_AFTER:
                 logger.warning("order %s was sent at %s and KIS does not list it: in doubt until %s",
                                intent.request.client_order_id, intent.sent_at.isoformat(),
                                (intent.sent_at + RESEND_AFTER).isoformat())
                 report.in_doubt += 1
+                return
+            # only a list read once the margin had passed may say it never arrived
+            if self.find(intent, read_after=intent.sent_at + RESEND_AFTER) is not _ABSENT:
                 return
         if intent.request.trading_date < self.today:
             refusal: str | None = SESSION_OVER
@@ -237,19 +239,36 @@ class _Round:
         if order.filled_quantity > 0 and (not order.is_open or intent.request.trading_date < self.today):
             self.linked_fills.setdefault(intent.request.trading_date, set()).add(order.order_id)
 
-    def listing(self, day: date) -> Listing | None:
-        """The broker's orders of ``day``, read once a round; None if it cannot say."""
-        if day not in self.listings:
-            self.listings[day] = None
-            if not isinstance(self.broker, ListsDayOrders):
-                logger.error("broker %s cannot list its orders: orders in doubt stay so", self.broker.name)
-            else:
-                try:
-                    self.listings[day] = self.broker.orders_placed_on(day)
-                except BrokerError as exc:
-                    logger.error("the broker's orders of %s cannot be read (%s): orders in doubt stay so", day,
-                                 exc)
-        return self.listings[day]
+    def find(self, intent: Intent, *, read_after: datetime) -> object:
+        """Link ``intent`` to its order if the broker lists it (in a list read at or
+        after ``read_after``); returns _LINKED, _ABSENT, or _UNKNOWN (counted in doubt)."""
+        day = intent.request.trading_date
+        listed = self.listing(day, read_after)
+        if listed is None:
+            self.report.in_doubt += 1
+            return _UNKNOWN
+        found = matching_order(intent, listed, self.taken(day))
+        if found is None:
+            return _ABSENT
+        self.link(intent, found)
+        return _LINKED
+
+    def listing(self, day: date, read_after: datetime) -> Listing | None:
+        """The broker's orders of ``day`` in a list read at or after ``read_after`` (the
+        round's list, or a new read if that one is older); None if it cannot say."""
+        read_at, listed = self.listings.get(day, (None, None))
+        if read_at is not None and read_at >= read_after:
+            return listed
+        read_at, listed = self.clock.now(), None
+        if not isinstance(self.broker, ListsDayOrders):
+            logger.error("broker %s cannot list its orders: orders in doubt stay so", self.broker.name)
+        else:
+            try:
+                listed = self.broker.orders_placed_on(day)
+            except BrokerError as exc:
+                logger.error("the broker's orders of %s cannot be read (%s): orders in doubt stay so", day, exc)
+        self.listings[day] = (read_at, listed)
+        return listed
 
     def taken(self, day: date) -> set[tuple[str, ...]]:
         """The broker order ids of our live orders of ``day``."""
@@ -272,6 +291,14 @@ class _Round:
 
 
 # --- database steps, each its own short transaction ------------------------------------------
+
+
+def unsent_sells(connection: Connection, user_id: str) -> set[str]:
+    """Tickers of the user's live sells recorded and not (known to be) at the broker:
+    being sold already, though the broker's open orders do not show them."""
+    return set(connection.scalars(select(OrderRow.ticker).where(
+        OrderRow.user_id == user_id, OrderRow.dry_run.is_(False), OrderRow.status == OrderStatus.NEW.value,
+        OrderRow.broker_order_id.is_(None), OrderRow.side == Side.SELL.value)))
 
 
 def _pending(session_factory: sessionmaker[Session], user_id: str) -> list[Intent]:

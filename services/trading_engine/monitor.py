@@ -11,8 +11,8 @@ loss limit was reached, open buys are cancelled and nothing new opens; protectiv
 exits (stop loss, trailing stop, take profit) are still placed.
 
 Live, each tick also sends the orders recorded and not yet at the broker
-(``live_orders.send_pending``): before the tick, what an earlier run left, and after
-its commit, its own exits.
+(``live_orders.send_pending``): before the tick, the sells an earlier run left; after
+its commit (and its risk check), its own exits and the buys the gate still allows.
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ from services.trading_engine.broker import (
     market_moment,
     participation_caps,
 )
-from services.trading_engine.live_orders import SendReport, send_pending
+from services.trading_engine.live_orders import SendReport, send_pending, unsent_sells
 from services.trading_engine.models import PortfolioSnapshot, PositionRow, SignalRow
 from services.risk_manager.gate import RiskGate
-from services.risk_manager.halts import active_halt
 from services.trading_engine.order_book import cancel_order, client_order_id, record_broker_fills, submit
 from services.trading_engine.orders import Broker, OrderRequest, OrderType, Position, Side
 from services.trading_engine.paper import PaperBroker
@@ -55,6 +54,7 @@ class TickReport:
     cancelled: int = 0  # open buys cancelled because no new position may open
     halted: bool = False
     entries_blocked: bool = False
+    entries_refused: str | None = None  # why no buy may go out now (halt, daily loss), if so
 
 
 def monitor_tick(ctx: JobContext, connection: Connection, broker: Broker, session: Session,
@@ -79,13 +79,15 @@ def monitor_tick(ctx: JobContext, connection: Connection, broker: Broker, sessio
     if fills or not dry_run:  # only fills change what is held and what is still being sold
         positions, pending = broker.positions(), broker.open_orders()
     selling = {o.ticker for o in pending if o.side is Side.SELL}
+    if not dry_run:  # a live sell recorded but not yet at the broker is being sold too
+        selling |= unsent_sells(connection, ctx.user_id)
     exits = _price_exits(ctx, connection, broker, gate, positions, selling, quotes, moment) if quotes.observed else 0
     expired = 0
     if moment >= session.close and isinstance(broker, PaperBroker):
         expired = broker.expire_day_orders(day)
     equity = _snapshot(ctx, connection, broker, positions, quotes, moment)
     return TickReport(fills, exits, expired, len(positions), equity, quotes.observed, cancelled,
-                      gate.halted is not None, gate.entries_refused is not None)
+                      gate.halted is not None, gate.entries_refused is not None, gate.entries_refused)
 
 
 def _cancel_entries(ctx: JobContext, connection: Connection, broker: Broker, gate: RiskGate,
@@ -151,27 +153,25 @@ def _snapshot(ctx: JobContext, connection: Connection, broker: Broker, positions
 
 def run(ctx: JobContext) -> JobResult:
     """``position_monitoring`` for ``ctx.trading_date`` at the tick ``ctx.scheduled_for``.
-    Live, the orders recorded and not yet at the broker are sent before the tick (those
-    an earlier run left, so the tick sees them) and after its commit (its own exits)."""
+    Live, the orders recorded and not yet at the broker are sent: the sells an earlier
+    run left before the tick, and after its commit its own exits and the buys its risk
+    check still allows."""
     session = ctx.calendar.session(ctx.trading_date)
     if session is None:
         return JobResult.skipped(f"not a session: {ctx.trading_date}")
     moment = market_moment(ctx, session, pre_open=False)
     live, broker, sending = not is_dry_run(ctx), None, SendReport()
-    if live:
+    if live:  # the sells an earlier run left go first; buys wait for this tick's risk check
         with ctx.session_factory() as db:
             broker = make_broker(ctx, db.connection(), moment)
-            halt = active_halt(db.connection(), ctx.user_id)
-        sending = send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock,
-                               buys_refused=None if halt is None else f"trading halted: {halt.describe()}")
+        sending = send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock, sells_only=True)
     with ctx.session_factory.begin() as db:
         connection = db.connection()
         broker = broker or make_broker(ctx, connection, moment)
         report = monitor_tick(ctx, connection, broker, session, moment)
     if live:
-        refused = ("trading halted" if report.halted
-                   else "new entries blocked for the session" if report.entries_blocked else None)
-        sending += send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock, buys_refused=refused)
+        sending += send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock,
+                                buys_refused=report.entries_refused)
     return JobResult.success(fills=report.fills, exits=report.exits, expired=report.expired,
                              positions=report.positions, equity=report.equity,
                              prices_observed=report.observed, cancelled=report.cancelled, halted=report.halted,

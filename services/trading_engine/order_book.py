@@ -117,21 +117,30 @@ def record_broker_fills(connection: Connection, user_id: str, fills: list[Fill])
     order filled over several ticks is counted once."""
     new = 0
     for fill in fills:
-        order_id = connection.scalar(select(OrderRow.id).where(
-            OrderRow.user_id == user_id, OrderRow.broker_order_id == fill.order_id))
+        order_id = _order_row_of(connection, user_id, fill)
         if order_id is None:
             logger.warning("fill of order %s that this orchestrator did not place: not recorded", fill.order_id)
             continue
-        step = fill_increment(fill, *connection.execute(_RECORDED_FILLS, {"order_id": order_id}).one())
+        recorded = connection.execute(_RECORDED_FILLS, {"order_id": order_id}).one()
+        step = fill_increment(fill, *recorded)
         if step is None:
             continue
-        statement = dialect_insert(connection, FillRow.__table__).values(
-            order_id=order_id, fill_key=f"{fill.order_id}:{fill.quantity}", user_id=user_id,
-            ticker=fill.ticker, side=fill.side.value, quantity=step.quantity, price=step.price,
+        key = f"{fill.order_id}:{fill.trade_date}:from:{int(recorded[0])}"  # two copiers of one step collide
+        statement = dialect_insert(connection, _FILLS).values(
+            order_id=order_id, fill_key=key, user_id=user_id, ticker=fill.ticker, side=fill.side.value, quantity=step.quantity, price=step.price,
             commission=step.commission, tax=step.tax, trade_date=fill.trade_date, settles_on=fill.settles_on,
             filled_at=fill.filled_at, dry_run=False).on_conflict_do_nothing().returning(_FILLS.c.id)
         new += connection.execute(statement).scalar() is not None  # rowcount: -1 on psycopg here
     return new
+
+
+def _order_row_of(connection: Connection, user_id: str, fill: Fill) -> int | None:
+    """Our live order a broker's fill belongs to: same order number (however KIS pads
+    it) on the fill's trade date (KIS numbers orders afresh each day)."""
+    rows = connection.execute(select(OrderRow.id, OrderRow.broker_order_id).where(
+        OrderRow.user_id == user_id, OrderRow.dry_run.is_(False), OrderRow.trading_date == fill.trade_date,
+        OrderRow.broker_order_id.is_not(None))).all()
+    return next((row.id for row in rows if _same_broker_id(row.broker_order_id, fill.order_id)), None)
 
 
 _FILLS = FillRow.__table__

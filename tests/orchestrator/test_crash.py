@@ -148,11 +148,6 @@ def postgres_copies(calendar_cache_dir: Path) -> Iterator[Callable[[], str]]:
     def url_of(name: str) -> str:
         return make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
 
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{base}"'))
-    made.append(base)
-    build_base(url_of(base), calendar_cache_dir)
-
     def copy() -> str:
         name = f"crash_{tag}_{len(made)}"
         with admin.connect() as connection:  # a template must have no other session
@@ -163,6 +158,10 @@ def postgres_copies(calendar_cache_dir: Path) -> Iterator[Callable[[], str]]:
         return url_of(name)
 
     try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{base}"'))
+        made.append(base)
+        build_base(url_of(base), calendar_cache_dir)
         yield copy
     finally:
         with admin.connect() as connection:

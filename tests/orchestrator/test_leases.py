@@ -3,6 +3,7 @@ another instance, and real processes racing over the same fires (SQLite and Post
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from services.common.clock import FixedClock
+from services.common.job_api import Outcome
 from services.common.database import create_db_engine, make_session_factory
 from services.orchestrator.models import JobRun
 from tests.orchestrator import fake_services
@@ -208,16 +210,20 @@ def test_the_heartbeat_moves_a_running_job_s_lease_forward(session_factory, krx_
 # --- never two runs of a job at once, across instances ---------------------------------------------
 
 
-def test_a_fire_while_another_instance_still_runs_the_job_is_skipped(session_factory, krx_calendar):
+def test_a_fire_while_another_instance_still_runs_the_job_is_skipped_and_alerted(session_factory, krx_calendar,
+                                                                                 caplog):
     clock = FixedClock(at("2026-11-20T10:00:00"))
     other = make_runner(session_factory, krx_calendar, clock)
     run_id = claim_as_another_instance(other, "risk_checks", at("2026-11-20T10:00"))
     clock.set(at("2026-11-20T10:30:01"))
     other.ledger.renew([run_id])  # its holder is alive: the 10:00 run is still going at 10:30
     this = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
-    record = this.run_fire("risk_checks", at("2026-11-20T10:30"))
+    with caplog.at_level(logging.ERROR):
+        record = this.run_fire("risk_checks", at("2026-11-20T10:30"))
     assert record is not None and record.outcome.value == "skipped"
-    assert record.reason.startswith(f"previous run still running (run {run_id}, fire 2026-11-20T01:00:00")
+    [alert] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert alert.getMessage() == f"risk_checks 2026-11-20: the fire at 2026-11-20T10:30:00+09:00 was skipped: {record.reason}"
+    assert record.reason.startswith(f"previous run still running (run {run_id}, fire 2026-11-20T10:00:00+09:00")
     assert fake_services.CALLS == []
     assert [(r.scheduled_for, r.outcome) for r in ledger_rows(session_factory)] == [
         (at("2026-11-20T10:00"), "running"), (at("2026-11-20T10:30"), "skipped")]
@@ -233,18 +239,29 @@ def test_a_fire_after_the_other_instance_died_runs(session_factory, krx_calendar
     assert record is not None and record.outcome.value == "success"
 
 
-def test_a_lapsed_fire_is_not_run_again_while_another_run_of_the_job_holds(session_factory, krx_calendar):
+def test_a_lapsed_fire_waits_while_another_run_of_the_job_holds_then_runs(session_factory, krx_calendar):
     clock = FixedClock(at("2026-11-20T10:00:00"))
     dead = make_runner(session_factory, krx_calendar, clock)
     claim_as_another_instance(dead, "risk_checks", at("2026-11-20T10:00"))
     clock.set(at("2026-11-20T10:01:01"))
     busy = dead.ledger.claim("risk_checks", "default_user", at("2026-11-20T10:01"),
-                             trading_date=at("2026-11-20T10:01").date(), origin="manual", dry_run=True)
+                             trading_date=at("2026-11-20T10:01").date(), origin="catch_up", dry_run=True)
     alive = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
+    assert alive.recover_abandoned() == []  # left for a later sweep, not abandoned, not skipped
+    assert [r.outcome for r in ledger_rows(session_factory)] == ["running", "running"]
+    dead.ledger.finish(busy, Outcome.SUCCESS)
+    clock.set(at("2026-11-20T10:02:00"))
     [record] = alive.recover_abandoned()
-    assert record.outcome.value == "skipped"
-    assert record.reason.startswith(f"a later fire's run still running (run {busy}, fire 2026-11-20T01:01:00")
-    first, manual, second = ledger_rows(session_factory)
-    assert (first.attempt, first.outcome) == (1, "failed") and first.error.startswith("abandoned")
-    assert (manual.outcome, second.attempt, second.outcome, second.origin) == ("running", 2, "skipped", "recovery")
-    assert fake_services.CALLS == []
+    assert (record.outcome.value, fake_services.CALLS) == ("success", [("risk_checks", "2026-11-20")])
+    first, _, second = ledger_rows(session_factory)
+    assert (first.outcome, second.attempt, second.origin) == ("failed", 2, "recovery")
+
+
+def test_a_manual_run_holds_back_no_scheduled_fire(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T10:30:01"))
+    other = make_runner(session_factory, krx_calendar, clock)
+    other.ledger.claim("risk_checks", "default_user", at("2026-11-20T10:29"), trading_date=at("2026-11-20T10:29").date(),
+                       origin="manual", dry_run=True)
+    this = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
+    record = this.run_fire("risk_checks", at("2026-11-20T10:30"))
+    assert record is not None and record.outcome.value == "success"

@@ -233,6 +233,9 @@ def test_simulate_never_writes_to_the_live_database(cli: Any, tmp_path: Path) ->
     result = cli("simulate", "--start", "2026-11-21", "--end", "2026-11-21", env={"DATABASE_URL": live,
                  "ORCHESTRATOR_SIMULATION_DATABASE_URL": live})
     assert result.exit_code == 2 and "is the live database" in result.stderr
+    as_uri = f"sqlite:///file:{tmp_path / 'data' / 'orchestrator.db'}?uri=true"  # the same file, named otherwise
+    result = cli("simulate", "--start", "2026-11-21", "--end", "2026-11-21", "--database-url", as_uri)
+    assert result.exit_code == 2 and "is the live database" in result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

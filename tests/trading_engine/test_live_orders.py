@@ -284,6 +284,27 @@ def test_the_next_monitoring_tick_sends_what_a_crashed_signal_run_left(
     assert posts(kis) == {SELL_POST: 1, ("035720", "VTTC0011U"): 1, ("035420", "VTTC0012U"): 1}
 
 
+def test_after_the_daily_loss_limit_the_next_tick_sends_the_left_sells_and_rejects_the_left_buy(
+        kis: FakeKis, session_factory: Any, clock: FakeTime, krx_calendar: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.risk_manager.models import RiskBreach
+
+    kis.prices.update({"000660": "181000", "035420": "20100"})
+    ctx = signal_run_killed_before_sending(kis, session_factory, clock, krx_calendar, tmp_path, monkeypatch)
+    clock.advance(15 * 60)  # 09:00, the first tick; the loss limit was reached at 08:59
+    with session_factory.begin() as session:
+        session.execute(insert(RiskBreach).values(
+            user_id=USER, dry_run=False, trading_date=TODAY, limit_name="max_daily_loss_pct", subject="", value=3.2,
+            threshold=3.0, action="block_entries", checked_at=clock.now() - timedelta(minutes=1),
+            checked_by="risk_checks", metrics={}))
+    tick = monitor.run(worker.live_context(session_factory, krx_calendar, ctx.settings, clock, USER,
+                                           job="position_monitoring", when=clock.now()))
+    assert (tick.summary["sent"], tick.summary["send_rejected"], tick.summary["exits"]) == (2, 1, 0)
+    assert posts(kis) == {SELL_POST: 1, ("035720", "VTTC0011U"): 1}  # the two exits; the entry never went out
+    [entry] = [row for cid, row in orders(session_factory).items() if cid.endswith(":entry")]
+    assert entry[0] == "rejected" and entry[3].startswith("risk: new entries blocked for the session")
+
+
 def test_a_lost_answer_leaves_the_order_in_doubt_and_the_next_round_links_it(
         kis: FakeKis, new_broker: Any, session_factory: Any, clock: FakeTime,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -439,6 +460,53 @@ def test_intents_of_a_past_session_are_linked_or_rejected_and_never_sent(
         fill = session.execute(select(FillRow.ticker, FillRow.side, FillRow.quantity, FillRow.price,
                                       FillRow.trade_date)).one()
     assert tuple(fill) == ("005930", "sell", 10, 70_900, YESTERDAY)
+
+
+class SlowBroker:
+    """A broker whose sends take five minutes each; while the first one is on its way,
+    the order ``landing`` (sent by a process that then died) arrives at the broker."""
+
+    name, dry_run = "kis", False
+
+    def __init__(self, clock: FixedClock, landing: tuple[Order, datetime]) -> None:
+        self.clock, self.landing = clock, landing
+        self.book: list[tuple[Order, datetime]] = []
+        self.sent: list[str] = []
+
+    def orders_placed_on(self, day: Any) -> list[tuple[Order, datetime]]:
+        return list(self.book)
+
+    def place_order(self, request: OrderRequest) -> Order:
+        self.sent.append(request.client_order_id)
+        self.clock.advance(timedelta(minutes=5))
+        if self.landing not in self.book:
+            self.book.append(self.landing)
+        order = Order(f"91252-{100 + len(self.sent)}", request.client_order_id, TODAY, request.ticker, request.side,
+                      request.order_type, request.quantity, request.limit_price, OrderStatus.NEW, 0, "", False)
+        self.book.append((order, self.clock.now()))
+        return order
+
+    def fills(self, day: Any) -> list[Any]:
+        return []
+
+
+def test_an_order_in_doubt_is_sent_again_only_on_a_list_read_after_its_margin(session_factory: Any) -> None:
+    clock = FixedClock(datetime(2026, 3, 5, 10, 0, tzinfo=SEOUL))
+    claimed = clock.now() - timedelta(seconds=1)  # X: claimed by a process that died before recording
+    landing = (Order("91252-1", "", TODAY, "000002", Side.SELL, OrderType.MARKET, 5, None, OrderStatus.NEW, 0, "",
+                     False), claimed + timedelta(seconds=2))
+    with session_factory.begin() as session:
+        for cid, ticker, sent_at in (("W", "000001", clock.now() - timedelta(minutes=10)), ("X", "000002", claimed)):
+            session.execute(insert(OrderRow).values(
+                user_id=USER, client_order_id=cid, broker="kis", broker_order_id=None, trading_date=TODAY,
+                ticker=ticker, side="sell", order_type="market", quantity=5, limit_price=None, status="new",
+                filled_quantity=0, reserved_cash=0, reason="exit", dry_run=False, created_at=claimed,
+                updated_at=claimed, sent_at=sent_at))
+    broker = SlowBroker(clock, landing)
+    # W, long in doubt, is sent again (5 minutes); by then X's list is old and X's margin has passed
+    assert send_pending(broker, session_factory, USER, clock) == SendReport(sent=1, linked=1)
+    assert broker.sent == ["W"]  # X was found in a new list, not sent a second time
+    assert {cid: row[1] for cid, row in orders(session_factory).items()} == {"W": "91252-101", "X": "91252-1"}
 
 
 def intent(sent_at: datetime | None, **terms: Any) -> Intent:

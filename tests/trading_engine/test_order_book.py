@@ -80,3 +80,18 @@ def test_an_order_filled_over_several_ticks_is_recorded_once_per_increment(sessi
         rows = session.execute(select(FillRow.quantity, FillRow.price, FillRow.commission, FillRow.tax)
                                .order_by(FillRow.id)).all()
     assert [tuple(row) for row in rows] == [(10, 70_000, 105, 1_400), (15, 70_333, 158, 2_110)]
+
+
+def test_a_fill_belongs_to_the_order_of_its_own_day_however_kis_pads_the_number(session_factory: Any) -> None:
+    for day, client_id in ((date(2026, 11, 19), "live:u1:2026-11-19:005930:exit"), (DAY, "live:u1:2026-11-20:005930:exit")):
+        with session_factory.begin() as session:  # KIS numbers orders afresh each day: the same number twice
+            session.execute(insert(OrderRow).values(
+                user_id="u1", client_order_id=client_id, broker="kis", broker_order_id="91252-12345", trading_date=day,
+                ticker="005930", side="sell", order_type="market", quantity=25, limit_price=None, status="filled",
+                filled_quantity=25, reserved_cash=0, reason="exit", dry_run=False, created_at=NOW, updated_at=NOW))
+    with session_factory.begin() as session:
+        assert record_broker_fills(session.connection(), "u1", [kis_total(25, 70_200, 263, 3_510)]) == 1
+    with session_factory() as session:
+        owner = session.execute(select(OrderRow.client_order_id).join(FillRow, FillRow.order_id == OrderRow.id)).scalar()
+    assert owner == "live:u1:2026-11-20:005930:exit"
+
