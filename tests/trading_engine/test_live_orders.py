@@ -305,6 +305,19 @@ def test_after_the_daily_loss_limit_the_next_tick_sends_the_left_sells_and_rejec
     assert entry[0] == "rejected" and entry[3].startswith("risk: new entries blocked for the session")
 
 
+def test_a_stop_loss_is_not_placed_for_a_holding_whose_exit_is_recorded_but_not_at_kis(
+        kis: FakeKis, session_factory: Any, clock: FakeTime, krx_calendar: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = signal_run_killed_before_sending(kis, session_factory, clock, krx_calendar, tmp_path, monkeypatch)
+    clock.advance(15 * 60)  # 09:00: KIS refuses the first send; 035720 (bought at 41,240) trades 8% lower
+    kis.script.append(("http500", ORDER_PATH))
+    kis.prices.update({"000660": "181000", "035420": "20100", "035720": "37950"})
+    tick = monitor.run(worker.live_context(session_factory, krx_calendar, ctx.settings, clock, USER,
+                                           job="position_monitoring", when=clock.now()))
+    assert tick.summary["exits"] == 0  # its pre-open exit, in doubt or unsent, is selling it already
+    assert not [cid for cid in orders(session_factory) if cid.endswith(":intraday-exit")]
+
+
 def test_a_lost_answer_leaves_the_order_in_doubt_and_the_next_round_links_it(
         kis: FakeKis, new_broker: Any, session_factory: Any, clock: FakeTime,
         caplog: pytest.LogCaptureFixture) -> None:
