@@ -150,13 +150,14 @@ def bench_idle_memory(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]
 def _wait_for_catch_up(database: Path, timeout: float) -> None:
     import sqlite3
 
+    from services.common.job_api import Origin
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with sqlite3.connect(database) as connection:
-                done = connection.execute(
-                    "SELECT count(*) FROM job_runs WHERE origin = 'catch_up' AND finished_at IS NOT NULL"
-                ).fetchone()[0]
+                done = connection.execute("SELECT count(*) FROM job_runs WHERE origin = ? AND finished_at IS NOT NULL",
+                                          (Origin.CATCH_UP.value,)).fetchone()[0]
             if done:
                 return
         except sqlite3.OperationalError:

@@ -268,6 +268,13 @@ def _compiled_upsert(dialect: Any, table: Any, key_columns: tuple[str, ...], nam
     return str(compiled), (tuple(compiled.positiontup) if compiled.positional else None)  # type: ignore[arg-type]
 
 
+def database_error_line(exc: BaseException) -> str:
+    """What the database said, in one line: the driver's message without SQLAlchemy's
+    statement and parameters (they go to the log, not to the ledger or an alert)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def dialect_insert(connection: Any, table: Any) -> Any:
     """``INSERT`` with ``ON CONFLICT`` support for the connection's dialect."""
     return _dialect_insert(connection.dialect.name, table)

@@ -30,6 +30,18 @@ class Outcome(str, Enum):
 FINAL_OUTCOMES = (Outcome.SUCCESS, Outcome.FAILED, Outcome.SKIPPED, Outcome.MISSED)
 
 
+class Origin(str, Enum):
+    """Why a run happened: its fire came (``schedule``), the start-up or downtime
+    catch-up ran it, an operator's ``run-job``, the recovery sweep took over a dead
+    holder's run, or a replay (``simulate``)."""
+
+    SCHEDULE = "schedule"
+    CATCH_UP = "catch_up"
+    MANUAL = "manual"
+    RECOVERY = "recovery"
+    SIMULATE = "simulate"
+
+
 @dataclass(frozen=True)
 class JobContext:
     """Everything a job may use; nothing else (no globals, no clock reads)."""
@@ -44,7 +56,7 @@ class JobContext:
     dry_run: bool
     user_id: str
     run_id: int | None = None
-    origin: str = "schedule"  # schedule | catch_up | manual | simulate
+    origin: str = Origin.SCHEDULE.value  # an Origin's value
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:

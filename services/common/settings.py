@@ -162,10 +162,7 @@ def parse_watchlist_weights(text: str) -> str:
 
 
 def parse_percent(text: str) -> float:
-    value = _parse_float(text, "a percentage above 0 and at most 100")
-    if not 0 < value <= 100:
-        raise ValueError("expected a percentage above 0 and at most 100")
-    return value
+    return _positive_float_up_to(text, 100, "a percentage above 0 and at most 100")
 
 
 def parse_user_id(text: str) -> str:
@@ -289,16 +286,25 @@ def parse_kis_environment(text: str) -> str:
     return value
 
 
+#: an http(s) scheme, a host and an optional port (1-65535), then ``(?P<rest>...)``
+_HTTP_URL = r"https?://[A-Za-z0-9.-]+(:(?P<port>[0-9]{1,5}))?"
+
+
+def _http_url(value: str, rest: str) -> bool:
+    match = re.fullmatch(_HTTP_URL + rest, value)
+    return bool(match) and (match["port"] is None or 0 < int(match["port"]) <= 65535)
+
+
 def parse_https_url(text: str) -> str:
     value = text.strip().rstrip("/")
-    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", value):
+    if not _http_url(value, ""):
         raise ValueError("expected a URL such as https://openapivts.koreainvestment.com:29443")
     return value
 
 
 def parse_webhook_url(text: str) -> str:
     value = text.strip()
-    if value and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?", value):
+    if value and not _http_url(value, r"(/[^\s]*)?"):
         raise ValueError("expected an http(s) URL such as https://hooks.slack.com/services/..., or empty")
     return value
 

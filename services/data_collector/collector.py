@@ -20,7 +20,7 @@ from sqlalchemy.orm import sessionmaker
 
 from services.common.database import frame_columns, upsert, upsert_columns
 from services.common.clock import Clock
-from services.common.job_api import JobContext, JobResult
+from services.common.job_api import JobContext, JobResult, Origin
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError, Settings
 from services.data_collector.models import CollectedSession, DailyPrice, Fundamental, Stock
@@ -207,7 +207,7 @@ def run(ctx: JobContext) -> JobResult:
     check_provider(ctx.session_factory, provider)
     missing = missing_sessions(ctx.calendar, ctx.session_factory, ctx.trading_date,
                                ctx.settings.bootstrap_sessions)
-    if ctx.origin == "catch_up" and not missing:
+    if ctx.origin == Origin.CATCH_UP.value and not missing:
         return JobResult.skipped(f"nothing to catch up: the last {ctx.settings.bootstrap_sessions} "
                                  f"sessions up to {ctx.trading_date} are complete")
     earlier = [day for day in missing if day < ctx.trading_date]

@@ -23,6 +23,7 @@ from typer._click import exceptions as click_exceptions  # typer vendors click (
 from typer.core import TyperGroup
 
 from services.common import alerts
+from services.common.job_api import Outcome
 from services.common.logging_setup import configure_logging
 from services.common.market_calendar import KRX_TZ, CalendarError
 from services.common.settings import (
@@ -285,7 +286,7 @@ def run_job(
     detail = _first_line(record.error or record.reason or to_json(record.summary or {}).replace("\n", " "))
     typer.echo(f"{job.name} {trading_date}: {record.outcome.value}: {detail}")
     runtime.close()
-    raise typer.Exit(EXIT_OK if record.outcome.value == "success" else EXIT_FAILED)
+    raise typer.Exit(EXIT_OK if record.outcome is Outcome.SUCCESS else EXIT_FAILED)
 
 
 def _trading_date_for_manual_run(runtime: Runtime, job_name: str, text: Optional[str],

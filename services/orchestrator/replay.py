@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from services.common.clock import FixedClock
+from services.common.job_api import Outcome
 from services.common.market_calendar import KRX_TZ
 from services.common.settings import Settings
 from services.orchestrator.jobs import JobSpec
@@ -25,7 +26,6 @@ from services.orchestrator.triggers import CalendarTrigger
 
 logger = logging.getLogger(__name__)
 
-ORIGIN = SIMULATE
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,13 @@ def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
            on_fire: Callable[[Fire, RunRecord | None], None] | None = None) -> list[RunRecord | None]:
     """Run ``fires`` in order on ``clock``. A fire an earlier replay of this database
     already ran is left as it is (``None``); one a killed replay left running runs again."""
-    released = runner.ledger.release_interrupted(ORIGIN)
+    released = runner.ledger.release_interrupted(SIMULATE)
     if released:
         logger.warning("%d fires left running by an interrupted replay will run again", released)
     records = []
     for fire in fires:
         clock.set(fire.at)
-        record = runner.run_fire(fire.job, fire.at, origin=ORIGIN)
+        record = runner.run_fire(fire.job, fire.at, origin=SIMULATE)
         records.append(record)
         if on_fire is not None:
             on_fire(fire, record)
@@ -74,7 +74,7 @@ class Simulation:
 
     @property
     def failed(self) -> int:
-        return sum(1 for record in self.records if record is not None and record.outcome.value == "failed")
+        return sum(1 for record in self.records if record is not None and record.outcome is Outcome.FAILED)
 
 
 def simulate(settings: Settings, start: date, end: date, *,
@@ -97,7 +97,7 @@ def simulate(settings: Settings, start: date, end: date, *,
         on_fires(fires)
     market = _shared_market(settings, clock, runtime)
     with _setup_frozen():
-        records = replay(runtime.runner(origin=ORIGIN), clock, fires, on_fire)
+        records = replay(runtime.runner(origin=SIMULATE), clock, fires, on_fire)
     del market
     return Simulation(runtime, fires, records)
 

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.orchestrator.models import JobRun
-from services.orchestrator.replay import ORIGIN, replay_window
+from services.orchestrator.replay import replay_window
+from services.orchestrator.runs import SIMULATE
 from services.risk_manager.limits import Action
 from services.risk_manager.models import RiskBreach
 from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot
@@ -78,7 +79,7 @@ def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: 
     with session_factory() as db:
         fires = Counter({(job, outcome): n for job, outcome, n in db.execute(
             select(JobRun.job_name, JobRun.outcome, func.count()).where(
-                JobRun.user_id == user_id, JobRun.origin == ORIGIN, JobRun.scheduled_for >= first,
+                JobRun.user_id == user_id, JobRun.origin == SIMULATE, JobRun.scheduled_for >= first,
                 JobRun.scheduled_for < last).group_by(JobRun.job_name, JobRun.outcome))})
         paper = (OrderRow.user_id == user_id) & OrderRow.dry_run.is_(True)
         orders = db.scalar(select(func.count()).select_from(OrderRow).where(
@@ -139,7 +140,7 @@ def ledger_rows(session_factory: sessionmaker[DbSession], user_id: str, start: d
     first, last = replay_window(start, end)
     with session_factory() as db:
         runs = db.scalars(select(JobRun).where(
-            JobRun.user_id == user_id, JobRun.origin == ORIGIN, JobRun.scheduled_for >= first,
+            JobRun.user_id == user_id, JobRun.origin == SIMULATE, JobRun.scheduled_for >= first,
             JobRun.scheduled_for < last).order_by(JobRun.scheduled_for, JobRun.id)).all()
     return [{"job": run.job_name, "scheduled_for": run.scheduled_for.astimezone(tz).isoformat(),
              "trading_date": run.trading_date.isoformat() if run.trading_date else "", "outcome": run.outcome,

@@ -29,8 +29,8 @@ from sqlalchemy.orm import sessionmaker
 
 from services.common.alerts import Alert, raise_alert
 from services.common.clock import Clock
-from services.common.database import dialect_insert
-from services.common.job_api import JobContext, JobResult, Outcome
+from services.common.database import database_error_line, dialect_insert
+from services.common.job_api import JobContext, JobResult, Origin, Outcome
 from services.common.market_calendar import MarketCalendar
 from services.common.memory import release_memory
 from services.common.settings import ConfigurationError, Settings
@@ -61,10 +61,10 @@ _ABANDON = update(_RUNS).where(
     _RUNS.c.lease_until < bindparam("now")).values(
     outcome=Outcome.FAILED.value, finished_at=bindparam("now"), error=bindparam("error"), lease_until=None)
 
-#: The ``origin`` of a run the recovery sweep took over, and of a replay's runs.
-RECOVERY, SIMULATE = "recovery", "simulate"
+SCHEDULE, CATCH_UP, MANUAL = Origin.SCHEDULE.value, Origin.CATCH_UP.value, Origin.MANUAL.value
+RECOVERY, SIMULATE = Origin.RECOVERY.value, Origin.SIMULATE.value
 #: Runs the recovery sweep may run again; a manual run's operator decides about it.
-RECOVERABLE_ORIGINS = ("schedule", "catch_up", RECOVERY)
+RECOVERABLE_ORIGINS = (SCHEDULE, CATCH_UP, RECOVERY)
 
 #: After downtime, fires up to this far back (since each job's last recorded fire) are
 #: recorded as missed; older ones are not looked for.
@@ -189,28 +189,29 @@ class RunLedger:
     def expire_dead_runs(self) -> int:
         """End the leases of this host's ``running`` rows whose process is gone, so the
         next recovery sweep takes them over at once instead of a lease later."""
-        count = 0
         with self._sessions.begin() as session:
-            rows = session.scalars(select(JobRun).where(
-                JobRun.outcome == Outcome.RUNNING.value, JobRun.host == self._host, JobRun.pid != self._pid))
-            for row in rows:
-                if not _process_alive(row.pid):
-                    row.lease_until = self._clock.now() - timedelta(microseconds=1)
-                    count += 1
-        return count
+            dead = self._dead_running_rows(session)
+            for row in dead:
+                row.lease_until = self._clock.now() - timedelta(microseconds=1)
+        return len(dead)
 
     def release_interrupted(self, origin: str) -> int:
         """Delete this host's ``running`` rows of ``origin`` whose process is gone, so
         their fires can be claimed again (a replay resumes where a killed one stopped;
         every job's writes are idempotent, so running one again is safe)."""
         with self._sessions.begin() as session:
-            rows = session.scalars(select(JobRun).where(
-                JobRun.outcome == Outcome.RUNNING.value, JobRun.origin == origin, JobRun.host == self._host,
-                JobRun.pid != self._pid)).all()
-            dead = [row for row in rows if not _process_alive(row.pid)]
+            dead = self._dead_running_rows(session, origin)
             for row in dead:
                 session.delete(row)
         return len(dead)
+
+    def _dead_running_rows(self, session: DbSession, origin: str | None = None) -> list[JobRun]:
+        """This host's ``running`` rows (of ``origin``, if given) whose process is gone."""
+        query = select(JobRun).where(JobRun.outcome == Outcome.RUNNING.value, JobRun.host == self._host,
+                                     JobRun.pid != self._pid)
+        if origin is not None:
+            query = query.where(JobRun.origin == origin)
+        return [row for row in session.scalars(query) if not _process_alive(row.pid)]
 
     def finish(
         self,
@@ -275,7 +276,7 @@ class JobRunner:
         clock: Clock,
         calendar: MarketCalendar,
         triggers: dict[str, CalendarTrigger],
-        origin: str = "schedule",
+        origin: str = SCHEDULE,
         jobs: Mapping[str, JobSpec] = REGISTRY,
     ) -> None:
         self.jobs = jobs
@@ -318,7 +319,7 @@ class JobRunner:
         try:
             return self.run_fire(job_name, fire_time)
         except SQLAlchemyError as exc:  # the ledger cannot be written: say so, keep scheduling
-            reason = first_line(str(exc.orig) if getattr(exc, "orig", None) else str(exc))
+            reason = database_error_line(exc)
             raise_alert(logger, Alert("run_failed", f"{job_name} fire at {fire_time.isoformat()} could not run: "
                                       f"database error: {reason}", {
                                           "job": job_name, "scheduled_for": fire_time.isoformat(),
@@ -343,7 +344,7 @@ class JobRunner:
 
     def run_now(
         self, job_name: str, trading_date: date, *, dry_run: bool | None = None,
-        user_id: str | None = None, origin: str = "manual",
+        user_id: str | None = None, origin: str = MANUAL,
     ) -> RunRecord:
         """``run-job`` (and start-up catch-up): run now for ``trading_date``, recorded
         like a scheduled run."""
@@ -386,15 +387,17 @@ class JobRunner:
                 continue
             latest = trigger.previous_fire_time(now)
             if latest is not None:
-                records.append(self.run_now(job_name, trigger.trading_date(latest), origin="catch_up"))
+                records.append(self.run_now(job_name, trigger.trading_date(latest), origin=CATCH_UP))
         release_memory()  # a history catch-up is the largest batch an idle scheduler runs
         return records
 
     def record_overlap(self, job_name: str, fire_time: datetime) -> RunRecord | None:
-        """A fire that came while the previous run of the job was still running."""
+        """A fire that came while the previous run of the job in this process was still
+        running (APScheduler's one-instance rule): recorded skipped, and alerted."""
         trading_date = self.triggers[job_name].trading_date(fire_time)
-        return self._record_only(self.job(job_name), fire_time, trading_date, Outcome.SKIPPED,
-                                 "previous run still running")
+        busy = self.ledger.running_other(job_name, self.settings.user_id, self.settings.dry_run, self.clock.now())
+        reason = "previous run still running" if busy is None else overlap_reason(busy, fire_time, self.settings.tz)
+        return self._skip_overlapping(self.job(job_name), fire_time, trading_date, reason, SCHEDULE)
 
     def fires_missed_during_downtime(self, now: datetime) -> list[tuple[str, datetime]]:
         """Fires of the scheduled jobs since each one's last recorded fire (at most
@@ -402,7 +405,7 @@ class JobRunner:
         missed: list[tuple[str, datetime]] = []
         for job_name in self.scheduled_jobs():
             trigger = self.triggers[job_name]
-            last = self.ledger.latest_fire(job_name, self.settings.user_id, ("schedule", "catch_up"))
+            last = self.ledger.latest_fire(job_name, self.settings.user_id, (SCHEDULE, CATCH_UP))
             if last is None:
                 continue  # a job that never ran here has no history to catch up
             start = max(last + timedelta(microseconds=1), now - DOWNTIME_LOOKBACK)
@@ -421,7 +424,7 @@ class JobRunner:
         for job_name, fires in sorted(by_job.items(), key=lambda item: item[1][-1]):
             if self._stopping.is_set():
                 break
-            record = self.run_fire(job_name, fires[-1], origin="catch_up")
+            record = self.run_fire(job_name, fires[-1], origin=CATCH_UP)
             if record:
                 records.append(record)
         return sorted(records, key=lambda r: (r.scheduled_for, r.job_name))
@@ -440,7 +443,7 @@ class JobRunner:
             lapsed = self.ledger.lapsed(now)
         except SQLAlchemyError as exc:
             logger.warning("could not look for abandoned runs (database error: %s); trying again next sweep",
-                           first_line(str(getattr(exc, "orig", None) or exc)))
+                           database_error_line(exc))
             return []
         records = []
         for row in lapsed:
@@ -450,7 +453,7 @@ class JobRunner:
                 record = self._take_over(row, self.clock.now())  # an earlier row's re-run took time
             except SQLAlchemyError as exc:  # the next sweep finds the row still running
                 logger.warning("could not take over run %s (database error: %s)", row.id,
-                               first_line(str(getattr(exc, "orig", None) or exc)))
+                               database_error_line(exc))
                 continue
             if record is not None:
                 records.append(record)
@@ -490,7 +493,7 @@ class JobRunner:
     def _record_missed(self, fires: list[tuple[str, datetime]], reason: str) -> list[RunRecord]:
         rows = [(name, fire, self.triggers[name].trading_date(fire)) for name, fire in fires]
         recorded = self.ledger.record_many(rows, self.settings.user_id, Outcome.MISSED, reason,
-                                           origin="catch_up", dry_run=self.settings.dry_run)
+                                           origin=CATCH_UP, dry_run=self.settings.dry_run)
         if recorded:
             first, last = min(fire for _, fire in fires), max(fire for _, fire in fires)
             raise_alert(logger, Alert("run_missed", f"{len(recorded)} fires were missed while the orchestrator "
@@ -521,19 +524,17 @@ class JobRunner:
             logger.info("[%s %s] %s: %s", job.name, trading_date, outcome.value, reason)
         return RunRecord(run_id, job.name, fire_time, trading_date, outcome, reason=reason)
 
-    def _skip_overlapping(self, job: JobSpec, fire_time: datetime, trading_date: date, busy: Any,
+    def _skip_overlapping(self, job: JobSpec, fire_time: datetime, trading_date: date, reason: str,
                           origin: str) -> RunRecord | None:
         """Record a fire skipped while another run of the job holds it, and say so (a
         run that never ends would otherwise silently stop the job on every instance)."""
-        reason = overlap_reason(busy, fire_time, self.settings.tz)
         record = self._record_only(job, fire_time, trading_date, Outcome.SKIPPED, reason, origin=origin)
         if record is not None:
             raise_alert(logger, Alert("run_missed", f"{job.name} {trading_date}: the fire at "
                                       f"{fire_time.isoformat()} was skipped: {reason}", {
                                           "job": job.name, "trading_date": trading_date.isoformat(),
                                           "scheduled_for": fire_time.isoformat(), "run_id": record.run_id,
-                                          "user_id": self.settings.user_id, "reason": reason,
-                                          "running_run_id": busy.id}))
+                                          "user_id": self.settings.user_id, "reason": reason}))
         return record
 
     def _claim_and_run(
@@ -543,7 +544,8 @@ class JobRunner:
         if origin in RECOVERABLE_ORIGINS:  # never two runs of a scheduled job at once, on any instance
             busy = self.ledger.running_other(job.name, user_id, dry_run, self.clock.now())
             if busy is not None:
-                return self._skip_overlapping(job, fire_time, trading_date, busy, origin)
+                return self._skip_overlapping(job, fire_time, trading_date,
+                                              overlap_reason(busy, fire_time, self.settings.tz), origin)
         run_id = self.ledger.claim(job.name, user_id, fire_time, trading_date=trading_date,
                                    origin=origin, dry_run=dry_run, attempt=attempt)
         if run_id is None:
@@ -598,7 +600,7 @@ class JobRunner:
             return JobResult(Outcome.FAILED), f"{type(exc).__name__}: {exc}"
         except DBAPIError as exc:  # the database refused: the statement goes to the log, one line to the ledger
             ctx.log.exception("failed")
-            return JobResult(Outcome.FAILED), f"database error: {first_line(str(getattr(exc, 'orig', None) or exc))}"
+            return JobResult(Outcome.FAILED), f"database error: {database_error_line(exc)}"
         except Exception as exc:  # the edge: a failing job is recorded, the scheduler goes on
             ctx.log.exception("failed")
             return JobResult(Outcome.FAILED), f"{type(exc).__name__}: {exc}"
@@ -656,7 +658,7 @@ class Heartbeat:
 def _log_outcome(ctx: JobContext, record: RunRecord) -> None:
     if record.outcome is Outcome.FAILED:
         raise_alert(logger, Alert("run_failed", f"{ctx.job_name} {ctx.trading_date} failed: "
-                                   f"{(record.error or '').splitlines()[0] if record.error else 'failed'}", {
+                                   f"{first_line(record.error or '') or 'failed'}", {
                                        "job": ctx.job_name, "trading_date": ctx.trading_date.isoformat(),
                                        "scheduled_for": record.scheduled_for.isoformat(), "run_id": record.run_id,
                                        "user_id": ctx.user_id, "origin": ctx.origin, "dry_run": ctx.dry_run,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from services.common.clock import Clock, SystemClock
 from services.common.database import create_db_engine, make_session_factory, migrate
+from services.common.job_api import Origin
 from services.common.market_calendar import MarketCalendar, default_cache_dir, get_calendar
 from services.common.settings import Settings
 from services.orchestrator.jobs import JOBS, JobSpec, build_triggers, enabled_jobs
@@ -54,7 +55,7 @@ class Runtime:
             self._session_factory = make_session_factory(self.engine)
         return self._session_factory
 
-    def runner(self, origin: str = "schedule") -> JobRunner:
+    def runner(self, origin: str = Origin.SCHEDULE.value) -> JobRunner:
         return JobRunner(
             settings=self.settings, session_factory=self.session_factory(), clock=self.clock,
             calendar=self.calendar, triggers=self.triggers, origin=origin,

@@ -65,6 +65,7 @@ from services.trading_engine.orders import (
     OrderType,
     Position,
     Side,
+    order_number_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -579,11 +580,6 @@ def _text(row: Mapping[str, Any], name: str) -> str:
     return str(value).strip() if value is not None else ""
 
 
-def _same_number(a: str, b: str) -> bool:
-    """KIS order numbers compared without their zero padding ("0000012345" == "12345")."""
-    return a.lstrip("0") == b.lstrip("0")
-
-
 def add_weekdays(day: date, count: int) -> date:
     """``day`` plus ``count`` weekdays: the approximate settlement date (holidays ignored)."""
     while count > 0:
@@ -701,7 +697,7 @@ class KisBroker:
                            "(KRX_FWDG_ORD_ORGNO-ODNO)")
         today = self._today()
         current = next((order for order in self._orders_of(today, filled="00")
-                        if _same_order(order.order_id, orgno, odno)), None)
+                        if order_number_key(order.order_id) == order_number_key(order_id)), None)
         if current is None:
             raise KisError(f"cannot cancel {order_id}: not among the orders of {today}; KIS cancels only "
                            "today's open orders")
@@ -880,11 +876,6 @@ def _request_problem(request: OrderRequest) -> str:
     if request.order_type is OrderType.MARKET and request.limit_price is not None:
         return f"a market order takes no limit price (got {request.limit_price}); use a limit order"
     return ""
-
-
-def _same_order(order_id: str, orgno: str, odno: str) -> bool:
-    row_orgno, _, row_odno = order_id.partition("-")
-    return _same_number(row_orgno, orgno) and _same_number(row_odno, odno)
 
 
 def _row_side(row: Mapping[str, Any]) -> Side:

@@ -53,6 +53,7 @@ from services.trading_engine.orders import (
     OrderStatus,
     OrderType,
     Side,
+    order_number_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def matching_order(intent: Intent, listed: Sequence[tuple[Order, datetime | None
     candidates = [(placed_at, order) for order, placed_at in listed
                   if (order.ticker, order.side, order.quantity, order.order_type, order.limit_price)
                   == (wanted.ticker, wanted.side, wanted.quantity, wanted.order_type, wanted.limit_price)
-                  and _id_key(order.order_id) not in taken
+                  and order_number_key(order.order_id) not in taken
                   and (earliest is None or placed_at is None or placed_at >= earliest)]
     candidates.sort(key=lambda pair: (pair[0] is None, pair[0] or datetime.min.replace(tzinfo=KRX_TZ)))
     return candidates[0][1] if candidates else None
@@ -273,7 +274,7 @@ class _Round:
     def taken(self, day: date) -> set[tuple[str, ...]]:
         """The broker order ids of our live orders of ``day``."""
         with self.session_factory() as session:
-            return {_id_key(order_id) for order_id in session.scalars(select(OrderRow.broker_order_id).where(
+            return {order_number_key(order_id) for order_id in session.scalars(select(OrderRow.broker_order_id).where(
                 OrderRow.user_id == self.user_id, OrderRow.dry_run.is_(False), OrderRow.trading_date == day,
                 OrderRow.broker_order_id.is_not(None)))}
 
@@ -297,15 +298,12 @@ def unsent_sells(connection: Connection, user_id: str) -> set[str]:
     """Tickers of the user's live sells recorded and not (known to be) at the broker:
     being sold already, though the broker's open orders do not show them."""
     return set(connection.scalars(select(OrderRow.ticker).where(
-        OrderRow.user_id == user_id, OrderRow.dry_run.is_(False), OrderRow.status == OrderStatus.NEW.value,
-        OrderRow.broker_order_id.is_(None), OrderRow.side == Side.SELL.value)))
+        _unsent_of(user_id), OrderRow.side == Side.SELL.value)))
 
 
 def _pending(session_factory: sessionmaker[Session], user_id: str) -> list[Intent]:
     with session_factory() as session:
-        rows = session.execute(select(OrderRow.__table__).where(
-            OrderRow.user_id == user_id, OrderRow.dry_run.is_(False), OrderRow.status == OrderStatus.NEW.value,
-            OrderRow.broker_order_id.is_(None)).order_by(OrderRow.id)).all()
+        rows = session.execute(select(OrderRow.__table__).where(_unsent_of(user_id)).order_by(OrderRow.id)).all()
     return [Intent(row.id, OrderRequest(row.client_order_id, row.trading_date, row.ticker, Side(row.side),
                                         int(row.quantity), OrderType(row.order_type),
                                         None if row.limit_price is None else int(row.limit_price), row.reason),
@@ -315,8 +313,15 @@ def _pending(session_factory: sessionmaker[Session], user_id: str) -> list[Inten
 def _still(intent: Intent) -> Any:
     """The row is still the pending intent as read, with the same claim."""
     sent = OrderRow.sent_at.is_(None) if intent.sent_at is None else OrderRow.sent_at == intent.sent_at
-    return (OrderRow.id == intent.id) & OrderRow.broker_order_id.is_(None) & (
-        OrderRow.status == OrderStatus.NEW.value) & sent
+    return (OrderRow.id == intent.id) & _UNSENT & sent
+
+
+#: a live order recorded and not (known to be) at the broker: new, without its order id
+_UNSENT = OrderRow.dry_run.is_(False) & (OrderRow.status == OrderStatus.NEW.value) & OrderRow.broker_order_id.is_(None)
+
+
+def _unsent_of(user_id: str) -> Any:
+    return (OrderRow.user_id == user_id) & _UNSENT
 
 
 def _claim(session_factory: sessionmaker[Session], intent: Intent, now: datetime) -> bool:
@@ -361,14 +366,11 @@ def _record_answer(session_factory: sessionmaker[Session], intent: Intent, claim
                 logger.warning("order %s rejected by the broker: %s", intent.request.client_order_id, order.reason)
             return True
         linked = connection.scalar(select(OrderRow.broker_order_id).where(OrderRow.id == intent.id))
-    if not rejected and linked and _id_key(linked) == _id_key(order.order_id):
+    if not rejected and linked and order_number_key(linked) == order_number_key(order.order_id):
         return True  # another process found this order at KIS and linked it before the answer came back
     logger.error("order %s: KIS answered %s %s after another process took the order over; check the account "
                  "for a second order", intent.request.client_order_id, order.status.value, order.order_id)
     return False
 
 
-def _id_key(order_id: str) -> tuple[str, ...]:
-    """KIS writes order numbers with or without leading zeros ("91252-0000012345")."""
-    return tuple(part.lstrip("0") for part in order_id.split("-"))
 

@@ -30,6 +30,7 @@ from services.trading_engine.orders import (
     Order,
     OrderRequest,
     OrderStatus,
+    order_number_key,
 )
 from services.trading_engine.paper import PaperBroker
 
@@ -89,7 +90,7 @@ def cancel_order(broker: Broker, connection: Connection, user_id: str, order: Or
         OrderRow.user_id == user_id, OrderRow.dry_run.is_(False),
         OrderRow.status.in_([s.value for s in OPEN_STATUSES]))).all()
     row_id = next((row.id for row in open_rows if row.broker_order_id
-                   and _same_broker_id(row.broker_order_id, order.order_id)), None)
+                   and order_number_key(row.broker_order_id) == order_number_key(order.order_id)), None)
     if row_id is None:
         logger.warning("open order %s was not placed by this orchestrator: left alone", order.order_id)
         return False
@@ -101,11 +102,6 @@ def cancel_order(broker: Broker, connection: Connection, user_id: str, order: Or
     connection.execute(update(OrderRow).where(OrderRow.id == row_id).values(
         status=cancelled.status.value, reason=f"{order.reason}; {reason}"[:300], updated_at=now))
     return cancelled.status is OrderStatus.CANCELLED
-
-
-def _same_broker_id(recorded: str, reported: str) -> bool:
-    """KIS reports order numbers with or without leading zeros ("91252-0000012345")."""
-    return [part.lstrip("0") for part in recorded.split("-")] == [part.lstrip("0") for part in reported.split("-")]
 
 
 def record_broker_fills(connection: Connection, user_id: str, fills: list[Fill]) -> int:
@@ -140,7 +136,7 @@ def _order_row_of(connection: Connection, user_id: str, fill: Fill) -> int | Non
     rows = connection.execute(select(OrderRow.id, OrderRow.broker_order_id).where(
         OrderRow.user_id == user_id, OrderRow.dry_run.is_(False), OrderRow.trading_date == fill.trade_date,
         OrderRow.broker_order_id.is_not(None))).all()
-    return next((row.id for row in rows if _same_broker_id(row.broker_order_id, fill.order_id)), None)
+    return next((row.id for row in rows if order_number_key(row.broker_order_id) == order_number_key(fill.order_id)), None)
 
 
 _FILLS = FillRow.__table__

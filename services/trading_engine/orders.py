@@ -125,6 +125,12 @@ class Cash:
         return self.available - self.settled
 
 
+def order_number_key(order_id: str) -> tuple[str, ...]:
+    """A broker order id compared without zero padding: KIS writes its order numbers
+    with or without leading zeros ("91252-0000012345" is "91252-12345")."""
+    return tuple(part.lstrip("0") for part in order_id.split("-"))
+
+
 class BrokerError(Exception):
     """The broker could not do what was asked (network, refusal, bad answer)."""
 

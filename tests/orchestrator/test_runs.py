@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -180,13 +181,17 @@ def test_an_unknown_job_lists_the_known_ones(session_factory, krx_calendar):
         runner.run_now("data_colection", date(2026, 11, 20))
 
 
-def test_a_fire_arriving_while_the_previous_run_still_runs_is_skipped(session_factory, krx_calendar):
+def test_a_fire_arriving_while_the_previous_run_still_runs_is_skipped_and_alerted(session_factory, krx_calendar,
+                                                                                  caplog):
     runner = make_runner(session_factory, krx_calendar, FixedClock(at("2026-11-20T10:15:02")))
-    record = runner.record_overlap("position_monitoring", at("2026-11-20T10:15"))
+    with caplog.at_level(logging.ERROR):
+        record = runner.record_overlap("position_monitoring", at("2026-11-20T10:15"))
     assert record is not None
     [row] = ledger_rows(session_factory)
     assert (row.outcome, row.reason, row.trading_date) == (
         "skipped", "previous run still running", date(2026, 11, 20))
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "position_monitoring 2026-11-20: the fire at 2026-11-20T10:15:00+09:00 was skipped: previous run still running"]
 
 
 def test_after_downtime_missed_fires_are_recorded_and_the_latest_runs_once(session_factory, krx_calendar):
