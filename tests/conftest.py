@@ -38,6 +38,14 @@ def make_settings(**values: Any) -> Settings:
     return load_settings(values, environ={}, env_file=Path("/nonexistent/.env"))
 
 
+def subprocess_env(**values: str) -> dict[str, str]:
+    """The environment for a subprocess under test: the host's, without its
+    orchestrator settings (ORCHESTRATOR_*, KIS_*, DATABASE_URL, LOG_LEVEL), plus ``values``."""
+    host = {name: value for name, value in os.environ.items()
+            if not name.startswith(("ORCHESTRATOR_", "KIS_")) and name not in ("DATABASE_URL", "LOG_LEVEL")}
+    return {**host, **values}
+
+
 def in_process_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Path,
                    now: Any) -> Any:
     """The CLI, invoked in this process as ``cli(*args, env=None)``: none of the host's

@@ -4,7 +4,8 @@ through the real jobs and runner, on a fixed clock at each fire.
     python -m tests.orchestrator.crash_worker DATABASE_URL DAY JOB run|recover
 
 ``run`` prints ``target`` just before the job's fire runs (the test kills the process
-at a random moment after it). ``recover`` runs the same fires again (those done are
+at a random moment after it); run as a script, it then waits on its standard input, so
+a kill that comes after the job has finished still finds it alive. ``recover`` runs the same fires again (those done are
 left alone) and then, past the lease, takes over the killed run as the next attempt.
 """
 
@@ -70,3 +71,5 @@ def main(url: str, day_text: str, target: str, mode: str) -> float:
 
 if __name__ == "__main__":
     main(*sys.argv[1:])
+    if sys.argv[4] == "run":  # done before the kill came: wait for it, so it always finds a live process
+        sys.stdin.readline()

@@ -5,7 +5,6 @@ job on SQLite and on PostgreSQL (copies of one base database)."""
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
@@ -24,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from services.common.database import create_db_engine
 from services.orchestrator.replay import simulate
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import TEST_DATABASE_URL, subprocess_env
 from tests.orchestrator import crash_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,8 +62,9 @@ def table_contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
 @pytest.fixture(scope="module")
 def base_db(tmp_path_factory: pytest.TempPathFactory, calendar_cache_dir: Path) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("crash") / "base.db"
-    os.environ.setdefault("ORCHESTRATOR_CACHE_DIR", str(calendar_cache_dir))
-    build_base(f"sqlite:///{path}", calendar_cache_dir)
+    with pytest.MonkeyPatch.context() as patch:  # for this build only, not for the tests after it
+        patch.setenv("ORCHESTRATOR_CACHE_DIR", str(calendar_cache_dir))
+        build_base(f"sqlite:///{path}", calendar_cache_dir)
     yield path
 
 
@@ -83,10 +83,10 @@ def clean_run(url: str, job: str, monkeypatch: pytest.MonkeyPatch, cache_dir: Pa
 def killed_run(url: str, job: str, cache_dir: Path, delay: float) -> int | None:
     """Run the day up to ``job`` in a process killed ``delay`` s after the job's fire
     starts; returns its exit status (-9 when the kill found it running)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "KIS_"))}
-    env.update({"ORCHESTRATOR_CACHE_DIR": str(cache_dir), "LOG_LEVEL": "CRITICAL"})
+    env = subprocess_env(ORCHESTRATOR_CACHE_DIR=str(cache_dir), LOG_LEVEL="CRITICAL")
     worker = subprocess.Popen([sys.executable, "-m", "tests.orchestrator.crash_worker", url, DAY, job, "run"],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                              cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
     try:
         assert worker.stdout is not None
         for line in worker.stdout:
@@ -128,8 +128,13 @@ def test_orders_carry_an_idempotency_key_from_user_date_ticker_and_signal(base_d
     engine = create_db_engine(f"sqlite:///{base_db}")
     with engine.connect() as connection:
         keys = connection.execute(text("SELECT client_order_id FROM orders")).scalars().all()
+        rows = connection.execute(text("SELECT client_order_id, trading_date, ticker, side FROM orders")).all()
     engine.dispose()
     assert keys and all(key.split(":")[0] == "paper" and key.split(":")[1] == "default_user" for key in keys)
+    for key, day, ticker, side in rows:  # paper:<user>:<trading date>:<ticker>:<signal>
+        signal = key.rsplit(":", 1)[1]
+        assert key == f"paper:default_user:{day}:{ticker}:{signal}"
+        assert (side == "buy") == (signal == "entry")
     assert len(keys) == len(set(keys))
     assert {key.split(":")[-1] for key in keys} <= {"entry", "exit", "intraday-exit"}
 

@@ -19,7 +19,7 @@ from services.common.clock import FixedClock
 from services.common.database import create_db_engine, make_session_factory, migrate
 from services.orchestrator.jobs import build_triggers
 from services.orchestrator.runs import JobRunner
-from tests.conftest import make_settings
+from tests.conftest import make_settings, subprocess_env
 from tests.orchestrator.test_runs import ledger_rows, registry_with
 
 KST = ZoneInfo("Asia/Seoul")
@@ -82,9 +82,8 @@ def test_a_database_refusing_writes_costs_the_scheduler_one_error_line(database_
 def test_run_job_on_a_database_refusing_writes_is_one_line_and_writes_nothing(tmp_path, calendar_cache_dir):
     path = tmp_path / "ro.db"
     migrate(create_db_engine(f"sqlite:///{path}"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "KIS_"))}
-    env.update({"ORCHESTRATOR_CACHE_DIR": str(calendar_cache_dir), "LOG_LEVEL": "CRITICAL",
-                "DATABASE_URL": f"sqlite:///file:{path}?mode=ro&uri=true"})
+    env = subprocess_env(ORCHESTRATOR_CACHE_DIR=str(calendar_cache_dir), LOG_LEVEL="CRITICAL",
+                         DATABASE_URL=f"sqlite:///file:{path}?mode=ro&uri=true")
     result = subprocess.run([sys.executable, "-m", "services.orchestrator.main", "run-job", "risk_checks"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1

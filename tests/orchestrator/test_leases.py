@@ -4,7 +4,6 @@ another instance, and real processes racing over the same fires (SQLite and Post
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from services.common.clock import FixedClock
 from services.common.job_api import Outcome
 from services.common.database import create_db_engine, make_session_factory
 from services.orchestrator.models import JobRun
+from tests.conftest import subprocess_env
 from tests.orchestrator import fake_services
 from tests.orchestrator.test_runs import ledger_rows, make_runner
 
@@ -56,6 +56,7 @@ def test_a_claim_carries_a_lease_that_renewing_extends(session_factory, krx_cale
     clock.set(at("2026-11-20T10:01:30"))
     assert runner.recover_abandoned() == []  # renewed until 10:01:50: its holder is alive
     assert [r.outcome for r in ledger_rows(session_factory)] == ["running"]
+    assert ledger_rows(session_factory)[0].lease_until == at("2026-11-20T10:01:50")
 
 
 def test_a_run_whose_lease_lapsed_is_recorded_abandoned_and_run_again(session_factory, krx_calendar):
@@ -84,6 +85,7 @@ def test_a_lapsed_run_past_its_deadline_is_recorded_but_not_run_again(session_fa
     assert alive.recover_abandoned() == []
     [row] = ledger_rows(session_factory)
     assert (row.outcome, row.attempt) == ("failed", 1) and row.error.startswith("abandoned")
+    assert row.error.endswith("lapsed at 2026-11-20T01:01:00+00:00")
     assert fake_services.CALLS == []
 
 
@@ -99,6 +101,18 @@ def test_only_one_instance_recovers_a_lapsed_run(session_factory, krx_calendar):
     assert second.recover_abandoned() == []
 
 
+def test_of_two_sweeping_instances_one_runs_the_lapsed_fire_again(session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-20T10:00:00"))
+    claim_as_another_instance(make_runner(session_factory, krx_calendar, clock), "risk_checks", at("2026-11-20T10:00"))
+    clock.set(at("2026-11-20T10:02:00"))
+    first = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
+    second = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
+    assert [r.outcome.value for r in first.recover_abandoned()] == ["success"]
+    assert second.recover_abandoned() == []
+    assert fake_services.CALLS == [("risk_checks", "2026-11-20")]
+    assert [(r.attempt, r.outcome) for r in ledger_rows(session_factory)] == [(1, "failed"), (2, "success")]
+
+
 def _worker(database_url: str, entry: str, start: str, end: str, env: dict[str, str],
             lease: str = "60") -> subprocess.Popen[str]:
     return subprocess.Popen(
@@ -107,8 +121,7 @@ def _worker(database_url: str, entry: str, start: str, end: str, env: dict[str, 
 
 
 def _env(calendar_cache_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "KIS_"))}
-    return {**env, "ORCHESTRATOR_CACHE_DIR": str(calendar_cache_dir), "LOG_LEVEL": "WARNING", **extra}
+    return subprocess_env(ORCHESTRATOR_CACHE_DIR=str(calendar_cache_dir), LOG_LEVEL="WARNING", **extra)
 
 
 def test_three_processes_racing_over_the_same_fires_run_each_exactly_once(

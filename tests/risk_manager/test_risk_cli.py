@@ -7,7 +7,6 @@ first test is a fresh interpreter on the same database file.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import datetime
@@ -17,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.conftest import in_process_cli
+from tests.conftest import in_process_cli, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 20, 20, 0, tzinfo=ZoneInfo("Asia/Seoul"))
@@ -25,10 +24,8 @@ NOW = datetime(2026, 11, 20, 20, 0, tzinfo=ZoneInfo("Asia/Seoul"))
 
 @pytest.fixture
 def cli(tmp_path: Path, calendar_cache_dir: Path) -> Any:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ORCHESTRATOR_", "KIS_")) and k not in ("DATABASE_URL", "LOG_LEVEL")}
-    env.update({"PYTHONPATH": str(REPO), "ORCHESTRATOR_CACHE_DIR": str(calendar_cache_dir),
-                "DATABASE_URL": f"sqlite:///{tmp_path / 'orchestrator.db'}", "ORCHESTRATOR_USER_ID": "trader"})
+    env = subprocess_env(PYTHONPATH=str(REPO), ORCHESTRATOR_CACHE_DIR=str(calendar_cache_dir),
+                         DATABASE_URL=f"sqlite:///{tmp_path / 'orchestrator.db'}", ORCHESTRATOR_USER_ID="trader")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "services.orchestrator.main", *args], cwd=tmp_path, env=env,

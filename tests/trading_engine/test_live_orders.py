@@ -10,7 +10,6 @@ Expected values are written by hand: the fake numbers the orders it takes from
 from __future__ import annotations
 
 import logging
-import os
 import random
 import signal
 import subprocess
@@ -43,6 +42,7 @@ from services.trading_engine.live_orders import (
 from services.trading_engine.models import FillRow, OrderRow, SignalRow
 from services.trading_engine.order_book import submit
 from services.trading_engine.orders import Order, OrderRequest, OrderStatus, OrderType, Side
+from tests.conftest import subprocess_env
 from tests.trading_engine import live_crash_worker as worker
 from tests.trading_engine.fake_kis_server import ORDER_PATH, FakeKis, serve
 from tests.trading_engine.test_kis import FakeTime
@@ -434,6 +434,8 @@ def test_senders_racing_in_threads_send_each_intent_once(
     assert sum(report.sent for report in reports) == 3 and len(reports) == 4
     assert posts(kis) == {SELL_POST: 1, BUY_POST: 1, ("035420", "VTTC0012U"): 1}
     assert all(row[0] == "new" and row[1] for row in orders(session_factory).values())
+    assert sorted(row[1] for row in orders(session_factory).values()) == [
+        "91252-0000012345", "91252-0000012346", "91252-0000012347"]
 
 
 # --- past sessions and matching ---------------------------------------------------------------------
@@ -541,6 +543,8 @@ def test_a_match_has_the_same_terms_a_time_from_the_claim_less_the_slack_and_is_
     assert ORDER_TIME_SLACK == timedelta(seconds=60)
     mine = intent(sent)
     assert matching_order(mine, [listed("0000000001", sent - timedelta(seconds=59))], set()) is not None
+    assert matching_order(mine, [listed("0000000001", sent - timedelta(seconds=59))], set()).order_id == (
+        "91252-0000000001")
     assert matching_order(mine, [listed("0000000001", sent - timedelta(seconds=61))], set()) is None
     for other in ({"ticker": "000660"}, {"side": Side.SELL}, {"quantity": 9}, {"limit_price": 70_100},
                   {"order_type": OrderType.MARKET, "limit_price": None}):
@@ -626,6 +630,7 @@ def test_signal_generation_killed_at_random_moments_sends_each_order_at_most_onc
                                                    FixedClock(fake_now[0]), user))
             assert rerun.status is Outcome.SUCCESS
             assert set(posts(kis).values()) == {1} and len(posts(kis)) == 3  # each order reached KIS once
+            assert posts(kis) == {SELL_POST: 1, ("035720", "VTTC0011U"): 1, ("035420", "VTTC0012U"): 1}
             assert kis_orders(kis) == [("005930", "01", "10", "0"), ("035420", "02", "15", "20200"),
                                        ("035720", "01", "25", "0")]
             assert all(problem.endswith("the body is not a JSON object") for problem in kis.problems)
@@ -637,8 +642,7 @@ def test_signal_generation_killed_at_random_moments_sends_each_order_at_most_onc
 def killed_worker(database_url: str, kis_url: str, token_dir: Path, calendar_dir: Path, user: str,
                   delay: float) -> int:
     """Run live_crash_worker, SIGKILL it ``delay`` s after its job starts; its exit status."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "KIS_"))}
-    env["LOG_LEVEL"] = "CRITICAL"
+    env = subprocess_env(LOG_LEVEL="CRITICAL")
     process = subprocess.Popen([sys.executable, "-m", "tests.trading_engine.live_crash_worker", database_url,
                                 kis_url, str(token_dir), str(calendar_dir), user], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
