@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
@@ -413,9 +413,8 @@ def _signal_context(factory, calendar, settings, user_id: str, job: str, when: d
     from services.common.clock import FixedClock
     from services.common.job_api import JobContext
 
-    return JobContext(job_name=job, trading_date=TRADE_DAY, scheduled_for=when, settings=settings,
-                      session_factory=factory, clock=FixedClock(when), calendar=calendar, dry_run=True,
-                      user_id=user_id)
+    return JobContext(job_name=job, trading_date=TRADE_DAY, scheduled_for=when, settings=replace(settings, user_id=user_id, dry_run=True),
+                      session_factory=factory, clock=FixedClock(when), calendar=calendar)
 
 
 def _naive_signals(factory, user_id: str) -> int:
@@ -566,9 +565,8 @@ def bench_risk(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
     night = datetime(2026, 11, 21, 20, 0, tzinfo=KST)
 
     def check() -> int:
-        ctx = JobContext(job_name="risk_checks", trading_date=night.date(), scheduled_for=night, settings=settings,
-                         session_factory=factory, clock=FixedClock(night), calendar=calendar, dry_run=True,
-                         user_id=RISK_USER)
+        ctx = JobContext(job_name="risk_checks", trading_date=night.date(), scheduled_for=night, settings=replace(settings, user_id=RISK_USER, dry_run=True),
+                         session_factory=factory, clock=FixedClock(night), calendar=calendar)
         result = manager.run(ctx)
         assert result.status.value == "success" and result.summary["priced"] == POSITIONS, result
         return int(result.summary["positions"])

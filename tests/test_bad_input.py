@@ -54,6 +54,12 @@ def test_a_bad_environment_value(cli: Any, given: str, expected: str) -> None:
     assert_one_line(cli("status", env={name: value}), expected)
 
 
+@pytest.mark.parametrize("given, expected", cases("env-lines"))
+def test_a_line_break_in_an_environment_value(cli: Any, given: str, expected: str) -> None:
+    name, _, value = given.partition("=")
+    assert_one_line(cli("status", env={name: value.replace("\\n", "\n")}), expected)
+
+
 @pytest.mark.parametrize("given, expected", cases("dotenv"))
 def test_a_bad_env_file_line(cli: Any, given: str, expected: str) -> None:
     Path(".env").write_text(given + "\n", encoding="utf-8")

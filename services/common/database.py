@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import logging
+import os
 import urllib.parse
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -12,16 +13,19 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import Date, DateTime, Engine, create_engine, event, text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from services.common.settings import ConfigurationError
+from services.common.private_files import create_private_file, make_private_dir, open_private
+from services.common.settings import SETTING_FIELDS, ConfigurationError, redact_passwords
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _PG_MIGRATION_LOCK = 727_001  # advisory lock id: one migrator at a time
+DEFAULT_CONNECT_TIMEOUT = int(SETTING_FIELDS["db_connect_timeout_seconds"].metadata["default"])
+DEFAULT_STATEMENT_TIMEOUT = int(SETTING_FIELDS["db_statement_timeout_seconds"].metadata["default"])
 
 
 class Base(DeclarativeBase):
@@ -62,9 +66,11 @@ def sqlite_file(database: str | None) -> str | None:
     return database
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets its directory, WAL and a busy timeout. Server
-    connections are checked before use (a file has no connection to lose)."""
+def create_db_engine(url: str, *, connect_timeout_seconds: int = DEFAULT_CONNECT_TIMEOUT,
+                     statement_timeout_seconds: int = DEFAULT_STATEMENT_TIMEOUT) -> Engine:
+    """An engine for ``url``; SQLite gets its directory and file (owner only), WAL and a
+    busy timeout. Server connections are checked before use (a file has no connection to
+    lose) and have a connect and a statement timeout (0: none)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": parsed.get_backend_name() != "sqlite"}
     if parsed.get_backend_name() == "sqlite":
@@ -72,19 +78,26 @@ def create_db_engine(url: str) -> Engine:
         if database:
             directory = Path(database).parent
             try:
-                directory.mkdir(parents=True, exist_ok=True)
+                make_private_dir(directory)
             except OSError as exc:
                 raise ConfigurationError(
                     f"DATABASE_URL: cannot create the directory {directory} ({exc.strerror}); "
                     "expected a writable path") from None
+            _create_sqlite_file(database)
         kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["connect_args"] = _server_connect_args(parsed, connect_timeout_seconds, statement_timeout_seconds)
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # the driver opens no transaction for a SELECT (each read would see its own state):
+    # it is told to open none at all, and ``_sqlite_begin`` opens every one, reads included
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing committed
@@ -92,6 +105,74 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA cache_size=-65536")  # 64 MB of page cache for bulk writes
     cursor.close()
+
+
+#: a connection execution option: its transaction begins with ``BEGIN IMMEDIATE`` on SQLite
+SQLITE_BEGIN = "sqlite_begin"
+_PG_ACCOUNT_LOCKS = 727_002  # advisory lock space: one account transaction per account at a time
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """Every SQLite transaction begins at its first statement, reads included, so all
+    it reads is one snapshot (WAL); an account transaction takes the write lock there."""
+    immediate = connection.get_execution_options().get(SQLITE_BEGIN) == "IMMEDIATE"
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def account_transaction(session_factory: sessionmaker[Session], account_key: str) -> Iterator[Any]:
+    """A transaction (its connection) in which one account is read and written by one
+    writer at a time, committed at the end: no other account transaction of the same
+    account commits between its statements, so all it reads is one committed state.
+
+    SQLite: ``BEGIN IMMEDIATE``, the database's write lock from the first statement.
+    PostgreSQL: a transaction-scoped advisory lock on the account, taken before any
+    read; after it, each statement sees what the previous holder committed and nothing
+    more can be committed to the account until this transaction ends."""
+    with session_factory.begin() as session:
+        connection = session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:account))"),
+                               {"space": _PG_ACCOUNT_LOCKS, "account": account_key})
+        yield connection
+
+
+@contextmanager
+def snapshot_transaction(session_factory: sessionmaker[Session]) -> Iterator[Any]:
+    """A read-only transaction (its connection) that sees one committed state from its
+    first read to its end: SQLite's deferred ``BEGIN`` in WAL mode, PostgreSQL's
+    ``REPEATABLE READ``. Never blocks a writer, nor waits for one."""
+    with session_factory() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            connection = session.connection(execution_options={"isolation_level": "REPEATABLE READ",
+                                                               "postgresql_readonly": True})
+        else:
+            connection = session.connection()
+        yield connection
+        session.rollback()
+
+
+def _create_sqlite_file(database: str) -> None:
+    """The database file, made 0600 before SQLite opens it (its -wal and -shm files take
+    the database file's mode)."""
+    try:
+        create_private_file(database)
+    except OSError as exc:
+        raise ConfigurationError(f"DATABASE_URL: cannot create the database file {database} ({exc.strerror}); "
+                                 "expected a writable path") from None
+
+
+def _server_connect_args(url: URL, connect_timeout_seconds: int, statement_timeout_seconds: int) -> dict[str, Any]:
+    """libpq's connect timeout, and the statement timeout as a startup option (no round
+    trip): put before the URL's own ``options``, which therefore keep the last word, as
+    does a ``connect_timeout`` in the URL."""
+    options = url.query.get("options", "")
+    options = " ".join(options) if isinstance(options, tuple) else options
+    arguments: dict[str, Any] = {
+        "options": f"-c statement_timeout={statement_timeout_seconds * 1000} {options}".strip()}
+    if "connect_timeout" not in url.query:
+        arguments["connect_timeout"] = connect_timeout_seconds
+    return arguments
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -121,6 +202,9 @@ def migrate(engine: Engine) -> str | None:
 
     with _sqlite_migration_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
+            # no statement timeout: building an index of a large table, or waiting for
+            # another migrator, may take longer than any statement of a job
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
         command.upgrade(_alembic_config(connection), "head")
     return current_revision(engine)
@@ -132,7 +216,7 @@ def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
     if not database:
         yield
         return
-    with open(f"{database}.migrate.lock", "a+") as lock_file:
+    with os.fdopen(open_private(f"{database}.migrate.lock", os.O_RDWR | os.O_APPEND), "a+") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             yield
@@ -206,12 +290,11 @@ def fetch_rows(connection: Any, sql: str, params: dict[str, Any]) -> list[tuple[
         arguments: Any = tuple(compiled.params[name] for name in compiled.positiontup)
     else:
         arguments = compiled.params
-    cursor = connection.connection.driver_connection.cursor()
+    result = connection.exec_driver_sql(str(compiled), arguments)  # SQLAlchemy's errors, disconnects handled
     try:
-        cursor.execute(str(compiled), arguments)
-        return cursor.fetchall()
+        return result.cursor.fetchall()  # the driver's own rows
     finally:
-        cursor.close()
+        result.close()
 
 
 def frame_columns(frame: Any) -> dict[str, list[Any]]:
@@ -270,9 +353,10 @@ def _compiled_upsert(dialect: Any, table: Any, key_columns: tuple[str, ...], nam
 
 def database_error_line(exc: BaseException) -> str:
     """What the database said, in one line: the driver's message without SQLAlchemy's
-    statement and parameters (they go to the log, not to the ledger or an alert)."""
+    statement and parameters (they go to the log, not to the ledger or an alert), and
+    without a password (a driver may quote its connection string)."""
     text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return redact_passwords(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def dialect_insert(connection: Any, table: Any) -> Any:

@@ -43,8 +43,33 @@ class Origin(str, Enum):
 
 
 @dataclass(frozen=True)
+class Account:
+    """Whose money a run acts on: a user's paper (``dry_run``) or live account.
+
+    An instance has exactly one, made from its own settings; nothing builds one from a
+    stored row, so no run of this instance can act for another user or mode."""
+
+    user_id: str
+    dry_run: bool
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Account":
+        return cls(settings.user_id, settings.dry_run)
+
+    @property
+    def key(self) -> str:
+        """E.g. 'alice:paper': what an account transaction locks."""
+        return f"{self.user_id}:{'paper' if self.dry_run else 'live'}"
+
+    def describe(self) -> str:
+        """E.g. 'alice (paper)' or 'alice (LIVE)'."""
+        return f"{self.user_id} ({'paper' if self.dry_run else 'LIVE'})"
+
+
+@dataclass(frozen=True)
 class JobContext:
-    """Everything a job may use; nothing else (no globals, no clock reads)."""
+    """Everything a job may use; nothing else (no globals, no clock reads). The account
+    (user and mode) is the settings' own: a context cannot name another."""
 
     job_name: str
     trading_date: date
@@ -53,10 +78,20 @@ class JobContext:
     session_factory: sessionmaker[DbSession]
     clock: Clock
     calendar: MarketCalendar
-    dry_run: bool
-    user_id: str
     run_id: int | None = None
     origin: str = Origin.SCHEDULE.value  # an Origin's value
+
+    @property
+    def account(self) -> Account:
+        return Account.of(self.settings)
+
+    @property
+    def user_id(self) -> str:
+        return self.settings.user_id
+
+    @property
+    def dry_run(self) -> bool:
+        return self.settings.dry_run
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:

@@ -3,12 +3,15 @@ daily price band. Pure functions, scalar and vectorized (numpy) forms."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 import numpy as np
 
-#: Tick size by price, KOSPI/KOSDAQ/KONEX alike, since 2023-01-25:
+#: Tick size by price, KOSPI/KOSDAQ/KONEX alike, from :data:`TICK_TABLE_SINCE` on:
 #: (upper bound exclusive, tick). Prices at or above the last bound tick by 1,000.
+#: Before that day the ticks were others (and KOSDAQ's unlike KOSPI's): not covered.
+TICK_TABLE_SINCE = date(2023, 1, 25)
 TICK_TABLE: tuple[tuple[int, int], ...] = (
     (2_000, 1),
     (5_000, 5),
@@ -18,7 +21,9 @@ TICK_TABLE: tuple[tuple[int, int], ...] = (
     (500_000, 500),
 )
 TOP_TICK = 1_000
-#: Daily price limit: +-30% of the previous close.
+#: Daily price limit: +-30% of the previous close, from :data:`PRICE_LIMIT_SINCE` on
+#: (+-15% before).
+PRICE_LIMIT_SINCE = date(2015, 6, 15)
 PRICE_LIMIT = 0.30
 
 _BOUNDS = np.array([bound for bound, _ in TICK_TABLE], dtype=np.float64)

@@ -4,8 +4,50 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
+from typing import Any, Optional
+
+from services.common.settings import redact_passwords
+from services.common.text import printable
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class InertFormatter(logging.Formatter):
+    """Local time with milliseconds and its UTC offset (2026-11-20T16:00:01.250+09:00);
+    control characters shown as escapes, so a message (one line) or an exception's text
+    (a traceback keeps its lines) never sends a raw ESC to the terminal."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
+        return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return printable(super().formatException(ei), keep="\n")
+
+    def formatStack(self, stack_info: str) -> str:
+        return printable(super().formatStack(stack_info), keep="\n")
+
+
+class OneLineDatabaseErrors(logging.Filter):
+    """An error SQLAlchemy or psycopg logs with its traceback (the pool's "Exception
+    during reset or similar" when it takes back a connection the server has closed) is
+    one line: the message and what the database said. No line shows a password."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from services.common.database import database_error_line
+
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # logging reports the bad arguments itself
+        if record.exc_info and record.exc_info[1] is not None and record.name.startswith(("sqlalchemy", "psycopg")):
+            message = f"{message}: {database_error_line(record.exc_info[1])}"
+            record.exc_info, record.exc_text = None, None
+        record.msg, record.args = redact_passwords(message), None
+        return True
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -14,7 +56,8 @@ def configure_logging(level: str = "INFO") -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(InertFormatter(LOG_FORMAT))
+    handler.addFilter(OneLineDatabaseErrors())
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

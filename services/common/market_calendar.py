@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
+from services.common.private_files import make_private_dir, open_private
+
 logger = logging.getLogger(__name__)
 
 KRX_TZ = ZoneInfo("Asia/Seoul")
@@ -371,9 +373,10 @@ def _write_cache(path: Path, sessions: Sequence[Session]) -> None:
     rows = [[s.date.isoformat(), s.open.isoformat(), s.close.isoformat()] for s in sessions]
     for target in (path, fallback_cache_dir() / path.name):
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(target.parent)
             tmp = target.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(rows), encoding="utf-8")
+            with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(rows))
             tmp.replace(target)
             return
         except OSError as exc:

@@ -8,9 +8,11 @@ the value received and what is accepted.
 from __future__ import annotations
 
 import io
+import ipaddress
 import math
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field, fields
 from datetime import date, time
 from pathlib import Path
@@ -187,6 +189,8 @@ def parse_provider(text: str) -> str:
 
 
 _URL_HINT = "sqlite:///data/orchestrator.db or postgresql+psycopg://user@host:5432/db"
+#: the drivers whose connect arguments (timeouts) create_db_engine sets, by backend
+_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 
 
 def parse_database_url(text: str) -> str:
@@ -194,19 +198,42 @@ def parse_database_url(text: str) -> str:
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     value = text.strip()
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("a line break or control character in the URL; expected it on one line")
     try:
         url = make_url(value)
         backend = url.get_backend_name()
-        if backend not in ("sqlite", "postgresql"):
-            raise ValueError(f"{backend} is not supported; expected a URL such as {_URL_HINT}")
-        url.get_dialect()  # the driver must be installed
-    except (ArgumentError, NoSuchModuleError, ImportError):
+        dialect = url.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError):
         raise ValueError(f"expected a SQLAlchemy URL such as {_URL_HINT}") from None
-    except ValueError as exc:
-        if "not supported" in str(exc):
-            raise
-        raise ValueError(f"expected a SQLAlchemy URL such as {_URL_HINT}") from None
+    if backend not in _DRIVERS:
+        raise ValueError(f"{backend} is not supported; expected a URL such as {_URL_HINT}")
+    if url.get_driver_name() != _DRIVERS[backend]:
+        raise ValueError(f"the {url.get_driver_name()} driver is not supported; expected {_URL_HINT}")
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        raise ValueError(f"the {url.get_driver_name()} driver is not installed; expected {_URL_HINT}") from None
+    if backend == "sqlite":
+        from services.common.database import sqlite_file
+
+        if not sqlite_file(url.database):
+            raise ValueError("an in-memory SQLite database keeps nothing between commands; expected a file "
+                             "such as sqlite:///data/orchestrator.db")
     return value
+
+
+_URL_PASSWORD = re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+_QUERY_PASSWORD = re.compile(r"(?P<keep>[?&][^=&\s]*password[^=&\s]*=)[^&\s]*", re.IGNORECASE)
+_CONNINFO_PASSWORD = re.compile(r"(?P<keep>(?<![?&])\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)", re.IGNORECASE)
+
+
+def redact_passwords(text: str) -> str:
+    """``text`` with the password of every URL (``scheme://user:***@host``, ``?password=***``)
+    and of every libpq conninfo (``password=***``) in it hidden."""
+    text = _URL_PASSWORD.sub(r"\g<keep>***@", text)
+    text = _QUERY_PASSWORD.sub(r"\g<keep>***", text)
+    return _CONNINFO_PASSWORD.sub(r"\g<keep>***", text)
 
 
 def parse_fee_percent(text: str) -> float:
@@ -286,8 +313,9 @@ def parse_kis_environment(text: str) -> str:
     return value
 
 
-#: an http(s) scheme, a host and an optional port (1-65535), then ``(?P<rest>...)``
-_HTTP_URL = r"https?://[A-Za-z0-9.-]+(:(?P<port>[0-9]{1,5}))?"
+#: an http(s) scheme, a host (a name, an IPv4 address or a bracketed IPv6 one) and an
+#: optional port (1-65535), then ``(?P<rest>...)``
+_HTTP_URL = r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:(?P<port>[0-9]{1,5}))?"
 
 
 def _http_url(value: str, rest: str) -> bool:
@@ -299,7 +327,20 @@ def parse_https_url(text: str) -> str:
     value = text.strip().rstrip("/")
     if not _http_url(value, ""):
         raise ValueError("expected a URL such as https://openapivts.koreainvestment.com:29443")
+    if value.startswith("http://") and not _loopback(urllib.parse.urlsplit(value).hostname or ""):
+        raise ValueError("expected https:// (http:// only on 127.0.0.1, localhost or [::1]), "
+                         "e.g. https://openapivts.koreainvestment.com:29443")
     return value
+
+
+def _loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: traffic that never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_webhook_url(text: str) -> str:
@@ -307,6 +348,14 @@ def parse_webhook_url(text: str) -> str:
     if value and not _http_url(value, r"(/[^\s]*)?"):
         raise ValueError("expected an http(s) URL such as https://hooks.slack.com/services/..., or empty")
     return value
+
+
+def parse_db_connect_timeout(text: str) -> int:
+    return _int_between(text, 2, 300, "a whole number of seconds from 2 to 300")  # libpq's floor is 2
+
+
+def parse_db_statement_timeout(text: str) -> int:
+    return _int_between(text, 0, 86400, "a whole number of seconds from 0 (no limit) to 86400")
 
 
 def parse_timeout_seconds(text: str) -> float:
@@ -357,9 +406,12 @@ def parse_text(text: str) -> str:
 # --- the settings ---------------------------------------------------------------------
 
 
-def _setting(env: str, parser: Callable[[str], Any], default: str, doc: str, *, secret: bool = False) -> Any:
-    return field(repr=not secret,
-                 metadata={"env": env, "parser": parser, "default": default, "doc": doc, "secret": secret})
+def _setting(env: str, parser: Callable[[str], Any], default: str, doc: str, *, secret: bool = False,
+             shown: Callable[[str], str] | None = None) -> Any:
+    """A setting; ``secret`` ones are never shown, ``shown`` ones only through it (in errors)."""
+    return field(repr=not secret and shown is None,
+                 metadata={"env": env, "parser": parser, "default": default, "doc": doc, "secret": secret,
+                           "shown": shown})
 
 
 @dataclass(frozen=True)
@@ -488,10 +540,19 @@ class Settings:
     kis_account: str = _setting("KIS_ACCOUNT", parse_kis_account, "",
                                 "KIS account number 12345678-01 (--no-dry-run)", secret=True)
     database_url: str = _setting("DATABASE_URL", parse_database_url, "sqlite:///data/orchestrator.db",
-                                 "SQLAlchemy URL; a relative SQLite path is under the working directory")
+                                 "SQLAlchemy URL; a relative SQLite path is under the working directory",
+                                 shown=redact_passwords)
     simulation_database_url: str = _setting("ORCHESTRATOR_SIMULATION_DATABASE_URL", parse_database_url,
                                             "sqlite:///data/simulation.db",
-                                            "where `simulate` replays go by default, apart from the live account")
+                                            "where `simulate` replays go by default, apart from the live account",
+                                            shown=redact_passwords)
+    db_connect_timeout_seconds: int = _setting(
+        "ORCHESTRATOR_DB_CONNECT_TIMEOUT_SECONDS", parse_db_connect_timeout, "10",
+        "how long connecting to PostgreSQL may take before the command fails")
+    db_statement_timeout_seconds: int = _setting(
+        "ORCHESTRATOR_DB_STATEMENT_TIMEOUT_SECONDS", parse_db_statement_timeout, "300",
+        "longest one PostgreSQL statement may run (0: no limit; migrations have none); "
+        "SQLite waits up to 30 s for a lock instead")
     cache_dir: str = _setting("ORCHESTRATOR_CACHE_DIR", parse_text, "",
                               "where the calendar cache lives (default ~/.cache/krx-orchestrator)")
     log_level: str = _setting("LOG_LEVEL", parse_log_level, "INFO", "logging level")
@@ -532,7 +593,7 @@ def _parse_field(name: str, raw: Any, source: str) -> Any:
     try:
         return meta["parser"](raw)
     except ValueError as exc:
-        shown = "(hidden)" if meta["secret"] else _describe(raw)
+        shown = "(hidden)" if meta["secret"] else _describe(meta["shown"](raw) if meta["shown"] else raw)
         raise SettingsError(f"{source}={shown}: {exc}") from None
 
 

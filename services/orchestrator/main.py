@@ -12,7 +12,7 @@ import re
 import sys
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from typer.core import TyperGroup
 
 from services.common import alerts
 from services.common.job_api import Outcome
+from services.common.database import database_error_line
 from services.common.logging_setup import configure_logging
 from services.common.market_calendar import KRX_TZ, CalendarError
 from services.common.settings import (
@@ -32,11 +33,13 @@ from services.common.settings import (
     Settings,
     load_settings,
     read_env_file,
+    redact_passwords,
     unknown_variables,
 )
+from services.common.text import printable
 from services.orchestrator import reports
 from services.orchestrator.jobs import JOB_NAMES, JOBS, get_job
-from services.orchestrator.output import Format, console, emit, to_json
+from services.orchestrator.output import Format, console, emit, progress_columns, styled, to_json
 from services.orchestrator.runs import first_line
 from services.orchestrator.runtime import Runtime, load_market_calendar
 from services.orchestrator.scheduler import StopOnSignal, build_scheduler, schedule_catch_up
@@ -62,7 +65,7 @@ class OneLineErrorGroup(TyperGroup):
         except (ConfigurationError, CalendarError) as exc:
             code = _fail(str(exc), EXIT_USAGE)
         except SQLAlchemyError as exc:
-            code = _fail(f"database error: {_first_line(str(exc))}", EXIT_FAILED)
+            code = _fail(f"database error: {database_error_line(exc)}", EXIT_FAILED)
         except click_exceptions.ClickException as exc:
             code = _fail(exc.format_message(), exc.exit_code)
         except (typer.Abort, KeyboardInterrupt):
@@ -74,8 +77,14 @@ class OneLineErrorGroup(TyperGroup):
 
 
 def _fail(message: str, code: int) -> int:
-    typer.echo(f"Error: {_first_line(message)}", err=True)
+    _echo(f"Error: {redact_passwords(_first_line(message))}", err=True)
     return code
+
+
+def _echo(message: str, err: bool = False) -> None:
+    """One message line, its stored or typed text shown literally (control characters
+    as escapes)."""
+    typer.echo(printable(message), err=err)
 
 
 def _first_line(text: str) -> str:
@@ -255,9 +264,9 @@ def _print_start_banner(runtime: Runtime, jobs: List[Any], now: datetime) -> Non
         "schedule": s.schedule,
     } for s in statuses]
     out = console()
-    out.print(f"KRX orchestrator for [bold]{settings.user_id}[/bold] "
-              f"({'dry run' if settings.dry_run else 'LIVE'}, {settings.timezone}, "
-              f"data: {settings.data_provider}, db: {settings.redacted_database_url()})")
+    out.print(styled("KRX orchestrator for ", (settings.user_id, "bold"),
+                     f" ({'dry run' if settings.dry_run else 'LIVE'}, {settings.timezone}, "
+                     f"data: {settings.data_provider}, db: {settings.redacted_database_url()})"))
     emit(rows, ["job", "state", "next fire", "schedule"], Format.table, title="Schedule")
     _print_halt(reports.halt_view(_halt_record(runtime, settings.user_id), settings.tz), settings.user_id)
 
@@ -284,7 +293,7 @@ def run_job(
     with _alerting(settings):
         record = runtime.runner().run_now(job.name, trading_date)
     detail = _first_line(record.error or record.reason or to_json(record.summary or {}).replace("\n", " "))
-    typer.echo(f"{job.name} {trading_date}: {record.outcome.value}: {detail}")
+    _echo(f"{job.name} {trading_date}: {record.outcome.value}: {detail}")
     runtime.close()
     raise typer.Exit(EXIT_OK if record.outcome is Outcome.SUCCESS else EXIT_FAILED)
 
@@ -318,7 +327,9 @@ def status(
 
     JSON keys: now, halt (null if trading was never halted, else {halted, reason,
     halted_at, halted_by, resumed_at, resumed_by}), settings, calendar {valid_through,
-    warning}, jobs [{job, enabled, service_installed, schedule, next_fire_times, last_run}].
+    warning}, jobs [{job, enabled, service_installed, schedule, next_fire_times, last_run}],
+    waiting_elsewhere [{run_id, job, user_id, dry_run, scheduled_for, lease_until}]: other
+    accounts' runs whose holder died, left for an instance of their own account.
 
     Example: python -m services.orchestrator.main status --format json
     """
@@ -326,7 +337,8 @@ def status(
     settings = _settings(user_id=user_id)
     runtime = Runtime.create(settings)
     now = runtime.clock.now()
-    last_runs = runtime.ledger().last_runs(settings.user_id)
+    ledger = runtime.ledger()
+    last_runs = ledger.last_runs()
     statuses = reports.job_statuses(runtime.all_jobs, settings, runtime.triggers, now, last_runs)
     warning = reports.calendar_warning(runtime.calendar, now, [f for s in statuses for f in s.next_fires])
     document = {
@@ -335,6 +347,7 @@ def status(
         "settings": reports.settings_summary(settings),
         "calendar": {"valid_through": runtime.calendar.valid_through.isoformat(), "warning": warning},
         "jobs": [s.as_dict() for s in statuses],
+        "waiting_elsewhere": [reports.lapsed_run_view(row, settings.tz) for row in ledger.lapsed_elsewhere(now)],
     }
     runtime.close()
     if fmt is Format.json:
@@ -347,9 +360,9 @@ def _print_status(document: dict[str, Any]) -> None:
     out = console()
     _print_halt(document["halt"], document["settings"]["user_id"])
     for key, value in document["settings"].items():
-        out.print(f"{key:>22}: {value}")
+        out.print(styled(f"{key:>22}: {value}"))
     if document["settings"]["data_provider"] == "simulated":
-        out.print("[yellow]market data is SIMULATED (ORCHESTRATOR_DATA_PROVIDER=simulated)[/yellow]")
+        out.print(styled(("market data is SIMULATED (ORCHESTRATOR_DATA_PROVIDER=simulated)", "yellow")))
     rows = []
     for job in document["jobs"]:
         last = job["last_run"]
@@ -367,25 +380,32 @@ def _print_status(document: dict[str, Any]) -> None:
     emit(rows, ["job", "state", "next fire", "last run", "schedule"], Format.table,
          title=f"Jobs at {_short_time(document['now'])}")
     if document["calendar"]["warning"]:
-        out.print(f"[bold yellow]warning:[/bold yellow] {document['calendar']['warning']}")
+        out.print(styled(("warning:", "bold yellow"), f" {document['calendar']['warning']}"))
+    for run in document["waiting_elsewhere"]:
+        mode = "paper" if run["dry_run"] else "LIVE"
+        out.print(styled(("waiting:", "bold yellow"), f" run {run['run_id']} ({run['job']}, fire "
+                         f"{_short_time(run['scheduled_for'])}) of {run['user_id']} ({mode}) lost its holder; "
+                         "an instance of that account recovers it, not this one"))
     _print_halt(document["halt"], document["settings"]["user_id"])
 
 
 def _halt_record(runtime: Runtime, user_id: str) -> Any:
+    from services.common.database import snapshot_transaction
     from services.risk_manager.halts import halt_record
 
-    with runtime.session_factory()() as session:
-        return halt_record(session.connection(), user_id)
+    with snapshot_transaction(runtime.session_factory()) as connection:
+        return halt_record(connection, user_id)
 
 
 def _print_halt(halt: Optional[dict[str, Any]], user_id: str) -> None:
     """A halt in force, in bold red (status shows it above and below the table)."""
     if halt is None or not halt["halted"]:
         return
-    console().print(f"[bold red]TRADING HALTED for {user_id} since {_short_time(halt['halted_at'])} "
-                    f"(by {halt['halted_by']}): {halt['reason']}[/bold red]\n"
-                    "[red]no new positions open; protective exits still run. Resume with: "
-                    f"python -m services.orchestrator.main resume --user-id {user_id}[/red]")
+    out = console()
+    out.print(styled((f"TRADING HALTED for {user_id} since {_short_time(halt['halted_at'])} "
+                      f"(by {halt['halted_by']}): {halt['reason']}", "bold red")))
+    out.print(styled(("no new positions open; protective exits still run. Resume with: "
+                      f"python -m services.orchestrator.main resume --user-id {user_id}", "red")))
 
 
 def _short_time(iso: str) -> str:
@@ -462,9 +482,9 @@ def halt(reason: str = ReasonOption, user_id: Optional[str] = UserIdOption) -> N
                                      at=runtime.clock.now())
     runtime.close()
     since = current.halted_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
-    typer.echo(f"trading halted for {settings.user_id} since {since}: {current.reason}" if made else
-               f"trading was already halted for {settings.user_id} since {since} (by {current.halted_by}): "
-               f"{current.reason}")
+    _echo(f"trading halted for {settings.user_id} since {since}: {current.reason}" if made else
+          f"trading was already halted for {settings.user_id} since {since} (by {current.halted_by}): "
+          f"{current.reason}")
 
 
 @app.command()
@@ -482,10 +502,10 @@ def resume(user_id: Optional[str] = UserIdOption) -> None:
         resumed = resume_trading(session.connection(), settings.user_id, by=MANUAL, at=runtime.clock.now())
     runtime.close()
     if resumed is None:
-        typer.echo(f"trading is not halted for {settings.user_id}; nothing to resume")
+        _echo(f"trading is not halted for {settings.user_id}; nothing to resume")
         return
     since = resumed.halted_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
-    typer.echo(f"trading resumed for {settings.user_id} (halted since {since}: {resumed.reason})")
+    _echo(f"trading resumed for {settings.user_id} (halted since {since}: {resumed.reason})")
 
 
 @app.command()
@@ -522,7 +542,7 @@ def backfill(
 
     Example: python -m services.orchestrator.main backfill --start 2026-01-02 --end 2026-03-31
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress
 
     from services.data_collector.collector import backfill as collect_range
     from services.data_collector.providers.factory import make_provider
@@ -533,12 +553,11 @@ def backfill(
     runtime = Runtime.create(settings)
     days = _closed_sessions(runtime, start_day, end_day)
     if not days:
-        typer.echo(f"no KRX sessions from {start_day} to {end_day}; nothing to collect")
+        _echo(f"no KRX sessions from {start_day} to {end_day}; nothing to collect")
         raise typer.Exit(EXIT_OK)
     provider = make_provider(settings, runtime.clock, runtime.calendar)
     session_factory = runtime.session_factory()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console(), transient=False) as progress:
+    with Progress(*progress_columns(), console=console(), transient=False) as progress:
         task = progress.add_task("backfill", total=len(days))
 
         def advance(day: date, status: str) -> None:
@@ -548,11 +567,11 @@ def backfill(
                                now=runtime.clock.now, force=force, on_progress=advance)
     runtime.close()
     summary = report.summary()
-    typer.echo(f"{summary['sessions_collected']} collected, {summary['sessions_skipped']} already complete, "
-               f"{summary['sessions_failed']} failed; {summary['price_rows']} price rows, "
-               f"{summary['rejected_rows']} rows rejected")
+    _echo(f"{summary['sessions_collected']} collected, {summary['sessions_skipped']} already complete, "
+          f"{summary['sessions_failed']} failed; {summary['price_rows']} price rows, "
+          f"{summary['rejected_rows']} rows rejected")
     for day, error in sorted(report.failed.items()):
-        typer.echo(f"failed {day}: {error}", err=True)
+        _echo(f"failed {day}: {error}", err=True)
     raise typer.Exit(EXIT_FAILED if report.failed else EXIT_OK)
 
 
@@ -588,14 +607,18 @@ def simulate(
     mode: every fire of the enabled jobs in time order, from the scheduler's own
     triggers, through the scheduler's own job wrapper. Prints a summary; --report DIR
     adds the charts and CSVs. A replay resumes one that was interrupted, and never
-    runs a fire twice. Exit 1 if a fire failed.
+    runs a fire twice (one that failed on the database runs again). Exit 1 if a fire
+    failed; exit 2 if --start is before the market-rule tables, or another replay is
+    writing to the database.
 
     Example: python -m services.orchestrator.main simulate --start 2026-10-20 --end 2026-11-20 --report report
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress
 
     from services.common.settings import parse_database_url
+    from services.orchestrator.replay import OutsideMarketRules, check_market_rules
     from services.orchestrator.replay import simulate as replay_schedule
+    from services.orchestrator.replay_lock import ReplayBusy
     from services.orchestrator.replay_report import summarize, write_report
 
     start_day, end_day = _parse_day(start_text, "--start"), _parse_day(end_text, "--end")
@@ -612,24 +635,31 @@ def simulate(
         raise typer.BadParameter(f"{report} is a file; expected a directory (new or existing)",
                                  param_hint="'--report'")
     settings = replace(settings, database_url=url)
+    try:
+        check_market_rules(settings, start_day)
+    except OutsideMarketRules as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--start'") from None
     calendar = load_market_calendar(settings)
     for day in (start_day, end_day):
         calendar.session(day)  # a date outside the calendar data: one line, exit 2
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("services").setLevel(logging.WARNING)  # the progress bar, not a line per fire
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console(), transient=False) as progress:
+    with Progress(*progress_columns(), console=console(), transient=False) as progress:
         task = progress.add_task("replay")
 
         def announce(fires: Any) -> None:
             progress.update(task, total=len(fires))
-            progress.console.print(f"replaying {len(fires)} fires, {start_day} to {end_day}, for "
-                                   f"{settings.user_id} (paper) into {settings.redacted_database_url()}")
+            progress.console.print(styled(f"replaying {len(fires)} fires, {start_day} to {end_day}, for "
+                                          f"{settings.user_id} (paper) into {settings.redacted_database_url()}"))
 
         def advance(fire: Any, record: Any) -> None:
             progress.update(task, advance=1, description=f"{fire.at:%Y-%m-%d %H:%M} {fire.job}")
 
-        simulation = replay_schedule(settings, start_day, end_day, on_fires=announce, on_fire=advance)
+        try:
+            simulation = replay_schedule(settings, start_day, end_day, on_fires=announce, on_fire=advance)
+        except ReplayBusy as exc:
+            raise typer.BadParameter(f"{exc}: wait for it to end, or replay into another database",
+                                     param_hint="'--database-url'") from None
     runtime, jobs = simulation.runtime, sorted({fire.job for fire in simulation.fires}, key=JOB_NAMES.index)
     try:
         sessions = len(runtime.calendar.sessions(start_day, end_day))
@@ -640,7 +670,7 @@ def simulate(
             for path in write_report(report, runtime.session_factory(), user_id=settings.user_id,
                                      start=start_day, end=end_day, tz=settings.tz,
                                      initial_equity=summary.initial_equity):
-                typer.echo(f"wrote {path}")
+                _echo(f"wrote {path}")
     finally:
         runtime.close()
     raise typer.Exit(EXIT_FAILED if simulation.failed else EXIT_OK)
@@ -721,10 +751,11 @@ def migrate() -> None:
     from services.common.database import create_db_engine, migrate as apply_migrations
 
     settings = _settings()
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(settings.database_url, connect_timeout_seconds=settings.db_connect_timeout_seconds,
+                              statement_timeout_seconds=settings.db_statement_timeout_seconds)
     revision = apply_migrations(engine)
     engine.dispose()
-    typer.echo(f"database {settings.redacted_database_url()} is at revision {revision}")
+    _echo(f"database {settings.redacted_database_url()} is at revision {revision}")
 
 
 def main() -> None:

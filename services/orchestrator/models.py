@@ -12,12 +12,13 @@ from services.common.database import Base, UTCDateTime
 
 
 class JobRun(Base):
-    """A fire claimed by one orchestrator: unique by ``(job_name, user_id, scheduled_for,
-    attempt)``; the first attempt is the claim every instance races for."""
+    """A fire claimed by one orchestrator: unique by ``(job_name, user_id, dry_run,
+    scheduled_for, attempt)``; the first attempt is the claim every instance of the
+    account (user and mode) races for."""
 
     __tablename__ = "job_runs"
     __table_args__ = (
-        UniqueConstraint("job_name", "user_id", "scheduled_for", "attempt", name="uq_job_runs_fire"),
+        UniqueConstraint("job_name", "user_id", "dry_run", "scheduled_for", "attempt", name="uq_job_runs_fire"),
         Index("ix_job_runs_job_scheduled", "job_name", "scheduled_for"),
         # the running rows only: the lease sweep's, and nothing to update at every finish
         Index("ix_job_runs_lease", "lease_until", sqlite_where=text("outcome = 'running'"),
@@ -36,6 +37,8 @@ class JobRun(Base):
     finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int]
+    # the writing process's random id: host and pid repeat (pid 1 in every container)
+    instance_id: Mapped[Optional[str]] = mapped_column(String(32))
     error: Mapped[Optional[str]] = mapped_column(Text)
     reason: Mapped[Optional[str]] = mapped_column(Text)
     summary: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)

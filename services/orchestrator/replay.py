@@ -4,12 +4,20 @@ The fire times come from the very triggers ``start`` schedules, and each fire ru
 through the very wrapper ``start`` uses (:meth:`JobRunner.run_fire`: claim, guards,
 job, ledger row), with the clock set to the fire time. Nothing sleeps and no schedule
 or job is written a second time. Ledger rows are marked ``origin = simulate``.
+
+One replay at a time writes to a database (:mod:`replay_lock`). A replay run again on
+a range resumes it: fires already run are left as they are; a fire a killed replay left
+running, or whose last attempt failed on the database or was interrupted, runs again
+(as its next attempt). A fire failing on the database stops the replay there: the fires
+after it would build on what it did not write.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
@@ -17,15 +25,39 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from services.common.clock import FixedClock
 from services.common.job_api import Outcome
+from services.common.krx_market import PRICE_LIMIT_SINCE, TICK_TABLE_SINCE
 from services.common.market_calendar import KRX_TZ
 from services.common.settings import Settings
 from services.orchestrator.jobs import JobSpec
-from services.orchestrator.runs import SIMULATE, JobRunner, RunRecord
+from services.orchestrator.replay_lock import replay_lock
+from services.orchestrator.runs import DATABASE_ERROR, SIMULATE, JobRunner, RunRecord
 from services.orchestrator.runtime import Runtime
 from services.orchestrator.triggers import CalendarTrigger
 
 logger = logging.getLogger(__name__)
 
+
+class OutsideMarketRules(ValueError):
+    """A replay from a day before a market-rule table the paper broker uses holds."""
+
+
+def market_rules_start(settings: Settings) -> tuple[date, str]:
+    """The first day all the dated market-rule tables cover, and the table that starts
+    last (each table declares its own first day)."""
+    from services.trading_engine.fees import FeeSchedule
+
+    return max((TICK_TABLE_SINCE, "the KRX tick-size table"),
+               (PRICE_LIMIT_SINCE, "the KRX +-30% daily price limit"),
+               (FeeSchedule.from_settings(settings).taxed_since, "ORCHESTRATOR_SELL_TAX_SCHEDULE"))
+
+
+def check_market_rules(settings: Settings, start: date) -> None:
+    """Refuse a replay from ``start`` if a table does not cover it: its trades would be
+    priced on the wrong tick grid or band, or have no sell tax and be cancelled."""
+    first, table = market_rules_start(settings)
+    if start < first:
+        raise OutsideMarketRules(f"{start} is before {first}, the first day {table} covers; "
+                                 f"expected {first} or later")
 
 
 @dataclass(frozen=True)
@@ -51,18 +83,30 @@ def replay_fires(jobs: Sequence[JobSpec], triggers: Mapping[str, CalendarTrigger
 
 def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
            on_fire: Callable[[Fire, RunRecord | None], None] | None = None) -> list[RunRecord | None]:
-    """Run ``fires`` in order on ``clock``. A fire an earlier replay of this database
-    already ran is left as it is (``None``); one a killed replay left running runs again."""
+    """Run ``fires`` in order on ``clock``, holding the database's replay lock. A fire an
+    earlier replay of this database already ran is left as it is (``None``); one a killed
+    replay left running, or whose last attempt failed on the database or was interrupted,
+    runs again. Stops after a fire that failed on the database."""
     released = runner.ledger.release_interrupted(SIMULATE)
     if released:
         logger.warning("%d fires left running by an interrupted replay will run again", released)
+    retry = runner.ledger.retryable(SIMULATE)
+    if retry:
+        logger.warning("%d fires that failed on the database or were interrupted will run again", len(retry))
     records = []
     for fire in fires:
         clock.set(fire.at)
-        record = runner.run_fire(fire.job, fire.at, origin=SIMULATE)
+        attempt = retry.get((fire.job, fire.at))
+        record = runner.run_fire(fire.job, fire.at, origin=SIMULATE) if attempt is None \
+            else runner.retry_fire(fire.job, fire.at, attempt + 1, origin=SIMULATE)
         records.append(record)
         if on_fire is not None:
             on_fire(fire, record)
+        if record is not None and record.outcome is Outcome.FAILED and (record.error or "").startswith(
+                DATABASE_ERROR):
+            logger.warning("replay stopped at %s %s: %s; replaying the range again runs it again and goes on",
+                           fire.job, fire.at.isoformat(), record.error)
+            break
     return records
 
 
@@ -84,21 +128,28 @@ def simulate(settings: Settings, start: date, end: date, *,
     the configured timezone) in paper mode, into ``settings.database_url``. The caller
     closes ``runtime``."""
     settings = replace(settings, dry_run=True)
+    check_market_rules(settings, start)
     first, last = replay_window(start, end)
     clock = FixedClock(first)
     runtime = Runtime.create(settings, clock=clock)
     for day in (start, end):
         runtime.calendar.session(day)  # a date outside the calendar data raises CalendarError
-    jobs = [job for job in runtime.enabled_jobs if job.service_available()]
-    for job in jobs:
-        job.run_preflight(settings, clock, runtime.calendar)  # as ``start`` does: e.g. pykrx credentials
-    fires = replay_fires(jobs, runtime.triggers, first, last)
-    if on_fires is not None:
-        on_fires(fires)
-    market = _shared_market(settings, clock, runtime)
-    with _setup_frozen():
-        records = replay(runtime.runner(origin=SIMULATE), clock, fires, on_fire)
-    del market
+    try:
+        engine = runtime.session_factory().kw["bind"]  # migrated (under the migration lock) first
+        with replay_lock(engine, f"simulate {start}..{end} pid {os.getpid()} on {socket.gethostname()}"):
+            jobs = [job for job in runtime.enabled_jobs if job.service_available()]
+            for job in jobs:
+                job.run_preflight(settings, clock, runtime.calendar)  # as ``start`` does: e.g. pykrx credentials
+            fires = replay_fires(jobs, runtime.triggers, first, last)
+            if on_fires is not None:
+                on_fires(fires)
+            market = _shared_market(settings, clock, runtime)
+            with _setup_frozen():
+                records = replay(runtime.runner(origin=SIMULATE), clock, fires, on_fire)
+            del market
+    except BaseException:
+        runtime.close()
+        raise
     return Simulation(runtime, fires, records)
 
 

@@ -154,3 +154,10 @@ def history_row(run: JobRun, tz: ZoneInfo) -> dict[str, Any]:
         "error": run.error,
         "summary": run.summary,
     }
+
+
+def lapsed_run_view(row: Any, tz: ZoneInfo) -> dict[str, Any]:
+    """Another account's run whose holder died (a ``job_runs`` row) as plain data."""
+    return {"run_id": row.id, "job": row.job_name, "user_id": row.user_id, "dry_run": row.dry_run,
+            "scheduled_for": row.scheduled_for.astimezone(tz).isoformat(),
+            "lease_until": row.lease_until.astimezone(tz).isoformat()}

@@ -1,7 +1,7 @@
 """The run ledger and the one wrapper every job runs through.
 
 Every fire (scheduled, caught up or ``run-job``) is claimed by inserting its row,
-unique by ``(job_name, user_id, scheduled_for, attempt)``, before the job runs: a
+unique by ``(job_name, user_id, dry_run, scheduled_for, attempt)``, before the job runs: a
 second orchestrator on the same database fails the insert and leaves the fire alone.
 
 The claim carries a lease (``lease_until``) that the holder renews while the job
@@ -9,6 +9,10 @@ runs. When a holder dies, its lease lapses: another instance records that run
 ``failed`` (abandoned) and, while the fire is still inside its deadline, runs it
 again as the next attempt. Every job's writes are idempotent, so a second attempt
 completes what the first left, without duplicates.
+
+A ledger is bound to one account (user and mode), its instance's: it claims, recovers
+and re-runs that account's fires only. Another account's lapsed run waits for an
+instance of its own; this one only reports it.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import logging
 import os
 import socket
 import threading
+import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, bindparam, func, insert, select, text, update
+from sqlalchemy import Engine, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -30,7 +35,7 @@ from sqlalchemy.orm import sessionmaker
 from services.common.alerts import Alert, raise_alert
 from services.common.clock import Clock
 from services.common.database import database_error_line, dialect_insert
-from services.common.job_api import JobContext, JobResult, Origin, Outcome
+from services.common.job_api import Account, JobContext, JobResult, Origin, Outcome
 from services.common.market_calendar import MarketCalendar
 from services.common.memory import release_memory
 from services.common.settings import ConfigurationError, Settings
@@ -50,14 +55,18 @@ _FINISH = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
 _FINISH_HELD = _FINISH.where(_RUNS.c.outcome == Outcome.RUNNING.value)  # fenced: not once taken over
 _RENEW = update(_RUNS).where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)),
                              _RUNS.c.outcome == Outcome.RUNNING.value).values(lease_until=bindparam("until"))
-_LAPSED = select(_RUNS).where(text("outcome = 'running'"),  # literal: ix_job_runs_lease holds these rows
-                              _RUNS.c.lease_until < bindparam("now"))
+#: the ledger's own account (not ``user_id``/``dry_run``: an UPDATE reserves its columns' names)
+_MINE = (_RUNS.c.user_id == bindparam("owner")) & (_RUNS.c.dry_run == bindparam("mode"))
+_LAPSED_ANY = select(_RUNS).where(text("outcome = 'running'"),  # literal: ix_job_runs_lease holds these rows
+                                  _RUNS.c.lease_until < bindparam("now")).order_by(_RUNS.c.id)
+_LAPSED = _LAPSED_ANY.where(_MINE)
+_LAPSED_ELSEWHERE = _LAPSED_ANY.where(~_MINE)
 _RUNNING_OTHER = select(_RUNS.c.id, _RUNS.c.scheduled_for, _RUNS.c.host, _RUNS.c.pid).where(
-    text("outcome = 'running'"), _RUNS.c.job_name == bindparam("job_name"), _RUNS.c.user_id == bindparam("user_id"),
-    _RUNS.c.dry_run == bindparam("dry_run"), _RUNS.c.origin.in_(bindparam("origins", expanding=True)),
+    text("outcome = 'running'"), _RUNS.c.job_name == bindparam("job_name"), _MINE,
+    _RUNS.c.origin.in_(bindparam("origins", expanding=True)),
     _RUNS.c.lease_until >= bindparam("now"), _RUNS.c.id != bindparam("exclude")).limit(1)
 _ABANDON = update(_RUNS).where(
-    _RUNS.c.id == bindparam("run_id"), _RUNS.c.outcome == Outcome.RUNNING.value,
+    _RUNS.c.id == bindparam("run_id"), _MINE, _RUNS.c.outcome == Outcome.RUNNING.value,
     _RUNS.c.lease_until < bindparam("now")).values(
     outcome=Outcome.FAILED.value, finished_at=bindparam("now"), error=bindparam("error"), lease_until=None)
 
@@ -69,6 +78,30 @@ RECOVERABLE_ORIGINS = (SCHEDULE, CATCH_UP, RECOVERY)
 #: After downtime, fires up to this far back (since each job's last recorded fire) are
 #: recorded as missed; older ones are not looked for.
 DOWNTIME_LOOKBACK = timedelta(days=7)
+
+#: How the ledger's error starts when the database failed the job (``_execute``), and
+#: when the run was interrupted (``_run_claimed``). Neither is the job's own failure: its
+#: transaction rolled back, so a replay run again retries them (:meth:`RunLedger.retryable`).
+DATABASE_ERROR, INTERRUPTED = "database error:", "interrupted:"
+RETRIED_ERRORS = (DATABASE_ERROR, INTERRUPTED)
+
+
+def _new_instance_id() -> str:
+    return uuid.uuid4().hex
+
+
+#: This process's random id, written into every run it claims: host and pid do not tell
+#: a process apart (a restarted container is pid 1 again, often on the same host name).
+#: A forked child gets its own.
+INSTANCE_ID = _new_instance_id()
+
+
+def _renew_instance_id() -> None:
+    global INSTANCE_ID
+    INSTANCE_ID = _new_instance_id()
+
+
+os.register_at_fork(after_in_child=_renew_instance_id)
 
 
 @dataclass(frozen=True)
@@ -86,25 +119,29 @@ class RunRecord:
 
 
 class RunLedger:
-    """Reads and writes ``job_runs``; each call is its own short transaction."""
+    """Reads and writes ``job_runs`` for one ``account``; each call is its own short
+    transaction. Every row it writes is that account's, whatever row it was shown."""
 
-    def __init__(self, session_factory: sessionmaker[DbSession], clock: Clock, lease: timedelta) -> None:
+    def __init__(self, session_factory: sessionmaker[DbSession], clock: Clock, lease: timedelta,
+                 account: Account) -> None:
         self.lease = lease
+        self.account = account
+        self._mine = {"owner": account.user_id, "mode": account.dry_run}  # for _MINE
+        self._row = {"user_id": account.user_id, "dry_run": account.dry_run}  # for the rows written
         self._sessions = session_factory
         self._engine: Engine = session_factory.kw["bind"]
         self._clock = clock
         self._host = socket.gethostname()[:255]
         self._pid = os.getpid()
+        self.instance_id = INSTANCE_ID
 
     def claim(
         self,
         job_name: str,
-        user_id: str,
         scheduled_for: datetime,
         *,
         trading_date: date | None,
         origin: str,
-        dry_run: bool,
         outcome: Outcome = Outcome.RUNNING,
         reason: str | None = None,
         attempt: int = 1,
@@ -116,11 +153,11 @@ class RunLedger:
         try:
             with self._engine.begin() as connection:
                 return int(connection.execute(_CLAIM, {
-                    "job_name": job_name, "user_id": user_id, "scheduled_for": scheduled_for,
-                    "trading_date": trading_date, "origin": origin, "dry_run": dry_run,
+                    **self._row, "job_name": job_name, "scheduled_for": scheduled_for,
+                    "trading_date": trading_date, "origin": origin,
                     "outcome": outcome.value, "started_at": now, "finished_at": None if running else now,
-                    "host": self._host, "pid": self._pid, "reason": reason, "attempt": attempt,
-                    "lease_until": now + self.lease if running else None}).scalar_one())
+                    "host": self._host, "pid": self._pid, "instance_id": self.instance_id, "reason": reason,
+                    "attempt": attempt, "lease_until": now + self.lease if running else None}).scalar_one())
         except IntegrityError:
             return None
 
@@ -130,43 +167,50 @@ class RunLedger:
             with self._engine.begin() as connection:
                 connection.execute(_RENEW, {"run_ids": list(run_ids), "until": self._clock.now() + self.lease})
 
-    def running_other(self, job_name: str, user_id: str, dry_run: bool, now: datetime, *,
-                      exclude: int = 0) -> Any:
-        """Another scheduled (not manual) run of the job for the user and mode whose
-        holder is alive (its lease holds at ``now``), on any instance; None if none."""
+    def running_other(self, job_name: str, now: datetime, *, exclude: int = 0) -> Any:
+        """Another scheduled (not manual) run of the job for this account whose holder
+        is alive (its lease holds at ``now``), on any instance; None if none."""
         with self._engine.connect() as connection:
             return connection.execute(_RUNNING_OTHER, {
-                "job_name": job_name, "user_id": user_id, "dry_run": dry_run, "now": now, "exclude": exclude,
+                **self._mine, "job_name": job_name, "now": now, "exclude": exclude,
                 "origins": list(RECOVERABLE_ORIGINS)}).first()
 
     def lapsed(self, now: datetime) -> list[Any]:
-        """Running rows whose lease ran out before ``now``: their holder is gone."""
+        """This account's running rows whose lease ran out before ``now``: their holder
+        is gone."""
         with self._engine.connect() as connection:
-            return list(connection.execute(_LAPSED, {"now": now}).all())
+            return list(connection.execute(_LAPSED, {**self._mine, "now": now}).all())
+
+    def lapsed_elsewhere(self, now: datetime) -> list[Any]:
+        """Other accounts' running rows whose lease ran out before ``now``: they wait for
+        an instance of their own account, never for this one."""
+        with self._engine.connect() as connection:
+            return list(connection.execute(_LAPSED_ELSEWHERE, {**self._mine, "now": now}).all())
 
     def abandon(self, run_id: int, now: datetime, error: str) -> bool:
         """Record a lapsed run failed; False if it was renewed, finished or taken meanwhile."""
         return self.take_over(run_id, now, error) is not None
 
     def take_over(self, run_id: int, now: datetime, error: str, *, rerun: Any = None) -> int | None:
-        """Record a lapsed run failed and, given its row as ``rerun``, claim its next
-        attempt, in one transaction (a crash in between loses no fire). None if the run
-        was renewed, finished or taken meanwhile; else the new attempt's id (0: none)."""
+        """Record a lapsed run of this account failed and, given its row as ``rerun``,
+        claim its next attempt, in one transaction (a crash in between loses no fire).
+        None if the run was renewed, finished, taken meanwhile or is another account's;
+        else the new attempt's id (0: none)."""
         with self._engine.begin() as connection:
-            if not connection.execute(_ABANDON, {"run_id": run_id, "now": now, "error": error}).rowcount:
+            if not connection.execute(_ABANDON, {**self._mine, "run_id": run_id, "now": now,
+                                                 "error": error}).rowcount:
                 return None
             if rerun is None:
                 return 0
             return int(connection.execute(_CLAIM, {
-                "job_name": rerun.job_name, "user_id": rerun.user_id, "scheduled_for": rerun.scheduled_for,
-                "trading_date": rerun.trading_date, "origin": RECOVERY, "dry_run": rerun.dry_run,
+                **self._row, "job_name": rerun.job_name, "scheduled_for": rerun.scheduled_for,
+                "trading_date": rerun.trading_date, "origin": RECOVERY,
                 "outcome": Outcome.RUNNING.value, "started_at": now, "finished_at": None, "host": self._host,
-                "pid": self._pid, "reason": None, "attempt": rerun.attempt + 1,
+                "pid": self._pid, "instance_id": self.instance_id, "reason": None, "attempt": rerun.attempt + 1,
                 "lease_until": now + self.lease}).scalar_one())
 
     def record_many(
-        self, fires: Sequence[tuple[str, datetime, date | None]], user_id: str, outcome: Outcome,
-        reason: str, *, origin: str, dry_run: bool,
+        self, fires: Sequence[tuple[str, datetime, date | None]], outcome: Outcome, reason: str, *, origin: str,
     ) -> list[tuple[int, tuple[str, datetime, date | None]]]:
         """Record finished rows (e.g. missed fires) in one transaction; fires already
         recorded are left alone. Returns the rows written with their ids."""
@@ -177,10 +221,12 @@ class RunLedger:
             for fire in fires:
                 job_name, scheduled_for, trading_date = fire
                 statement = dialect_insert(connection, JobRun.__table__).values(
-                    job_name=job_name, user_id=user_id, scheduled_for=scheduled_for,
-                    trading_date=trading_date, origin=origin, dry_run=dry_run, outcome=outcome.value,
-                    started_at=now, finished_at=now, host=self._host, pid=self._pid, reason=reason,
-                ).on_conflict_do_nothing(index_elements=["job_name", "user_id", "scheduled_for", "attempt"])
+                    **self._row, job_name=job_name, scheduled_for=scheduled_for,
+                    trading_date=trading_date, origin=origin, outcome=outcome.value,
+                    started_at=now, finished_at=now, host=self._host, pid=self._pid, instance_id=self.instance_id,
+                    reason=reason,
+                ).on_conflict_do_nothing(
+                    index_elements=["job_name", "user_id", "dry_run", "scheduled_for", "attempt"])
                 run_id = connection.execute(statement.returning(JobRun.__table__.c.id)).scalar()
                 if run_id is not None:
                     written.append((run_id, fire))
@@ -196,22 +242,53 @@ class RunLedger:
         return len(dead)
 
     def release_interrupted(self, origin: str) -> int:
-        """Delete this host's ``running`` rows of ``origin`` whose process is gone, so
-        their fires can be claimed again (a replay resumes where a killed one stopped;
-        every job's writes are idempotent, so running one again is safe)."""
+        """Delete this account's ``running`` rows of ``origin`` that this instance does not
+        hold, so their fires can be claimed again (a replay resumes where a killed one
+        stopped; every job's writes are idempotent, so running one again is safe).
+
+        Only for a caller that no other process can be writing such rows beside: a replay
+        holds its database's replay lock, so whoever left them (any host, any pid, this
+        pid too) is gone."""
         with self._sessions.begin() as session:
-            dead = self._dead_running_rows(session, origin)
+            dead = list(session.scalars(select(JobRun).where(
+                JobRun.outcome == Outcome.RUNNING.value, JobRun.origin == origin, *self._account_rows(),
+                self._not_this_process())))
             for row in dead:
                 session.delete(row)
         return len(dead)
 
+    def retryable(self, origin: str) -> dict[tuple[str, datetime], int]:
+        """This account's fires of ``origin`` whose latest attempt failed on the database
+        or was interrupted (:data:`RETRIED_ERRORS`): that attempt, by (job, fire time)."""
+        mine = (JobRun.origin == origin, *self._account_rows())
+        latest = (select(JobRun.job_name, JobRun.scheduled_for, func.max(JobRun.attempt).label("attempt"))
+                  .where(*mine).group_by(JobRun.job_name, JobRun.scheduled_for).subquery())
+        query = (select(JobRun.job_name, JobRun.scheduled_for, JobRun.attempt)
+                 .join(latest, (JobRun.job_name == latest.c.job_name)
+                       & (JobRun.scheduled_for == latest.c.scheduled_for) & (JobRun.attempt == latest.c.attempt))
+                 .where(*mine, JobRun.outcome == Outcome.FAILED.value,
+                        or_(*(JobRun.error.startswith(prefix, autoescape=True) for prefix in RETRIED_ERRORS))))
+        with self._engine.connect() as connection:
+            return {(job, at): attempt for job, at, attempt in connection.execute(query)}
+
     def _dead_running_rows(self, session: DbSession, origin: str | None = None) -> list[JobRun]:
-        """This host's ``running`` rows (of ``origin``, if given) whose process is gone."""
+        """This host's ``running`` rows (of ``origin``, if given) whose process is gone:
+        another pid that no longer runs, or this very pid under another instance id (the
+        pid was reused, as pid 1 is by every container)."""
         query = select(JobRun).where(JobRun.outcome == Outcome.RUNNING.value, JobRun.host == self._host,
-                                     JobRun.pid != self._pid)
+                                     self._not_this_process())
         if origin is not None:
             query = query.where(JobRun.origin == origin)
-        return [row for row in session.scalars(query) if not _process_alive(row.pid)]
+        return [row for row in session.scalars(query) if row.pid == self._pid or not _process_alive(row.pid)]
+
+    def _not_this_process(self) -> Any:
+        """Rows another process wrote: its host, pid or instance id differs from ours (a
+        NULL instance id was written before there were any: 0010_run_instances)."""
+        return or_(JobRun.host != self._host, JobRun.pid != self._pid, JobRun.instance_id.is_(None),
+                   JobRun.instance_id != self.instance_id)
+
+    def _account_rows(self) -> tuple[Any, ...]:
+        return JobRun.user_id == self.account.user_id, JobRun.dry_run == self.account.dry_run
 
     def finish(
         self,
@@ -230,22 +307,24 @@ class RunLedger:
             logger.error("run %s ended %s after its claim was taken over (its lease had lapsed); the ledger "
                          "keeps it as abandoned", run_id, outcome.value)
 
-    def latest_fire(self, job_name: str, user_id: str, origins: Sequence[str]) -> datetime | None:
+    def latest_fire(self, job_name: str, origins: Sequence[str]) -> datetime | None:
+        """This account's latest recorded fire of ``job_name`` among ``origins``."""
         with self._sessions() as session:
             return session.scalar(
                 select(func.max(JobRun.scheduled_for)).where(
                     JobRun.job_name == job_name,
-                    JobRun.user_id == user_id,
+                    JobRun.user_id == self.account.user_id,
+                    JobRun.dry_run == self.account.dry_run,
                     JobRun.origin.in_(origins),
                 )
             )
 
-    def last_runs(self, user_id: str) -> dict[str, JobRun]:
-        """The most recent row of each job for ``user_id``."""
+    def last_runs(self) -> dict[str, JobRun]:
+        """The most recent row of each job for this account."""
         with self._sessions() as session:
             latest = (
                 select(JobRun.job_name, func.max(JobRun.id).label("id"))
-                .where(JobRun.user_id == user_id)
+                .where(JobRun.user_id == self.account.user_id, JobRun.dry_run == self.account.dry_run)
                 .group_by(JobRun.job_name)
                 .subquery()
             )
@@ -286,10 +365,12 @@ class JobRunner:
         self.calendar = calendar
         self.triggers = triggers
         self.origin = origin
-        self.ledger = RunLedger(session_factory, clock, timedelta(seconds=settings.run_lease_seconds))
+        self.account = Account.of(settings)
+        self.ledger = RunLedger(session_factory, clock, timedelta(seconds=settings.run_lease_seconds), self.account)
         self._heartbeat = Heartbeat(self.ledger, settings.run_lease_seconds / 3)
         self._stopping = threading.Event()
         self._calendar_checked_on: date | None = None
+        self._reported_elsewhere: set[int] = set()  # other accounts' lapsed runs, alerted once
 
     def job(self, name: str) -> JobSpec:
         return get_job(name, self.jobs)
@@ -339,21 +420,13 @@ class JobRunner:
                 f"too late: {_seconds(late_by)} s past the deadline {deadline.isoformat()}",
                 origin=origin,
             )
-        return self._claim_and_run(job, fire_time, trading_date, origin or self.origin,
-                                   dry_run=self.settings.dry_run, user_id=self.settings.user_id)
+        return self._claim_and_run(job, fire_time, trading_date, origin or self.origin)
 
-    def run_now(
-        self, job_name: str, trading_date: date, *, dry_run: bool | None = None,
-        user_id: str | None = None, origin: str = MANUAL,
-    ) -> RunRecord:
+    def run_now(self, job_name: str, trading_date: date, *, origin: str = MANUAL) -> RunRecord:
         """``run-job`` (and start-up catch-up): run now for ``trading_date``, recorded
         like a scheduled run."""
         job = self.job(job_name)
-        record = self._claim_and_run(
-            job, self.clock.now(), trading_date, origin,
-            dry_run=self.settings.dry_run if dry_run is None else dry_run,
-            user_id=user_id or self.settings.user_id,
-        )
+        record = self._claim_and_run(job, self.clock.now(), trading_date, origin)
         assert record is not None  # a manual run's moment is its own; nothing else claims it
         return record
 
@@ -377,6 +450,19 @@ class JobRunner:
         """Catch-up loops stop between two fires (on SIGINT/SIGTERM)."""
         self._stopping.set()
 
+    def retry_fire(self, job_name: str, fire_time: datetime, attempt: int, *, origin: str) -> RunRecord | None:
+        """Run a fire again as ``attempt``, its previous attempt having failed on the
+        database or been interrupted (a replay run again retries those: see
+        :meth:`RunLedger.retryable`); None if another run claimed that attempt."""
+        job = self.job(job_name)
+        trading_date = self.triggers[job_name].trading_date(fire_time)
+        run_id = self.ledger.claim(job_name, fire_time, trading_date=trading_date, origin=origin, attempt=attempt)
+        if run_id is None:
+            logger.info("%s %s: attempt %d claimed by another run; leaving it", job_name, fire_time.isoformat(),
+                        attempt)
+            return None
+        return self._run_claimed(job, fire_time, trading_date, origin, run_id=run_id)
+
     def catch_up_on_start(self, now: datetime) -> list[RunRecord]:
         """Run each job that keeps a history (``catch_up_on_start``) once for its latest
         trading date; the job fills what is missing, or says there was nothing."""
@@ -395,7 +481,7 @@ class JobRunner:
         """A fire that came while the previous run of the job in this process was still
         running (APScheduler's one-instance rule): recorded skipped, and alerted."""
         trading_date = self.triggers[job_name].trading_date(fire_time)
-        busy = self.ledger.running_other(job_name, self.settings.user_id, self.settings.dry_run, self.clock.now())
+        busy = self.ledger.running_other(job_name, self.clock.now())
         reason = "previous run still running" if busy is None else overlap_reason(busy, fire_time, self.settings.tz)
         return self._skip_overlapping(self.job(job_name), fire_time, trading_date, reason, SCHEDULE)
 
@@ -405,7 +491,7 @@ class JobRunner:
         missed: list[tuple[str, datetime]] = []
         for job_name in self.scheduled_jobs():
             trigger = self.triggers[job_name]
-            last = self.ledger.latest_fire(job_name, self.settings.user_id, (SCHEDULE, CATCH_UP))
+            last = self.ledger.latest_fire(job_name, (SCHEDULE, CATCH_UP))
             if last is None:
                 continue  # a job that never ran here has no history to catch up
             start = max(last + timedelta(microseconds=1), now - DOWNTIME_LOOKBACK)
@@ -435,12 +521,15 @@ class JobRunner:
         return self.ledger.expire_dead_runs()
 
     def recover_abandoned(self) -> list[RunRecord]:
-        """Runs whose holder stopped renewing its lease (any host) are recorded
-        ``failed: abandoned``; a fire still inside its deadline runs again as the next
-        attempt. Every instance calls this; each lapsed run is recovered by one."""
+        """This account's runs whose holder stopped renewing its lease (any host) are
+        recorded ``failed: abandoned``; a fire still inside its deadline runs again as
+        the next attempt. Every instance of the account calls this; each lapsed run is
+        recovered by one. Other accounts' lapsed runs are left to their own instances,
+        and alerted once."""
         now = self.clock.now()
         try:
             lapsed = self.ledger.lapsed(now)
+            self._report_lapsed_elsewhere(self.ledger.lapsed_elsewhere(now))
         except SQLAlchemyError as exc:
             logger.warning("could not look for abandoned runs (database error: %s); trying again next sweep",
                            database_error_line(exc))
@@ -459,6 +548,21 @@ class JobRunner:
                 records.append(record)
         return records
 
+    def _report_lapsed_elsewhere(self, rows: Sequence[Any]) -> None:
+        """Say once, per run, that another account's run lapsed and waits for an
+        instance of that account (this one never runs it)."""
+        for row in rows:
+            if row.id in self._reported_elsewhere:
+                continue
+            self._reported_elsewhere.add(row.id)
+            owner = Account(row.user_id, row.dry_run).describe()
+            raise_alert(logger, Alert("run_missed", (
+                f"{row.job_name} {row.trading_date}: run {row.id} of {owner} lapsed and waits for an instance "
+                f"of that account; this instance acts for {self.account.describe()} only"), {
+                    "job": row.job_name, "trading_date": row.trading_date and row.trading_date.isoformat(),
+                    "scheduled_for": row.scheduled_for.isoformat(), "run_id": row.id, "user_id": row.user_id,
+                    "dry_run": row.dry_run, "reason": "waits for an instance of its own account"}))
+
     def _take_over(self, row: Any, now: datetime) -> RunRecord | None:
         """Record one lapsed run abandoned; run its fire again if it is still worth it
         (a manual run is for its operator to repeat; a disabled job stays off)."""
@@ -466,8 +570,7 @@ class JobRunner:
                  f"{row.lease_until.isoformat(timespec='seconds')}")
         rerun = (row.origin in RECOVERABLE_ORIGINS and row.job_name in self.scheduled_jobs()
                  and now <= self.deadline(row.job_name, row.scheduled_for))
-        busy = self.ledger.running_other(row.job_name, row.user_id, row.dry_run, now, exclude=row.id) \
-            if rerun else None
+        busy = self.ledger.running_other(row.job_name, now, exclude=row.id) if rerun else None
         if busy is not None:  # never two at once: the next sweep looks again, until the deadline
             logger.info("%s %s: lapsed run %s left for a later sweep: %s", row.job_name, row.trading_date, row.id,
                         overlap_reason(busy, row.scheduled_for, self.settings.tz))
@@ -482,7 +585,7 @@ class JobRunner:
         if not run_id:
             return None
         return self._run_claimed(self.job(row.job_name), row.scheduled_for, row.trading_date, RECOVERY,
-                                 dry_run=row.dry_run, user_id=row.user_id, run_id=run_id)
+                                 run_id=run_id)
 
     def close(self) -> None:
         """Stop renewing leases (the runs still held lapse and are recovered elsewhere)."""
@@ -492,8 +595,7 @@ class JobRunner:
 
     def _record_missed(self, fires: list[tuple[str, datetime]], reason: str) -> list[RunRecord]:
         rows = [(name, fire, self.triggers[name].trading_date(fire)) for name, fire in fires]
-        recorded = self.ledger.record_many(rows, self.settings.user_id, Outcome.MISSED, reason,
-                                           origin=CATCH_UP, dry_run=self.settings.dry_run)
+        recorded = self.ledger.record_many(rows, Outcome.MISSED, reason, origin=CATCH_UP)
         if recorded:
             first, last = min(fire for _, fire in fires), max(fire for _, fire in fires)
             raise_alert(logger, Alert("run_missed", f"{len(recorded)} fires were missed while the orchestrator "
@@ -507,10 +609,8 @@ class JobRunner:
         self, job: JobSpec, fire_time: datetime, trading_date: date, outcome: Outcome, reason: str,
         *, origin: str | None = None,
     ) -> RunRecord | None:
-        run_id = self.ledger.claim(
-            job.name, self.settings.user_id, fire_time, trading_date=trading_date,
-            origin=origin or self.origin, dry_run=self.settings.dry_run, outcome=outcome, reason=reason,
-        )
+        run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin or self.origin,
+                                   outcome=outcome, reason=reason)
         if run_id is None:
             logger.info("%s %s: already recorded by another run", job.name, fire_time.isoformat())
             return None
@@ -527,9 +627,11 @@ class JobRunner:
     def _skip_overlapping(self, job: JobSpec, fire_time: datetime, trading_date: date, reason: str,
                           origin: str) -> RunRecord | None:
         """Record a fire skipped while another run of the job holds it, and say so (a
-        run that never ends would otherwise silently stop the job on every instance)."""
+        run that never ends would otherwise silently stop the job on every instance). A
+        catch-up skipped beside another instance's is normal (instances starting
+        together): recorded, not alerted."""
         record = self._record_only(job, fire_time, trading_date, Outcome.SKIPPED, reason, origin=origin)
-        if record is not None:
+        if record is not None and origin != CATCH_UP:
             raise_alert(logger, Alert("run_missed", f"{job.name} {trading_date}: the fire at "
                                       f"{fire_time.isoformat()} was skipped: {reason}", {
                                           "job": job.name, "trading_date": trading_date.isoformat(),
@@ -537,34 +639,27 @@ class JobRunner:
                                           "user_id": self.settings.user_id, "reason": reason}))
         return record
 
-    def _claim_and_run(
-        self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str,
-        *, dry_run: bool, user_id: str, attempt: int = 1,
-    ) -> RunRecord | None:
+    def _claim_and_run(self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str) -> RunRecord | None:
         if origin in RECOVERABLE_ORIGINS:  # never two runs of a scheduled job at once, on any instance
-            busy = self.ledger.running_other(job.name, user_id, dry_run, self.clock.now())
+            busy = self.ledger.running_other(job.name, self.clock.now())
             if busy is not None:
                 return self._skip_overlapping(job, fire_time, trading_date,
                                               overlap_reason(busy, fire_time, self.settings.tz), origin)
-        run_id = self.ledger.claim(job.name, user_id, fire_time, trading_date=trading_date,
-                                   origin=origin, dry_run=dry_run, attempt=attempt)
+        run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin)
         if run_id is None:
             logger.info("%s %s: claimed by another orchestrator; leaving it", job.name,
                         fire_time.isoformat())
             return None
-        return self._run_claimed(job, fire_time, trading_date, origin, dry_run=dry_run, user_id=user_id,
-                                 run_id=run_id)
+        return self._run_claimed(job, fire_time, trading_date, origin, run_id=run_id)
 
-    def _run_claimed(
-        self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str,
-        *, dry_run: bool, user_id: str, run_id: int,
-    ) -> RunRecord:
-        """Run a fire this process holds the claim of, and record how it ended."""
+    def _run_claimed(self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str,
+                     *, run_id: int) -> RunRecord:
+        """Run a fire this process holds the claim of, for this instance's account (from
+        its settings, never from a row), and record how it ended."""
         ctx = JobContext(
-            job_name=job.name, trading_date=trading_date, scheduled_for=fire_time,
-            settings=self._settings_for(dry_run, user_id),
+            job_name=job.name, trading_date=trading_date, scheduled_for=fire_time, settings=self.settings,
             session_factory=self.session_factory, clock=self.clock, calendar=self.calendar,
-            dry_run=dry_run, user_id=user_id, run_id=run_id, origin=origin,
+            run_id=run_id, origin=origin,
         )
         with self._heartbeat.holding(run_id):
             try:
@@ -579,11 +674,6 @@ class JobRunner:
                            summary=result.summary or None)
         _log_outcome(ctx, record)
         return record
-
-    def _settings_for(self, dry_run: bool, user_id: str) -> Settings:
-        if (dry_run, user_id) == (self.settings.dry_run, self.settings.user_id):
-            return self.settings
-        return replace(self.settings, dry_run=dry_run, user_id=user_id)
 
     def _execute(self, job: JobSpec, ctx: JobContext) -> tuple[JobResult, str | None]:
         """Guards, then the job. Returns its result and, when it failed, the error text."""

@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from services.common.clock import Clock, SystemClock
 from services.common.database import create_db_engine, make_session_factory, migrate
-from services.common.job_api import Origin
+from services.common.job_api import Account, Origin
 from services.common.market_calendar import MarketCalendar, default_cache_dir, get_calendar
 from services.common.settings import Settings
 from services.orchestrator.jobs import JOBS, JobSpec, build_triggers, enabled_jobs
@@ -49,7 +49,9 @@ class Runtime:
 
     def session_factory(self, *, migrate_first: bool = True) -> sessionmaker[DbSession]:
         if self._session_factory is None:
-            self.engine = create_db_engine(self.settings.database_url)
+            self.engine = create_db_engine(
+                self.settings.database_url, connect_timeout_seconds=self.settings.db_connect_timeout_seconds,
+                statement_timeout_seconds=self.settings.db_statement_timeout_seconds)
             if migrate_first:
                 migrate(self.engine)
             self._session_factory = make_session_factory(self.engine)
@@ -62,7 +64,8 @@ class Runtime:
         )
 
     def ledger(self) -> RunLedger:
-        return RunLedger(self.session_factory(), self.clock, timedelta(seconds=self.settings.run_lease_seconds))
+        return RunLedger(self.session_factory(), self.clock, timedelta(seconds=self.settings.run_lease_seconds),
+                         Account.of(self.settings))
 
     def close(self) -> None:
         if self.engine is not None:

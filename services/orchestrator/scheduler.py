@@ -65,13 +65,28 @@ class FireTimeExecutor(ThreadPoolExecutor):
         super()._do_submit_job(job, run_times)
 
 
+class StoppableScheduler(BlockingScheduler):
+    """A blocking scheduler that leaves its loop for a stop requested while it was
+    handing a job to the executor: APScheduler swallows (and logs) any exception raised
+    there, the signal handler's included, and would then sleep until the next fire."""
+
+    stop_requested: Callable[[], str | None] = staticmethod(lambda: None)
+
+    def _process_jobs(self) -> float | None:
+        wait_seconds: float | None = super()._process_jobs()
+        stop = self.stop_requested()
+        if stop is not None:
+            raise _StopRequested(stop)
+        return wait_seconds
+
+
 def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec], now: datetime | None = None) -> BlockingScheduler:
     """A blocking scheduler running ``jobs`` through ``runner``, not yet started.
 
     With ``now``, each job's first fire is the first one at or after ``now`` (so no fire
     falls between a downtime catch-up computed at ``now`` and the scheduler's start).
     """
-    scheduler = BlockingScheduler(
+    scheduler = StoppableScheduler(
         timezone=runner.settings.tz,
         executors={"default": FireTimeExecutor(MAX_WORKERS, {job.name for job in jobs})},
         job_defaults=JOB_POLICY,
@@ -132,6 +147,12 @@ class _StopRequested(BaseException):
     """Raised in the main thread by the first SIGINT/SIGTERM to leave ``start()``."""
 
 
+def _not_a_stop(record: logging.LogRecord) -> bool:
+    """Drops APScheduler's 'Error submitting job' for a stop it swallowed (it is no error:
+    :class:`StoppableScheduler` stops right after)."""
+    return not (record.exc_info and isinstance(record.exc_info[1], _StopRequested))
+
+
 class StopOnSignal:
     """SIGINT/SIGTERM handling for ``start``, installed before anything is printed.
 
@@ -142,6 +163,7 @@ class StopOnSignal:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal_name: str | None = None
         self._in_loop = False
         self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -149,12 +171,17 @@ class StopOnSignal:
         if self.requested:
             raise KeyboardInterrupt  # second signal: stop without waiting
         self.requested = True
+        self.signal_name = signal.Signals(signum).name
         if self._in_loop:
             raise _StopRequested(signal.Signals(signum).name)
         # before the loop: ``run`` sees the flag and never starts
 
     def run(self, scheduler: BlockingScheduler, on_stop: Callable[[], None] = lambda: None) -> None:
         """Block in ``scheduler.start()`` until a signal, then let running jobs finish."""
+        if isinstance(scheduler, StoppableScheduler):
+            scheduler.stop_requested = lambda: self.signal_name
+        apscheduler_log = logging.getLogger("apscheduler.scheduler")
+        apscheduler_log.addFilter(_not_a_stop)
         try:
             self._in_loop = True
             if not self.requested:
@@ -163,6 +190,7 @@ class StopOnSignal:
             logger.info("%s received: letting running jobs finish, then stopping", stop)
         finally:
             self._in_loop = False
+            apscheduler_log.removeFilter(_not_a_stop)
             on_stop()
             if scheduler.running:
                 scheduler.shutdown(wait=True)

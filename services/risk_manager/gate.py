@@ -7,6 +7,10 @@ stay allowed while halted. A buy is refused while trading is halted, after the
 session's daily-loss limit was reached, or when it would open a position past
 ``ORCHESTRATOR_MAX_POSITIONS`` or make one larger than
 ``ORCHESTRATOR_MAX_POSITION_SIZE_PCT`` of equity.
+
+A position keeps its slot until it is sold: an open sell, of part or all of it, filled
+in part or not at all, frees nothing, since it may never fill (cancelled, expired,
+outside the price band), and the new position would then be one too many.
 """
 
 from __future__ import annotations
@@ -30,9 +34,7 @@ class RiskGate:
     limits: RiskLimits
     prices: Mapping[str, int]
     values: dict[str, int] = field(default_factory=dict)  # KRW held or being bought, per ticker
-    slots: set[str] = field(default_factory=set)  # tickers that take a position slot
-    held: dict[str, int] = field(default_factory=dict)  # shares held, per ticker
-    selling: dict[str, int] = field(default_factory=dict)  # shares in open sells, per ticker
+    slots: set[str] = field(default_factory=set)  # tickers that take a position slot: held or being bought
 
     @classmethod
     def open(cls, ctx: JobContext, connection: Connection, broker: Broker, moment: datetime,
@@ -48,7 +50,6 @@ class RiskGate:
                             positions=positions)
         gate = cls(assessment, RiskLimits.from_settings(ctx.settings), prices)
         for position in positions:
-            gate.held[position.ticker] = position.quantity
             gate.values[position.ticker] = position.quantity * int(prices.get(position.ticker)
                                                                    or round(position.average_price))
             gate.slots.add(position.ticker)
@@ -84,18 +85,13 @@ class RiskGate:
 
     def placed(self, order: Order) -> None:
         """Count an order the broker accepted against the limits of the next ones: a
-        buy adds to its ticker; sells of a whole holding free its position slot."""
-        if order.status not in OPEN_STATUSES or order.remaining < 1:
+        buy adds to its ticker and takes its slot; a sell frees nothing until it fills."""
+        if order.side is not Side.BUY or order.status not in OPEN_STATUSES or order.remaining < 1:
             return
         ticker = order.ticker
-        if order.side is Side.BUY:
-            price = self._price_of(ticker, order.order_type, order.limit_price)
-            self.values[ticker] = self.values.get(ticker, 0) + order.remaining * price
-            self.slots.add(ticker)
-            return
-        self.selling[ticker] = self.selling.get(ticker, 0) + order.remaining
-        if ticker in self.held and self.selling[ticker] >= self.held[ticker]:
-            self.slots.discard(ticker)
+        price = self._price_of(ticker, order.order_type, order.limit_price)
+        self.values[ticker] = self.values.get(ticker, 0) + order.remaining * price
+        self.slots.add(ticker)
 
     def _price_of(self, ticker: str, order_type: OrderType, limit_price: int | None) -> int:
         """A limit order's limit; a market buy's funding price, the upper band over the

@@ -87,7 +87,7 @@ def find_breaches(metrics: PortfolioMetrics, limits: RiskLimits) -> list[Breach]
 @dataclass(frozen=True)
 class Commitments:
     """What the account holds or is buying: value per ticker, and the tickers that take
-    a position slot (held and not being sold off, or being bought)."""
+    a position slot (held, even while being sold, or being bought)."""
 
     values: Mapping[str, int]
     slots: AbstractSet[str]

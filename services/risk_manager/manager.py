@@ -24,6 +24,7 @@ from services.risk_manager.limits import Action, Breach, RiskLimits, find_breach
 from services.risk_manager.metrics import AccountHistory, Holding, PortfolioMetrics, portfolio_metrics
 from services.risk_manager.models import RiskBreach, TradingHalt
 from services.trading_engine.broker import (
+    account_transaction,
     cash_balance,
     current_quotes,
     is_dry_run,
@@ -222,8 +223,7 @@ def run(ctx: JobContext) -> JobResult:
     today = moment.astimezone(KRX_TZ).date()
     session = ctx.calendar.session_on_or_before(today)
     day = session.date if session is not None else today
-    with ctx.session_factory.begin() as db:
-        connection = db.connection()
+    with account_transaction(ctx) as connection:
         broker = make_broker(ctx, connection, moment)
         positions = broker.positions()
         prices = valuation_prices(ctx, broker, connection, [p.ticker for p in positions], moment)

@@ -1,21 +1,23 @@
 """Choosing the broker: the paper broker in dry run, the KIS adapter only live.
 
-The choice is made here and nowhere else. Dry run wins: if the job context *or* the
-settings say dry run, the live adapter is not even imported.
+The choice is made here and nowhere else, from the instance's own settings (the job
+context has no account of its own): in dry run the live adapter is not even imported.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Connection, Select, bindparam, func, select
 
 from services.common.clock import FixedClock
+from services.common.database import account_transaction as _account_transaction
 from services.common.job_api import JobContext
 from services.common.market_calendar import KRX_TZ, Session
 from services.common.settings import Settings
@@ -27,8 +29,15 @@ logger = logging.getLogger(__name__)
 
 
 def is_dry_run(ctx: JobContext) -> bool:
-    """Live only when both the run and the settings say so."""
-    return bool(ctx.dry_run or ctx.settings.dry_run)
+    """Paper unless the instance's settings say live."""
+    return ctx.settings.dry_run
+
+
+def account_transaction(ctx: JobContext) -> AbstractContextManager[Connection]:
+    """The transaction a job reads and changes its account in (its connection): one
+    writer per account at a time, so every read in it sees one committed state (a risk
+    check never sees a tick's fills half-way). Committed at the end."""
+    return _account_transaction(ctx.session_factory, ctx.account.key)
 
 
 def make_broker(ctx: JobContext, connection: Connection, at: datetime | None = None) -> Broker:
@@ -37,7 +46,7 @@ def make_broker(ctx: JobContext, connection: Connection, at: datetime | None = N
     fees = FeeSchedule.from_settings(ctx.settings)
     if is_dry_run(ctx):
         clock = FixedClock(at) if at is not None else ctx.clock
-        return PaperBroker(connection, user_id=ctx.user_id, fees=fees, calendar=ctx.calendar, clock=clock,
+        return PaperBroker(connection, user_id=ctx.settings.user_id, fees=fees, calendar=ctx.calendar, clock=clock,
                            initial_cash=ctx.settings.portfolio_value)
     from services.common.market_calendar import default_cache_dir
     from services.trading_engine import kis

@@ -26,7 +26,7 @@ from services.common.job_api import JobContext, JobResult, Outcome
 from services.common.krx_market import price_limits, round_to_tick
 from services.risk_manager.gate import RiskGate
 from services.risk_manager.halts import active_halt
-from services.trading_engine.broker import is_dry_run, make_broker, market_moment
+from services.trading_engine.broker import account_transaction, is_dry_run, make_broker, market_moment
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.live_orders import send_pending
 from services.trading_engine.models import ClosedTrade, SignalRow, SignalRun
@@ -124,7 +124,7 @@ def generate_signals(connection: Connection, broker: Broker, gate: RiskGate, *, 
     priced = [(ticker, *entry_price(int(close), settings.entry_limit_pct))  # type: ignore[attr-defined]
               for ticker, close in zip(entries["ticker"], entries["reference_price"])]
     sized = size_entries([(ticker, price) for ticker, _, price in priced], equity=cash + market_value, cash=cash,
-                         open_positions=len(positions) - len(exits) + open_buys, fraction=fraction,
+                         open_positions=len(positions) + open_buys, fraction=fraction,  # exits free none yet
                          rules=sizing_rules, fees=fees)
 
     signal_rows, orders, rejected = [], 0, 0
@@ -251,8 +251,7 @@ def run(ctx: JobContext) -> JobResult:
 def _gated(ctx: JobContext, previous: date, at: datetime) -> Iterator[tuple[Connection, Broker, RiskGate]]:
     """A transaction, the broker, and the risk gate opened at ``at`` (the risk check
     every order passes; it may halt trading)."""
-    with ctx.session_factory.begin() as session:
-        connection = session.connection()
+    with account_transaction(ctx) as connection:
         broker = make_broker(ctx, connection, at)
         prices = gate_prices(connection, ctx.user_id, previous, [p.ticker for p in broker.positions()])
         yield connection, broker, RiskGate.open(ctx, connection, broker, at, prices)

@@ -32,12 +32,17 @@ class FeeSchedule:
         """The commission on a trade of ``amount`` KRW."""
         return _floor_percent(amount, self.commission_pct)
 
+    @property
+    def taxed_since(self) -> date:
+        """The first trade date the sell-tax table has a rate for."""
+        return self.tax_table[0][0]
+
     def sell_tax_pct(self, trade_date: date) -> float:
         days = [day for day, _ in self.tax_table]
         index = bisect.bisect_right(days, trade_date) - 1
         if index < 0:
             raise NoTaxRate(f"no sell-tax rate for {trade_date}: ORCHESTRATOR_SELL_TAX_SCHEDULE starts "
-                            f"{days[0]}")
+                            f"{self.taxed_since}")
         return self.tax_table[index][1]
 
     def sell_tax(self, amount: int, trade_date: date) -> int:

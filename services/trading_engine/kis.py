@@ -52,6 +52,7 @@ from typing import Any, Callable, Mapping
 
 from services.common.clock import Clock, SystemClock
 from services.common.market_calendar import KRX_TZ
+from services.common.private_files import make_private_dir
 from services.common.settings import SETTING_FIELDS, ConfigurationError, Settings, tr_id_table
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.orders import (
@@ -522,7 +523,7 @@ class KisClient:
         data = {"host": self._config.host, "app_key_sha256": self._key_hash, "access_token": token.value,
                 "expires_at": token.expires_at.isoformat(), "issued_at": token.issued_at.isoformat()}
         try:
-            self._cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dir(self._cache_dir)
             temporary = self.token_file.with_name(self.token_file.name + ".tmp")
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

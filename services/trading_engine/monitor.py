@@ -28,6 +28,7 @@ from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import Session
 from services.trading_engine.broker import (
     Quotes,
+    account_transaction,
     current_quotes,
     is_dry_run,
     make_broker,
@@ -165,8 +166,7 @@ def run(ctx: JobContext) -> JobResult:
         with ctx.session_factory() as db:
             broker = make_broker(ctx, db.connection(), moment)
         sending = send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock, sells_only=True)
-    with ctx.session_factory.begin() as db:
-        connection = db.connection()
+    with account_transaction(ctx) as connection:
         broker = broker or make_broker(ctx, connection, moment)
         report = monitor_tick(ctx, connection, broker, session, moment)
     if live:

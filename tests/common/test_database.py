@@ -88,3 +88,94 @@ def test_a_uri_named_sqlite_database_is_migrated_with_its_lock_file_beside_it(tm
     engine.dispose()
     assert (tmp_path / "data" / "uri.db.migrate.lock").exists()
     assert not (tmp_path / "file:").exists()  # not a relative directory named after the URI
+
+
+def _terminate(admin: Any, pid: int) -> None:
+    """``pg_terminate_backend(pid)``, returning once that backend has exited."""
+    import time
+
+    from sqlalchemy import text
+
+    with admin.begin() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        for _ in range(200):
+            if not connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                      {"pid": pid}).scalar():
+                return
+            time.sleep(0.01)
+
+
+def test_the_statement_timeout_ends_a_long_statement_and_keeps_the_urls_options(database_url: str) -> None:
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from services.common.database import create_db_engine, database_error_line
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no statement timeout (its busy timeout bounds lock waits)")
+    engine = create_db_engine(database_url, statement_timeout_seconds=1)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SHOW statement_timeout")).scalar() == "1s"
+            schema = make_url(database_url).query["options"].removeprefix("-csearch_path=")
+            assert connection.execute(text("SHOW search_path")).scalar() == schema
+        with pytest.raises(OperationalError) as error, engine.connect() as connection:
+            connection.execute(text("SELECT pg_sleep(30)"))
+        assert database_error_line(error.value) == "canceling statement due to statement timeout"
+    finally:
+        engine.dispose()
+
+
+def test_a_read_on_a_killed_connection_is_a_database_error(database_url: str) -> None:
+    import pytest
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from services.common.database import create_db_engine, database_error_line, fetch_rows
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    engine, admin = create_db_engine(database_url), create_engine(database_url)
+    try:
+        with pytest.raises(OperationalError) as error, engine.connect() as connection:
+            [(pid,)] = fetch_rows(connection, "SELECT pg_backend_pid()", {})
+            _terminate(admin, pid)
+            fetch_rows(connection, "SELECT 1", {})
+        assert database_error_line(error.value) == "terminating connection due to administrator command"
+        with engine.connect() as connection:  # the pool gave the dead connection up
+            assert fetch_rows(connection, "SELECT 1", {}) == [(1,)]
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+def test_the_pools_reset_of_a_killed_connection_is_one_log_line(database_url: str, monkeypatch) -> None:
+    import io
+    import sys
+
+    import pytest
+    from sqlalchemy import create_engine
+
+    from services.common.database import create_db_engine
+    from services.common.logging_setup import configure_logging
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    configure_logging("INFO")
+    engine, admin = create_db_engine(database_url), create_engine(database_url)
+    try:
+        raw = engine.raw_connection()  # the driver's connection, as a checkout of the pool
+        cursor = raw.cursor()
+        cursor.execute("SELECT pg_backend_pid()")  # a transaction is open
+        _terminate(admin, cursor.fetchone()[0])
+        raw.close()  # back to the pool, whose rollback finds the connection dead
+    finally:
+        engine.dispose()
+        admin.dispose()
+    assert [line.split(" ", 1)[1] for line in stderr.getvalue().splitlines()] == [
+        "ERROR   sqlalchemy.pool.impl.QueuePool: Exception during reset or similar: "
+        "terminating connection due to administrator command"]

@@ -12,6 +12,7 @@ from services.common.settings import (
     SettingsError,
     env_example_lines,
     load_settings,
+    redact_passwords,
     unknown_variables,
 )
 from services.orchestrator.jobs import JOBS
@@ -45,6 +46,8 @@ def test_defaults_match_the_documented_values(tmp_path: Path) -> None:
     assert settings.misfire_grace_seconds == 300
     assert settings.data_provider == "simulated"
     assert settings.database_url == f"sqlite:///{tmp_path / 'data' / 'orchestrator.db'}"
+    assert settings.db_connect_timeout_seconds == 10
+    assert settings.db_statement_timeout_seconds == 300
 
 
 def test_cli_beats_environment_beats_env_file_beats_default(tmp_path: Path) -> None:
@@ -121,6 +124,25 @@ BAD_ENVIRONMENT = [
      "https://hooks.slack.com/services/..., or empty"),
     ("ORCHESTRATOR_ALERT_TIMEOUT_SECONDS", "0",
      "ORCHESTRATOR_ALERT_TIMEOUT_SECONDS='0': expected a number of seconds, more than 0 and at most 60"),
+    ("ORCHESTRATOR_DB_CONNECT_TIMEOUT_SECONDS", "1",
+     "ORCHESTRATOR_DB_CONNECT_TIMEOUT_SECONDS='1': expected a whole number of seconds from 2 to 300"),
+    ("ORCHESTRATOR_DB_CONNECT_TIMEOUT_SECONDS", "2.5",
+     "ORCHESTRATOR_DB_CONNECT_TIMEOUT_SECONDS='2.5': expected a whole number of seconds from 2 to 300"),
+    ("ORCHESTRATOR_DB_STATEMENT_TIMEOUT_SECONDS", "-1",
+     "ORCHESTRATOR_DB_STATEMENT_TIMEOUT_SECONDS='-1': expected a whole number of seconds from 0 (no limit) "
+     "to 86400"),
+    ("DATABASE_URL", "sqlite://",
+     "DATABASE_URL='sqlite://': an in-memory SQLite database keeps nothing between commands; "
+     "expected a file such as sqlite:///data/orchestrator.db"),
+    ("DATABASE_URL", "sqlite:///:memory:",
+     "DATABASE_URL='sqlite:///:memory:': an in-memory SQLite database keeps nothing between commands; "
+     "expected a file such as sqlite:///data/orchestrator.db"),
+    ("DATABASE_URL", "postgresql+psycopg://u@h/db\nx",
+     "DATABASE_URL='postgresql+psycopg://u@h/db\\nx': a line break or control character in the URL; "
+     "expected it on one line"),
+    ("DATABASE_URL", "postgresql+asyncpg://u@h/db",
+     "DATABASE_URL='postgresql+asyncpg://u@h/db': the asyncpg driver is not supported; "
+     "expected sqlite:///data/orchestrator.db or postgresql+psycopg://user@host:5432/db"),
 ]
 
 
@@ -180,6 +202,69 @@ def test_the_database_password_is_hidden_when_shown() -> None:
     in_query = load_settings({}, environ={"DATABASE_URL": "postgresql+psycopg://db/x?password=hunter2"},
                              env_file=NO_ENV_FILE)
     assert "hunter2" not in in_query.redacted_database_url()
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("mysql://bob:hunter2@db/x", "DATABASE_URL='mysql://bob:***@db/x': mysql is not supported"),
+    ("postgresql+pg8000://bob:hunter2@db/x",
+     "DATABASE_URL='postgresql+pg8000://bob:***@db/x': the pg8000 driver is not supported"),
+    ("postgresql+psycopg://bob:hunter2@db/x\n", None),
+    ("postgresql+psycopg://bob:hunter2@db/x\ny",
+     "DATABASE_URL='postgresql+psycopg://bob:***@db/x\\ny': a line break"),
+    ("postgresql+psycopg://db/x?password=hunter2&sslmode=x\n1",
+     "DATABASE_URL='postgresql+psycopg://db/x?password=***&sslmode=x\\n1': a line break"),
+])
+def test_a_refused_database_url_is_shown_without_its_password(url: str, shown: str | None) -> None:
+    if shown is None:  # a trailing line break is trimmed like other whitespace
+        assert load_settings({}, environ={"DATABASE_URL": url}, env_file=NO_ENV_FILE).database_url == url.strip()
+        return
+    with pytest.raises(SettingsError) as error:
+        load_settings({}, environ={"DATABASE_URL": url}, env_file=NO_ENV_FILE)
+    assert str(error.value).startswith(shown)
+    assert "hunter2" not in str(error.value)
+
+
+@pytest.mark.parametrize("text, redacted", [
+    ("postgresql+psycopg://bob:hunter2@db:5432/x", "postgresql+psycopg://bob:***@db:5432/x"),
+    ("postgresql+psycopg://:hunter2@db/x?sslmode=require", "postgresql+psycopg://:***@db/x?sslmode=require"),
+    ("postgresql+psycopg://bob@db/x?PASSWORD=hunter2&sslmode=require",
+     "postgresql+psycopg://bob@db/x?PASSWORD=***&sslmode=require"),
+    ("invalid dsn: host=db password=hunter2 user=bob", "invalid dsn: host=db password=*** user=bob"),
+    ("invalid dsn: host=db password = 'hun ter2' user=bob", "invalid dsn: host=db password = *** user=bob"),
+    ("connection to server at \"db\", port 5432 failed", "connection to server at \"db\", port 5432 failed"),
+])
+def test_passwords_in_urls_and_connection_strings_are_hidden(text: str, redacted: str) -> None:
+    assert redact_passwords(text) == redacted
+
+
+def test_the_settings_repr_hides_the_database_password() -> None:
+    settings = load_settings({}, environ={"DATABASE_URL": "postgresql+psycopg://bob:hunter2@db/x"},
+                             env_file=NO_ENV_FILE)
+    assert "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize("host", [
+    "http://127.0.0.1:8080", "http://127.3.4.5:8080", "http://localhost:8080", "http://[::1]:8080",
+    "https://openapivts.koreainvestment.com:29443", "https://[::1]:8443",
+])
+def test_a_kis_host_over_http_is_accepted_only_on_loopback(host: str) -> None:
+    settings = load_settings({}, environ={"ORCHESTRATOR_KIS_PAPER_HOST": host}, env_file=NO_ENV_FILE)
+    assert settings.kis_paper_host == host
+
+
+@pytest.mark.parametrize("name, host", [
+    ("ORCHESTRATOR_KIS_PAPER_HOST", "http://openapivts.koreainvestment.com:29443"),
+    ("ORCHESTRATOR_KIS_LIVE_HOST", "http://openapi.koreainvestment.com:9443"),
+    ("ORCHESTRATOR_KIS_LIVE_HOST", "http://127.0.0.1.example.com:9443"),
+    ("ORCHESTRATOR_KIS_LIVE_HOST", "http://10.0.0.1:9443"),
+    ("ORCHESTRATOR_KIS_LIVE_HOST", "http://[::2]:9443"),
+    ("ORCHESTRATOR_KIS_LIVE_HOST", "http://localhost.example.com"),
+])
+def test_a_kis_host_over_http_elsewhere_is_refused(name: str, host: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({}, environ={name: host}, env_file=NO_ENV_FILE)
+    assert str(error.value) == (f"{name}={host!r}: expected https:// (http:// only on 127.0.0.1, localhost "
+                                "or [::1]), e.g. https://openapivts.koreainvestment.com:29443")
 
 
 def test_misspelt_orchestrator_variables_are_reported() -> None:

@@ -165,7 +165,7 @@ def context(session_factory, krx_calendar, clock, day, origin="schedule", **sett
     job_settings = make_settings(**values)
     return JobContext(job_name="data_collection", trading_date=day, scheduled_for=clock.now(),
                       settings=job_settings, session_factory=session_factory, clock=clock,
-                      calendar=krx_calendar, dry_run=True, user_id="default_user", origin=origin)
+                      calendar=krx_calendar, origin=origin)
 
 
 def test_the_job_catches_up_missing_history_then_collects_its_date(session_factory, krx_calendar, clock):

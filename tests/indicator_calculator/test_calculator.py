@@ -40,7 +40,7 @@ def collect(session_factory: Any, calendar: Any, clock: FixedClock, start: date,
 def context(session_factory: Any, calendar: Any, clock: FixedClock, day: date = D) -> JobContext:
     return JobContext(job_name="indicator_calculation", trading_date=day, scheduled_for=clock.now(),
                       settings=make_settings(**SETTINGS), session_factory=session_factory, clock=clock,
-                      calendar=calendar, dry_run=True, user_id="default_user")
+                      calendar=calendar)
 
 
 def dump(session_factory: Any) -> list[tuple[Any, ...]]:

@@ -53,3 +53,13 @@ def record_fire(ctx: JobContext) -> JobResult:
 def interrupt(ctx: JobContext) -> JobResult:
     """As if the operator pressed Ctrl-C mid-job."""
     raise KeyboardInterrupt
+
+
+ACCOUNTS: list[tuple[str, str, bool]] = []
+
+
+def record_account(ctx: JobContext) -> JobResult:
+    """Records whose account the run acted for (the context's, from its settings)."""
+    CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
+    ACCOUNTS.append((ctx.job_name, ctx.user_id, ctx.dry_run))
+    return JobResult.success()

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,8 +24,10 @@ from services.orchestrator import runtime as runtime_module
 from services.orchestrator.jobs import JOBS
 from services.common.database import head_revision
 from services.orchestrator.main import app
+from tests.conftest import subprocess_env
 
 KST = ZoneInfo("Asia/Seoul")
+REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 20, 16, 0, 1, tzinfo=KST)  # a Friday, just after data collection's fire
 
 
@@ -120,7 +130,7 @@ def test_status_json_shows_settings_jobs_and_the_calendar_horizon(cli: Any) -> N
     result = cli("status", "--format", "json", env={"ORCHESTRATOR_ENABLE_WATCHLIST_UPDATE": "no"})
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) == {"now", "halt", "settings", "calendar", "jobs"}
+    assert set(document) == {"now", "halt", "settings", "calendar", "jobs", "waiting_elsewhere"}
     assert document["halt"] is None  # trading was never halted here
     assert document["calendar"]["valid_through"] == "2026-12-31"
     assert document["calendar"]["warning"] is None
@@ -234,6 +244,86 @@ def test_an_unreachable_database_is_one_line_and_exit_1(cli: Any) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: database error: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_refused_connection_is_one_line_without_the_password(cli: Any) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = cli("status", env={"DATABASE_URL": f"postgresql+psycopg://bob:hunter2@127.0.0.1:{port}/none"})
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (f'Error: database error: connection failed: connection to server at "127.0.0.1", '
+                             f"port {port} failed: Connection refused\n")
+
+
+def test_a_database_server_that_never_answers_is_one_line_within_the_connect_timeout(
+    tmp_path: Path, calendar_cache_dir: Path
+) -> None:
+    with socket.socket() as server:  # accepts connections (the kernel's backlog), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        env = subprocess_env(DATABASE_URL=f"postgresql+psycopg://bob:hunter2@127.0.0.1:{port}/db",
+                             ORCHESTRATOR_DB_CONNECT_TIMEOUT_SECONDS="2",
+                             ORCHESTRATOR_CACHE_DIR=str(calendar_cache_dir), PYTHONPATH=str(REPO))
+        result = subprocess.run([sys.executable, "-m", "services.orchestrator.main", "status"], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=60)  # a hang fails here
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "Error: database error: connection timeout expired\n"
+
+
+def test_the_database_and_caches_are_created_private_whatever_the_umask(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.common import market_calendar
+
+    cache = tmp_path / "home" / ".cache" / "krx"  # none of it exists yet
+    monkeypatch.setattr(market_calendar, "fallback_cache_dir", lambda: tmp_path / "fallback")
+    previous = os.umask(0)
+    try:
+        assert cli("migrate").exit_code == 0
+        assert cli("status", env={"ORCHESTRATOR_CACHE_DIR": str(cache)}).exit_code == 0
+        with closing(sqlite3.connect(tmp_path / "data" / "orchestrator.db")) as connection:
+            connection.execute("SELECT count(*) FROM job_runs").fetchall()  # WAL: -wal and -shm while open
+            modes = {path.relative_to(tmp_path).as_posix(): oct(stat.S_IMODE(path.stat().st_mode))
+                     for path in [tmp_path / "data", *(tmp_path / "data").iterdir(), tmp_path / "home",
+                                  tmp_path / "home" / ".cache", cache, *cache.iterdir()]}
+    finally:
+        os.umask(previous)
+    [cache_file] = [name for name in modes if name.startswith("home/.cache/krx/")]
+    assert modes == {"data": "0o700", "data/orchestrator.db": "0o600", "data/orchestrator.db-wal": "0o600",
+                     "data/orchestrator.db-shm": "0o600", "data/orchestrator.db.migrate.lock": "0o600",
+                     "home": "0o700", "home/.cache": "0o700", "home/.cache/krx": "0o700", cache_file: "0o600"}
+
+
+def test_a_connection_killed_mid_command_is_one_line(
+    cli: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    from sqlalchemy import create_engine, text
+
+    from services.risk_manager import halts
+
+    admin = create_engine(database_url)
+    read_halt = halts.halt_record
+
+    def killed_first(connection: Any, user_id: str) -> Any:  # the administrator ends our session
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with admin.begin() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            for _ in range(200):  # until the backend has exited
+                if not other.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                     {"pid": pid}).scalar():
+                    break
+                time.sleep(0.01)
+        return read_halt(connection, user_id)
+
+    monkeypatch.setattr(halts, "halt_record", killed_first)
+    result = cli("status", env={"DATABASE_URL": database_url})
+    admin.dispose()
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == "Error: database error: terminating connection due to administrator command\n"
 
 
 def test_the_readme_job_table_is_the_registry_rendered() -> None:

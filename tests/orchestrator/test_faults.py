@@ -87,7 +87,7 @@ def test_run_job_on_a_database_refusing_writes_is_one_line_and_writes_nothing(tm
     result = subprocess.run([sys.executable, "-m", "services.orchestrator.main", "run-job", "risk_checks"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert result.stderr.strip() == "Error: database error: (sqlite3.OperationalError) attempt to write a readonly database"
+    assert result.stderr.strip() == "Error: database error: attempt to write a readonly database"
     assert ledger_rows(make_session_factory(create_db_engine(f"sqlite:///{path}"))) == []
 
 

@@ -39,8 +39,7 @@ def at(text: str) -> datetime:
 
 
 def claim_as_another_instance(runner: Any, job: str, fire: datetime) -> int:
-    run_id = runner.ledger.claim(job, runner.settings.user_id, fire, trading_date=fire.date(),
-                                 origin="schedule", dry_run=True)
+    run_id = runner.ledger.claim(job, fire, trading_date=fire.date(), origin="schedule")
     assert run_id is not None
     return run_id
 
@@ -193,8 +192,8 @@ def test_an_interrupted_manual_run_is_recorded_and_never_run_again_by_others(ses
 def test_a_manual_run_whose_lease_lapsed_is_not_run_again(session_factory, krx_calendar):
     clock = FixedClock(at("2026-11-20T10:00:00"))
     dead = make_runner(session_factory, krx_calendar, clock)
-    dead.ledger.claim("risk_checks", "default_user", at("2026-11-20T10:00"), trading_date=at("2026-11-20T10:00").date(),
-                      origin="manual", dry_run=False)
+    dead.ledger.claim("risk_checks", at("2026-11-20T10:00"), trading_date=at("2026-11-20T10:00").date(),
+                      origin="manual")
     clock.set(at("2026-11-20T10:01:01"))
     alive = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
     assert alive.recover_abandoned() == []
@@ -242,6 +241,20 @@ def test_a_fire_while_another_instance_still_runs_the_job_is_skipped_and_alerted
         (at("2026-11-20T10:00"), "running"), (at("2026-11-20T10:30"), "skipped")]
 
 
+def test_a_catch_up_beside_another_instances_is_skipped_quietly(session_factory, krx_calendar, caplog):
+    clock = FixedClock(at("2026-11-20T20:00:00"))
+    other = make_runner(session_factory, krx_calendar, clock)
+    run_id = other.ledger.claim("watchlist_update", at("2026-11-20T19:59:59"),
+                                trading_date=at("2026-11-20T18:00").date(), origin="catch_up")  # started together
+    this = make_runner(session_factory, krx_calendar, clock, watchlist_update="succeed")
+    with caplog.at_level(logging.INFO):
+        record = this.run_now("watchlist_update", at("2026-11-20T18:00").date(), origin="catch_up")
+    assert record.outcome.value == "skipped"
+    assert record.reason.startswith(f"previous run still running (run {run_id}, fire 2026-11-20T19:59:59+09:00")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert fake_services.CALLS == []
+
+
 def test_a_fire_after_the_other_instance_died_runs(session_factory, krx_calendar):
     clock = FixedClock(at("2026-11-20T10:00:00"))
     claim_as_another_instance(make_runner(session_factory, krx_calendar, clock), "risk_checks",
@@ -257,8 +270,8 @@ def test_a_lapsed_fire_waits_while_another_run_of_the_job_holds_then_runs(sessio
     dead = make_runner(session_factory, krx_calendar, clock)
     claim_as_another_instance(dead, "risk_checks", at("2026-11-20T10:00"))
     clock.set(at("2026-11-20T10:01:01"))
-    busy = dead.ledger.claim("risk_checks", "default_user", at("2026-11-20T10:01"),
-                             trading_date=at("2026-11-20T10:01").date(), origin="catch_up", dry_run=True)
+    busy = dead.ledger.claim("risk_checks", at("2026-11-20T10:01"), trading_date=at("2026-11-20T10:01").date(),
+                             origin="catch_up")
     alive = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
     assert alive.recover_abandoned() == []  # left for a later sweep, not abandoned, not skipped
     assert [r.outcome for r in ledger_rows(session_factory)] == ["running", "running"]
@@ -273,8 +286,8 @@ def test_a_lapsed_fire_waits_while_another_run_of_the_job_holds_then_runs(sessio
 def test_a_manual_run_holds_back_no_scheduled_fire(session_factory, krx_calendar):
     clock = FixedClock(at("2026-11-20T10:30:01"))
     other = make_runner(session_factory, krx_calendar, clock)
-    other.ledger.claim("risk_checks", "default_user", at("2026-11-20T10:29"), trading_date=at("2026-11-20T10:29").date(),
-                       origin="manual", dry_run=True)
+    other.ledger.claim("risk_checks", at("2026-11-20T10:29"), trading_date=at("2026-11-20T10:29").date(),
+                       origin="manual")
     this = make_runner(session_factory, krx_calendar, clock, risk_checks="succeed")
     record = this.run_fire("risk_checks", at("2026-11-20T10:30"))
     assert record is not None and record.outcome.value == "success"

@@ -9,9 +9,12 @@ the year-end closure, New Year's Day and the 10:00 first session are replayed
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import time
+import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.common.database import create_db_engine, make_session_factory
 from services.common.job_api import Outcome
@@ -29,9 +33,10 @@ from services.orchestrator.models import JobRun
 from services.orchestrator.replay import Fire, replay_fires, replay_window, simulate
 from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot, PositionRow, SignalRun
 from services.watchlist_manager.models import WatchlistRun
-from tests.conftest import DATA_DIR, in_process_cli, make_settings
+from tests.conftest import DATA_DIR, in_process_cli, make_settings, subprocess_env
 
 KST = ZoneInfo("Asia/Seoul")
+ROOT = Path(__file__).resolve().parents[2]
 EXAM_WEEK = (date(2026, 11, 16), date(2026, 11, 22))
 SESSIONS = [date(2026, 11, 16), date(2026, 11, 17), date(2026, 11, 18), date(2026, 11, 19), date(2026, 11, 20)]
 
@@ -168,19 +173,24 @@ class Interrupted(Exception):
     pass
 
 
-def test_a_replay_on_an_interrupted_one_completes_it_without_duplicates(
-        clean_replay: Any, tmp_path: Path, calendar_cache_dir: Path) -> None:
-    settings = replay_settings(tmp_path, calendar_cache_dir, enable_risk_checks="false")
-    stop_after = 20  # the first session's signal run and its ticks up to 13:45
+def replay_interrupted_after(settings: Any, stop_after: int) -> None:
+    """Replay :data:`WINDOW`, stopped by an exception after its first ``stop_after`` fires."""
+    ran: list[Fire] = []
 
     def interrupt(fire: Fire, record: Any) -> None:
         ran.append(fire)
         if len(ran) == stop_after:
             raise Interrupted(fire)
 
-    ran: list[Fire] = []
     with pytest.raises(Interrupted):
         simulate(settings, *WINDOW, on_fire=interrupt)
+
+
+def test_a_replay_on_an_interrupted_one_completes_it_without_duplicates(
+        clean_replay: Any, tmp_path: Path, calendar_cache_dir: Path) -> None:
+    settings = replay_settings(tmp_path, calendar_cache_dir, enable_risk_checks="false")
+    stop_after = 20  # the first session's signal run and its ticks up to 13:45
+    replay_interrupted_after(settings, stop_after)
     # the next fire's process was killed while it ran: its claim stays "running"
     killed = clean_replay.fires[stop_after]
     dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
@@ -201,6 +211,150 @@ def test_a_replay_on_an_interrupted_one_completes_it_without_duplicates(
         assert account(resumed.runtime) == account(clean_replay.runtime)
     finally:
         resumed.runtime.close()
+
+
+def at_url(url: str, cache_dir: Path) -> Any:
+    """The new-year replay's settings, into ``url`` (SQLite or PostgreSQL)."""
+    return make_settings(database_url=url, cache_dir=str(cache_dir), simulated_universe="30",
+                         bootstrap_sessions="130", enable_risk_checks="false")
+
+
+def attempts(runtime: Any) -> dict[tuple[str, datetime], list[tuple[int, str, str | None]]]:
+    """(attempt, outcome, error) of every fire, by (job, fire time)."""
+    found: dict[tuple[str, datetime], list[tuple[int, str, str | None]]] = {}
+    with runtime.session_factory()() as session:
+        for job, at, attempt, outcome, error in session.execute(select(
+                JobRun.job_name, JobRun.scheduled_for, JobRun.attempt, JobRun.outcome, JobRun.error).order_by(
+                JobRun.job_name, JobRun.scheduled_for, JobRun.attempt)):
+            found.setdefault((job, at), []).append((attempt, outcome, error))
+    return found
+
+
+def test_a_killed_replays_fire_runs_again_though_its_row_has_this_host_and_pid(
+        clean_replay: Any, database_url: str, calendar_cache_dir: Path) -> None:
+    """Containers run every replay as pid 1 on a host name that may repeat: the running
+    row a killed one left is told dead by its instance id, not by host and pid."""
+    settings = at_url(database_url, calendar_cache_dir)
+    stop_after = 20
+    replay_interrupted_after(settings, stop_after)
+    killed = clean_replay.fires[stop_after]  # killed while it ran, on this host, by a process of this pid
+    engine = create_db_engine(settings.database_url)
+    with make_session_factory(engine).begin() as session:
+        session.add(JobRun(job_name=killed.job, user_id=settings.user_id, scheduled_for=killed.at,
+                           trading_date=killed.at.date(), origin="simulate", dry_run=True, outcome="running",
+                           started_at=killed.at, finished_at=None, host=socket.gethostname()[:255],
+                           pid=os.getpid(), instance_id=uuid.uuid4().hex, lease_until=killed.at + timedelta(days=365)))
+    engine.dispose()
+
+    resumed = simulate(settings, *WINDOW)
+    try:
+        assert resumed.records[stop_after] is not None and resumed.records[stop_after].outcome is Outcome.SUCCESS
+        rows = ledger(resumed.runtime)
+        assert sorted((job, at) for job, at, *_ in rows) == sorted((f.job, f.at) for f in clean_replay.fires)
+        assert {row[4] for row in rows} == {Outcome.SUCCESS.value}
+        assert account(resumed.runtime) == account(clean_replay.runtime)
+    finally:
+        resumed.runtime.close()
+
+
+class Dropped:
+    """``signal_generation``'s entry point, failing once on 2026-01-02 with ``error``."""
+
+    def __init__(self, error: BaseException) -> None:
+        from services.trading_engine import engine
+
+        self.real, self.error, self.raised = engine.run, error, False
+
+    def __call__(self, ctx: Any) -> Any:
+        if ctx.trading_date == date(2026, 1, 2) and not self.raised:
+            self.raised = True
+            raise self.error
+        return self.real(ctx)
+
+
+@pytest.mark.parametrize("error, recorded", [
+    (OperationalError("SELECT 1", None, Exception("server closed the connection unexpectedly")),
+     "database error: "),
+    (KeyboardInterrupt(), "interrupted: KeyboardInterrupt"),
+], ids=["dropped-connection", "interrupted"])
+def test_a_fire_that_failed_on_the_database_or_was_interrupted_runs_again_in_the_next_replay(
+        clean_replay: Any, database_url: str, calendar_cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        error: BaseException, recorded: str) -> None:
+    from services.trading_engine import engine
+
+    settings = at_url(database_url, calendar_cache_dir)
+    monkeypatch.setattr(engine, "run", Dropped(error))
+    [fire] = [f for f in clean_replay.fires if f.job == "signal_generation" and f.at.date() == date(2026, 1, 2)]
+    try:
+        first = simulate(settings, *WINDOW)
+    except KeyboardInterrupt:
+        pass
+    else:  # the fires after it would build on what it did not write: the replay stops there
+        first.runtime.close()
+        assert len(first.records) == clean_replay.fires.index(fire) + 1 and first.failed == 1
+
+    again = simulate(settings, *WINDOW)
+    try:
+        runs = attempts(again.runtime)
+        tries = runs[(fire.job, fire.at)]
+        assert [(attempt, outcome) for attempt, outcome, _ in tries] == [(1, "failed"), (2, "success")], tries
+        assert tries[0][2].startswith(recorded) and tries[1][2] is None
+        assert sorted(runs) == sorted((f.job, f.at) for f in clean_replay.fires)
+        assert {tries[-1][1] for tries in runs.values()} == {Outcome.SUCCESS.value}
+        assert account(again.runtime) == account(clean_replay.runtime)  # as if it had run the first time
+    finally:
+        again.runtime.close()
+
+
+def test_a_second_replay_into_the_same_database_is_refused_while_the_first_runs(
+        database_url: str, tmp_path: Path, calendar_cache_dir: Path) -> None:
+    env = subprocess_env(PYTHONPATH=str(ROOT), ORCHESTRATOR_CACHE_DIR=str(calendar_cache_dir),
+                         ORCHESTRATOR_SIMULATED_UNIVERSE="30", ORCHESTRATOR_BOOTSTRAP_SESSIONS="130",
+                         ORCHESTRATOR_ENABLE_RISK_CHECKS="false", LOG_LEVEL="ERROR")
+    command = [sys.executable, "-m", "services.orchestrator.main", "simulate", "--database-url", database_url]
+    first = subprocess.Popen(command + ["--start", "2026-06-01", "--end", "2026-11-20"], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_a_fire(database_url, first)
+        second = subprocess.run(command + ["--start", "2026-11-16", "--end", "2026-11-16"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert first.poll() is None  # still replaying
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.startswith(
+        "Error: Invalid value for '--database-url': another replay is writing to this database (simulate "
+        f"2026-06-01..2026-11-20 pid {first.pid} on "), second.stderr
+    assert second.stderr.endswith("); one replay at a time: wait for it to end, or replay into another "
+                                  "database\n") and second.stderr.count("\n") == 1
+    # the lock died with the killed process: the next replay runs, and re-runs what it left running
+    third = subprocess.run(command + ["--start", "2026-11-16", "--end", "2026-11-16"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr
+    engine = create_db_engine(database_url)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(JobRun).where(JobRun.outcome == "running")) == 0
+    engine.dispose()
+
+
+def wait_for_a_fire(url: str, process: Any, timeout: float = 120) -> None:
+    """Until ``process`` (a replay) has recorded a fire: it holds the replay lock then."""
+    engine = create_db_engine(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "the first replay ended before the second could start"
+            try:
+                with engine.connect() as connection:
+                    if connection.scalar(select(func.count()).select_from(JobRun)):
+                        return
+            except DBAPIError:
+                pass  # not migrated yet
+            time.sleep(0.2)
+        raise AssertionError("the first replay recorded no fire in time")
+    finally:
+        engine.dispose()
 
 
 # --- the command -----------------------------------------------------------------------------------
@@ -245,6 +399,9 @@ def test_simulate_never_writes_to_the_live_database(cli: Any, tmp_path: Path) ->
      "Error: Invalid value for '--start': '2026-11-31' is not a date; expected YYYY-MM-DD"),
     (["--start", "2026-11-20", "--end", "2030-01-01"],
      "Error: 2030-01-01 is outside the KRX calendar data (2015-01-01 to 2027-12-31)"),
+    (["--start", "2019-05-31", "--end", "2019-06-07"],  # before the tick sizes of 2023-01-25 (and the tax table)
+     "Error: Invalid value for '--start': 2019-05-31 is before 2023-01-25, the first day the KRX tick-size table "
+     "covers; expected 2023-01-25 or later"),
     (["--start", "2026-11-20", "--end", "2026-11-20", "--database-url", "mysql://x/y"],
      "Error: Invalid value for '--database-url': mysql is not supported"),
     (["--start", "2026-11-20", "--end", "2026-11-20", "--report", "README.md"],
@@ -255,3 +412,12 @@ def test_simulate_refuses_bad_input_with_one_line(cli: Any, tmp_path: Path, args
     result = cli("simulate", *args)
     assert result.exit_code == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+
+
+def test_simulate_refuses_a_start_before_the_sell_tax_schedule(cli: Any, tmp_path: Path) -> None:
+    result = cli("simulate", "--start", "2024-12-30", "--end", "2025-01-03",
+                 env={"ORCHESTRATOR_SELL_TAX_SCHEDULE": "2025-01-01=0.15"})
+    assert result.exit_code == 2, result.output
+    assert result.stderr == ("Error: Invalid value for '--start': 2024-12-30 is before 2025-01-01, the first day "
+                             "ORCHESTRATOR_SELL_TAX_SCHEDULE covers; expected 2025-01-01 or later\n")
+    assert not (tmp_path / "data" / "simulation.db").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,8 +39,10 @@ def _clear_calls() -> None:
     fake_services.CALLS.clear()
 
 
-def make_runner(session_factory: Any, krx_calendar: Any, clock: FixedClock, **entry_points: str) -> JobRunner:
-    settings = make_settings()
+def make_runner(session_factory: Any, krx_calendar: Any, clock: FixedClock, *,
+                values: dict[str, str] | None = None, **entry_points: str) -> JobRunner:
+    """A runner whose settings are the defaults plus ``values`` (default_user, paper)."""
+    settings = make_settings(**(values or {}))
     return JobRunner(
         settings=settings, session_factory=session_factory, clock=clock, calendar=krx_calendar,
         triggers=build_triggers(settings, krx_calendar), jobs=registry_with(**entry_points),
@@ -156,8 +158,9 @@ def test_a_manual_run_on_a_holiday_is_skipped_as_not_a_session(session_factory, 
 
 def test_a_manual_run_is_recorded_like_a_scheduled_one(session_factory, krx_calendar):
     clock = FixedClock(at("2026-11-21T10:00"))
-    runner = make_runner(session_factory, krx_calendar, clock, data_collection="succeed")
-    record = runner.run_now("data_collection", date(2026, 11, 19), user_id="alice", dry_run=True)
+    runner = make_runner(session_factory, krx_calendar, clock, values={"user_id": "alice"},
+                         data_collection="succeed")
+    record = runner.run_now("data_collection", date(2026, 11, 19))
     [row] = ledger_rows(session_factory)
     assert record.outcome is Outcome.SUCCESS
     assert (row.origin, row.user_id, row.trading_date, row.scheduled_for) == (
@@ -251,8 +254,8 @@ def test_a_run_left_running_by_a_dead_process_is_recorded_failed_by_the_next_swe
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     runner = make_runner(session_factory, krx_calendar, FixedClock(at("2026-11-20T10:00")))
-    run_id = runner.ledger.claim("risk_checks", "default_user", at("2026-11-20T09:30"),
-                                 trading_date=date(2026, 11, 20), origin="schedule", dry_run=True)
+    run_id = runner.ledger.claim("risk_checks", at("2026-11-20T09:30"), trading_date=date(2026, 11, 20),
+                                 origin="schedule")
     with session_factory.begin() as session:
         session.get(JobRun, run_id).pid = int(dead.stdout)
     assert runner.expire_dead_runs() == 1
@@ -260,6 +263,29 @@ def test_a_run_left_running_by_a_dead_process_is_recorded_failed_by_the_next_swe
     [row] = ledger_rows(session_factory)
     assert row.outcome == "failed"
     assert row.error.startswith("abandoned: the lease of ") and f" pid {int(dead.stdout)} lapsed at " in row.error
+
+
+def test_a_run_left_running_under_this_host_and_pid_by_another_instance_is_dead(session_factory, krx_calendar):
+    """A restarted container is pid 1 on the same host name again: the row the killed
+    one left is told from this process's own by its instance id."""
+    import os
+    import socket
+    import uuid
+
+    runner = make_runner(session_factory, krx_calendar, FixedClock(at("2026-11-20T10:00")))
+    ours = runner.ledger.claim("risk_checks", at("2026-11-20T09:45"), trading_date=date(2026, 11, 20),
+                               origin="schedule")
+    with session_factory.begin() as session:
+        session.add(JobRun(job_name="risk_checks", user_id=runner.settings.user_id, dry_run=True,
+                           scheduled_for=at("2026-11-20T09:30"), trading_date=date(2026, 11, 20), origin="schedule",
+                           outcome="running", started_at=at("2026-11-20T09:30"), host=socket.gethostname()[:255],
+                           pid=os.getpid(), instance_id=uuid.uuid4().hex, lease_until=at("2026-11-20T10:05")))
+    assert runner.expire_dead_runs() == 1
+    with session_factory() as session:
+        leases = dict(session.execute(select(JobRun.id, JobRun.lease_until)).all())
+    [theirs] = set(leases) - {ours}
+    assert leases[theirs] < at("2026-11-20T10:00")  # over: the next sweep takes it over at once
+    assert leases[ours] > at("2026-11-20T10:00")  # this process's own run keeps its lease
 
 
 def test_a_job_that_never_ran_here_has_nothing_to_catch_up(session_factory, krx_calendar):
@@ -277,6 +303,6 @@ def test_history_and_last_runs_read_back_the_ledger(session_factory, krx_calenda
     history = runner.ledger.history(limit=10)
     assert [run.job_name for run in history] == ["indicator_calculation", "data_collection"]
     assert [run.job_name for run in runner.ledger.history(job_name="data_collection")] == ["data_collection"]
-    last = runner.ledger.last_runs("default_user")
+    last = runner.ledger.last_runs()
     assert {name: run.outcome for name, run in last.items()} == {
         "data_collection": "success", "indicator_calculation": "failed"}

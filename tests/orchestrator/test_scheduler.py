@@ -104,3 +104,26 @@ def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> 
         if marker in line:
             return "".join(seen)
     raise AssertionError(f"no {marker!r} in start-up output:\n{''.join(seen)}")
+
+
+def test_a_stop_signal_swallowed_by_a_job_submission_still_stops_the_scheduler(caplog: Any) -> None:
+    from services.orchestrator.scheduler import StopOnSignal, StoppableScheduler
+
+    stop = StopOnSignal()
+    scheduler = StoppableScheduler(timezone="Asia/Seoul")
+    scheduler.add_job(print, "interval", hours=1, next_run_time=datetime.now(ZoneInfo("Asia/Seoul")))
+
+    def submit_while_signalled(job: Any, run_times: Any) -> None:  # SIGTERM lands inside APScheduler's try
+        stop._handle(signal.SIGTERM, None)
+
+    scheduler.add_executor("threadpool", "default")
+    scheduler._executors["default"].submit_job = submit_while_signalled  # type: ignore[method-assign]
+    previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("did not stop")))
+    signal.alarm(20)  # a hang fails the test instead of blocking for the hour to the next fire
+    try:
+        stop.run(scheduler)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not scheduler.running
+    assert [r.getMessage() for r in caplog.records if r.levelno >= 40] == []

@@ -31,7 +31,7 @@ from services.risk_manager.halts import active_halt, halt_trading, resume_tradin
 from services.risk_manager.models import RiskBreach
 from services.trading_engine import engine, monitor
 from services.trading_engine.broker import Quotes, make_broker
-from services.trading_engine.models import OrderRow, PaperAccount, PortfolioSnapshot, PositionRow
+from services.trading_engine.models import OrderRow, PaperAccount, PortfolioSnapshot, PositionRow, SignalRow
 from services.trading_engine.order_book import submit
 from services.trading_engine.orders import OrderRequest, OrderType, Side
 from services.watchlist_manager.models import WatchlistEntry, WatchlistRun
@@ -82,9 +82,9 @@ def account(session_factory: Any) -> Any:
 
 
 def context(factory: Any, calendar: Any, job: str, day: date, when: datetime, **settings: str) -> JobContext:
-    values = {"portfolio_value": "10000000", "max_position_size_pct": "90", **settings}
+    values = {"portfolio_value": "10000000", "max_position_size_pct": "90", "user_id": USER, **settings}
     return JobContext(job_name=job, trading_date=day, scheduled_for=when, settings=make_settings(**values),
-                      session_factory=factory, clock=FixedClock(when), calendar=calendar, dry_run=True, user_id=USER)
+                      session_factory=factory, clock=FixedClock(when), calendar=calendar)
 
 
 def tick(factory: Any, calendar: Any, monkeypatch: pytest.MonkeyPatch, day: date, when: datetime,
@@ -306,12 +306,58 @@ def test_the_gate_refuses_a_buy_past_the_position_count_or_size(account: Any, kr
     assert [o.status for o in orders(account)] == ["rejected", "rejected"]
 
 
-def test_exits_free_the_slots_the_entries_then_take(account: Any, krx_calendar: Any) -> None:
+def test_an_exit_frees_its_slot_once_sold_and_the_next_entries_take_it(
+        account: Any, krx_calendar: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     with account.begin() as session:  # LOSS leaves Thursday's watchlist: it is sold at the open
         session.execute(WatchlistEntry.__table__.delete().where(WatchlistEntry.ticker == "LOSS"))
     result = engine.run(context(account, krx_calendar, "signal_generation", D20, at(D20, 8, 45), max_positions="1"))
     assert result.status is Outcome.SUCCESS and result.summary["rejected"] == 0
-    assert [(o.ticker, o.side, o.status) for o in orders(account)] == [("LOSS", "sell", "new"), ("WIN", "buy", "new")]
+    # the sell may not fill (or fill in part): until it has, LOSS keeps the one slot
+    assert [(o.ticker, o.side, o.status) for o in orders(account)] == [("LOSS", "sell", "new")]
+    with account() as session:
+        [reason] = session.scalars(select(SignalRow.reason).where(SignalRow.ticker == "WIN")).all()
+    assert reason.endswith("; not traded: ORCHESTRATOR_MAX_POSITIONS (1) reached")
+    tick(account, krx_calendar, monkeypatch, D20, at(D20, 9, 0), {"LOSS": 9_600, "WIN": 20_000})
+    assert [(o.ticker, o.status) for o in orders(account)] == [("LOSS", "filled")]
+    result = engine.run(context(account, krx_calendar, "signal_generation", D23, at(D23, 8, 45), max_positions="1"))
+    assert result.status is Outcome.SUCCESS and result.summary["rejected"] == 0
+    assert [(o.ticker, o.side, o.status) for o in orders(account)][1:] == [("WIN", "buy", "new")]
+
+
+def test_a_sell_that_has_not_sold_the_whole_holding_keeps_its_position_slot(account: Any, krx_calendar: Any) -> None:
+    when = at(D20, 9, 0)
+    ctx = context(account, krx_calendar, "manual", D20, when, max_positions="1")
+
+    def probe(name: str) -> Any:  # a WIN buy while LOSS (800 held) takes the one slot
+        with account.begin() as session:
+            c = session.connection()
+            broker = make_broker(ctx, c, when)
+            gate = RiskGate.open(ctx, c, broker, when, CLOSES[D19])
+            return submit(broker, c, USER, OrderRequest(f"paper:{USER}:{D20}:WIN:{name}", D20, "WIN", Side.BUY, 1,
+                                                        OrderType.LIMIT, 20_200, reason="probe"), when, gate)
+
+    def sell(name: str, quantity: int) -> Any:
+        with account.begin() as session:
+            c = session.connection()
+            broker = make_broker(ctx, c, at(D20, 8, 50))
+            gate = RiskGate.open(ctx, c, broker, at(D20, 8, 50), CLOSES[D19])
+            return submit(broker, c, USER, OrderRequest(f"paper:{USER}:{D20}:LOSS:{name}", D20, "LOSS", Side.SELL,
+                                                        quantity, OrderType.MARKET, reason="test"), when, gate)
+
+    part = sell("part", 300)  # a sell of part of the holding
+    assert probe("beside-a-part-sell").reason == ("risk: ORCHESTRATOR_MAX_POSITIONS (1) reached: 1 positions held "
+                                                  "or being bought")
+    with account.begin() as session:
+        make_broker(ctx, session.connection(), when).cancel(part.order_id)
+    sell("all", 800)  # a sell of the whole holding, of which the open fills 300 (its volume cap)
+    with account.begin() as session:
+        [fill] = make_broker(ctx, session.connection(), when).match({"LOSS": 9_600}, when, {"LOSS": 300})
+    assert fill.quantity == 300
+    [*_, whole] = orders(account)
+    assert (whole.status, whole.filled_quantity) == ("partially_filled", 300)  # 500 held, 500 still being sold
+    refused = probe("beside-a-partly-filled-sell")
+    assert (refused.status.value, refused.reason) == (
+        "rejected", "risk: ORCHESTRATOR_MAX_POSITIONS (1) reached: 1 positions held or being bought")
 
 
 def test_a_position_past_the_size_or_count_limit_is_recorded_as_a_warning(account: Any, krx_calendar: Any) -> None:

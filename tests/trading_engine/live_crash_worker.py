@@ -24,6 +24,7 @@ Equity = 3,438,566 + 10 x 71,500 + 25 x 40,850 + 902,500 (000660 at cost) =
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,9 @@ def live_settings(kis_url: str, token_dir: Path, **values: Any) -> Settings:
 
 def live_context(session_factory: Any, calendar: MarketCalendar, settings: Settings, clock: Clock, user: str,
                  job: str = "signal_generation", when: datetime = START) -> JobContext:
-    return JobContext(job_name=job, trading_date=DAY, scheduled_for=when, settings=settings,
-                      session_factory=session_factory, clock=clock, calendar=calendar, dry_run=False, user_id=user)
+    return JobContext(job_name=job, trading_date=DAY, scheduled_for=when,
+                      settings=replace(settings, user_id=user, dry_run=False),
+                      session_factory=session_factory, clock=clock, calendar=calendar)
 
 
 def seed_market(session_factory: Any, users: list[str]) -> None:

@@ -18,7 +18,7 @@ limit is 20,000 x 1.01 = 20,200 (on the 50-KRW grid); 24 shares cost 484,800 +
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -79,10 +79,9 @@ def market(session_factory: Any) -> Any:
 
 
 def context(session_factory: Any, calendar: Any, job: str, when: datetime, **settings: Any) -> JobContext:
-    values = {"portfolio_value": "10000000", **settings}
+    values = {"portfolio_value": "10000000", "user_id": USER, **settings}
     return JobContext(job_name=job, trading_date=D20, scheduled_for=when, settings=make_settings(**values),
-                      session_factory=session_factory, clock=FixedClock(when), calendar=calendar,
-                      dry_run=True, user_id=USER)
+                      session_factory=session_factory, clock=FixedClock(when), calendar=calendar)
 
 
 def rows(session_factory: Any, table: Any, *where: Any) -> list[Any]:
@@ -237,13 +236,10 @@ LIVE_SETTINGS = {"dry_run": "false", "kis_app_key": "k" * 36, "kis_app_secret": 
                  "kis_account": "12345678-01", "kis_environment": "live"}
 
 
-@pytest.mark.parametrize("ctx_dry_run, settings_dry_run", [(True, "false"), (False, "true"), (True, "true")])
-def test_dry_run_never_imports_the_live_adapter(market: Any, krx_calendar: Any, monkeypatch: pytest.MonkeyPatch,
-                                                 ctx_dry_run: bool, settings_dry_run: str) -> None:
+def test_dry_run_settings_never_import_the_live_adapter(market: Any, krx_calendar: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     block_live_adapter(monkeypatch)
-    ctx = context(market, krx_calendar, "signal_generation", at(D20, 8, 45),
-                  **{**LIVE_SETTINGS, "dry_run": settings_dry_run})
-    ctx = JobContext(**{**ctx.__dict__, "dry_run": ctx_dry_run})
+    ctx = context(market, krx_calendar, "signal_generation", at(D20, 8, 45), **{**LIVE_SETTINGS, "dry_run": "true"})
     with market() as session:
         assert isinstance(make_broker(ctx, session.connection()), PaperBroker)
     result = engine.run(ctx)
@@ -251,10 +247,15 @@ def test_dry_run_never_imports_the_live_adapter(market: Any, krx_calendar: Any, 
     assert all(o.dry_run for o in rows(market, OrderRow))
 
 
-def test_live_runs_need_both_the_run_and_the_settings_to_say_so(market: Any, krx_calendar: Any,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_context_takes_its_account_from_the_settings_only(market: Any, krx_calendar: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     block_live_adapter(monkeypatch)
-    ctx = context(market, krx_calendar, "signal_generation", at(D20, 8, 45), **LIVE_SETTINGS)
-    ctx = JobContext(**{**ctx.__dict__, "dry_run": False})
+    paper = context(market, krx_calendar, "signal_generation", at(D20, 8, 45))
+    with pytest.raises(TypeError):  # no field to name another user or mode than the settings'
+        JobContext(**{**paper.__dict__, "dry_run": False})
+    with pytest.raises(TypeError):
+        JobContext(**{**paper.__dict__, "user_id": "mallory"})
+    assert (paper.user_id, paper.dry_run) == (USER, True)
+    live = context(market, krx_calendar, "signal_generation", at(D20, 8, 45), **LIVE_SETTINGS)
     with market() as session, pytest.raises(ImportError):
-        make_broker(ctx, session.connection())
+        make_broker(live, session.connection())

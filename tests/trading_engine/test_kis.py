@@ -6,6 +6,7 @@ commission 0.015 % floored, the 2026 sell tax 0.20 % floored)."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import stat
 import threading
@@ -474,6 +475,21 @@ def test_token_is_shared_across_clients_through_a_0600_cache_file(
     assert APP_SECRET not in cache_file.read_text()
 
 
+def test_the_token_cache_directories_are_created_0700_whatever_the_umask(
+        kis: FakeKis, make_client: Callable[..., KisClient], tmp_path: Path) -> None:
+    cache = tmp_path / "home" / ".cache" / "krx"  # none of it exists yet
+    previous = os.umask(0)
+    try:
+        make_client(kis, cache_dir=cache).get(PRICE_PATH, "FHKST01010100",
+                                              {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "005930"})
+    finally:
+        os.umask(previous)
+    [token_file] = cache.iterdir()
+    assert [oct(stat.S_IMODE(path.stat().st_mode)) for path in
+            (tmp_path / "home", tmp_path / "home" / ".cache", cache, token_file)] == ["0o700", "0o700", "0o700",
+                                                                                      "0o600"]
+
+
 def test_token_is_renewed_five_minutes_before_it_expires(
         kis: FakeKis, make_client: Callable[..., KisClient], clock: FakeTime) -> None:
     client = make_client(kis)
@@ -634,9 +650,8 @@ def test_a_halted_account_sends_kis_no_buy_but_still_its_exits(
     from services.trading_engine.order_book import submit
 
     broker, now = make_broker(kis), clock.now()
-    ctx = JobContext(job_name="position_monitoring", trading_date=TODAY, scheduled_for=now, settings=_settings(kis),
-                     session_factory=session_factory, clock=FixedClock(now), calendar=krx_calendar, dry_run=False,
-                     user_id="u1")
+    ctx = JobContext(job_name="position_monitoring", trading_date=TODAY, scheduled_for=now, settings=_settings(kis, user_id="u1", dry_run="false"),
+                     session_factory=session_factory, clock=FixedClock(now), calendar=krx_calendar)
     with session_factory.begin() as session:
         connection = session.connection()
         halt_trading(connection, "u1", "broker maintenance", by="manual", at=now)

@@ -267,8 +267,8 @@ def test_an_exit_is_measured_to_the_close_of_the_day_viewed(market, krx_calendar
 def job_context(session_factory: Any, calendar: Any, day: date, **settings: str) -> JobContext:
     clock = FixedClock(datetime(day.year, day.month, day.day, 19, 0, tzinfo=KST))
     return JobContext(job_name="watchlist_update", trading_date=day, scheduled_for=clock.now(),
-                      settings=make_settings(**settings), session_factory=session_factory, clock=clock,
-                      calendar=calendar, dry_run=True, user_id="alice", origin="manual")
+                      settings=make_settings(**{"user_id": "alice", **settings}), session_factory=session_factory,
+                      clock=clock, calendar=calendar, origin="manual")
 
 
 def test_the_job_scores_a_date_whose_indicators_are_calculated(market, krx_calendar):
