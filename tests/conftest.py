@@ -3,6 +3,7 @@ and migrated databases (SQLite always; PostgreSQL when TEST_DATABASE_URL is set)
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -72,6 +73,20 @@ def _postgres_schema_url(base_url: str, schema: str) -> str:
     return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
         hide_password=False
     )
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """The root logger's handlers and level, put back after the test (for tests that
+    call ``configure_logging``)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

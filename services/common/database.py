@@ -95,9 +95,6 @@ def create_db_engine(url: str, *, connect_timeout_seconds: int = DEFAULT_CONNECT
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # the driver opens no transaction for a SELECT (each read would see its own state):
-    # it is told to open none at all, and ``_sqlite_begin`` opens every one, reads included
-    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing committed
@@ -107,16 +104,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-#: a connection execution option: its transaction begins with ``BEGIN IMMEDIATE`` on SQLite
+#: a connection execution option: how its SQLite transaction begins (``IMMEDIATE`` or
+#: ``DEFERRED``); without it the driver begins one just before the first write, as always
 SQLITE_BEGIN = "sqlite_begin"
-_PG_ACCOUNT_LOCKS = 727_002  # advisory lock space: one account transaction per account at a time
+_PG_ACCOUNT_LOCKS = 727_003  # advisory lock space: one account transaction per account at a time
 
 
 def _sqlite_begin(connection: Any) -> None:
-    """Every SQLite transaction begins at its first statement, reads included, so all
-    it reads is one snapshot (WAL); an account transaction takes the write lock there."""
-    immediate = connection.get_execution_options().get(SQLITE_BEGIN) == "IMMEDIATE"
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    """The driver opens no transaction for a read: each SELECT before the first write
+    would see its own state. A transaction that must read one state begins at its first
+    statement: ``BEGIN DEFERRED`` for a read-only snapshot (WAL), ``BEGIN IMMEDIATE``
+    for an account transaction (the write lock from the start: a deferred transaction
+    that read and then writes fails at once, 'database is locked', when another
+    connection committed in between). Other transactions begin as the driver begins
+    them, at their first write."""
+    mode = connection.get_execution_options().get(SQLITE_BEGIN)
+    if mode in ("IMMEDIATE", "DEFERRED"):
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 @contextmanager
@@ -132,7 +136,8 @@ def account_transaction(session_factory: sessionmaker[Session], account_key: str
     with session_factory.begin() as session:
         connection = session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:account))"),
+            connection.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(current_schema() || '/' || "
+                                    ":account))"),
                                {"space": _PG_ACCOUNT_LOCKS, "account": account_key})
         yield connection
 
@@ -147,7 +152,7 @@ def snapshot_transaction(session_factory: sessionmaker[Session]) -> Iterator[Any
             connection = session.connection(execution_options={"isolation_level": "REPEATABLE READ",
                                                                "postgresql_readonly": True})
         else:
-            connection = session.connection()
+            connection = session.connection(execution_options={SQLITE_BEGIN: "DEFERRED"})
         yield connection
         session.rollback()
 

@@ -25,10 +25,10 @@ class InertFormatter(logging.Formatter):
         return printable(super().formatMessage(record))
 
     def formatException(self, ei: Any) -> str:
-        return printable(super().formatException(ei), keep="\n")
+        return printable(redact_passwords(super().formatException(ei)), keep="\n")
 
     def formatStack(self, stack_info: str) -> str:
-        return printable(super().formatStack(stack_info), keep="\n")
+        return printable(redact_passwords(super().formatStack(stack_info)), keep="\n")
 
 
 class OneLineDatabaseErrors(logging.Filter):

@@ -38,7 +38,7 @@ from services.common.database import database_error_line, dialect_insert
 from services.common.job_api import Account, JobContext, JobResult, Origin, Outcome
 from services.common.market_calendar import MarketCalendar
 from services.common.memory import release_memory
-from services.common.settings import ConfigurationError, Settings
+from services.common.settings import ConfigurationError, Settings, redact_passwords
 from services.orchestrator.jobs import REGISTRY, JobSpec, ServiceUnavailableError, get_job
 from services.orchestrator.models import JobRun
 from services.orchestrator.reports import calendar_warning
@@ -182,10 +182,11 @@ class RunLedger:
             return list(connection.execute(_LAPSED, {**self._mine, "now": now}).all())
 
     def lapsed_elsewhere(self, now: datetime) -> list[Any]:
-        """Other accounts' running rows whose lease ran out before ``now``: they wait for
-        an instance of their own account, never for this one."""
+        """Other accounts' running rows whose lease ran out a whole lease before ``now``
+        (their own instances sweep once a lease: none has taken these over). They wait
+        for an instance of their account, never for this one."""
         with self._engine.connect() as connection:
-            return list(connection.execute(_LAPSED_ELSEWHERE, {**self._mine, "now": now}).all())
+            return list(connection.execute(_LAPSED_ELSEWHERE, {**self._mine, "now": now - self.lease}).all())
 
     def abandon(self, run_id: int, now: datetime, error: str) -> bool:
         """Record a lapsed run failed; False if it was renewed, finished or taken meanwhile."""
@@ -271,15 +272,14 @@ class RunLedger:
         with self._engine.connect() as connection:
             return {(job, at): attempt for job, at, attempt in connection.execute(query)}
 
-    def _dead_running_rows(self, session: DbSession, origin: str | None = None) -> list[JobRun]:
-        """This host's ``running`` rows (of ``origin``, if given) whose process is gone:
-        another pid that no longer runs, or this very pid under another instance id (the
-        pid was reused, as pid 1 is by every container)."""
+    def _dead_running_rows(self, session: DbSession) -> list[JobRun]:
+        """This host's ``running`` rows whose process is certainly gone: another pid that
+        no longer runs. A row of this very pid under another instance id is left to its
+        lease: containers sharing a host name (host networking) each run as pid 1, so
+        that process may be alive in another container."""
         query = select(JobRun).where(JobRun.outcome == Outcome.RUNNING.value, JobRun.host == self._host,
-                                     self._not_this_process())
-        if origin is not None:
-            query = query.where(JobRun.origin == origin)
-        return [row for row in session.scalars(query) if row.pid == self._pid or not _process_alive(row.pid)]
+                                     JobRun.pid != self._pid)
+        return [row for row in session.scalars(query) if not _process_alive(row.pid)]
 
     def _not_this_process(self) -> Any:
         """Rows another process wrote: its host, pid or instance id differs from ours (a
@@ -687,13 +687,13 @@ class JobRunner:
         try:
             result = entry_point(ctx)
         except ConfigurationError as exc:  # e.g. a provider without its credentials: no traceback
-            return JobResult(Outcome.FAILED), f"{type(exc).__name__}: {exc}"
+            return JobResult(Outcome.FAILED), redact_passwords(f"{type(exc).__name__}: {exc}")
         except DBAPIError as exc:  # the database refused: the statement goes to the log, one line to the ledger
             ctx.log.exception("failed")
             return JobResult(Outcome.FAILED), f"database error: {database_error_line(exc)}"
         except Exception as exc:  # the edge: a failing job is recorded, the scheduler goes on
             ctx.log.exception("failed")
-            return JobResult(Outcome.FAILED), f"{type(exc).__name__}: {exc}"
+            return JobResult(Outcome.FAILED), redact_passwords(f"{type(exc).__name__}: {exc}")
         if not isinstance(result, JobResult) or result.status not in (
             Outcome.SUCCESS, Outcome.SKIPPED, Outcome.FAILED,
         ):

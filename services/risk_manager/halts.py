@@ -34,7 +34,12 @@ class Halt:
     resumed_at: datetime | None
     resumed_by: str | None
     baseline_at: datetime | None = None  # the loss limits measure from here (a resumed loss halt)
-    baseline_equity: int | None = None
+    baseline_equity: int | None = None  # the paper account's equity then
+    live_baseline_equity: int | None = None  # the live account's
+
+    def baseline_of(self, dry_run: bool) -> int | None:
+        """The equity the account of that mode measures its losses from, once recorded."""
+        return self.baseline_equity if dry_run else self.live_baseline_equity
 
     @property
     def by_a_loss_limit(self) -> bool:
@@ -45,9 +50,11 @@ class Halt:
         return f"{self.reason} (halted by {self.halted_by} at {at})"
 
 
-def set_baseline_equity(connection: Connection, user_id: str, equity: int) -> None:
-    """Record the equity the loss limits measure from since the last resume."""
-    connection.execute(update(TradingHalt).where(TradingHalt.user_id == user_id).values(baseline_equity=equity))
+def set_baseline_equity(connection: Connection, user_id: str, dry_run: bool, equity: int) -> None:
+    """Record the equity the loss limits of the user's account in that mode measure from
+    since the last resume."""
+    column = "baseline_equity" if dry_run else "live_baseline_equity"
+    connection.execute(update(TradingHalt).where(TradingHalt.user_id == user_id).values({column: equity}))
 
 
 def halt_record(connection: Connection, user_id: str) -> Halt | None:
@@ -60,7 +67,12 @@ def halt_of(row: Any) -> Halt | None:
     if row is None or row.halted is None:
         return None
     return Halt(row.user_id, bool(row.halted), row.reason, row.halted_at, row.halted_by, row.resumed_at,
-                row.resumed_by, row.baseline_at, None if row.baseline_equity is None else int(row.baseline_equity))
+                row.resumed_by, row.baseline_at, _int_or_none(row.baseline_equity),
+                _int_or_none(row.live_baseline_equity))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def active_halt(connection: Connection, user_id: str) -> Halt | None:
@@ -77,8 +89,8 @@ def halt_trading(connection: Connection, user_id: str, reason: str, *, by: str, 
         return current, False
     upsert(connection, TradingHalt.__table__, [{
         "user_id": user_id, "halted": True, "reason": reason[:300], "halted_at": at, "halted_by": by[:32],
-        "resumed_at": None, "resumed_by": None, "baseline_at": None, "baseline_equity": None}], ["user_id"],
-        keep=["baseline_at", "baseline_equity"])
+        "resumed_at": None, "resumed_by": None, "baseline_at": None, "baseline_equity": None,
+        "live_baseline_equity": None}], ["user_id"], keep=["baseline_at", "baseline_equity", "live_baseline_equity"])
     alert = Alert("trading_halted", f"TRADING HALTED for {user_id} by {by}: {reason}", {
         "user_id": user_id, "halted_by": by, "reason": reason, "halted_at": at.isoformat()})
     # said when the halt is stored: a job that halts, then fails and rolls back, halted nothing
@@ -96,12 +108,13 @@ def resume_trading(connection: Connection, user_id: str, *, by: str, at: datetim
     current = active_halt(connection, user_id)
     if current is None:
         return None
-    baseline_at, baseline_equity = current.baseline_at, current.baseline_equity
-    if current.by_a_loss_limit:
-        baseline_at, baseline_equity = at, None  # the next assessment measures the equity
+    baseline_at, baseline_equity, live_baseline = current.baseline_at, current.baseline_equity, \
+        current.live_baseline_equity
+    if current.by_a_loss_limit:  # each mode's next assessment measures its equity
+        baseline_at, baseline_equity, live_baseline = at, None, None
     upsert(connection, TradingHalt.__table__, [{
         "user_id": user_id, "halted": False, "reason": current.reason, "halted_at": current.halted_at,
         "halted_by": current.halted_by, "resumed_at": at, "resumed_by": by[:32], "baseline_at": baseline_at,
-        "baseline_equity": baseline_equity}], ["user_id"])
+        "baseline_equity": baseline_equity, "live_baseline_equity": live_baseline}], ["user_id"])
     logger.warning("trading resumed for %s by %s (%s)", user_id, by, current.describe())
     return halt_record(connection, user_id)

@@ -134,7 +134,7 @@ def assess(connection: Connection, broker: Broker, *, user_id: str, settings: Se
     holdings = holdings_at(held, prices)
     equity = cash + sum(h.value for h in holdings)
     record = halt_of(state)
-    baseline, since = _baseline(connection, record, initial_cash, user_id, equity)
+    baseline, since = _baseline(connection, record, initial_cash, user_id, dry_run, equity)
     history = _history(connection, state, parameters, baseline_equity=baseline, since=since) \
         or AccountHistory(equity, None, None)
     metrics = portfolio_metrics(cash, holdings, history)
@@ -158,15 +158,16 @@ def _cash_and_initial(broker: Broker, state: Row[Any]) -> tuple[int, int | None]
 
 
 def _baseline(connection: Connection, record: Halt | None, initial_cash: int | None, user_id: str,
-              equity: int) -> tuple[int | None, datetime | None]:
+              dry_run: bool, equity: int) -> tuple[int | None, datetime | None]:
     """What the loss limits measure from, and since when: the equity at the last resume
     of a loss halt (the first assessment after it records the equity it finds), or
     else the paper account's initial cash (a live account: its first snapshot)."""
     if record is not None and record.baseline_at is not None:
-        if record.baseline_equity is None:
-            set_baseline_equity(connection, user_id, equity)
+        recorded = record.baseline_of(dry_run)
+        if recorded is None:
+            set_baseline_equity(connection, user_id, dry_run, equity)
             return equity, record.baseline_at
-        return record.baseline_equity, record.baseline_at
+        return recorded, record.baseline_at
     return initial_cash, None
 
 

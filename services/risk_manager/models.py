@@ -26,9 +26,11 @@ class TradingHalt(Base):
     resumed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     resumed_by: Mapped[Optional[str]] = mapped_column(String(32))
     #: set when a loss halt is resumed: the loss limits measure from then, from the
-    #: equity the first assessment after the resume finds (filled in by it)
+    #: equity the first assessment of each mode after the resume finds (filled in by it):
+    #: the paper account's in ``baseline_equity``, the live one's in ``live_baseline_equity``
     baseline_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     baseline_equity: Mapped[Optional[int]] = mapped_column(BigInteger)
+    live_baseline_equity: Mapped[Optional[int]] = mapped_column(BigInteger)
 
 
 class RiskBreach(Base):

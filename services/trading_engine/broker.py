@@ -48,6 +48,13 @@ def make_broker(ctx: JobContext, connection: Connection, at: datetime | None = N
         clock = FixedClock(at) if at is not None else ctx.clock
         return PaperBroker(connection, user_id=ctx.settings.user_id, fees=fees, calendar=ctx.calendar, clock=clock,
                            initial_cash=ctx.settings.portfolio_value)
+    return live_broker(ctx)
+
+
+def live_broker(ctx: JobContext) -> Broker:
+    """The KIS adapter of the instance's live settings (it keeps no database state)."""
+    if is_dry_run(ctx):
+        raise ValueError("a dry-run instance has no live broker")
     from services.common.market_calendar import default_cache_dir
     from services.trading_engine import kis
 

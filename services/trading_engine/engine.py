@@ -26,7 +26,7 @@ from services.common.job_api import JobContext, JobResult, Outcome
 from services.common.krx_market import price_limits, round_to_tick
 from services.risk_manager.gate import RiskGate
 from services.risk_manager.halts import active_halt
-from services.trading_engine.broker import account_transaction, is_dry_run, make_broker, market_moment
+from services.trading_engine.broker import account_transaction, is_dry_run, live_broker, make_broker, market_moment
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.live_orders import send_pending
 from services.trading_engine.models import ClosedTrade, SignalRow, SignalRun
@@ -273,8 +273,7 @@ def _send_live(ctx: JobContext, broker: Broker | None = None, *, buys_refused: s
     """Send the live orders recorded and not yet at the broker (after the job's
     transaction has committed); what was sent, linked, rejected, left in doubt."""
     if broker is None:
-        with ctx.session_factory() as session:
-            broker = make_broker(ctx, session.connection())
+        broker = live_broker(ctx)
     report = send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock, buys_refused=buys_refused,
                           sells_only=sells_only)
     if report.in_doubt or report.unsent:

@@ -31,6 +31,7 @@ from services.trading_engine.broker import (
     account_transaction,
     current_quotes,
     is_dry_run,
+    live_broker,
     make_broker,
     market_moment,
     participation_caps,
@@ -163,8 +164,7 @@ def run(ctx: JobContext) -> JobResult:
     moment = market_moment(ctx, session, pre_open=False)
     live, broker, sending = not is_dry_run(ctx), None, SendReport()
     if live:  # the sells an earlier run left go first; buys wait for this tick's risk check
-        with ctx.session_factory() as db:
-            broker = make_broker(ctx, db.connection(), moment)
+        broker = live_broker(ctx)
         sending = send_pending(broker, ctx.session_factory, ctx.user_id, ctx.clock, sells_only=True)
     with account_transaction(ctx) as connection:
         broker = broker or make_broker(ctx, connection, moment)

@@ -151,7 +151,8 @@ def test_a_read_on_a_killed_connection_is_a_database_error(database_url: str) ->
         admin.dispose()
 
 
-def test_the_pools_reset_of_a_killed_connection_is_one_log_line(database_url: str, monkeypatch) -> None:
+def test_the_pools_reset_of_a_killed_connection_is_one_log_line(database_url: str, monkeypatch,
+                                                                root_logging: None) -> None:
     import io
     import sys
 
@@ -179,3 +180,60 @@ def test_the_pools_reset_of_a_killed_connection_is_one_log_line(database_url: st
     assert [line.split(" ", 1)[1] for line in stderr.getvalue().splitlines()] == [
         "ERROR   sqlalchemy.pool.impl.QueuePool: Exception during reset or similar: "
         "terminating connection due to administrator command"]
+
+
+def test_a_transaction_that_reads_then_writes_survives_another_connections_commit_in_between(
+        database_url: str) -> None:
+    """A plain job transaction (halt, resume, the watchlist) reads, then writes; another
+    instance's heartbeat commits in between. SQLite must wait its turn, not refuse the
+    write ('database is locked' at once, as a deferred transaction with an old read would)."""
+    from sqlalchemy import text
+
+    from services.common.database import create_db_engine, make_session_factory
+
+    engine, other = create_db_engine(database_url), create_db_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE beats (n INTEGER)"))
+    try:
+        with make_session_factory(engine).begin() as session:
+            assert session.execute(text("SELECT count(*) FROM beats")).scalar() == 0
+            with other.begin() as connection:
+                connection.execute(text("INSERT INTO beats VALUES (1)"))
+            session.execute(text("INSERT INTO beats VALUES (2)"))
+        with engine.connect() as connection:
+            assert sorted(connection.execute(text("SELECT n FROM beats")).scalars()) == [1, 2]
+    finally:
+        other.dispose()
+        engine.dispose()
+
+
+def test_an_account_transaction_and_a_snapshot_see_one_state(database_url: str) -> None:
+    """Reads in an account transaction or a snapshot see the state of their first read,
+    whatever another connection commits meanwhile (the account transaction: because
+    nothing else can commit; the snapshot: because it reads its snapshot)."""
+    from sqlalchemy import text
+
+    from services.common.database import (
+        account_transaction,
+        create_db_engine,
+        make_session_factory,
+        snapshot_transaction,
+    )
+
+    engine, other = create_db_engine(database_url), create_db_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE cash (n INTEGER)"))
+        connection.execute(text("INSERT INTO cash VALUES (100)"))
+    factory = make_session_factory(engine)
+    try:
+        with snapshot_transaction(factory) as snapshot:
+            assert snapshot.execute(text("SELECT n FROM cash")).scalar() == 100
+            with other.begin() as connection:
+                connection.execute(text("UPDATE cash SET n = 50"))
+            assert snapshot.execute(text("SELECT n FROM cash")).scalar() == 100
+        with account_transaction(factory, "alice:paper") as connection:
+            assert connection.execute(text("SELECT n FROM cash")).scalar() == 50
+            connection.execute(text("UPDATE cash SET n = 60"))
+    finally:
+        other.dispose()
+        engine.dispose()

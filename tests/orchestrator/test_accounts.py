@@ -49,11 +49,14 @@ def alerts_in(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_a_paper_instance_leaves_another_users_lapsed_live_run_alone(session_factory, krx_calendar, caplog):
     clock = FixedClock(at("2026-11-20T10:00:00"))
     run_id = lapsed_run_of(session_factory, krx_calendar, clock, BOB_LIVE)
-    clock.set(at("2026-11-20T10:01:01"))  # bob's 60 s lease has lapsed
+    clock.set(at("2026-11-20T10:01:01"))  # bob's 60 s lease has lapsed: bob's own instances sweep soon
     alice = make_runner(session_factory, krx_calendar, clock, values=ALICE_PAPER, risk_checks="record_account")
     with caplog.at_level(logging.ERROR):
         assert alice.recover_abandoned() == []
-        assert alice.recover_abandoned() == []  # a second sweep: no second alert
+        assert alerts_in(caplog) == []
+        clock.set(at("2026-11-20T10:02:01"))  # a whole lease later no instance of bob's took it over
+        assert alice.recover_abandoned() == []
+        assert alice.recover_abandoned() == []  # a third sweep: no second alert
     [row] = ledger_rows(session_factory)
     assert (row.id, row.user_id, row.dry_run, row.outcome) == (run_id, "bob", False, "running")
     assert fake_services.ACCOUNTS == []

@@ -136,18 +136,6 @@ def test_csv_and_json_carry_no_raw_control_characters() -> None:
     assert json.loads(document) == rows
 
 
-@pytest.fixture
-def root_logging() -> Any:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-
-
 def test_a_log_line_carries_the_utc_offset_and_no_raw_escape(
     root_logging: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,6 +26,7 @@ from services.common.job_api import JobContext, Outcome
 from services.data_collector.models import CollectedSession, DailyPrice
 from services.indicator_calculator.models import TechnicalIndicator
 from services.risk_manager import manager
+from services.risk_manager.manager import assess
 from services.risk_manager.gate import RiskGate
 from services.risk_manager.halts import active_halt, halt_trading, resume_trading
 from services.risk_manager.models import RiskBreach
@@ -33,7 +34,7 @@ from services.trading_engine import engine, monitor
 from services.trading_engine.broker import Quotes, make_broker
 from services.trading_engine.models import OrderRow, PaperAccount, PortfolioSnapshot, PositionRow, SignalRow
 from services.trading_engine.order_book import submit
-from services.trading_engine.orders import OrderRequest, OrderType, Side
+from services.trading_engine.orders import Cash, OrderRequest, OrderType, Side
 from services.watchlist_manager.models import WatchlistEntry, WatchlistRun
 from tests.conftest import make_settings
 
@@ -232,6 +233,34 @@ def test_a_resumed_loss_halt_measures_from_the_equity_at_the_resume_even_without
     assert later.summary["halted"] is False
     assert (later.summary["baseline_equity"], later.summary["peak_equity"], later.summary["drawdown_pct"]) == (
         8_000_000, 8_000_000, 0.0)
+
+
+class LiveAccount:
+    """A live account of the same user as the broker shows it: 3,000,000 KRW, flat."""
+
+    dry_run = False
+
+    def positions(self) -> list[Any]:
+        return []
+
+    def cash(self) -> Cash:
+        return Cash(available=3_000_000, settled=3_000_000)
+
+
+def test_after_a_resumed_loss_halt_each_mode_measures_from_its_own_equity(account: Any, krx_calendar: Any) -> None:
+    with account.begin() as session:  # LOSS closed at 7,500 on Friday: equity 8,000,000, 20% down: halted
+        session.execute(DailyPrice.__table__.update().where(DailyPrice.date == D20, DailyPrice.ticker == "LOSS")
+                        .values(close=7_500))
+    assert manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0))).summary["halted"]
+    with account.begin() as session:
+        resume_trading(session.connection(), USER, by="manual", at=at(D20, 21, 0))
+    paper = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 22, 0)))
+    assert paper.summary["baseline_equity"] == 8_000_000  # the paper account's equity at the resume
+    with account.begin() as session:
+        live = assess(session.connection(), LiveAccount(), user_id=USER,  # type: ignore[arg-type]
+                      settings=make_settings(user_id=USER, dry_run="false"), day=D20, moment=at(D20, 22, 0),
+                      prices={}, checked_by="risk_checks")
+    assert (live.metrics.baseline_equity, live.metrics.drawdown_pct, live.halt) == (3_000_000, 0.0, None)
 
 
 def test_resuming_a_manual_halt_forgives_no_loss(account: Any, krx_calendar: Any) -> None:
