@@ -281,3 +281,14 @@ def test_env_example_lists_every_variable_with_its_default() -> None:
     assert [line for line in example if line and not line.startswith("#")] == [
         line for line in env_example_lines() if not line.startswith("#")
     ]
+
+
+def test_a_database_driver_that_is_not_installed_is_refused_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as on a machine without psycopg: importing it fails
+    with pytest.raises(SettingsError) as error:
+        load_settings({}, environ={"DATABASE_URL": "postgresql+psycopg://bob:hunter2@db/x"}, env_file=NO_ENV_FILE)
+    assert str(error.value) == (
+        "DATABASE_URL='postgresql+psycopg://bob:***@db/x': the psycopg driver is not installed; expected "
+        "sqlite:///data/orchestrator.db or postgresql+psycopg://user@host:5432/db")
