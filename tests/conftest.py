@@ -104,7 +104,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     try:
         yield _postgres_schema_url(TEST_DATABASE_URL, schema)
     finally:
-        with admin.begin() as connection:
+        with admin.begin() as connection:  # a connection the test left open fails it, never hangs the run
+            connection.execute(text("SET LOCAL lock_timeout = '60s'"))
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
