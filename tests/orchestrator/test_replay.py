@@ -173,6 +173,15 @@ class Interrupted(Exception):
     pass
 
 
+def assert_same_as_the_clean_replay(resumed: Any, clean_replay: Any) -> None:
+    """Every fire of the window ran once and succeeded, and the account is the clean
+    replay's."""
+    rows = ledger(resumed.runtime)
+    assert sorted((job, at) for job, at, *_ in rows) == sorted((f.job, f.at) for f in clean_replay.fires)
+    assert {row[4] for row in rows} == {Outcome.SUCCESS.value}
+    assert account(resumed.runtime) == account(clean_replay.runtime)
+
+
 def replay_interrupted_after(settings: Any, stop_after: int) -> None:
     """Replay :data:`WINDOW`, stopped by an exception after its first ``stop_after`` fires."""
     ran: list[Fire] = []
@@ -205,10 +214,7 @@ def test_a_replay_on_an_interrupted_one_completes_it_without_duplicates(
     resumed = simulate(settings, *WINDOW)
     try:
         assert resumed.records[:stop_after] == [None] * stop_after  # done before: left as they were
-        rows = ledger(resumed.runtime)
-        assert sorted((job, at) for job, at, *_ in rows) == sorted((f.job, f.at) for f in clean_replay.fires)
-        assert {row[4] for row in rows} == {Outcome.SUCCESS.value}
-        assert account(resumed.runtime) == account(clean_replay.runtime)
+        assert_same_as_the_clean_replay(resumed, clean_replay)
     finally:
         resumed.runtime.close()
 
@@ -249,10 +255,7 @@ def test_a_killed_replays_fire_runs_again_though_its_row_has_this_host_and_pid(
     resumed = simulate(settings, *WINDOW)
     try:
         assert resumed.records[stop_after] is not None and resumed.records[stop_after].outcome is Outcome.SUCCESS
-        rows = ledger(resumed.runtime)
-        assert sorted((job, at) for job, at, *_ in rows) == sorted((f.job, f.at) for f in clean_replay.fires)
-        assert {row[4] for row in rows} == {Outcome.SUCCESS.value}
-        assert account(resumed.runtime) == account(clean_replay.runtime)
+        assert_same_as_the_clean_replay(resumed, clean_replay)
     finally:
         resumed.runtime.close()
 
