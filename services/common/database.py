@@ -124,17 +124,20 @@ def _sqlite_begin(connection: Any) -> None:
 
 
 @contextmanager
-def account_transaction(session_factory: sessionmaker[Session], account_key: str) -> Iterator[Any]:
+def account_transaction(session_factory: sessionmaker[Session], account_key: str, *,
+                        immediate: bool = True) -> Iterator[Any]:
     """A transaction (its connection) in which one account is read and written by one
     writer at a time, committed at the end: no other account transaction of the same
     account commits between its statements, so all it reads is one committed state.
 
-    SQLite: ``BEGIN IMMEDIATE``, the database's write lock from the first statement.
+    SQLite: ``BEGIN IMMEDIATE``, the database's write lock from the first statement
+    (``immediate=False``: from the first write, for an account whose state is read from
+    a broker over the network, so that no HTTP call holds the whole database's lock).
     PostgreSQL: a transaction-scoped advisory lock on the account, taken before any
     read; after it, each statement sees what the previous holder committed and nothing
     more can be committed to the account until this transaction ends."""
     with session_factory.begin() as session:
-        connection = session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+        connection = session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"} if immediate else None)
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(current_schema() || '/' || "
                                     ":account))"),

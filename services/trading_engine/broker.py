@@ -36,8 +36,11 @@ def is_dry_run(ctx: JobContext) -> bool:
 def account_transaction(ctx: JobContext) -> AbstractContextManager[Connection]:
     """The transaction a job reads and changes its account in (its connection): one
     writer per account at a time, so every read in it sees one committed state (a risk
-    check never sees a tick's fills half-way). Committed at the end."""
-    return _account_transaction(ctx.session_factory, ctx.account.key)
+    check never sees a tick's fills half-way). Committed at the end. A live account's
+    positions and cash come from KIS over HTTP, not from the database: on SQLite its
+    transaction takes the database's write lock at its first write, not before those
+    calls (PostgreSQL's lock is the account's alone either way)."""
+    return _account_transaction(ctx.session_factory, ctx.account.key, immediate=is_dry_run(ctx))
 
 
 def make_broker(ctx: JobContext, connection: Connection, at: datetime | None = None) -> Broker:

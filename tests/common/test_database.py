@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -236,4 +237,34 @@ def test_an_account_transaction_and_a_snapshot_see_one_state(database_url: str) 
             connection.execute(text("UPDATE cash SET n = 60"))
     finally:
         other.dispose()
+        engine.dispose()
+
+
+def test_a_paper_account_transaction_holds_the_sqlite_write_lock_from_its_first_read_a_live_one_does_not(
+        tmp_path) -> None:
+    """A live account's state is read from KIS over HTTP inside its transaction: those
+    calls must not hold the whole SQLite database's write lock (the ledger's heartbeats
+    and claims would wait on them)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    from services.common.database import account_transaction, create_db_engine, make_session_factory
+
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    engine = create_db_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE beats (n INTEGER)"))
+    impatient = create_engine(url, connect_args={"timeout": 0.1})  # another instance's heartbeat, short wait
+    factory = make_session_factory(engine)
+    try:
+        with account_transaction(factory, "alice:live", immediate=False) as connection:
+            connection.execute(text("SELECT count(*) FROM beats"))  # ... then the KIS calls
+            with impatient.begin() as other:
+                other.execute(text("INSERT INTO beats VALUES (1)"))
+        with account_transaction(factory, "alice:paper") as connection:
+            connection.execute(text("SELECT count(*) FROM beats"))
+            with pytest.raises(OperationalError, match="database is locked"), impatient.begin() as other:
+                other.execute(text("INSERT INTO beats VALUES (2)"))
+    finally:
+        impatient.dispose()
         engine.dispose()
