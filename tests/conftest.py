@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -73,6 +74,19 @@ def _postgres_schema_url(base_url: str, schema: str) -> str:
     return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
         hide_password=False
     )
+
+
+def terminate_backend(admin: Any, pid: int) -> None:
+    """``pg_terminate_backend(pid)`` through the engine ``admin``, returning once that
+    backend has exited (failing the test if it has not within 30 s)."""
+    with admin.begin() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        for _ in range(3000):
+            if not connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                      {"pid": pid}).scalar():
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"backend {pid} still runs 30 s after pg_terminate_backend")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import services.risk_manager.models  # noqa: F401
 import services.orchestrator.models  # noqa: F401
 from services.common.database import Base, current_revision, head_revision, migrate
 from services.orchestrator.models import JobRun
+from tests.conftest import terminate_backend
 
 
 def test_migrations_create_exactly_the_models_schema(migrated_engine: Any) -> None:
@@ -91,21 +92,6 @@ def test_a_uri_named_sqlite_database_is_migrated_with_its_lock_file_beside_it(tm
     assert not (tmp_path / "file:").exists()  # not a relative directory named after the URI
 
 
-def _terminate(admin: Any, pid: int) -> None:
-    """``pg_terminate_backend(pid)``, returning once that backend has exited."""
-    import time
-
-    from sqlalchemy import text
-
-    with admin.begin() as connection:
-        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        for _ in range(200):
-            if not connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                                      {"pid": pid}).scalar():
-                return
-            time.sleep(0.01)
-
-
 def test_the_statement_timeout_ends_a_long_statement_and_keeps_the_urls_options(database_url: str) -> None:
     import pytest
     from sqlalchemy import text
@@ -142,7 +128,7 @@ def test_a_read_on_a_killed_connection_is_a_database_error(database_url: str) ->
     try:
         with pytest.raises(OperationalError) as error, engine.connect() as connection:
             [(pid,)] = fetch_rows(connection, "SELECT pg_backend_pid()", {})
-            _terminate(admin, pid)
+            terminate_backend(admin, pid)
             fetch_rows(connection, "SELECT 1", {})
         assert database_error_line(error.value) == "terminating connection due to administrator command"
         with engine.connect() as connection:  # the pool gave the dead connection up
@@ -173,7 +159,7 @@ def test_the_pools_reset_of_a_killed_connection_is_one_log_line(database_url: st
         raw = engine.raw_connection()  # the driver's connection, as a checkout of the pool
         cursor = raw.cursor()
         cursor.execute("SELECT pg_backend_pid()")  # a transaction is open
-        _terminate(admin, cursor.fetchone()[0])
+        terminate_backend(admin, cursor.fetchone()[0])
         raw.close()  # back to the pool, whose rollback finds the connection dead
     finally:
         engine.dispose()

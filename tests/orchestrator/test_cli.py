@@ -9,7 +9,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from services.orchestrator import runtime as runtime_module
 from services.orchestrator.jobs import JOBS
 from services.common.database import head_revision
 from services.orchestrator.main import app
-from tests.conftest import subprocess_env
+from tests.conftest import subprocess_env, terminate_backend
 
 KST = ZoneInfo("Asia/Seoul")
 REPO = Path(__file__).resolve().parents[2]
@@ -301,7 +300,7 @@ def test_a_connection_killed_mid_command_is_one_line(
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("pg_terminate_backend is PostgreSQL's")
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
 
     from services.risk_manager import halts
 
@@ -309,14 +308,7 @@ def test_a_connection_killed_mid_command_is_one_line(
     read_halt = halts.halt_record
 
     def killed_first(connection: Any, user_id: str) -> Any:  # the administrator ends our session
-        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-        with admin.begin() as other:
-            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            for _ in range(200):  # until the backend has exited
-                if not other.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                                     {"pid": pid}).scalar():
-                    break
-                time.sleep(0.01)
+        terminate_backend(admin, connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
         return read_halt(connection, user_id)
 
     monkeypatch.setattr(halts, "halt_record", killed_first)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from services.common.database import create_db_engine, make_session_factory
 from services.common.job_api import Outcome
@@ -314,26 +314,26 @@ def test_a_second_replay_into_the_same_database_is_refused_while_the_first_runs(
     env = subprocess_env(PYTHONPATH=str(ROOT), ORCHESTRATOR_CACHE_DIR=str(calendar_cache_dir),
                          ORCHESTRATOR_SIMULATED_UNIVERSE="30", ORCHESTRATOR_BOOTSTRAP_SESSIONS="130",
                          ORCHESTRATOR_ENABLE_RISK_CHECKS="false", LOG_LEVEL="ERROR")
-    command = [sys.executable, "-m", "services.orchestrator.main", "simulate", "--database-url", database_url]
-    first = subprocess.Popen(command + ["--start", "2026-06-01", "--end", "2026-11-20"], cwd=tmp_path, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ready = tmp_path / "first-fire-done"
+    first = subprocess.Popen([sys.executable, "-m", "tests.orchestrator.paused_replay_worker", database_url,
+                              str(calendar_cache_dir), str(ready)], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "services.orchestrator.main", "simulate", "--database-url", database_url,
+               "--start", "2026-11-16", "--end", "2026-11-16"]
     try:
-        wait_for_a_fire(database_url, first)
-        second = subprocess.run(command + ["--start", "2026-11-16", "--end", "2026-11-16"], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=120)
-        assert first.poll() is None  # still replaying
+        wait_for(ready, first)  # it holds the lock, paused after its first fire until killed
+        second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     finally:
         first.kill()
         first.wait(timeout=60)
     assert second.returncode == 2, second.stderr
     assert second.stderr.startswith(
         "Error: Invalid value for '--database-url': another replay is writing to this database (simulate "
-        f"2026-06-01..2026-11-20 pid {first.pid} on "), second.stderr
+        f"2026-11-16..2026-11-20 pid {first.pid} on "), second.stderr
     assert second.stderr.endswith("); one replay at a time: wait for it to end, or replay into another "
                                   "database\n") and second.stderr.count("\n") == 1
     # the lock died with the killed process: the next replay runs, and re-runs what it left running
-    third = subprocess.run(command + ["--start", "2026-11-16", "--end", "2026-11-16"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
+    third = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr
     engine = create_db_engine(database_url)
     with engine.connect() as connection:
@@ -341,23 +341,14 @@ def test_a_second_replay_into_the_same_database_is_refused_while_the_first_runs(
     engine.dispose()
 
 
-def wait_for_a_fire(url: str, process: Any, timeout: float = 120) -> None:
-    """Until ``process`` (a replay) has recorded a fire: it holds the replay lock then."""
-    engine = create_db_engine(url)
+def wait_for(ready: Path, process: Any, timeout: float = 120) -> None:
+    """Until ``process`` has made the file ``ready`` (it fails the test if it ends first)."""
     deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "the first replay ended before the second could start"
-            try:
-                with engine.connect() as connection:
-                    if connection.scalar(select(func.count()).select_from(JobRun)):
-                        return
-            except DBAPIError:
-                pass  # not migrated yet
-            time.sleep(0.2)
-        raise AssertionError("the first replay recorded no fire in time")
-    finally:
-        engine.dispose()
+    while not ready.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the first replay ended before its first fire: {process.stderr.read()}")
+        assert time.monotonic() < deadline, "the first replay recorded no fire in time"
+        time.sleep(0.05)
 
 
 # --- the command -----------------------------------------------------------------------------------
