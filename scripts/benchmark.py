@@ -20,10 +20,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,7 +227,7 @@ def _stored_rows(database: Path) -> int:
 def _orm_baseline(workdir: Path, cache_dir: Path, sessions: int) -> tuple[int, float]:
     """The naive way: the same fetch and validation, then one ORM ``merge`` per row
     (the ORM's idempotent upsert: a SELECT by key, then an INSERT or UPDATE)."""
-    from datetime import date, timezone
+    from datetime import date
 
     from services.common.clock import FixedClock
     from services.common.database import create_db_engine, make_session_factory, migrate
@@ -238,7 +238,7 @@ def _orm_baseline(workdir: Path, cache_dir: Path, sessions: int) -> tuple[int, f
 
     calendar = load_calendar(cache_dir)
     provider = SimulatedProvider(calendar=calendar, seed=42, universe_size=2800,
-                                 clock=FixedClock(datetime(2026, 11, 21, tzinfo=timezone.utc)))
+                                 clock=FixedClock(datetime(2026, 11, 21, tzinfo=UTC)))
     engine = create_db_engine(f"sqlite:///{workdir / 'baseline.db'}")
     migrate(engine)
     factory = make_session_factory(engine)
@@ -260,7 +260,7 @@ def _orm_baseline(workdir: Path, cache_dir: Path, sessions: int) -> tuple[int, f
 
 
 def _universe_prices(cache_dir: Path, tickers: int, sessions: int):  # -> pd.DataFrame
-    from datetime import date, timezone
+    from datetime import date
 
     import pandas as pd
 
@@ -270,7 +270,7 @@ def _universe_prices(cache_dir: Path, tickers: int, sessions: int):  # -> pd.Dat
 
     calendar = load_calendar(cache_dir)
     provider = SimulatedProvider(calendar=calendar, seed=42, universe_size=tickers,
-                                 clock=FixedClock(datetime(2026, 11, 21, tzinfo=timezone.utc)))
+                                 clock=FixedClock(datetime(2026, 11, 21, tzinfo=UTC)))
     days = [s.date for s in calendar.sessions(date(2020, 1, 1), date(2026, 11, 20))][-sessions:]
     frame = pd.concat([provider.fetch_session(day).prices for day in days], ignore_index=True)
     return frame[["ticker", "date", "open", "high", "low", "close", "volume"]]
@@ -325,7 +325,7 @@ def bench_indicators(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
 
 def _bench_incremental(workdir: Path, cache_dir: Path) -> Row:
     """One date of indicators on a database holding 250 sessions of the full universe."""
-    from datetime import date, timezone
+    from datetime import date
 
     from services.common.clock import FixedClock
     from services.common.database import create_db_engine, make_session_factory
@@ -338,7 +338,7 @@ def _bench_incremental(workdir: Path, cache_dir: Path) -> Row:
     engine = create_db_engine(f"sqlite:///{database}")
     factory = make_session_factory(engine)
     calendar = load_calendar(cache_dir)
-    clock = FixedClock(datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc))
+    clock = FixedClock(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
     calculate([date(2026, 11, 19)], session_factory=factory, calendar=calendar, now=clock.now)  # warm
     seconds, _ = _best(lambda: len(calculate([date(2026, 11, 20)], session_factory=factory,
                                              calendar=calendar, now=clock.now).dates), 3)
@@ -360,6 +360,7 @@ def _trading_database(workdir: Path, cache_dir: Path, users: int):  # -> (sessio
     import numpy as np
     from sqlalchemy import insert
 
+    from scripts.benchkit.fixtures import make_settings
     from services.common.clock import FixedClock
     from services.common.database import create_db_engine, make_session_factory, migrate, upsert_columns
     from services.common.market_calendar import load_calendar
@@ -368,8 +369,8 @@ def _trading_database(workdir: Path, cache_dir: Path, users: int):  # -> (sessio
     from services.data_collector.validation import validate_snapshot
     from services.indicator_calculator.models import TechnicalIndicator
     from services.trading_engine.models import PaperAccount, PositionRow
-    from services.watchlist_manager.manager import rules_from, update_watchlist
-    from tests.conftest import make_settings
+    from services.watchlist_manager.manager import update_watchlist
+    from services.watchlist_manager.scoring import WatchlistRules
 
     settings = make_settings(simulated_universe="2800", portfolio_value="100000000",
                              entry_rules="trend>=0.5,momentum>=0.3,rsi_14<80")
@@ -399,7 +400,7 @@ def _trading_database(workdir: Path, cache_dir: Path, users: int):  # -> (sessio
         upsert_columns(connection, TechnicalIndicator.__table__, technical, ["date", "ticker"])
         for user in range(users):
             user_id = f"bench{user}"
-            update_watchlist(connection, user_id, PREVIOUS_DAY, rules_from(settings))
+            update_watchlist(connection, user_id, PREVIOUS_DAY, WatchlistRules.from_settings(settings))
             connection.execute(insert(PaperAccount).values(user_id=user_id, initial_cash=100_000_000,
                                                            cash=60_000_000, opened_at=datetime.now(KST)))
             connection.execute(insert(PositionRow), [
@@ -413,7 +414,8 @@ def _signal_context(factory, calendar, settings, user_id: str, job: str, when: d
     from services.common.clock import FixedClock
     from services.common.job_api import JobContext
 
-    return JobContext(job_name=job, trading_date=TRADE_DAY, scheduled_for=when, settings=replace(settings, user_id=user_id, dry_run=True),
+    return JobContext(job_name=job, trading_date=TRADE_DAY, scheduled_for=when,
+                      settings=replace(settings, user_id=user_id, dry_run=True),
                       session_factory=factory, clock=FixedClock(when), calendar=calendar)
 
 
@@ -486,11 +488,18 @@ def _risk_database(workdir: Path, cache_dir: Path):  # -> (session_factory, cale
     snapshot at every monitoring tick of every 2026 session up to then."""
     from sqlalchemy import insert
 
+    from scripts.benchkit.fixtures import make_settings
     from services.common.database import create_db_engine, make_session_factory, migrate
     from services.common.market_calendar import load_calendar
     from services.data_collector.models import CollectedSession, DailyPrice
-    from services.trading_engine.models import ClosedTrade, FillRow, OrderRow, PaperAccount, PortfolioSnapshot, PositionRow
-    from tests.conftest import make_settings
+    from services.trading_engine.models import (
+        ClosedTrade,
+        FillRow,
+        OrderRow,
+        PaperAccount,
+        PortfolioSnapshot,
+        PositionRow,
+    )
 
     settings = make_settings(portfolio_value="100000000")
     calendar = load_calendar(cache_dir)
@@ -559,15 +568,17 @@ def _naive_risk_check(factory) -> int:
 def bench_risk(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
     from services.common.clock import FixedClock
     from services.common.job_api import JobContext
-    from services.risk_manager import manager
+    from services.orchestrator.jobs import get_job
 
+    run_risk_check = get_job("risk_checks").load_entry_point()  # wherever the registry has it
     factory, calendar, settings, db, snapshots = _risk_database(workdir, cache_dir)
     night = datetime(2026, 11, 21, 20, 0, tzinfo=KST)
 
     def check() -> int:
-        ctx = JobContext(job_name="risk_checks", trading_date=night.date(), scheduled_for=night, settings=replace(settings, user_id=RISK_USER, dry_run=True),
+        ctx = JobContext(job_name="risk_checks", trading_date=night.date(), scheduled_for=night,
+                         settings=replace(settings, user_id=RISK_USER, dry_run=True),
                          session_factory=factory, clock=FixedClock(night), calendar=calendar)
-        result = manager.run(ctx)
+        result = run_risk_check(ctx)
         assert result.status.value == "success" and result.summary["priced"] == POSITIONS, result
         return int(result.summary["positions"])
 
@@ -589,8 +600,8 @@ def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
     """``simulate`` over a year (all six jobs, 300 simulated tickers, SQLite), with each
     job's share of the time (the time from one fire's end to the next one's is the
     next fire's)."""
+    from scripts.benchkit.fixtures import make_settings
     from services.orchestrator.replay import simulate
-    from tests.conftest import make_settings
 
     settings = make_settings(database_url=f"sqlite:///{workdir / 'replay.db'}", cache_dir=str(cache_dir),
                              simulated_universe="300")
@@ -632,7 +643,7 @@ def bench_race(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
 
     from sqlalchemy import create_engine, text
 
-    from tests.conftest import _postgres_schema_url
+    from scripts.benchkit.fixtures import postgres_schema_url
 
     end = RACE_START + timedelta(minutes=30 * RACE_FIRES)
     window = [RACE_START.strftime("%Y-%m-%dT%H:%M"), end.strftime("%Y-%m-%dT%H:%M")]
@@ -645,10 +656,11 @@ def bench_race(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
         log = workdir / f"{schema}.log"
         env = {**_env(workdir, cache_dir), "RACE_LOG": str(log), "LOG_LEVEL": "WARNING"}
         try:
-            url = _postgres_schema_url(RACE_URL, schema)
-            workers = [subprocess.Popen([sys.executable, "-m", "tests.orchestrator.race_worker", url, "risk_checks",
-                                         "record_fire", *window], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                        text=True) for _ in range(instances)]
+            url = postgres_schema_url(RACE_URL, schema)
+            worker = [sys.executable, "-m", "scripts.benchkit.race_worker", url, "risk_checks",
+                      "scripts.benchkit.jobs:record_fire", *window]
+            workers = [subprocess.Popen(worker, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+                       for _ in range(instances)]
             per_fire = [float(worker.communicate()[0].split()[-1]) for worker in workers]
         finally:
             with admin.begin() as connection:

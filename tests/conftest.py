@@ -7,16 +7,17 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from scripts.benchkit.fixtures import make_settings as make_settings  # the tests import it from here
+from scripts.benchkit.fixtures import postgres_schema_url
 from services.common.database import create_db_engine, make_session_factory, migrate
 from services.common.market_calendar import MarketCalendar, load_calendar
-from services.common.settings import Settings, load_settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 DATA_DIR = Path(__file__).parent / "data"
@@ -32,12 +33,6 @@ def calendar_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def krx_calendar(calendar_cache_dir: Path) -> MarketCalendar:
     """The real corrected KRX calendar, built once for the whole run."""
     return load_calendar(calendar_cache_dir)
-
-
-def make_settings(**values: Any) -> Settings:
-    """Settings from defaults plus ``values`` (as if given on the command line),
-    never reading the host's environment or a .env file."""
-    return load_settings(values, environ={}, env_file=Path("/nonexistent/.env"))
 
 
 def subprocess_env(**values: str) -> dict[str, str]:
@@ -67,13 +62,6 @@ def in_process_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cac
     monkeypatch.setattr(runtime_module, "SystemClock", lambda: FixedClock(now))
     runner = CliRunner()
     return lambda *args, env=None: runner.invoke(app, list(args), env=env)
-
-
-def _postgres_schema_url(base_url: str, schema: str) -> str:
-    url = make_url(base_url)
-    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
 
 
 def terminate_backend(admin: Any, pid: int) -> None:
@@ -116,7 +104,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield _postgres_schema_url(TEST_DATABASE_URL, schema)
+        yield postgres_schema_url(TEST_DATABASE_URL, schema)
     finally:
         with admin.begin() as connection:  # a connection the test left open fails it, never hangs the run
             connection.execute(text("SET LOCAL lock_timeout = '60s'"))

@@ -123,7 +123,7 @@ def talib_answers(prices: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def number(value: float) -> str:
-    return "" if math.isnan(value) else "%.17g" % value
+    return "" if math.isnan(value) else f"{value:.17g}"
 
 
 def write(frame: pd.DataFrame, path: Path) -> None:

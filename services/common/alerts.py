@@ -22,7 +22,7 @@ import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class WebhookHandler(logging.Handler):
         alert = getattr(record, "alert", None)
         if not isinstance(alert, Alert):
             return
-        at = datetime.fromtimestamp(record.created, timezone.utc)
+        at = datetime.fromtimestamp(record.created, UTC)
         data = json.dumps(alert.body(self.host, at), ensure_ascii=False, default=str).encode("utf-8")
         request = urllib.request.Request(self.url, data=data, method="POST",
                                          headers={"Content-Type": "application/json; charset=utf-8"})

@@ -7,12 +7,13 @@ import functools
 import logging
 import os
 import urllib.parse
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar
 
-from sqlalchemy import Date, DateTime, Engine, create_engine, event, text
+from sqlalchemy import Date, DateTime, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -31,6 +32,8 @@ DEFAULT_STATEMENT_TIMEOUT = int(SETTING_FIELDS["db_statement_timeout_seconds"].m
 class Base(DeclarativeBase):
     """Declarative base of every model."""
 
+    __table__: ClassVar[Table]  # every model maps one table (SQLAlchemy types it as any FromClause)
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware datetimes stored in UTC on every backend (SQLite keeps no offset)."""
@@ -43,15 +46,15 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value.isoformat()} given; expected an aware one")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def sqlite_file(database: str | None) -> str | None:
@@ -137,7 +140,8 @@ def account_transaction(session_factory: sessionmaker[Session], account_key: str
     read; after it, each statement sees what the previous holder committed and nothing
     more can be committed to the account until this transaction ends."""
     with session_factory.begin() as session:
-        connection = session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"} if immediate else None)
+        options: dict[str, Any] | None = {SQLITE_BEGIN: "IMMEDIATE"} if immediate else None
+        connection = session.connection(execution_options=options)
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(current_schema() || '/' || "
                                     ":account))"),
@@ -155,7 +159,8 @@ def snapshot_transaction(session_factory: sessionmaker[Session]) -> Iterator[Any
             connection = session.connection(execution_options={"isolation_level": "REPEATABLE READ",
                                                                "postgresql_readonly": True})
         else:
-            connection = session.connection(execution_options={SQLITE_BEGIN: "DEFERRED"})
+            deferred: dict[str, Any] = {SQLITE_BEGIN: "DEFERRED"}
+            connection = session.connection(execution_options=deferred)
         yield connection
         session.rollback()
 
@@ -289,18 +294,20 @@ def fetch_rows(connection: Any, sql: str, params: dict[str, Any]) -> list[tuple[
     """Run ``sql`` (named ``:params``; a list value expands for ``IN``) with the driver's
     own cursor: plain tuples, no per-row result objects, for reads of hundreds of
     thousands of rows. Values are what the driver gives (SQLite dates are ISO text)."""
-    from sqlalchemy import bindparam, text
+    from sqlalchemy import BindParameter, bindparam, text
 
-    binds = [bindparam(name, value, expanding=isinstance(value, (list, tuple))) for name, value in params.items()]
+    binds: list[BindParameter[Any]] = [bindparam(name, value, expanding=isinstance(value, (list, tuple)))
+                                       for name, value in params.items()]
     compiled = text(sql).bindparams(*binds).compile(dialect=connection.dialect,
                                                    compile_kwargs={"render_postcompile": True})
-    if compiled.positional:
+    if compiled.positional and compiled.positiontup is not None:  # a positional compile lists its names
         arguments: Any = tuple(compiled.params[name] for name in compiled.positiontup)
     else:
         arguments = compiled.params
     result = connection.exec_driver_sql(str(compiled), arguments)  # SQLAlchemy's errors, disconnects handled
     try:
-        return result.cursor.fetchall()  # the driver's own rows
+        rows: list[tuple[Any, ...]] = result.cursor.fetchall()  # the driver's own rows
+        return rows
     finally:
         result.close()
 
@@ -356,7 +363,7 @@ def _compiled_upsert(dialect: Any, table: Any, key_columns: tuple[str, ...], nam
     order of its positional parameters (None: named)."""
     statement = _upsert_statement(dialect.name, table, list(key_columns), list(names), update_where)
     compiled = statement.compile(dialect=dialect)
-    return str(compiled), (tuple(compiled.positiontup) if compiled.positional else None)  # type: ignore[arg-type]
+    return str(compiled), (tuple(compiled.positiontup) if compiled.positional else None)
 
 
 def database_error_line(exc: BaseException) -> str:
@@ -374,13 +381,15 @@ def dialect_insert(connection: Any, table: Any) -> Any:
 
 def _dialect_insert(dialect: str, table: Any) -> Any:
     if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        raise ConfigurationError(  # DATABASE_URL is validated to these two; a direct caller may not be
-            f"database {dialect} is not supported; expected sqlite or postgresql")
-    return insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    raise ConfigurationError(  # DATABASE_URL is validated to these two; a direct caller may not be
+        f"database {dialect} is not supported; expected sqlite or postgresql")
 
 
 def _sqlite_dates(values: list[Any]) -> list[Any]:

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -53,13 +54,18 @@ class Account:
     dry_run: bool
 
     @classmethod
-    def of(cls, settings: Settings) -> "Account":
+    def of(cls, settings: Settings) -> Account:
         return cls(settings.user_id, settings.dry_run)
+
+    @property
+    def mode(self) -> str:
+        """'paper' or 'live'."""
+        return "paper" if self.dry_run else "live"
 
     @property
     def key(self) -> str:
         """E.g. 'alice:paper': what an account transaction locks."""
-        return f"{self.user_id}:{'paper' if self.dry_run else 'live'}"
+        return f"{self.user_id}:{self.mode}"
 
     def describe(self) -> str:
         """E.g. 'alice (paper)' or 'alice (LIVE)'."""
@@ -83,15 +89,8 @@ class JobContext:
 
     @property
     def account(self) -> Account:
+        """The one account of the run: the user and mode of the instance's settings."""
         return Account.of(self.settings)
-
-    @property
-    def user_id(self) -> str:
-        return self.settings.user_id
-
-    @property
-    def dry_run(self) -> bool:
-        return self.settings.dry_run
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -117,15 +116,15 @@ class JobResult:
     reason: str | None = None
 
     @classmethod
-    def success(cls, **summary: Any) -> "JobResult":
+    def success(cls, **summary: Any) -> JobResult:
         return cls(Outcome.SUCCESS, dict(summary))
 
     @classmethod
-    def skipped(cls, reason: str, **summary: Any) -> "JobResult":
+    def skipped(cls, reason: str, **summary: Any) -> JobResult:
         return cls(Outcome.SKIPPED, dict(summary), reason)
 
     @classmethod
-    def failed(cls, reason: str, **summary: Any) -> "JobResult":
+    def failed(cls, reason: str, **summary: Any) -> JobResult:
         return cls(Outcome.FAILED, dict(summary), reason)
 
 

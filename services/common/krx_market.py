@@ -50,6 +50,7 @@ def round_to_ticks(prices: np.ndarray, direction: Literal["down", "up", "nearest
     prices = np.asarray(prices, dtype=np.float64)
     ticks = ticks_of(prices)
     steps = prices / ticks
+    rounded: np.ndarray
     if direction == "down":
         rounded = np.floor(steps + 1e-9) * ticks
     elif direction == "up":

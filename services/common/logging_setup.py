@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from services.common.settings import redact_passwords
 from services.common.text import printable
@@ -18,7 +18,7 @@ class InertFormatter(logging.Formatter):
     control characters shown as escapes, so a message (one line) or an exception's text
     (a traceback keeps its lines) never sends a raw ESC to the terminal."""
 
-    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
 
     def formatMessage(self, record: logging.LogRecord) -> str:

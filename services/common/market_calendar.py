@@ -15,12 +15,12 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from services.common.private_files import make_private_dir, open_private

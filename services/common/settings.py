@@ -13,10 +13,12 @@ import math
 import os
 import re
 import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, time
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv.parser import parse_stream
@@ -132,6 +134,12 @@ def _parse_float(text: str, what: str) -> float:
     return float(stripped)
 
 
+def _number(value: float) -> str:
+    """``value`` as the shortest plain decimal that reads back as it: 70, 0.25, 0.00001."""
+    text = format(Decimal(repr(value)), "f")
+    return text.removesuffix(".0")
+
+
 #: The watchlist's score factors (services/watchlist_manager/scoring.py defines them).
 WATCHLIST_FACTORS = ("trend", "momentum", "volatility", "liquidity", "value")
 
@@ -158,9 +166,22 @@ def parse_weight_pairs(text: str, names: tuple[str, ...]) -> dict[str, float]:
     return weights
 
 
-def parse_watchlist_weights(text: str) -> str:
-    parse_weight_pairs(text, WATCHLIST_FACTORS)
-    return text.strip()
+@dataclass(frozen=True)
+class FactorWeights:
+    """The watchlist score's factor weights, in the order given; ``str()`` is the
+    canonical ``factor=weight,...`` text."""
+
+    pairs: tuple[tuple[str, float], ...]
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.pairs)
+
+    def __str__(self) -> str:
+        return ",".join(f"{name}={_number(weight)}" for name, weight in self.pairs)
+
+
+def parse_watchlist_weights(text: str) -> FactorWeights:
+    return FactorWeights(tuple(parse_weight_pairs(text, WATCHLIST_FACTORS).items()))
 
 
 def parse_percent(text: str) -> float:
@@ -250,9 +271,27 @@ def parse_percent_or_off(text: str) -> float:
     return value
 
 
-def parse_dated_rates(text: str) -> list[tuple[date, float]]:
-    """'2025-01-01=0.15,2026-01-01=0.20' -> [(date, percent), ...] sorted by date: each
-    rate applies from its date until the next one."""
+class DatedRate(NamedTuple):
+    """A rate in percent that applies from ``since`` until the next rate's date."""
+
+    since: date
+    percent: float
+
+
+@dataclass(frozen=True)
+class TaxSchedule:
+    """The sell-side tax by trade date, sorted by date; ``str()`` is the canonical
+    ``YYYY-MM-DD=percent,...`` text."""
+
+    rates: tuple[DatedRate, ...]
+
+    def __str__(self) -> str:
+        return ",".join(f"{rate.since.isoformat()}={_number(rate.percent)}" for rate in self.rates)
+
+
+def parse_tax_schedule(text: str) -> TaxSchedule:
+    """'2025-01-01=0.15,2026-01-01=0.20' -> the rates sorted by date: each applies from
+    its date until the next one."""
     rates: dict[date, float] = {}
     accepted = "expected YYYY-MM-DD=percent pairs, e.g. 2025-01-01=0.15,2026-01-01=0.20"
     for part in filter(None, (piece.strip() for piece in text.split(","))):
@@ -269,12 +308,7 @@ def parse_dated_rates(text: str) -> list[tuple[date, float]]:
         rates[day] = rate
     if not rates:
         raise ValueError(accepted)
-    return sorted(rates.items())
-
-
-def parse_tax_schedule(text: str) -> str:
-    parse_dated_rates(text)
-    return text.strip()
+    return TaxSchedule(tuple(DatedRate(day, rate) for day, rate in sorted(rates.items())))
 
 
 #: What entry rules may test: the watchlist's factors and score, and indicators.
@@ -282,23 +316,37 @@ ENTRY_RULE_FIELDS = ("score", "rank", *WATCHLIST_FACTORS, "rsi_14", "macd_hist",
 _CONDITION = re.compile(r"^\s*([a-z_0-9]+)\s*(>=|<=|>|<)\s*(-?[0-9]+(?:\.[0-9]*)?)\s*$")
 
 
-def parse_conditions(text: str, names: tuple[str, ...]) -> list[tuple[str, str, float]]:
-    """'trend>=0.75,rsi_14<70' -> [('trend', '>=', 0.75), ('rsi_14', '<', 70.0)]."""
+class Condition(NamedTuple):
+    """``field op value``, e.g. ``rsi_14 < 70``."""
+
+    field: str
+    op: str
+    value: float
+
+
+@dataclass(frozen=True)
+class EntryRules:
+    """The conditions an entry needs (all of them); ``str()`` is the canonical
+    ``trend>=0.75,rsi_14<70`` text."""
+
+    conditions: tuple[Condition, ...]
+
+    def __str__(self) -> str:
+        return ",".join(f"{c.field}{c.op}{_number(c.value)}" for c in self.conditions)
+
+
+def parse_entry_rules(text: str) -> EntryRules:
+    """'trend>=0.75,rsi_14<70' -> (trend >= 0.75, rsi_14 < 70.0) on ENTRY_RULE_FIELDS."""
     conditions = []
     for part in filter(None, (piece.strip() for piece in text.split(","))):
         match = _CONDITION.match(part)
-        if not match or match[1] not in names:
+        if not match or match[1] not in ENTRY_RULE_FIELDS:
             raise ValueError(f"cannot read {part!r}; expected conditions such as trend>=0.75,rsi_14<70 "
-                             f"on {', '.join(names)}")
-        conditions.append((match[1], match[2], float(match[3])))
+                             f"on {', '.join(ENTRY_RULE_FIELDS)}")
+        conditions.append(Condition(match[1], match[2], float(match[3])))
     if not conditions:
         raise ValueError("expected at least one condition, e.g. trend>=0.75")
-    return conditions
-
-
-def parse_entry_rules(text: str) -> str:
-    parse_conditions(text, ENTRY_RULE_FIELDS)
-    return text.strip()
+    return EntryRules(tuple(conditions))
 
 
 KIS_ENVIRONMENTS = ("paper", "live")
@@ -320,7 +368,7 @@ _HTTP_URL = r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:(?P<port>[0-9]{1,5})
 
 def _http_url(value: str, rest: str) -> bool:
     match = re.fullmatch(_HTTP_URL + rest, value)
-    return bool(match) and (match["port"] is None or 0 < int(match["port"]) <= 65535)
+    return match is not None and (match["port"] is None or 0 < int(match["port"]) <= 65535)
 
 
 def parse_https_url(text: str) -> str:
@@ -369,7 +417,25 @@ def _positive_float_up_to(text: str, high: float, what: str) -> float:
     return value
 
 
-def parse_tr_ids(text: str) -> str:
+@dataclass(frozen=True)
+class TrIds:
+    """The tr_id of each KIS call (KIS_CALLS); ``str()`` is the canonical ``call=TR_ID,...`` text."""
+
+    buy: str
+    sell: str
+    cancel: str
+    balance: str
+    fills: str
+    quote: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in KIS_CALLS}
+
+    def __str__(self) -> str:
+        return ",".join(f"{name}={tr_id}" for name, tr_id in self.as_dict().items())
+
+
+def parse_tr_ids(text: str) -> TrIds:
     pairs: dict[str, str] = {}
     for part in filter(None, (piece.strip() for piece in text.split(","))):
         name, _, tr_id = (piece.strip() for piece in part.partition("="))
@@ -379,13 +445,12 @@ def parse_tr_ids(text: str) -> str:
     missing = [name for name in KIS_CALLS if name not in pairs]
     if missing:
         raise ValueError(f"no tr_id for {', '.join(missing)}; expected call=TR_ID pairs for {', '.join(KIS_CALLS)}")
-    return text.strip()
+    return TrIds(**pairs)
 
 
-def tr_id_table(text: str) -> dict[str, str]:
-    """The validated ``call=TR_ID`` text as a dict."""
-    return {name.strip(): tr_id.strip() for name, _, tr_id in
-            (part.partition("=") for part in text.split(",") if part.strip())}
+def tr_id_table(tr_ids: TrIds) -> dict[str, str]:
+    """``tr_ids`` as a dict of call -> tr_id (``TrIds.as_dict``)."""
+    return tr_ids.as_dict()
 
 
 def parse_kis_account(text: str) -> str:
@@ -485,7 +550,7 @@ class Settings:
                                         "1000000000", "minimum traded value of the session, KRW")
     watchlist_min_price: int = _setting("ORCHESTRATOR_WATCHLIST_MIN_PRICE", parse_non_negative_int,
                                         "1000", "minimum close, KRW")
-    watchlist_weights: str = _setting(
+    watchlist_weights: FactorWeights = _setting(
         "ORCHESTRATOR_WATCHLIST_WEIGHTS", parse_watchlist_weights,
         "trend=0.3,momentum=0.25,volatility=0.15,liquidity=0.15,value=0.15",
         "factor weights of the watchlist score")
@@ -494,11 +559,11 @@ class Settings:
         "seconds between two requests to KRX (pykrx provider)")
     commission_pct: float = _setting("ORCHESTRATOR_COMMISSION_PCT", parse_fee_percent, "0.015",
                                      "broker commission per side, percent of the trade (floored to KRW)")
-    sell_tax_schedule: str = _setting(
+    sell_tax_schedule: TaxSchedule = _setting(
         "ORCHESTRATOR_SELL_TAX_SCHEDULE", parse_tax_schedule,
         "2019-06-03=0.25,2021-01-01=0.23,2023-01-01=0.20,2024-01-01=0.18,2025-01-01=0.15,2026-01-01=0.20",
         "sell-side transaction tax by trade date: date=percent, each from its date on")
-    entry_rules: str = _setting("ORCHESTRATOR_ENTRY_RULES", parse_entry_rules,
+    entry_rules: EntryRules = _setting("ORCHESTRATOR_ENTRY_RULES", parse_entry_rules,
                                 "trend>=0.75,momentum>=0.5,rsi_14<70",
                                 "conditions a watchlist ticker must meet for an entry signal (all of them)")
     entry_limit_pct: float = _setting("ORCHESTRATOR_ENTRY_LIMIT_PCT", parse_percent_or_off, "1.0",
@@ -523,11 +588,11 @@ class Settings:
                                    "https://openapivts.koreainvestment.com:29443", "KIS paper-trading host")
     kis_live_host: str = _setting("ORCHESTRATOR_KIS_LIVE_HOST", parse_https_url,
                                   "https://openapi.koreainvestment.com:9443", "KIS live-trading host")
-    kis_paper_tr_ids: str = _setting(
+    kis_paper_tr_ids: TrIds = _setting(
         "ORCHESTRATOR_KIS_PAPER_TR_IDS", parse_tr_ids,
         "buy=VTTC0012U,sell=VTTC0011U,cancel=VTTC0013U,balance=VTTC8434R,fills=VTTC0081R,quote=FHKST01010100",
         "KIS tr_ids on the paper host (they changed in 2025; keep them here)")
-    kis_live_tr_ids: str = _setting(
+    kis_live_tr_ids: TrIds = _setting(
         "ORCHESTRATOR_KIS_LIVE_TR_IDS", parse_tr_ids,
         "buy=TTTC0012U,sell=TTTC0011U,cancel=TTTC0013U,balance=TTTC8434R,fills=TTTC0081R,quote=FHKST01010100",
         "KIS tr_ids on the live host")

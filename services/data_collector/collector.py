@@ -4,22 +4,27 @@
 (``run``) are loops over it in date order. A date is complete when its
 ``collected_sessions`` row exists, which is written in the same transaction as the
 data: a crash mid-date leaves the date absent, never half-written.
+
+The job for date D completes D's history window (:func:`history_sessions`): what the
+indicators of D read before it, and at least ``ORCHESTRATOR_BOOTSTRAP_SESSIONS``.
+:func:`history_complete` tells whether that is already done.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from services.common.database import frame_columns, upsert, upsert_columns
 from services.common.clock import Clock
+from services.common.database import frame_columns, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult, Origin
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError, Settings
@@ -29,6 +34,11 @@ from services.data_collector.providers.factory import make_provider
 from services.data_collector.validation import ValidatedSnapshot, validate_snapshot
 
 logger = logging.getLogger(__name__)
+
+#: Sessions up to a date the indicators of that date read: the longest warm-up (sma_120)
+#: plus a margin in which EMAs and Wilder averages settle to their full-history values.
+#: The date's collection completes them first (indicator_calculator.calculator reads it).
+INDICATOR_LOOKBACK_SESSIONS = 240
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,12 @@ def window_sessions(calendar: MarketCalendar, until: date, count: int) -> list[d
     return days[::-1]
 
 
+def history_sessions(settings: Settings) -> int:
+    """How many sessions up to its date the job completes: the indicators' lookback, or
+    ``ORCHESTRATOR_BOOTSTRAP_SESSIONS`` if that is more."""
+    return max(settings.bootstrap_sessions, INDICATOR_LOOKBACK_SESSIONS)
+
+
 def missing_sessions(calendar: MarketCalendar, session_factory: sessionmaker[DbSession],
                      until: date, count: int) -> list[date]:
     """Sessions of the history window ending at ``until`` that are not complete."""
@@ -198,6 +214,11 @@ def preflight(settings: Settings, clock: Clock, calendar: MarketCalendar) -> Non
     make_provider(settings, clock, calendar)
 
 
+def history_complete(ctx: JobContext) -> bool:
+    """The job's probe: ``ctx.trading_date`` and its history window are collected."""
+    return not missing_sessions(ctx.calendar, ctx.session_factory, ctx.trading_date, history_sessions(ctx.settings))
+
+
 def run(ctx: JobContext) -> JobResult:
     """``data_collection``: complete the history window, then collect the trading date."""
     from services.data_collector.providers import SessionNotAvailable, TransientProviderError
@@ -205,11 +226,11 @@ def run(ctx: JobContext) -> JobResult:
 
     provider = make_provider(ctx.settings, ctx.clock, ctx.calendar)
     check_provider(ctx.session_factory, provider)
-    missing = missing_sessions(ctx.calendar, ctx.session_factory, ctx.trading_date,
-                               ctx.settings.bootstrap_sessions)
+    window = history_sessions(ctx.settings)
+    missing = missing_sessions(ctx.calendar, ctx.session_factory, ctx.trading_date, window)
     if ctx.origin == Origin.CATCH_UP.value and not missing:
-        return JobResult.skipped(f"nothing to catch up: the last {ctx.settings.bootstrap_sessions} "
-                                 f"sessions up to {ctx.trading_date} are complete")
+        return JobResult.skipped(f"nothing to catch up: the last {window} sessions up to {ctx.trading_date} "
+                                 "are complete")
     earlier = [day for day in missing if day < ctx.trading_date]
     if earlier:
         ctx.log.info("catching up %d missing sessions (%s .. %s)", len(earlier), earlier[0], earlier[-1])

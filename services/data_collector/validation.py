@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from services.data_collector.providers import (
@@ -85,11 +87,12 @@ def _reject(keep: np.ndarray, bad: np.ndarray, reason: str, rejected: Counter[st
     count = int(dropped.sum())
     if count:
         rejected[reason] += count
-        return keep & ~dropped
+        kept: np.ndarray = keep & ~dropped
+        return kept
     return keep
 
 
-def _reject_first_failure(keep: np.ndarray, checks: list[tuple[str, np.ndarray]],
+def _reject_first_failure(keep: np.ndarray, checks: list[tuple[str, npt.ArrayLike]],
                           rejected: Counter[str]) -> np.ndarray:
     """``keep`` without the rows failing a check, each counted once under its first
     failing check."""
@@ -100,7 +103,8 @@ def _reject_first_failure(keep: np.ndarray, checks: list[tuple[str, np.ndarray]]
     failing = reasons != ""
     if failing.any():
         rejected.update(Counter(reasons[failing].tolist()))
-        return keep & ~failing
+        kept: np.ndarray = keep & ~failing
+        return kept
     return keep
 
 
@@ -145,8 +149,8 @@ def _floats(column: pd.Series) -> np.ndarray:
     if not pd.api.types.is_numeric_dtype(column.dtype):
         column = pd.to_numeric(column, errors="coerce")
     if isinstance(column.dtype, np.dtype):  # NaN is NaN already
-        return column.to_numpy(dtype=float)
-    return column.to_numpy(dtype=float, na_value=np.nan)
+        return cast(np.ndarray, column.to_numpy(dtype=float))
+    return cast(np.ndarray, column.to_numpy(dtype=float, na_value=np.nan))
 
 
 def _kept(column: pd.Series, keep: np.ndarray) -> pd.Series:

@@ -1,35 +1,46 @@
 """The ``indicator_calculation`` job: technical and financial indicators per session.
 
-For trading date D it needs D's market data (a successful ``data_collection``); it
-reads only the lookback the indicators need, computes every date missing since the
-last calculated one (up to D) in one pass, and upserts each date in its own
-transaction together with its ``calculated_sessions`` row. Recomputing is idempotent.
+For trading date D it needs D's market data and its lookback (the ``data_collection``
+of D collects them: the registry's ``needs``); it only reads them, computes every date
+missing since the last calculated one (up to D) in one pass, and upserts each date in
+its own transaction together with its ``calculated_sessions`` row. Recomputing is
+idempotent.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, String, bindparam, cast, func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from services.common.database import fetch_columns, fetch_rows, upsert, upsert_columns
+from services.common.database import fetch_rows, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
-from services.data_collector.models import CollectedSession, DailyPrice
+from services.data_collector.collector import INDICATOR_LOOKBACK_SESSIONS, completed_sessions
+from services.data_collector.queries import (
+    FUNDAMENTAL_COLUMNS,
+    HISTORY_COLUMNS,
+    close_window,
+    closes_with_fundamentals,
+    fundamental_history,
+    price_history,
+    range_window,
+)
+from services.indicator_calculator import incremental
 from services.indicator_calculator.financial import FINANCIAL_COLUMNS, compute_financials, financial_values
 from services.indicator_calculator.models import CalculatedSession, FinancialIndicator, TechnicalIndicator
-from services.indicator_calculator import incremental
+from services.indicator_calculator.queries import is_calculated
 from services.indicator_calculator.technical import (
     INDICATOR_COLUMNS,
-    LONGEST_WARMUP,
     STATE_COLUMNS,
     compute_indicators_with_state,
 )
@@ -38,12 +49,9 @@ logger = logging.getLogger(__name__)
 
 #: Sessions read before the first date computed: the longest warm-up (sma_120) plus a
 #: margin in which EMAs and Wilder averages settle to their full-history values
-#: (within ~1e-6 relative of a computation over all history).
-LOOKBACK_SESSIONS = LONGEST_WARMUP + 1 + 120
-
-
-class InputMissing(LookupError):
-    """The market data a date needs is not there and could not be collected."""
+#: (within ~1e-6 relative of a computation over all history). The data collection of a
+#: date completes them, so it holds the number.
+LOOKBACK_SESSIONS = INDICATOR_LOOKBACK_SESSIONS
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,6 @@ class CalculationResult:
     lookback_start: date | None
 
 
-PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "volume", "market_cap"]
 
 
 def _frame(columns: dict[str, list[object]], numeric: list[str]) -> pd.DataFrame:
@@ -74,25 +81,12 @@ def _as_datetime(dates: pd.Series) -> pd.Series:
 
 def load_prices(connection: Connection, start: date, end: date,
                 tickers: Sequence[str] | None = None) -> pd.DataFrame:
-    """Prices from ``start`` to ``end`` (of ``tickers`` only, if given: then looked up by
-    key on the collected dates, as a date's prices are stored with its collected_sessions
-    row, instead of scanning every ticker of the range)."""
-    sql = "SELECT ticker, date, open, high, low, close, volume, market_cap FROM daily_prices WHERE "
-    params: dict[str, object] = {"start": start, "end": end}
-    if tickers is None:
-        sql += "date >= :start AND date <= :end"
-    else:
-        sql += ("date IN (SELECT date FROM collected_sessions WHERE date >= :start AND date <= :end) "
-                "AND ticker IN :tickers")
-        params["tickers"] = list(tickers)
-    return _frame(fetch_columns(connection, sql, params, PRICE_COLUMNS), PRICE_COLUMNS[2:])
+    """Prices from ``start`` to ``end`` (of ``tickers`` only, if given)."""
+    return _frame(price_history(connection, start, end, tickers), HISTORY_COLUMNS[2:])
 
 
 def load_fundamentals(connection: Connection, start: date, end: date) -> pd.DataFrame:
-    names = ["ticker", "date", "bps", "eps", "dps"]
-    columns = fetch_columns(connection, "SELECT ticker, date, bps, eps, dps FROM fundamentals "
-                            "WHERE date >= :start AND date <= :end", {"start": start, "end": end}, names)
-    return _frame(columns, names[2:])
+    return _frame(fundamental_history(connection, start, end), FUNDAMENTAL_COLUMNS[2:])
 
 
 def calculate(
@@ -151,7 +145,7 @@ def _calculate_step(day: date, *, session_factory: sessionmaker[DbSession], cale
         technical = _stepped(connection, sessions, start)
         if technical is None:
             return None
-        today = fetch_rows(connection, _TODAY_WITH_FUNDAMENTALS, {"day": day})
+        today = closes_with_fundamentals(connection, day)
     counts = _store(session_factory, day, _value_lists(day, technical), _financial_lists(day, today), start, now)
     return CalculationResult([day], counts[0], counts[1], start)
 
@@ -164,8 +158,8 @@ def _stepped(connection: Connection, sessions: list[date], start: date) -> dict[
     previous = fetch_rows(connection, _PREVIOUS_STATE, {"day": sessions[-2]})
     if not previous:
         return None
-    closes = connection.execute(_CLOSES, {"start": sessions[0], "end": day}).all()
-    ranges = connection.execute(_RANGES, {"start": sessions[-incremental.SHORT_WINDOW], "end": day}).all()
+    closes = close_window(connection, sessions[0], day)
+    ranges = range_window(connection, sessions[-incremental.SHORT_WINDOW], day)
     tickers = _tickers_on(closes, day)
     row_of = {ticker: index for index, ticker in enumerate(tickers)}
     column_of = {session: index for index, session in enumerate(sessions)}
@@ -194,26 +188,9 @@ def _with_batch_of(technical: dict[str, np.ndarray], connection: Connection, tic
     return {name: np.concatenate([column, values[name]]) for name, column in technical.items()}
 
 
-def _joined(column: Any) -> Any:
-    """A date's values of ``column`` as one comma-separated text."""
-    return func.aggregate_strings(cast(column, String), ",")
-
-
-#: The step's windows, one row per date: its tickers and their values, each column joined
-#: into one text (group_concat / string_agg). The database does the per-row work; every
-#: aggregate of a date sees its rows in the same order, so the i-th value of a column
-#: belongs to the i-th ticker.
-_TICKERS = func.aggregate_strings(DailyPrice.ticker, ",")
-_CLOSES = (select(DailyPrice.date, _TICKERS, _joined(DailyPrice.close))
-           .where(DailyPrice.date.between(bindparam("start"), bindparam("end"))).group_by(DailyPrice.date))
-_RANGES = (select(DailyPrice.date, _TICKERS, _joined(DailyPrice.high), _joined(DailyPrice.low),
-                  _joined(DailyPrice.volume))
-           .where(DailyPrice.date.between(bindparam("start"), bindparam("end"))).group_by(DailyPrice.date))
 _PREVIOUS_STATE = (f"SELECT ticker, {', '.join(incremental.PREVIOUS)} FROM technical_indicators "
                    "WHERE date = :day")
-_TODAY_WITH_FUNDAMENTALS = (
-    "SELECT p.ticker, p.close, p.market_cap, f.eps, f.bps, f.dps FROM daily_prices p "
-    "LEFT JOIN fundamentals f ON f.date = p.date AND f.ticker = p.ticker WHERE p.date = :day")
+
 
 
 def _tickers_on(window: Sequence[Any], day: date) -> list[str]:
@@ -331,19 +308,15 @@ def lookback_start(calendar: MarketCalendar, first: date) -> date:
     return day
 
 
-def collected(session_factory: sessionmaker[DbSession], start: date, end: date) -> set[date]:
-    with session_factory() as session:
-        return set(session.scalars(select(CollectedSession.date).where(CollectedSession.date.between(start, end))))
-
-
 def last_calculated_before(session_factory: sessionmaker[DbSession], day: date) -> date | None:
     with session_factory() as session:
         return session.scalar(select(func.max(CalculatedSession.date)).where(CalculatedSession.date < day))
 
 
-def is_calculated(session_factory: sessionmaker[DbSession], day: date) -> bool:
-    with session_factory() as session:
-        return session.scalar(select(CalculatedSession.date).where(CalculatedSession.date == day)) is not None
+def indicators_stored(ctx: JobContext) -> bool:
+    """The job's probe: the indicators of ``ctx.trading_date`` are stored."""
+    with ctx.session_factory() as session:
+        return is_calculated(session.connection(), ctx.trading_date)
 
 
 def dates_to_calculate(ctx: JobContext) -> list[date]:
@@ -355,40 +328,23 @@ def dates_to_calculate(ctx: JobContext) -> list[date]:
     return window[-ctx.settings.bootstrap_sessions:]
 
 
-def ensure_market_data(ctx: JobContext, first: date, last: date) -> None:
-    """Collect, in date order, the market data missing from ``first``'s lookback up to
-    ``last``; raise :class:`InputMissing` naming what is still missing."""
-    from services.data_collector.collector import backfill
-    from services.data_collector.providers import ProviderError
-    from services.data_collector.providers.factory import make_provider
-
-    needed = [s.date for s in ctx.calendar.sessions(lookback_start(ctx.calendar, first), last)]
-    have = collected(ctx.session_factory, needed[0], needed[-1]) if needed else set()
-    missing = [day for day in needed if day not in have]
-    if missing:
-        ctx.log.info("market data missing for %d sessions (%s .. %s): collecting them first",
-                     len(missing), missing[0], missing[-1])
-        try:
-            provider = make_provider(ctx.settings, ctx.clock, ctx.calendar)
-        except ProviderError as exc:
-            raise InputMissing(f"input missing: no market data for {last} ({exc})") from None
-        report = backfill(missing, session_factory=ctx.session_factory, provider=provider, now=ctx.clock.now)
-        if report.failed:
-            failed = sorted(report.failed)
-            raise InputMissing(
-                f"input missing: market data of {len(failed)} sessions could not be collected "
-                f"({', '.join(day.isoformat() for day in failed[:3])}{' ...' if len(failed) > 3 else ''}: "
-                f"{report.failed[failed[0]]})")
+def missing_market_data(calendar: MarketCalendar, session_factory: sessionmaker[DbSession], first: date,
+                        last: date) -> list[date]:
+    """The sessions from ``first``'s lookback up to ``last`` whose market data is not
+    collected."""
+    needed = [s.date for s in calendar.sessions(lookback_start(calendar, first), last)]
+    have = completed_sessions(session_factory, needed[0], needed[-1]) if needed else set()
+    return [day for day in needed if day not in have]
 
 
 def run(ctx: JobContext) -> JobResult:
     """``indicator_calculation`` for ``ctx.trading_date`` (and the dates missing before
     it): never computed over a session whose market data is missing."""
     targets = dates_to_calculate(ctx)
-    try:
-        ensure_market_data(ctx, targets[0], ctx.trading_date)
-    except InputMissing as exc:
-        return JobResult.skipped(str(exc))
+    missing = missing_market_data(ctx.calendar, ctx.session_factory, targets[0], ctx.trading_date)
+    if missing:
+        which = f"{missing[0]}" if len(missing) == 1 else f"{len(missing)} sessions ({missing[0]} .. {missing[-1]})"
+        return JobResult.skipped(f"input missing: no market data for {which}")
     result = calculate(targets, session_factory=ctx.session_factory, calendar=ctx.calendar, now=ctx.clock.now)
     return JobResult.success(
         dates=len(result.dates), first_date=result.dates[0].isoformat(),

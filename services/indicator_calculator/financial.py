@@ -27,8 +27,9 @@ def compute_financials(prices: pd.DataFrame, fundamentals: pd.DataFrame) -> pd.D
     merged = prices[["ticker", "date", "close", "market_cap"]].merge(
         fundamentals[["ticker", "date", "bps", "eps", "dps"]], on=["ticker", "date"], how="left")
     dates = pd.factorize(merged["date"])[0]
-    values = financial_values(*(merged[name].to_numpy(dtype=float)
-                                for name in ("close", "market_cap", "eps", "bps", "dps")), dates)
+    close, market_cap, eps, bps, dps = (merged[name].to_numpy(dtype=float)
+                                        for name in ("close", "market_cap", "eps", "bps", "dps"))
+    values = financial_values(close, market_cap, eps, bps, dps, dates)
     result = pd.DataFrame(values)
     result.insert(0, "date", merged["date"])
     result.insert(0, "ticker", merged["ticker"])

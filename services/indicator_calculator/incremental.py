@@ -13,6 +13,8 @@ the technical.STATE_COLUMNS.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 WINDOW = 120  # the longest simple window (sma_120)
@@ -23,11 +25,11 @@ _TA_ZERO = 1e-8
 
 
 def _ema_step(previous: np.ndarray, value: np.ndarray, period: int) -> np.ndarray:
-    return previous + 2.0 / (period + 1) * (value - previous)
+    return cast(np.ndarray, previous + 2.0 / (period + 1) * (value - previous))
 
 
 def _wilder_step(previous: np.ndarray, value: np.ndarray, period: int) -> np.ndarray:
-    return previous + (value - previous) / period
+    return cast(np.ndarray, previous + (value - previous) / period)
 
 
 def _fast_k(closes: np.ndarray, highs: np.ndarray, lows: np.ndarray, end: int) -> np.ndarray:

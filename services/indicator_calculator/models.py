@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Optional
+import datetime as dt
 
 from sqlalchemy import BigInteger, Date, Float, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -17,48 +16,48 @@ class TechnicalIndicator(Base):
     __tablename__ = "technical_indicators"
     __table_args__ = _TABLE_ARGS
 
-    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
-    sma_5: Mapped[Optional[float]] = mapped_column(Float)
-    sma_20: Mapped[Optional[float]] = mapped_column(Float)
-    sma_60: Mapped[Optional[float]] = mapped_column(Float)
-    sma_120: Mapped[Optional[float]] = mapped_column(Float)
-    ema_12: Mapped[Optional[float]] = mapped_column(Float)
-    ema_26: Mapped[Optional[float]] = mapped_column(Float)
-    ema_20: Mapped[Optional[float]] = mapped_column(Float)
-    rsi_14: Mapped[Optional[float]] = mapped_column(Float)
-    macd: Mapped[Optional[float]] = mapped_column(Float)
-    macd_signal: Mapped[Optional[float]] = mapped_column(Float)
-    macd_hist: Mapped[Optional[float]] = mapped_column(Float)
-    bb_upper: Mapped[Optional[float]] = mapped_column(Float)
-    bb_middle: Mapped[Optional[float]] = mapped_column(Float)
-    bb_lower: Mapped[Optional[float]] = mapped_column(Float)
-    atr_14: Mapped[Optional[float]] = mapped_column(Float)
-    stoch_k: Mapped[Optional[float]] = mapped_column(Float)
-    stoch_d: Mapped[Optional[float]] = mapped_column(Float)
-    volume_ratio_20: Mapped[Optional[float]] = mapped_column(Float)
+    sma_5: Mapped[float | None] = mapped_column(Float)
+    sma_20: Mapped[float | None] = mapped_column(Float)
+    sma_60: Mapped[float | None] = mapped_column(Float)
+    sma_120: Mapped[float | None] = mapped_column(Float)
+    ema_12: Mapped[float | None] = mapped_column(Float)
+    ema_26: Mapped[float | None] = mapped_column(Float)
+    ema_20: Mapped[float | None] = mapped_column(Float)
+    rsi_14: Mapped[float | None] = mapped_column(Float)
+    macd: Mapped[float | None] = mapped_column(Float)
+    macd_signal: Mapped[float | None] = mapped_column(Float)
+    macd_hist: Mapped[float | None] = mapped_column(Float)
+    bb_upper: Mapped[float | None] = mapped_column(Float)
+    bb_middle: Mapped[float | None] = mapped_column(Float)
+    bb_lower: Mapped[float | None] = mapped_column(Float)
+    atr_14: Mapped[float | None] = mapped_column(Float)
+    stoch_k: Mapped[float | None] = mapped_column(Float)
+    stoch_d: Mapped[float | None] = mapped_column(Float)
+    volume_ratio_20: Mapped[float | None] = mapped_column(Float)
     # the recursions' internal states, so the next session is one step (incremental.py)
-    state_macd_fast: Mapped[Optional[float]] = mapped_column(Float)
-    state_macd_slow: Mapped[Optional[float]] = mapped_column(Float)
-    state_rsi_gain: Mapped[Optional[float]] = mapped_column(Float)
-    state_rsi_loss: Mapped[Optional[float]] = mapped_column(Float)
+    state_macd_fast: Mapped[float | None] = mapped_column(Float)
+    state_macd_slow: Mapped[float | None] = mapped_column(Float)
+    state_rsi_gain: Mapped[float | None] = mapped_column(Float)
+    state_rsi_loss: Mapped[float | None] = mapped_column(Float)
 
 
 class FinancialIndicator(Base):
     __tablename__ = "financial_indicators"
     __table_args__ = _TABLE_ARGS
 
-    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
-    per: Mapped[Optional[float]] = mapped_column(Float)
-    pbr: Mapped[Optional[float]] = mapped_column(Float)
-    eps: Mapped[Optional[float]] = mapped_column(Float)
-    bps: Mapped[Optional[float]] = mapped_column(Float)
-    dividend_yield: Mapped[Optional[float]] = mapped_column(Float)
-    roe: Mapped[Optional[float]] = mapped_column(Float)
-    earnings_positive: Mapped[Optional[bool]]
-    market_cap: Mapped[Optional[int]] = mapped_column(BigInteger)
-    market_cap_rank: Mapped[Optional[int]]
+    per: Mapped[float | None] = mapped_column(Float)
+    pbr: Mapped[float | None] = mapped_column(Float)
+    eps: Mapped[float | None] = mapped_column(Float)
+    bps: Mapped[float | None] = mapped_column(Float)
+    dividend_yield: Mapped[float | None] = mapped_column(Float)
+    roe: Mapped[float | None] = mapped_column(Float)
+    earnings_positive: Mapped[bool | None]
+    market_cap: Mapped[int | None] = mapped_column(BigInteger)
+    market_cap_rank: Mapped[int | None]
 
 
 class CalculatedSession(Base):
@@ -66,7 +65,7 @@ class CalculatedSession(Base):
 
     __tablename__ = "calculated_sessions"
 
-    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     tickers: Mapped[int]
-    lookback_start: Mapped[date] = mapped_column(Date)
-    calculated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lookback_start: Mapped[dt.date] = mapped_column(Date)
+    calculated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -26,7 +26,7 @@ volume_ratio_20    volume / SMA20(volume); NaN when that mean is 0              
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -264,7 +264,7 @@ def bollinger(close: np.ndarray, period: int = 20, width: float = 2.0
 def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
     previous = _previous(close)
     ranges = np.stack([high - low, np.abs(high - previous), np.abs(low - previous)])
-    out = ranges.max(axis=0)
+    out: np.ndarray = ranges.max(axis=0)
     out[np.isnan(previous)] = np.nan  # TA-Lib's true range starts at row 1
     return out
 

@@ -1,18 +1,20 @@
-"""The job registry: every job and its schedule, declared once.
+"""The job registry: every job, its schedule and the upstream work it needs, declared once.
 
 The scheduler, the ``--disable-*`` flags, the ``ORCHESTRATOR_ENABLE_*`` switches,
-``status``, ``next-runs`` and the README's job table all read :data:`JOBS`.
+``status``, ``next-runs`` and the README's job table all read :data:`JOBS`; the runner
+reads each job's ``needs`` (and the probe of each job needed) before it runs the job.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import time, timedelta
-from typing import Any, Mapping, Union
+from datetime import date, time, timedelta
+from typing import Any
 
-from services.common.job_api import JobEntryPoint
+from services.common.job_api import JobContext, JobEntryPoint
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError, Settings
 from services.orchestrator.triggers import (
@@ -21,6 +23,8 @@ from services.orchestrator.triggers import (
     InSessionIntervalTrigger,
     SessionAnchoredTrigger,
     TriggerError,
+)
+from services.orchestrator.triggers import (
     minutes_of_day as _minutes,
 )
 
@@ -63,7 +67,39 @@ class AroundTheClock:
     interval_setting: str
 
 
-Schedule = Union[PreOpen, PostClose, DuringSession, AroundTheClock]
+Schedule = PreOpen | PostClose | DuringSession | AroundTheClock
+
+
+@dataclass(frozen=True)
+class Need:
+    """Upstream work a job needs for its trading date D: ``job``'s work for D, or for the
+    session before D (``previous_session``)."""
+
+    job: str
+    previous_session: bool = False
+
+    def trading_date(self, calendar: MarketCalendar, day: date) -> date | None:
+        """The upstream's trading date for ``day``; None when the calendar holds no
+        session before it."""
+        if not self.previous_session:
+            return day
+        previous = calendar.previous_session(day)
+        return None if previous is None else previous.date
+
+    def describe(self) -> str:
+        """E.g. 'watchlist_update of the previous session'."""
+        return f"{self.job} of the {'previous' if self.previous_session else 'same'} session"
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a job leaves for a trading date, for the jobs that need it: its name in words
+    (``watchlist``), and its probe, "module:function(ctx) -> bool": whether it is there
+    for ``ctx.trading_date``, whoever wrote it (a ``backfill`` or a replay leaves no row
+    of the job)."""
+
+    name: str
+    probe: str
 
 
 @dataclass(frozen=True)
@@ -79,6 +115,10 @@ class JobSpec:
     preflight: str | None = None
     #: places orders: with --no-dry-run it talks to the live broker
     trades: bool = False
+    #: upstream work run first (each as its own ledger row) when its output is missing
+    needs: tuple[Need, ...] = ()
+    #: what the job leaves and how to tell it is there: every job another one needs has one
+    output: Output | None = None
 
     @property
     def sessions_only(self) -> bool:
@@ -112,8 +152,20 @@ class JobSpec:
             raise ServiceUnavailableError(
                 f"service {self.service_module} is not installed in this build"
             )
-        module_name, function_name = self.entry_point.split(":", 1)
-        return getattr(importlib.import_module(module_name), function_name)  # type: ignore[no-any-return]
+        return _load(self.entry_point)  # type: ignore[no-any-return]
+
+    def work_done(self, ctx: JobContext) -> bool:
+        """Whether the job's output for ``ctx.trading_date`` is there (its probe)."""
+        if self.output is None:
+            raise ConfigurationError(f"{self.name} declares no output; a job that others need declares one")
+        probe: Callable[[JobContext], bool] = _load(self.output.probe)
+        return bool(probe(ctx))
+
+
+def _load(reference: str) -> Any:
+    """The function a "module:function" reference names."""
+    module_name, function_name = reference.split(":", 1)
+    return getattr(importlib.import_module(module_name), function_name)
 
 
 JOBS: tuple[JobSpec, ...] = (
@@ -124,6 +176,7 @@ JOBS: tuple[JobSpec, ...] = (
         PreOpen("signal_generation_time"),
         preflight="services.trading_engine.broker:preflight",
         trades=True,
+        needs=(Need("watchlist_update", previous_session=True),),
     ),
     JobSpec(
         "position_monitoring",
@@ -140,6 +193,7 @@ JOBS: tuple[JobSpec, ...] = (
         PostClose("data_collection_time"),
         catch_up_on_start=True,
         preflight="services.data_collector.collector:preflight",
+        output=Output("market data", "services.data_collector.collector:history_complete"),
     ),
     JobSpec(
         "indicator_calculation",
@@ -147,6 +201,8 @@ JOBS: tuple[JobSpec, ...] = (
         "services.indicator_calculator.calculator:run",
         PostClose("indicator_calculation_time"),
         catch_up_on_start=True,
+        needs=(Need("data_collection"),),
+        output=Output("indicators", "services.indicator_calculator.calculator:indicators_stored"),
     ),
     JobSpec(
         "watchlist_update",
@@ -154,11 +210,13 @@ JOBS: tuple[JobSpec, ...] = (
         "services.watchlist_manager.manager:run",
         PostClose("watchlist_update_time"),
         catch_up_on_start=True,
+        needs=(Need("indicator_calculation"),),
+        output=Output("watchlist", "services.watchlist_manager.manager:watchlist_stored"),
     ),
     JobSpec(
         "risk_checks",
         "portfolio metrics against the risk limits; halts trading on a breach",
-        "services.risk_manager.manager:run",
+        "services.trading_engine.risk_check:run",
         AroundTheClock("risk_check_interval"),
         preflight="services.trading_engine.broker:preflight",
     ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import JSON, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -29,19 +29,19 @@ class JobRun(Base):
     job_name: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(64))
     scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime())
-    trading_date: Mapped[Optional[date]]
+    trading_date: Mapped[date | None]
     origin: Mapped[str] = mapped_column(String(16))
     dry_run: Mapped[bool]
     outcome: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int]
     # the writing process's random id: host and pid repeat (pid 1 in every container)
-    instance_id: Mapped[Optional[str]] = mapped_column(String(32))
-    error: Mapped[Optional[str]] = mapped_column(Text)
-    reason: Mapped[Optional[str]] = mapped_column(Text)
-    summary: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    instance_id: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # a fire is run again (attempt 2, ...) only after its holder died: its lease expired
     attempt: Mapped[int] = mapped_column(server_default="1")
-    lease_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())  # renewed while running
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())  # renewed while running

@@ -3,7 +3,10 @@
 The fire times come from the very triggers ``start`` schedules, and each fire runs
 through the very wrapper ``start`` uses (:meth:`JobRunner.run_fire`: claim, guards,
 job, ledger row), with the clock set to the fire time. Nothing sleeps and no schedule
-or job is written a second time. Ledger rows are marked ``origin = simulate``.
+or job is written a second time. Ledger rows are marked ``origin = simulate``: the
+upstream runs a fire needs first (:mod:`needs`: the first signals of a replay into an
+empty database produce the previous session's watchlist, indicators and data, under
+that session's fires) are the replay's rows too.
 
 One replay at a time writes to a database (:mod:`replay_lock`). A replay run again on
 a range resumes it: fires already run are left as they are; a fire a killed replay left
@@ -18,10 +21,11 @@ import gc
 import logging
 import os
 import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from services.common.clock import FixedClock
 from services.common.job_api import Outcome
@@ -29,8 +33,9 @@ from services.common.krx_market import PRICE_LIMIT_SINCE, TICK_TABLE_SINCE
 from services.common.market_calendar import KRX_TZ
 from services.common.settings import Settings
 from services.orchestrator.jobs import JobSpec
+from services.orchestrator.ledger import DATABASE_ERROR, SIMULATE, RunRecord
 from services.orchestrator.replay_lock import replay_lock
-from services.orchestrator.runs import DATABASE_ERROR, SIMULATE, JobRunner, RunRecord
+from services.orchestrator.runner import JobRunner
 from services.orchestrator.runtime import Runtime
 from services.orchestrator.triggers import CalendarTrigger
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import fcntl
 import os
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
@@ -61,7 +61,7 @@ def _file_lock(path: str, holder: str) -> Iterator[None]:
         except BlockingIOError:
             raise _refusal(os.pread(descriptor, 1024, 0).decode("utf-8", "replace").strip()) from None
         os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{holder}\n".encode("utf-8"), 0)
+        os.pwrite(descriptor, f"{holder}\n".encode(), 0)
         try:
             yield
         finally:

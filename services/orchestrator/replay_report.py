@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from services.orchestrator.ledger import SIMULATE
 from services.orchestrator.models import JobRun
 from services.orchestrator.replay import replay_window
-from services.orchestrator.runs import SIMULATE
 from services.risk_manager.limits import Action
 from services.risk_manager.models import RiskBreach
 from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot
@@ -185,7 +186,8 @@ def _plot_equity(path: Path, daily: list[dict[str, Any]], user_id: str) -> Path:
     bottom.fill_between(days, [-row["drawdown_pct"] for row in daily], 0, color="tab:red", alpha=0.5)
     bottom.set_ylabel("drawdown (%)")
     bottom.grid(alpha=0.3)
-    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
+    locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]  # matplotlib leaves both untyped
+    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

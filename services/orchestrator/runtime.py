@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session as DbSession
@@ -16,7 +15,8 @@ from services.common.job_api import Account, Origin
 from services.common.market_calendar import MarketCalendar, default_cache_dir, get_calendar
 from services.common.settings import Settings
 from services.orchestrator.jobs import JOBS, JobSpec, build_triggers, enabled_jobs
-from services.orchestrator.runs import JobRunner, RunLedger
+from services.orchestrator.ledger import RunLedger
+from services.orchestrator.runner import JobRunner
 from services.orchestrator.triggers import CalendarTrigger
 
 
@@ -34,7 +34,7 @@ class Runtime:
     _session_factory: sessionmaker[DbSession] | None = field(default=None, repr=False)
 
     @classmethod
-    def create(cls, settings: Settings, clock: Clock | None = None) -> "Runtime":
+    def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         """Calendar and triggers only; the database is opened on first use."""
         calendar = load_market_calendar(settings)
         return cls(settings, clock or SystemClock(), calendar, build_triggers(settings, calendar))
@@ -70,8 +70,3 @@ class Runtime:
     def close(self) -> None:
         if self.engine is not None:
             self.engine.dispose()
-
-
-def database_path_hint(settings: Settings) -> str:
-    url = settings.redacted_database_url()
-    return url if not url.startswith("sqlite:///") else str(Path(url.removeprefix("sqlite:///")))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
@@ -25,7 +26,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from services.orchestrator.jobs import JobSpec
-from services.orchestrator.runs import JobRunner
+from services.orchestrator.runner import JobRunner
 
 logger = logging.getLogger(__name__)
 

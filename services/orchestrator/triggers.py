@@ -10,8 +10,9 @@ data ends. The scheduler, ``next-runs``, ``status`` and replays all read these c
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -189,7 +190,7 @@ class SessionAnchoredTrigger(_SessionTrigger):
         label: str = "job time",
         deadline_lead: timedelta = timedelta(0),
         calendar: MarketCalendar | None = None,
-    ) -> "SessionAnchoredTrigger":
+    ) -> SessionAnchoredTrigger:
         """Read ``job_time`` against the regular session: pre-open jobs anchor to the open
         (and must come before it), post-close jobs to the close (and must not precede it)."""
         minutes = _minutes(job_time)

@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import Enum
-from typing import AbstractSet, Mapping
 
 from services.common.settings import Settings
 from services.risk_manager.metrics import PortfolioMetrics
@@ -35,7 +36,7 @@ class RiskLimits:
     max_total_loss_pct: float
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "RiskLimits":
+    def from_settings(cls, settings: Settings) -> RiskLimits:
         return cls(settings.max_position_size_pct, settings.max_positions, settings.max_daily_loss_pct,
                    settings.max_total_loss_pct)
 

@@ -12,8 +12,9 @@ Percentages are in percent (3.0 = 3%), like the limits they are compared with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)

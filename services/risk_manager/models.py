@@ -4,7 +4,7 @@ with the metric values that caused them."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Date, Float, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -23,14 +23,14 @@ class TradingHalt(Base):
     reason: Mapped[str] = mapped_column(String(300))
     halted_at: Mapped[datetime] = mapped_column(UTCDateTime())
     halted_by: Mapped[str] = mapped_column(String(32))  # manual | risk_checks | a trading job
-    resumed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    resumed_by: Mapped[Optional[str]] = mapped_column(String(32))
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resumed_by: Mapped[str | None] = mapped_column(String(32))
     #: set when a loss halt is resumed: the loss limits measure from then, from the
     #: equity the first assessment of each mode after the resume finds (filled in by it):
     #: the paper account's in ``baseline_equity``, the live one's in ``live_baseline_equity``
-    baseline_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    baseline_equity: Mapped[Optional[int]] = mapped_column(BigInteger)
-    live_baseline_equity: Mapped[Optional[int]] = mapped_column(BigInteger)
+    baseline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    baseline_equity: Mapped[int | None] = mapped_column(BigInteger)
+    live_baseline_equity: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class RiskBreach(Base):

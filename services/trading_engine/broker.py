@@ -1,75 +1,146 @@
-"""Choosing the broker: the paper broker in dry run, the KIS adapter only live.
+"""The account a run trades for: whose money, which broker holds it, and how its orders
+reach that broker. Made once per run, from the instance's own settings
+(:func:`open_account`); in dry run the live adapter is not even imported.
 
-The choice is made here and nowhere else, from the instance's own settings (the job
-context has no account of its own): in dry run the live adapter is not even imported.
+The paper and the live account differ in three things only, and those live here:
+which broker a transaction gets (:meth:`TradingAccount.broker`), whether the
+transaction takes the database's write lock at once (a live one first talks to KIS),
+and sending: a live account's orders are recorded in the job's transaction and sent
+after it commits (:meth:`TradingAccount.send`); the paper broker places them in it.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, select
+from sqlalchemy import Connection
 
-from services.common.clock import FixedClock
-from services.common.database import account_transaction as _account_transaction
-from services.common.job_api import JobContext
-from services.common.market_calendar import KRX_TZ, Session
+from services.common.clock import Clock, FixedClock
+from services.common.database import account_transaction
+from services.common.job_api import Account, JobContext
+from services.common.market_calendar import Session
 from services.common.settings import Settings
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.orders import Broker
-from services.trading_engine.paper import PaperBroker, settlement_date
+from services.trading_engine.paper import PaperBroker, QuoteSource, settlement_date
 
 logger = logging.getLogger(__name__)
 
 
-def is_dry_run(ctx: JobContext) -> bool:
-    """Paper unless the instance's settings say live."""
-    return ctx.settings.dry_run
+class TradingAccount(ABC):
+    """One run's account: ``account`` (user and mode) and its broker."""
+
+    #: take the database's write lock when the transaction begins (SQLite): a paper
+    #: account's reads are all in the database; a live one first reads KIS over HTTP
+    lock_at_begin: bool
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.account: Account = ctx.account
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """The transaction the job reads and changes its account in (its connection):
+        one writer per account at a time, so every read in it sees one committed state
+        (a risk check never sees a tick's fills half-way). Committed at the end."""
+        return account_transaction(self.ctx.session_factory, self.account.key, immediate=self.lock_at_begin)
+
+    @abstractmethod
+    def broker(self, connection: Connection, at: datetime | None = None) -> Broker:
+        """The broker on ``connection``, its clock standing at ``at`` (the market moment
+        the job acts at; None: the run's clock)."""
+
+    def send(self, *, buys_refused: str | None = None, sells_only: bool = False) -> dict[str, int]:
+        """Send the orders recorded and not yet at the broker (after the job's
+        transaction has committed); the counts a job summary reports ({}: nothing is
+        ever sent later)."""
+        return {}
+
+    def has_unsent(self) -> bool:
+        """Whether orders are recorded and not yet at the broker."""
+        return False
+
+    def _clock(self, at: datetime | None) -> Clock:
+        return FixedClock(at) if at is not None else self.ctx.clock
 
 
-def account_transaction(ctx: JobContext) -> AbstractContextManager[Connection]:
-    """The transaction a job reads and changes its account in (its connection): one
-    writer per account at a time, so every read in it sees one committed state (a risk
-    check never sees a tick's fills half-way). Committed at the end. A live account's
-    positions and cash come from KIS over HTTP, not from the database: on SQLite its
-    transaction takes the database's write lock at its first write, not before those
-    calls (PostgreSQL's lock is the account's alone either way)."""
-    return _account_transaction(ctx.session_factory, ctx.account.key, immediate=is_dry_run(ctx))
+class PaperTrading(TradingAccount):
+    """The paper account: the paper broker in the database, filling at the simulated
+    market's intraday prices (or, with a daily-bar provider, never intraday)."""
+
+    lock_at_begin = True
+
+    def broker(self, connection: Connection, at: datetime | None = None) -> Broker:
+        settings = self.ctx.settings
+        return PaperBroker(connection, user_id=self.account.user_id, fees=FeeSchedule.from_settings(settings),
+                           calendar=self.ctx.calendar, clock=self._clock(at),
+                           initial_cash=settings.portfolio_value, quote_source=self._quote_source())
+
+    def _quote_source(self) -> QuoteSource | None:
+        """The simulated market's intraday path (its provider made at the first quote)."""
+        settings, clock, calendar = self.ctx.settings, self.ctx.clock, self.ctx.calendar
+        if settings.data_provider != "simulated":
+            return None
+
+        def quotes_at(moment: datetime) -> Mapping[str, int]:
+            from services.data_collector.providers.factory import make_provider
+
+            provider: Any = make_provider(settings, clock, calendar)
+            return provider.quotes_at(moment)  # type: ignore[no-any-return]
+
+        return quotes_at
 
 
-def make_broker(ctx: JobContext, connection: Connection, at: datetime | None = None) -> Broker:
-    """The broker for ``ctx``: :class:`PaperBroker` on ``connection`` in dry run, its
-    clock standing at ``at`` (the market moment the job acts at)."""
-    fees = FeeSchedule.from_settings(ctx.settings)
-    if is_dry_run(ctx):
-        clock = FixedClock(at) if at is not None else ctx.clock
-        return PaperBroker(connection, user_id=ctx.settings.user_id, fees=fees, calendar=ctx.calendar, clock=clock,
-                           initial_cash=ctx.settings.portfolio_value)
-    return live_broker(ctx)
+class LiveTrading(TradingAccount):
+    """The live account: KIS, with this instance's credentials."""
+
+    lock_at_begin = False
+
+    def __init__(self, ctx: JobContext) -> None:
+        super().__init__(ctx)
+        from services.trading_engine import kis
+
+        settings = ctx.settings
+        self.adapter = kis.make_kis_broker(
+            settings, cache_dir=Path(settings.cache_dir or _default_cache_dir()), clock=ctx.clock,
+            settlement_date=lambda day: settlement_date(ctx.calendar, day))
+
+    def broker(self, connection: Connection, at: datetime | None = None) -> Broker:
+        from services.trading_engine.live_broker import LiveBroker
+
+        return LiveBroker(self.adapter, connection, user_id=self.account.user_id, clock=self._clock(at))
+
+    def send(self, *, buys_refused: str | None = None, sells_only: bool = False) -> dict[str, int]:
+        from services.trading_engine.live_orders import send_pending
+
+        report = send_pending(self.adapter, self.ctx.session_factory, self.account.user_id, self.ctx.clock,
+                              buys_refused=buys_refused, sells_only=sells_only)
+        if report.in_doubt or report.unsent:
+            self.ctx.log.warning("%d live order(s) in doubt and %d unsent: the next run tries again",
+                                 report.in_doubt, report.unsent)
+        return report.summary()
 
 
-def live_broker(ctx: JobContext) -> Broker:
-    """The KIS adapter of the instance's live settings (it keeps no database state)."""
-    if is_dry_run(ctx):
-        raise ValueError("a dry-run instance has no live broker")
+    def has_unsent(self) -> bool:
+        from services.trading_engine.live_orders import has_pending
+
+        return has_pending(self.ctx.session_factory, self.account.user_id)
+
+
+def _default_cache_dir() -> str:
     from services.common.market_calendar import default_cache_dir
-    from services.trading_engine import kis
 
-    return kis.make_kis_broker(ctx.settings, cache_dir=Path(ctx.settings.cache_dir or default_cache_dir()),
-                               clock=ctx.clock, settlement_date=lambda day: settlement_date(ctx.calendar, day))
+    return str(default_cache_dir())
 
 
-def cash_balance(broker: Broker) -> int:
-    """The account's cash, including what is held back for open buys (still cash)."""
-    if isinstance(broker, PaperBroker):
-        return int(broker.account().cash)
-    return broker.cash().available
+def open_account(ctx: JobContext) -> TradingAccount:
+    """The account of ``ctx``'s instance: paper unless its settings say live."""
+    return PaperTrading(ctx) if ctx.account.dry_run else LiveTrading(ctx)
 
 
 def market_moment(ctx: JobContext, session: Session, *, pre_open: bool) -> datetime:
@@ -89,60 +160,3 @@ def preflight(settings: Settings, clock: object, calendar: object) -> None:
     from services.trading_engine import kis
 
     kis.check_live_config(settings)
-
-
-# --- prices to value and fill with -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Quotes:
-    """Prices of some tickers; ``observed`` means seen during the session now (orders
-    may fill at them), otherwise they are the latest stored closes (valuation only)."""
-
-    prices: dict[str, int]
-    observed: bool
-
-
-def current_quotes(ctx: JobContext, broker: Broker, connection: Connection, tickers: Sequence[str],
-                   moment: datetime, session: Session) -> Quotes:
-    """Prices at ``moment``: from the broker live; in dry run from the simulated
-    provider's intraday path, or else the latest stored closes."""
-    if not tickers:
-        return Quotes({}, False)
-    during = session.open <= moment
-    if not is_dry_run(ctx) and during and hasattr(broker, "quotes"):
-        return Quotes(dict(broker.quotes(list(tickers))), True)  # type: ignore[attr-defined]
-    if is_dry_run(ctx) and during and ctx.settings.data_provider == "simulated":
-        from services.data_collector.providers.factory import make_provider
-
-        provider = make_provider(ctx.settings, ctx.clock, ctx.calendar)
-        everything = provider.quotes_at(min(moment, session.close))  # type: ignore[attr-defined]
-        return Quotes({t: everything[t] for t in tickers if t in everything}, True)
-    return Quotes(stored_closes(connection, tickers, moment.astimezone(KRX_TZ).date()), False)
-
-
-def stored_closes(connection: Connection, tickers: Sequence[str], before: object) -> dict[str, int]:
-    """Each ticker's close in the latest collected session before ``before``."""
-    rows = connection.execute(_price_statements()[0], {"before": before, "tickers": list(tickers)}).all()
-    return {ticker: int(close) for ticker, close in rows}
-
-
-def participation_caps(connection: Connection, tickers: Sequence[str], previous_day: object,
-                       share: float = 0.05) -> Mapping[str, int]:
-    """At most ``share`` of a ticker's previous-session volume fills at one observation."""
-    rows = connection.execute(_price_statements()[1], {"day": previous_day, "tickers": list(tickers)}).all()
-    return {ticker: max(1, int(volume * share)) for ticker, volume in rows}
-
-
-@functools.lru_cache(maxsize=1)
-def _price_statements() -> tuple[Select[Any], Select[Any]]:
-    """Built once (read at every tick and risk check): the closes of the latest collected
-    session before ``before``, and the volumes of ``day``, of some ``tickers``."""
-    from services.data_collector.models import CollectedSession, DailyPrice
-
-    tickers = DailyPrice.ticker.in_(bindparam("tickers", expanding=True))
-    latest = select(func.max(CollectedSession.date)).where(CollectedSession.date < bindparam("before"))
-    closes = select(DailyPrice.ticker, DailyPrice.close).where(DailyPrice.date == latest.scalar_subquery(), tickers)
-    volumes = select(DailyPrice.ticker, DailyPrice.volume).where(DailyPrice.date == bindparam("day"), tickers)
-    return closes, volumes
-

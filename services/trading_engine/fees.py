@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import bisect
-import functools
 import math
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
 
-from services.common.settings import Settings, parse_dated_rates
+from services.common.settings import Settings
 
 
 class NoTaxRate(ValueError):
@@ -25,8 +24,8 @@ class FeeSchedule:
     tax_table: tuple[tuple[date, float], ...]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "FeeSchedule":
-        return cls(settings.commission_pct, _tax_table(settings.sell_tax_schedule))
+    def from_settings(cls, settings: Settings) -> FeeSchedule:
+        return cls(settings.commission_pct, settings.sell_tax_schedule.rates)
 
     def commission(self, amount: int) -> int:
         """The commission on a trade of ``amount`` KRW."""
@@ -69,9 +68,3 @@ class FeeSchedule:
 def _floor_percent(amount: int, percent: float) -> int:
     # exact arithmetic on the percent as written (0.015, not 0.01499999...) avoids float noise
     return math.floor(amount * Fraction(repr(percent)) / 100) if amount > 0 else 0
-
-
-@functools.lru_cache(maxsize=8)
-def _tax_table(schedule: str) -> tuple[tuple[date, float], ...]:
-    """The parsed ``ORCHESTRATOR_SELL_TAX_SCHEDULE`` (parsed once, not at every job)."""
-    return tuple(parse_dated_rates(schedule))

@@ -34,11 +34,12 @@ Limits, stated plainly:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.clock import Clock
@@ -46,8 +47,8 @@ from services.common.market_calendar import KRX_TZ
 from services.trading_engine.models import OrderRow
 from services.trading_engine.order_book import record_broker_fills
 from services.trading_engine.orders import (
-    Broker,
     BrokerError,
+    Fill,
     Order,
     OrderRequest,
     OrderStatus,
@@ -82,6 +83,16 @@ class ListsDayOrders(Protocol):
         """The orders placed on ``day`` and when (None: the broker did not say)."""
 
 
+class OrderApi(Protocol):
+    """What sending needs of a live broker's API (``KisBroker``): it takes orders and
+    reports their fills; the database side is this module's."""
+
+    name: str
+
+    def place_order(self, request: OrderRequest) -> Order: ...
+    def fills(self, day: date) -> list[Fill]: ...
+
+
 @dataclass(frozen=True)
 class Intent:
     """A live order recorded but not (known to be) at the broker: its row's id, what
@@ -105,7 +116,7 @@ class SendReport:
     in_doubt: int = 0
     unsent: int = 0
 
-    def __add__(self, other: "SendReport") -> "SendReport":
+    def __add__(self, other: SendReport) -> SendReport:
         return SendReport(self.sent + other.sent, self.linked + other.linked, self.rejected + other.rejected,
                           self.in_doubt + other.in_doubt, self.unsent + other.unsent)
 
@@ -132,7 +143,7 @@ def matching_order(intent: Intent, listed: Sequence[tuple[Order, datetime | None
     return candidates[0][1] if candidates else None
 
 
-def send_pending(broker: Broker, session_factory: sessionmaker[Session], user_id: str, clock: Clock, *,
+def send_pending(broker: OrderApi, session_factory: sessionmaker[Session], user_id: str, clock: Clock, *,
                  buys_refused: str | None = None, sells_only: bool = False) -> SendReport:
     """Send, link or settle every live intent of ``user_id`` (see the module docstring);
     call it after the transaction that recorded them has committed. ``clock`` says
@@ -141,8 +152,6 @@ def send_pending(broker: Broker, session_factory: sessionmaker[Session], user_id
     ``rejected`` with it instead of being sent. A send that fails other than by a
     refusal (KIS unreachable) ends the round: the rest wait for the next call.
     ``sells_only``: leave the buys for a later call (one made after a risk check)."""
-    if broker.dry_run:
-        return SendReport()  # the paper broker's orders are placed in the job's transaction
     work = _Round(broker, session_factory, user_id, clock, buys_refused)
     intents = [intent for intent in _pending(session_factory, user_id)
                if not sells_only or intent.request.side is Side.SELL]
@@ -169,7 +178,7 @@ class _Round:
     day is read again only when the one in hand is older than a decision needs, and
     the fills of the orders it links are copied at the end."""
 
-    def __init__(self, broker: Broker, session_factory: sessionmaker[Session], user_id: str, clock: Clock,
+    def __init__(self, broker: OrderApi, session_factory: sessionmaker[Session], user_id: str, clock: Clock,
                  buys_refused: str | None) -> None:
         self.broker, self.session_factory, self.user_id, self.clock = broker, session_factory, user_id, clock
         self.buys_refused = buys_refused
@@ -274,9 +283,10 @@ class _Round:
     def taken(self, day: date) -> set[tuple[str, ...]]:
         """The broker order ids of our live orders of ``day``."""
         with self.session_factory() as session:
-            return {order_number_key(order_id) for order_id in session.scalars(select(OrderRow.broker_order_id).where(
+            numbers = session.scalars(select(OrderRow.broker_order_id).where(
                 OrderRow.user_id == self.user_id, OrderRow.dry_run.is_(False), OrderRow.trading_date == day,
-                OrderRow.broker_order_id.is_not(None)))}
+                OrderRow.broker_order_id.is_not(None)))
+            return {order_number_key(number) for number in numbers if number}
 
     def copy_fills(self) -> None:
         """Record the fills of the orders linked that no monitoring tick will copy (done,
@@ -294,11 +304,10 @@ class _Round:
 # --- database steps, each its own short transaction ------------------------------------------
 
 
-def unsent_sells(connection: Connection, user_id: str) -> set[str]:
-    """Tickers of the user's live sells recorded and not (known to be) at the broker:
-    being sold already, though the broker's open orders do not show them."""
-    return set(connection.scalars(select(OrderRow.ticker).where(
-        _unsent_of(user_id), OrderRow.side == Side.SELL.value)))
+def has_pending(session_factory: sessionmaker[Session], user_id: str) -> bool:
+    """Whether ``user_id`` has live orders recorded and not (known to be) at the broker."""
+    with session_factory() as session:
+        return session.execute(select(OrderRow.id).where(_unsent_of(user_id)).limit(1)).first() is not None
 
 
 def _pending(session_factory: sessionmaker[Session], user_id: str) -> list[Intent]:
@@ -313,15 +322,15 @@ def _pending(session_factory: sessionmaker[Session], user_id: str) -> list[Inten
 def _still(intent: Intent) -> Any:
     """The row is still the pending intent as read, with the same claim."""
     sent = OrderRow.sent_at.is_(None) if intent.sent_at is None else OrderRow.sent_at == intent.sent_at
-    return (OrderRow.id == intent.id) & _UNSENT & sent
+    return (OrderRow.id == intent.id) & UNSENT & sent
 
 
 #: a live order recorded and not (known to be) at the broker: new, without its order id
-_UNSENT = OrderRow.dry_run.is_(False) & (OrderRow.status == OrderStatus.NEW.value) & OrderRow.broker_order_id.is_(None)
+UNSENT = OrderRow.dry_run.is_(False) & (OrderRow.status == OrderStatus.NEW.value) & OrderRow.broker_order_id.is_(None)
 
 
 def _unsent_of(user_id: str) -> Any:
-    return (OrderRow.user_id == user_id) & _UNSENT
+    return (OrderRow.user_id == user_id) & UNSENT
 
 
 def _claim(session_factory: sessionmaker[Session], intent: Intent, now: datetime) -> bool:

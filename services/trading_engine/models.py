@@ -5,7 +5,6 @@ dry run (paper) or sent to the broker."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Optional
 
 from sqlalchemy import BigInteger, Date, Float, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -33,13 +32,13 @@ class OrderRow(Base):
     user_id: Mapped[str] = mapped_column(String(64))
     client_order_id: Mapped[str] = mapped_column(String(120))
     broker: Mapped[str] = mapped_column(String(16))
-    broker_order_id: Mapped[Optional[str]] = mapped_column(String(64))
+    broker_order_id: Mapped[str | None] = mapped_column(String(64))
     trading_date: Mapped[date] = mapped_column(Date)
     ticker: Mapped[str] = mapped_column(String(12))
     side: Mapped[str] = mapped_column(String(4))
     order_type: Mapped[str] = mapped_column(String(8))
     quantity: Mapped[int] = mapped_column(BigInteger)
-    limit_price: Mapped[Optional[int]] = mapped_column(BigInteger)
+    limit_price: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(20))
     filled_quantity: Mapped[int] = mapped_column(BigInteger)
     #: cash held back for an open paper buy (released as it fills or ends)
@@ -49,7 +48,7 @@ class OrderRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     #: live orders: when a process claimed the order to send it (NULL: not sent yet)
-    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class FillRow(Base):
@@ -121,7 +120,7 @@ class SignalRow(Base):
     strength: Mapped[float] = mapped_column(Float)
     reference_price: Mapped[int] = mapped_column(BigInteger)
     quantity: Mapped[int] = mapped_column(BigInteger)
-    client_order_id: Mapped[Optional[str]] = mapped_column(String(120))
+    client_order_id: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

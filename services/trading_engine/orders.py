@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
 from typing import Protocol
+
+from services.common.job_api import Account
 
 
 class Side(str, Enum):
@@ -125,6 +128,12 @@ class Cash:
         return self.available - self.settled
 
 
+@dataclass(frozen=True)
+class Balance:
+    cash: int  # available + held back
+    opening: int | None  # what the account opened with; None: not known (live)
+
+
 def order_number_key(order_id: str) -> tuple[str, ...]:
     """A broker order id compared without zero padding: KIS writes its order numbers
     with or without leading zeros ("91252-0000012345" is "91252-12345")."""
@@ -140,25 +149,47 @@ class OrderRejected(BrokerError):
 
 
 class Broker(Protocol):
-    """Where orders go: the paper broker in dry run, the KIS adapter live."""
+    """Where an account's orders go: the paper broker in dry run, the KIS broker live.
+    One complete contract, so no job asks which one it holds (the contract tests in
+    ``tests/trading_engine/test_broker_contract.py`` run against both)."""
 
     name: str
-    dry_run: bool
+    account: Account
+
+    def quotes(self, tickers: Sequence[str], moment: datetime) -> dict[str, int]:
+        """Prices of ``tickers`` observed at ``moment`` in the session ({}: none observed)."""
+
+    def observe(self, prices: Mapping[str, int], moment: datetime, caps: Mapping[str, int] | None = None) -> int:
+        """Bring the account up to ``moment``, when ``prices`` were observed: fill what
+        they allow (at most ``caps`` per ticker; the paper broker) or record what the
+        broker filled (live), and raise the positions' high-water marks. Returns the
+        number of new fills."""
 
     def place_order(self, request: OrderRequest) -> Order:
-        """Submit ``request``; a refused order comes back ``rejected`` with its reason."""
+        """Take ``request``; a refused order comes back ``rejected`` with its reason.
+        Placing a known ``client_order_id`` again returns the first order."""
 
-    def cancel(self, order_id: str) -> Order:
-        """Cancel what is left of an open order."""
+    def cancel(self, order_id: str, reason: str = "cancelled") -> Order:
+        """Cancel what is left of an open order, saying why."""
+
+    def open_orders(self) -> list[Order]:
+        """Orders still new or partially filled (live: including those recorded and not
+        yet sent)."""
+
+    def fills(self, day: date) -> list[Fill]:
+        """Fills with trade date ``day``."""
 
     def positions(self) -> list[Position]:
         """Open positions (quantity > 0)."""
 
     def cash(self) -> Cash:
-        """Cash available for buys, and the part of it that has settled."""
+        """Cash available for buys, the part of it that has settled, and what is held
+        back for open buys."""
 
-    def fills(self, day: date) -> list[Fill]:
-        """Fills with trade date ``day``."""
+    def balance(self) -> Balance:
+        """The account's cash, held-back cash included (what equity counts), and what it
+        opened with where the broker knows it (paper; live the first stored snapshot is
+        the baseline). Read at every risk check: one look, not :meth:`cash`'s settlement."""
 
-    def open_orders(self) -> list[Order]:
-        """Orders still new or partially filled."""
+    def end_of_day(self, day: date) -> int:
+        """Close ``day``'s session: the day orders still open expire. Returns how many."""

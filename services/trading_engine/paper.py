@@ -19,19 +19,23 @@ Rules (DESIGN.md section 9):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, Table, and_, bindparam, func, insert, select, update
 
 from services.common.clock import Clock
+from services.common.job_api import Account
 from services.common.krx_market import price_limits, round_to_tick
 from services.common.market_calendar import KRX_TZ, MarketCalendar
+from services.data_collector.queries import closes_on
 from services.trading_engine.fees import FeeSchedule, NoTaxRate
 from services.trading_engine.models import ClosedTrade, FillRow, OrderRow, PaperAccount, PositionRow
 from services.trading_engine.orders import (
     OPEN_STATUSES,
+    Balance,
     Cash,
     Fill,
     Order,
@@ -46,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: ``(tickers, trading_date) -> {ticker: previous session's close}``
 ReferencePrices = Callable[[Sequence[str], date], Mapping[str, int]]
+#: every ticker's price at a moment of the session (the simulated market's intraday path)
+QuoteSource = Callable[[datetime], Mapping[str, int]]
 
 
 # --- the rules, pure ---------------------------------------------------------------------------
@@ -138,12 +144,14 @@ class PaperBroker:
     connection (the caller owns the transaction)."""
 
     name = "paper"
-    dry_run = True
 
     def __init__(self, connection: Connection, *, user_id: str, fees: FeeSchedule, calendar: MarketCalendar,
-                 clock: Clock, initial_cash: int, reference_prices: ReferencePrices | None = None) -> None:
+                 clock: Clock, initial_cash: int, reference_prices: ReferencePrices | None = None,
+                 quote_source: QuoteSource | None = None) -> None:
         self.connection = connection
+        self.account = Account(user_id, dry_run=True)
         self.user_id = user_id
+        self.quote_source = quote_source
         self.fees = fees
         self.calendar = calendar
         self.clock = clock
@@ -153,7 +161,7 @@ class PaperBroker:
 
     # -- account ---------------------------------------------------------------------------------
 
-    def account(self) -> PaperAccount:
+    def paper_account(self) -> PaperAccount:
         """The user's account, opened with ``initial_cash`` on first use."""
         row = self.connection.execute(_ACCOUNT, self._me).first()
         if row is None:
@@ -166,19 +174,19 @@ class PaperBroker:
         return row  # type: ignore[return-value]
 
     def _balance(self) -> int:
-        return int(self.account().cash)
+        return int(self.paper_account().cash)
 
     def _reserved(self) -> int:
         return int(self.connection.scalar(_RESERVED, self._me) or 0)
 
     def cash(self) -> Cash:
-        row = self.connection.execute(_BALANCE, self._me).first()
+        row: Any = self.connection.execute(_BALANCE, self._me).first()
         if row is None:
-            self.account()  # opened on first use
+            self.paper_account()  # opened on first use
             row = self.connection.execute(_BALANCE, self._me).one()
         balance, reserved = row
         today = self.clock.now().astimezone(KRX_TZ).date()
-        pending = self.connection.execute(_UNSETTLED, {**self._me, "today": today}).all()
+        pending: Any = self.connection.execute(_UNSETTLED, {**self._me, "today": today}).all()
         # the deposit before unsettled trades (sale proceeds not yet in, buys not yet paid),
         # as the part of ``available`` it covers (the way KIS's D+0 / D+2 deposits relate)
         unsettled = sum(_cash_change(Side(side), q * p, c, t) for side, q, p, c, t in pending)
@@ -208,7 +216,7 @@ class PaperBroker:
         existing = self._by_client_id(request.client_order_id)
         if existing is not None:
             return _order_of(existing)
-        self.account()
+        self.paper_account()
         previous_close = self.reference_prices([request.ticker], request.trading_date).get(request.ticker)
         price, reason = order_price(request, previous_close)
         reserve = 0
@@ -236,6 +244,30 @@ class PaperBroker:
         row = self._by_client_id(request.client_order_id)
         assert row is not None
         return _order_of(row)
+
+    def quotes(self, tickers: Sequence[str], moment: datetime) -> dict[str, int]:
+        """The quote source's prices at ``moment`` (the simulated market's intraday
+        path); none without a source (a provider with daily bars only)."""
+        if self.quote_source is None:
+            return {}
+        everything = self.quote_source(moment)
+        return {ticker: everything[ticker] for ticker in tickers if ticker in everything}
+
+    def observe(self, prices: Mapping[str, int], moment: datetime, caps: Mapping[str, int] | None = None) -> int:
+        """Fill the open orders ``prices`` allow (see :meth:`match`) and raise the
+        high-water marks to them."""
+        if not prices:
+            return 0
+        fills = self.match(prices, moment, caps)
+        self.mark(prices)
+        return len(fills)
+
+    def balance(self) -> Balance:
+        account = self.paper_account()  # its cash includes what open buys hold back
+        return Balance(int(account.cash), int(account.initial_cash))
+
+    def end_of_day(self, day: date) -> int:
+        return self.expire_day_orders(day)
 
     def cancel(self, order_id: str, reason: str = "cancelled") -> Order:
         row = self.connection.execute(_ORDER, {**self._me, "order_id": int(order_id)}).one()
@@ -301,7 +333,7 @@ class PaperBroker:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _fill(self, order: OrderRow, quantity: int, price: int, trade_date: date, at: datetime) -> Fill | None:
+    def _fill(self, order: Any, quantity: int, price: int, trade_date: date, at: datetime) -> Fill | None:
         side = Side(order.side)
         amount = quantity * price
         commission = self.fees.commission(amount)
@@ -322,7 +354,7 @@ class PaperBroker:
             order_id=order.id, fill_key=f"{order.id}:{sequence + 1}", user_id=self.user_id, ticker=order.ticker,
             side=side.value, quantity=quantity, price=price, commission=commission, tax=tax,
             trade_date=trade_date, settles_on=settles_on, filled_at=at, dry_run=True))
-        fill_id = int(result.inserted_primary_key[0])
+        fill_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         self.connection.execute(update(OrderRow).where(OrderRow.id == order.id).values(
             filled_quantity=filled, status=status.value, reserved_cash=reserved, updated_at=at))
         change = _cash_change(side, amount, commission, tax)
@@ -341,8 +373,8 @@ class PaperBroker:
                 user_id=self.user_id, dry_run=True, ticker=ticker, quantity=quantity, cost=cost, opened_on=day,
                 high_water=price))
         else:
-            self.connection.execute(update(_POSITIONS).where(self._position_row(ticker)).values(quantity=row.quantity + quantity, cost=row.cost + cost,
-                                            high_water=max(row.high_water, price)))
+            self.connection.execute(update(_POSITIONS).where(self._position_row(ticker)).values(
+                quantity=row.quantity + quantity, cost=row.cost + cost, high_water=max(row.high_water, price)))
 
     def _remove_shares(self, ticker: str, quantity: int, proceeds: int, day: date, fill_id: int) -> None:
         row = self._position(ticker)
@@ -380,11 +412,7 @@ class PaperBroker:
         previous = self.calendar.previous_session(trading_date)
         if previous is None or not tickers:
             return {}
-        from services.data_collector.models import DailyPrice
-
-        rows = self.connection.execute(select(DailyPrice.ticker, DailyPrice.close).where(
-            DailyPrice.date == previous.date, DailyPrice.ticker.in_(list(tickers)))).all()
-        return {ticker: int(close) for ticker, close in rows}
+        return closes_on(self.connection, previous.date, tickers)
 
 
 def settlement_date(calendar: MarketCalendar, trade_date: date) -> date:
@@ -407,12 +435,13 @@ def _cash_change(side: Side, amount: int, commission: int, tax: int) -> int:
     return -(amount + commission) if side is Side.BUY else amount - commission - tax
 
 
-def _order_of(row: OrderRow) -> Order:
+def _order_of(row: Any) -> Order:
     return Order(str(row.id), row.client_order_id, row.trading_date, row.ticker, Side(row.side),
-                 OrderType(row.order_type), int(row.quantity), None if row.limit_price is None else int(row.limit_price),
-                 OrderStatus(row.status), int(row.filled_quantity), row.reason, bool(row.dry_run))
+                 OrderType(row.order_type), int(row.quantity),
+                 None if row.limit_price is None else int(row.limit_price), OrderStatus(row.status),
+                 int(row.filled_quantity), row.reason, bool(row.dry_run))
 
 
-def _fill_of(row: FillRow) -> Fill:
+def _fill_of(row: Any) -> Fill:
     return Fill(str(row.order_id), row.ticker, Side(row.side), int(row.quantity), int(row.price),
                 int(row.commission), int(row.tax), row.trade_date, row.settles_on, row.filled_at, bool(row.dry_run))

@@ -17,16 +17,17 @@ observed price.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from services.common.settings import ENTRY_RULE_FIELDS, Settings, parse_conditions
+from services.common.settings import Settings
 
 SIGNAL_COLUMNS = ["ticker", "kind", "reason", "strength", "reference_price"]
-_OPERATORS: dict[str, Callable[[object, object], object]] = {
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 EXIT_STRENGTH = {"stop loss": 1.0, "trailing stop": 1.0, "take profit": 0.8, "trend break": 0.6,
                  "dropped from the watchlist": 0.4}
@@ -42,8 +43,8 @@ class SignalRules:
     exit_on_watchlist_drop: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SignalRules":
-        return cls(tuple(parse_conditions(settings.entry_rules, ENTRY_RULE_FIELDS)), settings.stop_loss_pct,
+    def from_settings(cls, settings: Settings) -> SignalRules:
+        return cls(settings.entry_rules.conditions, settings.stop_loss_pct,
                    settings.take_profit_pct, settings.trailing_stop_pct, settings.exit_on_trend_break,
                    settings.exit_on_watchlist_drop)
 
@@ -84,10 +85,10 @@ def entry_signals(candidates: pd.DataFrame, held: set[str], rules: SignalRules) 
                          "reference_price": chosen["close"].astype("int64").to_numpy()})
 
 
-def _entry_reason(row: Mapping[str, object], rules: SignalRules) -> str:
-    tests = ", ".join(f"{name} {float(row[name]):.4g}{op}{value:g}"  # type: ignore[arg-type]
+def _entry_reason(row: Mapping[str, Any], rules: SignalRules) -> str:
+    tests = ", ".join(f"{name} {float(row[name]):.4g}{op}{value:g}"
                       for name, op, value in rules.entry_conditions)
-    return f"watchlist rank {int(row['rank'])} (score {float(row['score']):.3f}): {tests}"  # type: ignore[arg-type]
+    return f"watchlist rank {int(row['rank'])} (score {float(row['score']):.3f}): {tests}"
 
 
 def exit_signals(positions: pd.DataFrame, market: pd.DataFrame, watchlist: set[str],

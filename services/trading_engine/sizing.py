@@ -11,8 +11,8 @@ whole shares only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from services.common.settings import Settings
 from services.trading_engine.fees import FeeSchedule
@@ -28,7 +28,7 @@ class SizingRules:
     kelly_min_trades: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SizingRules":
+    def from_settings(cls, settings: Settings) -> SizingRules:
         return cls(settings.position_fraction_pct, settings.max_position_size_pct, settings.max_positions,
                    settings.kelly_min_trades)
 

@@ -19,42 +19,30 @@ from sqlalchemy import Connection, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from services.common.database import fetch_rows, upsert, upsert_columns
+from services.common.database import upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
-from services.common.settings import Settings
+from services.data_collector.queries import day_prices
+from services.indicator_calculator.queries import SCREENING_COLUMNS, is_calculated, screening_values
 from services.watchlist_manager.models import WatchlistEntry, WatchlistRun
+from services.watchlist_manager.queries import has_watchlist
 from services.watchlist_manager.scoring import (
     FACTORS,
     WatchlistRules,
     eligibility,
-    parse_weights,
     score_eligible,
 )
 
 logger = logging.getLogger(__name__)
 
 
-def rules_from(settings: Settings) -> WatchlistRules:
-    return WatchlistRules(size=settings.watchlist_size, min_price=settings.watchlist_min_price,
-                          min_value=settings.watchlist_min_value,
-                          weights=parse_weights(settings.watchlist_weights))
-
-
-UNIVERSE_COLUMNS = ["ticker", "close", "value", "halted", "sma_20", "sma_60", "sma_120", "rsi_14", "macd_hist",
-                    "atr_14", "per", "pbr"]
-_UNIVERSE = (
-    "SELECT p.ticker, p.close, p.value, p.halted, t.sma_20, t.sma_60, t.sma_120, t.rsi_14, "
-    "t.macd_hist, t.atr_14, f.per, f.pbr "
-    "FROM daily_prices p "
-    "JOIN technical_indicators t ON t.date = p.date AND t.ticker = p.ticker "
-    "LEFT JOIN financial_indicators f ON f.date = p.date AND f.ticker = p.ticker "
-    "WHERE p.date = :day")
+UNIVERSE_COLUMNS = ["ticker", "close", "value", "halted", *SCREENING_COLUMNS]
 
 
 def load_universe(connection: Connection, day: date) -> pd.DataFrame:
     """Prices, technical and financial indicators of one date, one row per ticker."""
-    rows = fetch_rows(connection, _UNIVERSE, {"day": day})
+    indicators = screening_values(connection, day)
+    rows = [(*prices, *indicators[prices[0]]) for prices in day_prices(connection, day) if prices[0] in indicators]
     columns = dict(zip(UNIVERSE_COLUMNS, zip(*rows) if rows else [()] * len(UNIVERSE_COLUMNS)))
     return pd.DataFrame({
         name: list(values) if name == "ticker" else np.array(values, dtype=bool if name == "halted" else float)
@@ -134,28 +122,25 @@ def later_runs(connection: Connection, user_id: str, day: date) -> list[date]:
         WatchlistRun.user_id == user_id, WatchlistRun.date > day).order_by(WatchlistRun.date)))
 
 
-def indicators_ready(session_factory: sessionmaker[DbSession], day: date) -> bool:
-    from services.indicator_calculator.calculator import is_calculated
-
-    return is_calculated(session_factory, day)
+def watchlist_stored(ctx: JobContext) -> bool:
+    """The job's probe: ``ctx.account.user_id``'s watchlist of ``ctx.trading_date`` is stored
+    (it may be empty)."""
+    with ctx.session_factory() as session:
+        return has_watchlist(session.connection(), ctx.account.user_id, ctx.trading_date)
 
 
 def run(ctx: JobContext) -> JobResult:
-    """``watchlist_update`` for ``ctx.trading_date`` and ``ctx.user_id``."""
-    if not indicators_ready(ctx.session_factory, ctx.trading_date):
-        from services.indicator_calculator import calculator
-
-        ctx.log.info("no indicators for %s: calculating them first", ctx.trading_date)
-        result = calculator.run(ctx)
-        if result.status.value != "success":
-            return JobResult.skipped(f"input missing: no indicators for {ctx.trading_date} ({result.reason})")
-    rules = rules_from(ctx.settings)
+    """``watchlist_update`` for ``ctx.trading_date`` and ``ctx.account.user_id``; its input, the
+    date's indicators, is the ``indicator_calculation`` the registry runs first."""
+    rules = WatchlistRules.from_settings(ctx.settings)
     with ctx.session_factory.begin() as session:
         connection = session.connection()
-        result_ = update_watchlist(connection, ctx.user_id, ctx.trading_date, rules)
+        if not is_calculated(connection, ctx.trading_date):
+            return JobResult.skipped(f"input missing: no indicators for {ctx.trading_date}")
+        result_ = update_watchlist(connection, ctx.account.user_id, ctx.trading_date, rules)
         # a day filled in late: the lists after it carry entries from it, so redo them in order
-        for later in later_runs(connection, ctx.user_id, ctx.trading_date):
-            update_watchlist(connection, ctx.user_id, later, rules)
+        for later in later_runs(connection, ctx.account.user_id, ctx.trading_date):
+            update_watchlist(connection, ctx.account.user_id, later, rules)
     return JobResult.success(size=result_.size, eligible=result_.eligible, entries=len(result_.entries),
                              exits=len(result_.exits))
 
@@ -179,9 +164,9 @@ def watchlist_view(session_factory: sessionmaker[DbSession], calendar: MarketCal
         entries = session.scalars(select(WatchlistEntry).where(
             WatchlistEntry.user_id == user_id, WatchlistEntry.date == day).order_by(WatchlistEntry.rank)).all()
         previous_day, before = previous_list(connection, user_id, day)
-        names = dict(connection.execute(text("SELECT ticker, name FROM stocks")).all())
+        names: dict[str, str] = dict(connection.execute(text("SELECT ticker, name FROM stocks")).all())
         left = sorted(set(before["ticker"]) - {entry.ticker for entry in entries})
-        closes = dict(connection.execute(
+        closes: dict[str, int] = dict(connection.execute(
             text("SELECT ticker, close FROM daily_prices WHERE date = :day"), {"day": day}).all())
     rows = [{
         "rank": entry.rank, "ticker": entry.ticker, "name": names.get(entry.ticker, ""),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+import datetime as dt
 
 from sqlalchemy import BigInteger, Date, Float, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -14,7 +14,7 @@ class WatchlistEntry(Base):
     __tablename__ = "watchlist_entries"
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
     rank: Mapped[int]
     score: Mapped[float] = mapped_column(Float)
@@ -24,7 +24,7 @@ class WatchlistEntry(Base):
     liquidity: Mapped[float] = mapped_column(Float)
     value: Mapped[float] = mapped_column(Float)
     close: Mapped[int] = mapped_column(BigInteger)
-    entered_on: Mapped[date] = mapped_column(Date)
+    entered_on: Mapped[dt.date] = mapped_column(Date)
     entry_close: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -35,6 +35,6 @@ class WatchlistRun(Base):
     __tablename__ = "watchlist_runs"
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     size: Mapped[int]
     eligible: Mapped[int]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from services.common.settings import WATCHLIST_FACTORS, parse_weight_pairs
+from services.common.settings import WATCHLIST_FACTORS, Settings
 
 FACTORS = WATCHLIST_FACTORS
 DEFAULT_WEIGHTS = {"trend": 0.30, "momentum": 0.25, "volatility": 0.15, "liquidity": 0.15, "value": 0.15}
@@ -44,6 +44,11 @@ class WatchlistRules:
         if unknown or not values or not all(math.isfinite(w) and w >= 0 for w in values) \
                 or not 0 < sum(values) < math.inf:
             raise ValueError(f"weights {self.weights}; expected non-negative weights of {', '.join(FACTORS)}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WatchlistRules:
+        return cls(size=settings.watchlist_size, min_price=settings.watchlist_min_price,
+                   min_value=settings.watchlist_min_value, weights=settings.watchlist_weights.as_dict())
 
 
 def eligibility(frame: pd.DataFrame, rules: WatchlistRules) -> pd.Series:
@@ -80,7 +85,8 @@ def _rank(values: np.ndarray) -> np.ndarray:
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
     """A column as floats, NaN where missing."""
-    return frame[name].to_numpy(dtype=float, na_value=np.nan)
+    values: np.ndarray = frame[name].to_numpy(dtype=float, na_value=np.nan)
+    return values
 
 
 def factor_scores(frame: pd.DataFrame) -> pd.DataFrame:
@@ -126,8 +132,3 @@ def score_eligible(eligible: pd.DataFrame, rules: WatchlistRules) -> pd.DataFram
 def select_watchlist(frame: pd.DataFrame, rules: WatchlistRules) -> pd.DataFrame:
     """The top ``rules.size`` of :func:`score_universe`."""
     return score_universe(frame, rules).head(rules.size)
-
-
-def parse_weights(text: str) -> dict[str, float]:
-    """'trend=0.3,momentum=0.25,...' -> weights (see services.common.settings)."""
-    return parse_weight_pairs(text, FACTORS)

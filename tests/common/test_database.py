@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,10 +12,10 @@ from alembic.runtime.migration import MigrationContext
 
 import services.data_collector.models  # noqa: F401  (registers the tables)
 import services.indicator_calculator.models  # noqa: F401
-import services.watchlist_manager.models  # noqa: F401
-import services.trading_engine.models  # noqa: F401
-import services.risk_manager.models  # noqa: F401
 import services.orchestrator.models  # noqa: F401
+import services.risk_manager.models  # noqa: F401
+import services.trading_engine.models  # noqa: F401
+import services.watchlist_manager.models  # noqa: F401
 from services.common.database import Base, current_revision, head_revision, migrate
 from services.orchestrator.models import JobRun
 from tests.conftest import terminate_backend
@@ -41,7 +41,7 @@ def test_times_are_stored_in_utc_and_read_back_aware(session_factory: Any) -> No
         row = session.query(JobRun).one()
     assert row.scheduled_for == seoul
     assert row.scheduled_for.utcoffset() == timedelta(0)
-    assert row.scheduled_for == datetime(2026, 11, 19, 8, 0, tzinfo=timezone.utc)
+    assert row.scheduled_for == datetime(2026, 11, 19, 8, 0, tzinfo=UTC)
 
 
 def test_concurrent_migrations_of_a_fresh_sqlite_database_all_succeed(tmp_path) -> None:

@@ -23,9 +23,9 @@ from services.common.market_calendar import (
     MarketCalendar,
     Override,
     apply_overrides,
-    open_first_sessions_late,
     load_calendar,
     make_session,
+    open_first_sessions_late,
     parse_overrides,
 )
 

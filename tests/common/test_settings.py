@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 
 import pytest
 
 from services.common.settings import (
     ENV_TO_FIELD,
+    SETTING_FIELDS,
+    Condition,
+    DatedRate,
     SettingsError,
+    TrIds,
     env_example_lines,
     load_settings,
     redact_passwords,
@@ -292,3 +296,31 @@ def test_a_database_driver_that_is_not_installed_is_refused_with_one_line(monkey
     assert str(error.value) == (
         "DATABASE_URL='postgresql+psycopg://bob:***@db/x': the psycopg driver is not installed; expected "
         "sqlite:///data/orchestrator.db or postgresql+psycopg://user@host:5432/db")
+
+
+def test_structured_settings_are_parsed_once_into_typed_values() -> None:
+    settings = load_settings({}, environ={}, env_file=NO_ENV_FILE)
+    assert settings.watchlist_weights.as_dict() == {"trend": 0.3, "momentum": 0.25, "volatility": 0.15,
+                                                    "liquidity": 0.15, "value": 0.15}
+    assert settings.sell_tax_schedule.rates[:2] == (DatedRate(date(2019, 6, 3), 0.25),
+                                                    DatedRate(date(2021, 1, 1), 0.23))
+    assert settings.entry_rules.conditions == (Condition("trend", ">=", 0.75), Condition("momentum", ">=", 0.5),
+                                               Condition("rsi_14", "<", 70.0))
+    assert settings.kis_paper_tr_ids == TrIds(buy="VTTC0012U", sell="VTTC0011U", cancel="VTTC0013U",
+                                              balance="VTTC8434R", fills="VTTC0081R", quote="FHKST01010100")
+    assert hash(settings) == hash(load_settings({}, environ={}, env_file=NO_ENV_FILE))  # usable as a cache key
+
+
+@pytest.mark.parametrize("name, given, canonical", [
+    ("watchlist_weights", " trend = 1 , value=.50,momentum=1e-1", "trend=1,value=0.5,momentum=0.1"),
+    ("sell_tax_schedule", "2026-01-01=0.20, 2025-01-01=0.15", "2025-01-01=0.15,2026-01-01=0.2"),
+    ("entry_rules", "trend >= 0.75, rsi_14<70.", "trend>=0.75,rsi_14<70"),
+    ("kis_live_tr_ids", "quote=Q0000001,fills=F0000001,balance=B0000001,cancel=C0000001,sell=S0000001,"
+                        "buy=B0000002", "buy=B0000002,sell=S0000001,cancel=C0000001,balance=B0000001,"
+                                        "fills=F0000001,quote=Q0000001"),
+])
+def test_a_structured_setting_is_shown_as_canonical_text_that_reads_back(name: str, given: str,
+                                                                         canonical: str) -> None:
+    value = getattr(load_settings({name: given}, environ={}, env_file=NO_ENV_FILE), name)
+    assert str(value) == canonical
+    assert SETTING_FIELDS[name].metadata["parser"](canonical) == value

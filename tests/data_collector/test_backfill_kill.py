@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -75,7 +75,7 @@ def test_a_backfill_killed_at_random_points_completes_without_duplicates(
     assert final.wait(timeout=120) == 0
 
     provider = SimulatedProvider(calendar=krx_calendar, seed=11, universe_size=300,
-                                 clock=FixedClock(datetime(2026, 11, 21, tzinfo=timezone.utc)))
+                                 clock=FixedClock(datetime(2026, 11, 21, tzinfo=UTC)))
     engine = create_engine(f"sqlite:///{tmp_path / 'kill.db'}")
     with engine.connect() as connection:
         complete = {row[0] for row in connection.execute(text("SELECT date FROM collected_sessions"))}

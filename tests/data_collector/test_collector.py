@@ -17,6 +17,8 @@ from services.data_collector.collector import (
     backfill,
     collect_session,
     completed_sessions,
+    history_complete,
+    history_sessions,
     missing_sessions,
     run,
     window_sessions,
@@ -168,20 +170,32 @@ def context(session_factory, krx_calendar, clock, day, origin="schedule", **sett
                       calendar=krx_calendar, origin=origin)
 
 
-def test_the_job_catches_up_missing_history_then_collects_its_date(session_factory, krx_calendar, clock):
-    result = run(context(session_factory, krx_calendar, clock, date(2026, 11, 20)))
+def test_the_history_window_is_the_indicators_lookback_or_the_bootstrap_sessions_if_more():
+    assert history_sessions(make_settings(bootstrap_sessions="5")) == 240  # what the indicators of a date read
+    assert history_sessions(make_settings(bootstrap_sessions="250")) == 250
+
+
+def test_the_job_catches_up_the_missing_history_then_collects_its_date(session_factory, krx_calendar, clock):
+    ctx = context(session_factory, krx_calendar, clock, date(2026, 11, 20))
+    assert not history_complete(ctx)
+    result = run(ctx)
     assert result.status is Outcome.SUCCESS
-    assert result.summary["sessions_collected"] == 5
-    assert sorted(completed_sessions(session_factory, date(2026, 1, 1), date(2026, 12, 31))) == [
-        date(2026, 11, 16), date(2026, 11, 17), date(2026, 11, 18), date(2026, 11, 19), date(2026, 11, 20)]
-    assert missing_sessions(krx_calendar, session_factory, date(2026, 11, 20), 5) == []
+    assert result.summary["sessions_collected"] == 240
+    done = sorted(completed_sessions(session_factory, date(2025, 1, 1), date(2026, 12, 31)))
+    # 2025-11-27 is the 240th session before 2026-11-20 (KRX calendar)
+    assert (len(done), done[0], done[-1]) == (240, date(2025, 11, 27), date(2026, 11, 20))
+    assert history_complete(ctx)
+    with session_factory.begin() as session:  # a session of the window lost: the probe sees it
+        session.execute(text("DELETE FROM collected_sessions WHERE date = '2026-06-01'"))
+    assert not history_complete(ctx)
+    assert missing_sessions(krx_calendar, session_factory, date(2026, 11, 20), 240) == [date(2026, 6, 1)]
 
 
 def test_catch_up_with_nothing_missing_is_skipped_with_the_reason(session_factory, krx_calendar, clock):
     run(context(session_factory, krx_calendar, clock, date(2026, 11, 20)))
     result = run(context(session_factory, krx_calendar, clock, date(2026, 11, 20), origin="catch_up"))
     assert result.status is Outcome.SKIPPED
-    assert result.reason == "nothing to catch up: the last 5 sessions up to 2026-11-20 are complete"
+    assert result.reason == "nothing to catch up: the last 240 sessions up to 2026-11-20 are complete"
 
 
 def test_the_job_fails_when_its_own_date_is_entirely_bad(session_factory, krx_calendar, clock, monkeypatch):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -22,6 +22,7 @@ from pandas.testing import assert_frame_equal
 
 from services.common.clock import FixedClock
 from services.common.market_calendar import MarketCalendar, load_calendar
+from services.common.throttle import ThrottleRegistry
 from services.data_collector.providers import (
     FUNDAMENTAL_COLUMNS,
     PRICE_COLUMNS,
@@ -31,6 +32,7 @@ from services.data_collector.providers import (
     ProviderUnavailable,
     SessionNotAvailable,
     TransientProviderError,
+    pykrx_provider,
 )
 from services.data_collector.providers.pykrx_provider import (
     PykrxProvider,
@@ -354,6 +356,19 @@ def test_requests_are_spaced_by_min_interval(krx_calendar):
         "get_market_ohlcv", "get_market_fundamental", "get_market_ticker_list"}
     # no wait before the first request of the second fetch, 1 s minus the 0.2 s taken before each later one
     assert timer.sleeps[sleeps_before:] == pytest.approx([0.8] * (len(second) - 1))
+
+
+def test_providers_without_a_clock_of_their_own_share_the_pykrx_throttle(krx_calendar, monkeypatch):
+    timer = FakeTimer()
+    monkeypatch.setattr(pykrx_provider, "THROTTLES", ThrottleRegistry(monotonic=timer.monotonic, sleep=timer.sleep))
+    fake = FakePykrxStock(timer=timer, latency=0.2)
+    first, second = (PykrxProvider(calendar=krx_calendar, clock=FixedClock(kst(2021, 1, 22, 16, 0)), stock_api=fake,
+                                   min_interval=1.0) for _ in range(2))
+    first.fetch_session(RECORDED_SESSION)
+    second.fetch_session(RECORDED_SESSION)
+    market_wide = [call.at for call in fake.calls if call.function != "get_market_ticker_name"]
+    assert len(market_wide) == 12
+    assert min(np.diff(market_wide)) >= 1.0 - 1e-9  # the second provider's first request too
 
 
 def test_an_empty_ticker_list_is_a_failed_request_and_is_retried(pykrx, fake):

@@ -14,7 +14,6 @@ from sqlalchemy import select, text
 from services.common.clock import FixedClock
 from services.common.job_api import JobContext, Outcome
 from services.data_collector import collector as data_collector
-from services.data_collector.providers import ProviderUnavailable
 from services.data_collector.providers.simulated import SimulatedProvider
 from services.indicator_calculator import calculator
 from services.indicator_calculator.models import CalculatedSession, TechnicalIndicator
@@ -50,21 +49,23 @@ def dump(session_factory: Any) -> list[tuple[Any, ...]]:
     return sorted(rows, key=repr)
 
 
-def test_the_job_completes_its_lookback_then_stores_every_ticker_of_its_date(
-    session_factory, krx_calendar, clock
-):
-    collect(session_factory, krx_calendar, clock, date(2026, 10, 1), D)
+def test_the_lookback_is_the_longest_warm_up_plus_a_settling_margin():
+    # sma_120 needs 119 sessions before its first value; EMAs and Wilder averages settle
+    # within 120 more. The data collection of a date completes this many sessions.
+    assert calculator.LOOKBACK_SESSIONS == 119 + 1 + 120 == data_collector.INDICATOR_LOOKBACK_SESSIONS
+
+
+def test_the_job_reads_its_lookback_and_stores_every_ticker_of_its_date(session_factory, krx_calendar, clock):
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
     result = calculator.run(context(session_factory, krx_calendar, clock))
     assert result.status is Outcome.SUCCESS
     assert result.summary["dates"] == 1
     with session_factory() as session:
         tickers = session.execute(text("SELECT count(*) FROM daily_prices WHERE date = :d"), {"d": D}).scalar()
-        sessions = session.execute(text("SELECT count(*) FROM collected_sessions")).scalar()
         stored = session.scalars(select(TechnicalIndicator).where(TechnicalIndicator.date == D)).all()
         marker = session.get(CalculatedSession, D)
-    # the missing history of the lookback (the longest warm-up plus a margin) was collected first
-    assert sessions == calculator.LOOKBACK_SESSIONS
-    assert marker.lookback_start == krx_calendar.sessions(date(2025, 1, 1), D)[-calculator.LOOKBACK_SESSIONS].date
+    # the lookback: the last 240 sessions up to D (2025-11-27 is the 240th before 2026-11-20)
+    assert marker.lookback_start == date(2025, 11, 27)
     assert len(stored) == tickers == marker.tickers
     # a ticker listed for the whole lookback has every indicator; NULL (never NaN) only in warm-up
     complete = [row for row in stored if row.sma_120 is not None]
@@ -72,7 +73,7 @@ def test_the_job_completes_its_lookback_then_stores_every_ticker_of_its_date(
 
 
 def test_recomputing_a_date_leaves_identical_rows(session_factory, krx_calendar, clock):
-    collect(session_factory, krx_calendar, clock, date(2026, 10, 1), D)
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
     calculator.run(context(session_factory, krx_calendar, clock))
     before = dump(session_factory)
     calculator.run(context(session_factory, krx_calendar, clock))
@@ -80,7 +81,7 @@ def test_recomputing_a_date_leaves_identical_rows(session_factory, krx_calendar,
 
 
 def test_every_session_since_the_last_calculated_one_is_computed_in_order(session_factory, krx_calendar, clock):
-    collect(session_factory, krx_calendar, clock, date(2026, 10, 1), D)
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
     calculator.run(context(session_factory, krx_calendar, clock, date(2026, 11, 16)))
     result = calculator.run(context(session_factory, krx_calendar, clock))
     assert result.summary["dates"] == 4  # 11-17, 18, 19 (exam day) and 20
@@ -90,28 +91,22 @@ def test_every_session_since_the_last_calculated_one_is_computed_in_order(sessio
     assert done == [date(2026, 11, 16), date(2026, 11, 17), date(2026, 11, 18), date(2026, 11, 19), D]
 
 
-def test_missing_market_data_is_collected_first(session_factory, krx_calendar, clock):
-    collect(session_factory, krx_calendar, clock, date(2026, 10, 1), date(2026, 11, 18))
-    result = calculator.run(context(session_factory, krx_calendar, clock))
-    assert result.status is Outcome.SUCCESS
-    with session_factory() as session:
-        assert session.get(CalculatedSession, D) is not None
-        collected = session.execute(text("SELECT count(*) FROM collected_sessions WHERE date >= :d"),
-                                    {"d": date(2026, 11, 19)}).scalar()
-    assert collected == 2
-
-
-def test_without_market_data_and_no_way_to_get_it_the_job_is_skipped(
+def test_the_job_only_reads_market_data_and_is_skipped_naming_the_sessions_missing(
     session_factory, krx_calendar, clock, monkeypatch
 ):
-    def unavailable(*_args: Any) -> Any:
-        raise ProviderUnavailable("the pykrx provider needs KRX_ID and KRX_PW in the environment")
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), date(2026, 11, 18))
 
-    monkeypatch.setattr("services.data_collector.providers.factory.make_provider", unavailable)
+    def never(*_args: Any) -> Any:
+        raise AssertionError("the indicator job collected market data (the data_collection job does)")
+
+    monkeypatch.setattr("services.data_collector.providers.factory.make_provider", never)
     result = calculator.run(context(session_factory, krx_calendar, clock))
     assert result.status is Outcome.SKIPPED
-    assert result.reason == ("input missing: no market data for 2026-11-20 "
-                             "(the pykrx provider needs KRX_ID and KRX_PW in the environment)")
+    assert result.reason == "input missing: no market data for 2 sessions (2026-11-19 .. 2026-11-20)"
+    with session_factory() as session:
+        assert session.get(CalculatedSession, D) is None
+        assert session.execute(text("SELECT count(*) FROM collected_sessions WHERE date >= :d"),
+                               {"d": date(2026, 11, 19)}).scalar() == 0
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -186,21 +181,13 @@ def test_a_ticker_without_yesterdays_values_is_computed_from_its_lookback(sessio
         assert got[column] == pytest.approx(expected[column], rel=1e-9), column
 
 
-def test_a_lookback_session_that_cannot_be_collected_skips_the_job(session_factory, krx_calendar, clock, monkeypatch):
-    from services.data_collector.providers import TransientProviderError
-
-    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), date(2026, 11, 6))
-    real = SimulatedProvider.fetch_session
-
-    def flaky(self: SimulatedProvider, day: date) -> Any:
-        if day == date(2026, 11, 10):
-            raise TransientProviderError("KRX answered 503")
-        return real(self, day)
-
-    monkeypatch.setattr(SimulatedProvider, "fetch_session", flaky)
+def test_a_session_missing_in_the_lookback_skips_the_job(session_factory, krx_calendar, clock):
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
+    with session_factory.begin() as session:
+        for table in ("daily_prices", "fundamentals", "collected_sessions"):
+            session.execute(text(f"DELETE FROM {table} WHERE date = :d"), {"d": date(2026, 11, 10)})
     result = calculator.run(context(session_factory, krx_calendar, clock))
     assert result.status is Outcome.SKIPPED
-    assert result.reason == ("input missing: market data of 1 sessions could not be collected "
-                             "(2026-11-10: KRX answered 503)")
+    assert result.reason == "input missing: no market data for 2026-11-10"
     with session_factory() as session:
         assert session.get(CalculatedSession, D) is None

@@ -120,7 +120,7 @@ def output(shuffled: pd.DataFrame) -> pd.DataFrame:
 def test_output_is_one_row_per_input_row_with_its_index_and_order(shuffled, output):
     assert output.index.equals(shuffled.index)
     assert list(output.columns) == CONTRACT_COLUMNS
-    assert (output.dtypes == float).all()
+    assert (output.dtypes == np.float64).all()
 
 
 @pytest.mark.parametrize("name", CONTRACT_COLUMNS)

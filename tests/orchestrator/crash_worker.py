@@ -22,7 +22,7 @@ from services.common.database import create_db_engine, make_session_factory, mig
 from services.common.market_calendar import KRX_TZ, load_calendar
 from services.orchestrator.jobs import JOBS, build_triggers
 from services.orchestrator.replay import replay_fires
-from services.orchestrator.runs import JobRunner
+from services.orchestrator.runner import JobRunner
 from tests.conftest import make_settings
 
 LEASE_SECONDS = 5

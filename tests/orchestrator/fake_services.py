@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
 
+from scripts.benchkit.jobs import record_fire as record_fire  # an entry point of the race tests
 from services.common.job_api import JobContext, JobResult
 
 CALLS: list[tuple[str, str]] = []
@@ -43,13 +43,6 @@ def hang(ctx: JobContext) -> JobResult:
     return JobResult.success()
 
 
-def record_fire(ctx: JobContext) -> JobResult:
-    """Appends the fire and the process to the file named by ``RACE_LOG``."""
-    with open(os.environ["RACE_LOG"], "a", encoding="utf-8") as log:
-        log.write(f"{ctx.job_name} {ctx.scheduled_for.isoformat()} {os.getpid()}\n")
-    return JobResult.success()
-
-
 def interrupt(ctx: JobContext) -> JobResult:
     """As if the operator pressed Ctrl-C mid-job."""
     raise KeyboardInterrupt
@@ -61,5 +54,28 @@ ACCOUNTS: list[tuple[str, str, bool]] = []
 def record_account(ctx: JobContext) -> JobResult:
     """Records whose account the run acted for (the context's, from its settings)."""
     CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
-    ACCOUNTS.append((ctx.job_name, ctx.user_id, ctx.dry_run))
+    ACCOUNTS.append((ctx.job_name, ctx.account.user_id, ctx.account.dry_run))
     return JobResult.success()
+
+
+#: (job, trading date) whose work is present, as the probe ``present`` sees it
+DONE: set[tuple[str, str]] = set()
+
+
+def produce(ctx: JobContext) -> JobResult:
+    """Does the job's work: its probe finds it present from now on."""
+    CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
+    DONE.add((ctx.job_name, ctx.trading_date.isoformat()))
+    return JobResult.success()
+
+
+def present(ctx: JobContext) -> bool:
+    """The probe of the fake jobs: whether ``produce`` (or the test) did the work."""
+    return (ctx.job_name, ctx.trading_date.isoformat()) in DONE
+
+
+def database_refuses(ctx: JobContext) -> JobResult:
+    from sqlalchemy.exc import OperationalError
+
+    CALLS.append((ctx.job_name, ctx.trading_date.isoformat()))
+    raise OperationalError("INSERT INTO daily_prices", None, Exception("database is locked"))

@@ -10,7 +10,7 @@ import stat
 import subprocess
 import sys
 from contextlib import closing
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,11 +19,14 @@ import pytest
 from typer.testing import CliRunner
 
 from services.common.clock import FixedClock
+from services.common.database import head_revision
+from services.orchestrator import ops
 from services.orchestrator import runtime as runtime_module
 from services.orchestrator.jobs import JOBS
-from services.common.database import head_revision
 from services.orchestrator.main import app
-from tests.conftest import subprocess_env, terminate_backend
+from services.orchestrator.ops.arguments import InvalidArgument
+from services.orchestrator.output import to_json
+from tests.conftest import make_settings, subprocess_env, terminate_backend
 
 KST = ZoneInfo("Asia/Seoul")
 REPO = Path(__file__).resolve().parents[2]
@@ -192,8 +195,10 @@ BAD_INVOCATIONS = [
      "Error: --timezone='Asia/Seol': unknown timezone; expected an IANA name such as Asia/Seoul or UTC"),
     (["start", "--portfolio-value", "-100"], "Error: --portfolio-value='-100': expected a whole number above 0"),
     (["start", "--disable-everything"], "Error: No such option: --disable-everything"),
-    (["status", "--format", "csv"], "Error: Invalid value for '--format': csv is not offered here; expected table or json"),
-    (["history", "--format", "csv"], "Error: Invalid value for '--format': csv is not offered here; expected table or json"),
+    (["status", "--format", "csv"],
+     "Error: Invalid value for '--format': csv is not offered here; expected table or json"),
+    (["history", "--format", "csv"],
+     "Error: Invalid value for '--format': csv is not offered here; expected table or json"),
 ]
 
 
@@ -346,3 +351,44 @@ def test_next_runs_refuses_a_window_past_the_calendar_data(cli: Any) -> None:
     result = cli("next-runs", "--start", "2027-12-30", "--end", "2028-01-10")
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: 2028-01-09 is outside the KRX calendar data")
+
+
+# --- the library the commands call (services.orchestrator.ops) -------------------------------
+
+
+def _runtime(tmp_path: Path, calendar_cache_dir: Path) -> Any:
+    """The runtime the CLI fixture's commands use: its database, calendar and clock."""
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'data' / 'orchestrator.db'}",
+                             cache_dir=str(calendar_cache_dir))
+    return runtime_module.Runtime.create(settings, clock=FixedClock(NOW))
+
+
+def test_a_halt_made_on_the_command_line_is_in_the_library_s_status_report(
+    cli: Any, tmp_path: Path, calendar_cache_dir: Path
+) -> None:
+    assert cli("halt", "--reason", "broker maintenance").stdout == (
+        "trading halted for default_user since 2026-11-20 16:00: broker maintenance\n")
+    runtime = _runtime(tmp_path, calendar_cache_dir)
+    try:
+        report = ops.status.report(runtime)
+    finally:
+        runtime.close()
+    assert report.halt is not None
+    assert (report.halt["halted"], report.halt["reason"], report.halt["halted_by"]) == (
+        True, "broker maintenance", "manual")
+    assert json.loads(to_json(report.as_dict())) == json.loads(cli("status", "--format", "json").stdout)
+
+
+def test_the_library_refuses_an_argument_by_its_name(tmp_path: Path, calendar_cache_dir: Path) -> None:
+    runtime = _runtime(tmp_path, calendar_cache_dir)
+    with pytest.raises(InvalidArgument) as reversed_range:
+        ops.schedule.calendar_days(runtime, date(2026, 12, 31), date(2026, 12, 1))
+    with pytest.raises(InvalidArgument) as future:
+        ops.manual.run_job(runtime, "data_collection", date(2026, 12, 1))
+    with pytest.raises(InvalidArgument) as empty:
+        ops.halts.halt(runtime, " \t ")
+    assert [(e.value.name, str(e.value)) for e in (reversed_range, future, empty)] == [
+        ("start", "--start 2026-12-31 is after --end 2026-12-01; expected start <= end"),
+        ("date", "2026-12-01 is in the future; expected 2026-11-20 or earlier"),
+        ("reason", "expected a reason of 1 to 300 characters, got 0"),
+    ]

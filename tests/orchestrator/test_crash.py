@@ -12,10 +12,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -52,7 +53,8 @@ def table_contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
         for table in sorted(inspect(connection).get_table_names()):
             if table in ("job_runs", "alembic_version"):
                 continue
-            columns = [c["name"] for c in inspect(connection).get_columns(table) if c["name"] not in SURROGATES | WHEN_WRITTEN]
+            columns = [c["name"] for c in inspect(connection).get_columns(table)
+                       if c["name"] not in SURROGATES | WHEN_WRITTEN]
             rows = connection.execute(text(f"SELECT {', '.join(columns)} FROM {table}")).all()
             contents[table] = sorted((tuple(row) for row in rows), key=repr)
     engine.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from services.common.clock import FixedClock
 from services.common.database import create_db_engine, make_session_factory, migrate
 from services.orchestrator.jobs import build_triggers
-from services.orchestrator.runs import JobRunner
+from services.orchestrator.runner import JobRunner
 from tests.conftest import make_settings, subprocess_env
 from tests.orchestrator.test_runs import ledger_rows, registry_with
 

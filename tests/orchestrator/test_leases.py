@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from services.common.clock import FixedClock
-from services.common.job_api import Outcome
 from services.common.database import create_db_engine, make_session_factory
+from services.common.job_api import Outcome
 from services.orchestrator.models import JobRun
 from tests.conftest import subprocess_env
 from tests.orchestrator import fake_services
@@ -202,7 +202,7 @@ def test_a_manual_run_whose_lease_lapsed_is_not_run_again(session_factory, krx_c
 
 
 def test_the_heartbeat_moves_a_running_job_s_lease_forward(session_factory, krx_calendar):
-    from services.orchestrator.runs import Heartbeat
+    from services.orchestrator.leases import Heartbeat
 
     clock = FixedClock(at("2026-11-20T10:00:00"))
     runner = make_runner(session_factory, krx_calendar, clock)
@@ -234,7 +234,8 @@ def test_a_fire_while_another_instance_still_runs_the_job_is_skipped_and_alerted
         record = this.run_fire("risk_checks", at("2026-11-20T10:30"))
     assert record is not None and record.outcome.value == "skipped"
     [alert] = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert alert.getMessage() == f"risk_checks 2026-11-20: the fire at 2026-11-20T10:30:00+09:00 was skipped: {record.reason}"
+    assert alert.getMessage() == (
+        f"risk_checks 2026-11-20: the fire at 2026-11-20T10:30:00+09:00 was skipped: {record.reason}")
     assert record.reason.startswith(f"previous run still running (run {run_id}, fire 2026-11-20T10:00:00+09:00")
     assert fake_services.CALLS == []
     assert [(r.scheduled_for, r.outcome) for r in ledger_rows(session_factory)] == [

@@ -5,6 +5,10 @@ week has both an exam day and a holiday (the exam is in mid-November, with no
 holiday near it), so the exam week is replayed in full, and the new-year days around
 the year-end closure, New Year's Day and the 10:00 first session are replayed
 (without risk checks, to stay quick) for the determinism and resumption tests.
+
+A replay into an empty database starts with signals whose input, the previous
+session's watchlist, is missing: the runner produces it first (the registry's needs),
+as runs of that session's watchlist, indicator and data fires, before the window.
 """
 
 from __future__ import annotations
@@ -65,6 +69,24 @@ def replay_settings(directory: Path, cache_dir: Path, **values: str) -> Any:
                          simulated_universe="30", bootstrap_sessions="130", **values)
 
 
+def upstream_runs(rows: list[tuple[Any, ...]], day: date) -> list[tuple[str, str, date, str, str]]:
+    """(job, fire time, trading date, origin, outcome) of the rows scheduled before
+    ``day`` (the replay's first): the runs its first fires needed."""
+    first = datetime.combine(day, datetime.min.time(), KST)
+    return [(job, at.astimezone(KST).strftime("%Y-%m-%d %H:%M"), trading_date, origin, outcome)
+            for job, at, trading_date, origin, outcome, *_ in rows if at < first]
+
+
+def chain_before(day: str) -> list[tuple[str, str, date, str, str]]:
+    """What the first signals of a replay into an empty database need before they run:
+    session ``day``'s watchlist, its indicators, its market data, each run under its own
+    fire of ``day`` and claimed in that order (each by the run that needs it)."""
+    trading_date = date.fromisoformat(day)
+    return [("watchlist_update", f"{day} 18:00", trading_date, "simulate", "success"),
+            ("indicator_calculation", f"{day} 17:00", trading_date, "simulate", "success"),
+            ("data_collection", f"{day} 16:00", trading_date, "simulate", "success")]
+
+
 def ledger(runtime: Any) -> list[tuple[Any, ...]]:
     with runtime.session_factory()() as session:
         return [tuple(row) for row in session.execute(select(
@@ -91,10 +113,24 @@ def exam_week(tmp_path_factory: pytest.TempPathFactory, calendar_cache_dir: Path
 
 
 def test_a_week_with_the_exam_day_replays_exactly_the_expected_fires_in_order(exam_week: Any) -> None:
+    first = datetime.combine(EXAM_WEEK[0], datetime.min.time(), KST)
     ran = [(scheduled_for.astimezone(KST).strftime("%Y-%m-%d %H:%M"), job)
-           for job, scheduled_for, *_ in ledger(exam_week.runtime)]
+           for job, scheduled_for, *_ in ledger(exam_week.runtime) if scheduled_for >= first]
     assert ran == answer("exam_week_2026.txt")
     assert len(ran) == 5 * 31 + 7 * 48  # 5 sessions x (1 + 27 ticks + 3 post-close), 7 days of risk checks
+
+
+def test_the_first_signals_run_the_missing_watchlist_indicators_and_data_of_the_session_before(
+        exam_week: Any) -> None:
+    rows = ledger(exam_week.runtime)
+    assert upstream_runs(rows, EXAM_WEEK[0]) == chain_before("2026-11-13")  # Friday, before the week
+    jobs = [job for job, *_ in rows]
+    first_signals = jobs.index("signal_generation")  # after the night's risk checks; they come right after it
+    assert jobs[first_signals:first_signals + 5] == ["signal_generation", "watchlist_update",
+                                                     "indicator_calculation", "data_collection",
+                                                     "position_monitoring"]
+    [data] = [row for row in rows if row[0] == "data_collection" and row[2] == date(2026, 11, 13)]
+    assert data[7]["sessions_collected"] == 240  # the lookback the indicators of 11-13 read
 
 
 def test_every_fire_of_the_week_succeeds_and_is_marked_simulated(exam_week: Any) -> None:
@@ -146,10 +182,13 @@ def clean_replay(tmp_path_factory: pytest.TempPathFactory, calendar_cache_dir: P
 
 
 def test_the_new_year_replay_runs_the_sessions_and_nothing_on_the_closed_days(clean_replay: Any) -> None:
-    ran = [(at.astimezone(KST).strftime("%Y-%m-%d %H:%M"), job) for job, at, *_ in ledger(clean_replay.runtime)]
+    rows = ledger(clean_replay.runtime)
+    first = datetime.combine(WINDOW[0], datetime.min.time(), KST)
+    ran = [(at.astimezone(KST).strftime("%Y-%m-%d %H:%M"), job) for job, at, *_ in rows if at >= first]
     expected = [fire for fire in answer("new_year_2026.txt")
                 if fire[1] != "risk_checks" and "2025-12-30" <= fire[0][:10] <= "2026-01-02"]
     assert ran == expected
+    assert upstream_runs(rows, WINDOW[0]) == chain_before("2025-12-29")
     with clean_replay.runtime.session_factory()() as session:
         for day in (date(2025, 12, 30), date(2026, 1, 2)):
             assert session.scalar(select(func.count()).select_from(SignalRun).where(SignalRun.trading_date == day))
@@ -173,11 +212,17 @@ class Interrupted(Exception):
     pass
 
 
+def ran_once(runtime: Any) -> list[tuple[str, datetime]]:
+    """(job, fire time) of every run of a replay's ledger: its fires and the runs they needed."""
+    return sorted((job, at) for job, at, *_ in ledger(runtime))
+
+
 def assert_same_as_the_clean_replay(resumed: Any, clean_replay: Any) -> None:
-    """Every fire of the window ran once and succeeded, and the account is the clean
-    replay's."""
+    """Every fire of the window (and every run the first ones needed) ran once and
+    succeeded, and the account is the clean replay's."""
     rows = ledger(resumed.runtime)
-    assert sorted((job, at) for job, at, *_ in rows) == sorted((f.job, f.at) for f in clean_replay.fires)
+    assert ran_once(resumed.runtime) == ran_once(clean_replay.runtime)
+    assert {(f.job, f.at) for f in clean_replay.fires} <= set(ran_once(clean_replay.runtime))
     assert {row[4] for row in rows} == {Outcome.SUCCESS.value}
     assert account(resumed.runtime) == account(clean_replay.runtime)
 
@@ -302,7 +347,7 @@ def test_a_fire_that_failed_on_the_database_or_was_interrupted_runs_again_in_the
         tries = runs[(fire.job, fire.at)]
         assert [(attempt, outcome) for attempt, outcome, _ in tries] == [(1, "failed"), (2, "success")], tries
         assert tries[0][2].startswith(recorded) and tries[1][2] is None
-        assert sorted(runs) == sorted((f.job, f.at) for f in clean_replay.fires)
+        assert sorted(runs) == ran_once(clean_replay.runtime)
         assert {tries[-1][1] for tries in runs.values()} == {Outcome.SUCCESS.value}
         assert account(again.runtime) == account(clean_replay.runtime)  # as if it had run the first time
     finally:

@@ -15,7 +15,7 @@ from services.common.clock import FixedClock
 from services.common.job_api import Outcome
 from services.orchestrator.jobs import REGISTRY, UnknownJobError, build_triggers
 from services.orchestrator.models import JobRun
-from services.orchestrator.runs import JobRunner
+from services.orchestrator.runner import JobRunner
 from tests.conftest import make_settings
 from tests.orchestrator import fake_services
 
@@ -27,10 +27,11 @@ def at(text: str) -> datetime:
 
 
 def registry_with(**entry_points: str) -> dict[str, Any]:
-    """The real registry (real schedules) with test entry points for some jobs."""
+    """The real registry (real schedules) with test entry points for some jobs, which
+    need nothing (tests/orchestrator/test_needs.py runs jobs with needs)."""
     jobs = dict(REGISTRY)
     for name, function in entry_points.items():
-        jobs[name] = replace(jobs[name], entry_point=f"tests.orchestrator.fake_services:{function}")
+        jobs[name] = replace(jobs[name], entry_point=f"tests.orchestrator.fake_services:{function}", needs=())
     return jobs
 
 

@@ -22,8 +22,8 @@ from services.common.clock import FixedClock
 from services.common.database import create_db_engine, make_session_factory
 from services.common.job_api import JobContext
 from services.common.market_calendar import load_calendar
-from services.risk_manager import manager
-from services.trading_engine.broker import account_transaction, make_broker
+from services.trading_engine import risk_check
+from services.trading_engine.broker import open_account
 from services.trading_engine.orders import OrderRequest, OrderType, Side
 from services.trading_engine.paper import PaperBroker
 from tests.conftest import make_settings
@@ -47,8 +47,9 @@ def context(database_url: str, workdir: Path, job: str) -> JobContext:
 def trade(ctx: JobContext, number: int) -> None:
     """Buy (even ``number``) or sell (odd) one lot, filled at once at the close."""
     side = Side.BUY if number % 2 == 0 else Side.SELL
-    with account_transaction(ctx) as connection:
-        broker = make_broker(ctx, connection, MOMENT)
+    trading = open_account(ctx)
+    with trading.transaction() as connection:
+        broker = trading.broker(connection, MOMENT)
         assert isinstance(broker, PaperBroker)
         broker.place_order(OrderRequest(f"race-{number}", SATURDAY, "RACE", side, LOT, OrderType.MARKET,
                                         reason="race"))
@@ -89,7 +90,7 @@ def checks(ctx: JobContext, workdir: Path, count: int) -> list[tuple[int, int]]:
             while traded(workdir) == last:
                 time.sleep(0.001)
             last = traded(workdir)
-        summary = manager.run(ctx).summary
+        summary = risk_check.run(ctx).summary
         seen.append((summary["equity"], summary["positions"]))
     (workdir / "stop").touch()
     return seen

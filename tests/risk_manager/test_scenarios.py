@@ -22,19 +22,21 @@ import pytest
 from sqlalchemy import insert, select
 
 from services.common.clock import FixedClock
-from services.common.job_api import JobContext, Outcome
+from services.common.job_api import Account, JobContext, Outcome
 from services.data_collector.models import CollectedSession, DailyPrice
 from services.indicator_calculator.models import TechnicalIndicator
-from services.risk_manager import manager
-from services.risk_manager.manager import assess
-from services.risk_manager.gate import RiskGate
+from services.risk_manager.assessment import assess
 from services.risk_manager.halts import active_halt, halt_trading, resume_trading
+from services.risk_manager.limits import RiskLimits
 from services.risk_manager.models import RiskBreach
-from services.trading_engine import engine, monitor
-from services.trading_engine.broker import Quotes, make_broker
+from services.trading_engine import engine, monitor, prices, risk_check
+from services.trading_engine.broker import open_account
+from services.trading_engine.gate import RiskGate
+from services.trading_engine.history import account_state
 from services.trading_engine.models import OrderRow, PaperAccount, PortfolioSnapshot, PositionRow, SignalRow
 from services.trading_engine.order_book import submit
-from services.trading_engine.orders import Cash, OrderRequest, OrderType, Side
+from services.trading_engine.orders import Balance, OrderRequest, OrderType, Side
+from services.trading_engine.prices import Quotes
 from services.watchlist_manager.models import WatchlistEntry, WatchlistRun
 from tests.conftest import make_settings
 
@@ -109,11 +111,11 @@ def try_to_buy(factory: Any, calendar: Any, day: date, when: datetime, ticker: s
     ctx = context(factory, calendar, "manual", day, when)
     with factory.begin() as session:
         c = session.connection()
-        broker = make_broker(ctx, c, when)
+        broker = open_account(ctx).broker(c, when)
         gate = RiskGate.open(ctx, c, broker, when, CLOSES[D20])
         request = OrderRequest(f"paper:{USER}:{day}:{ticker}:probe-{when:%H%M}", day, ticker, Side.BUY, 1,
                                OrderType.LIMIT, 20_200, reason="probe")
-        return submit(broker, c, USER, request, when, gate)
+        return submit(broker, c, request, when, gate)
 
 
 # --- the daily loss limit ----------------------------------------------------------------------------
@@ -140,8 +142,8 @@ def test_a_daily_loss_past_the_limit_blocks_new_entries_that_day_and_not_the_nex
     assert (breach.metrics["equity"], breach.metrics["daily_pnl"]) == (9_680_000, -320_000)
 
     # 11:00: LOSS is back at 10,000 (no loss now), yet the rest of the session stays blocked
-    monkeypatch.setattr(manager, "current_quotes", lambda *args, **kwargs: Quotes({"LOSS": 10_000}, True))
-    check = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 11, 0)))
+    monkeypatch.setattr(prices, "current_quotes", lambda *args, **kwargs: Quotes({"LOSS": 10_000}, True))
+    check = risk_check.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 11, 0)))
     assert check.status is Outcome.SUCCESS
     assert (check.summary["daily_pnl"], check.summary["entries_blocked"], check.summary["breaches"]) == (
         0, True, [])
@@ -161,9 +163,9 @@ def test_a_daily_loss_past_the_limit_blocks_new_entries_that_day_and_not_the_nex
 
 def test_a_breach_is_recorded_and_logged_once_a_day_however_often_it_is_seen(account: Any, krx_calendar: Any,
                                                                             caplog: Any) -> None:
-    with caplog.at_level(logging.WARNING, logger="services.risk_manager.manager"):
+    with caplog.at_level(logging.WARNING, logger="services.risk_manager.assessment"):
         for minute in (0, 30):  # night checks value LOSS at its stored 9,600 close
-            manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, minute)))
+            risk_check.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, minute)))
     [breach] = breaches(account)
     assert breach.checked_at == at(D20, 20, 0)
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("risk limit breached")]
@@ -180,7 +182,7 @@ def test_a_drawdown_past_the_total_limit_halts_every_job_until_resumed(
         session.execute(insert(PortfolioSnapshot).values(snapshot(D20, at(D20, 15, 30), 9_680_000)))
 
     # Friday night's check: 9,680,000 is 19.33% below the 12,000,000 peak
-    check = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
+    check = risk_check.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
     assert check.status is Outcome.SUCCESS
     assert check.summary["halted"] is True and check.summary["peak_equity"] == 12_000_000
     assert check.summary["drawdown_pct"] == pytest.approx(19.3333)
@@ -216,7 +218,7 @@ def test_a_drawdown_past_the_total_limit_halts_every_job_until_resumed(
     assert [(o.ticker, o.status) for o in orders(account) if o.side == "buy"] == [
         ("WIN", "rejected"), ("WIN", "new")]  # the probe while halted, the entry after the resume
     # the first assessment after the resume (that signal run, at Friday's closes) set the baseline
-    after = manager.run(context(account, krx_calendar, "risk_checks", D23, at(D23, 20, 0)))
+    after = risk_check.run(context(account, krx_calendar, "risk_checks", D23, at(D23, 20, 0)))
     assert after.summary["halted"] is False and after.summary["baseline_equity"] == 9_680_000
 
 
@@ -225,11 +227,11 @@ def test_a_resumed_loss_halt_measures_from_the_equity_at_the_resume_even_without
     with account.begin() as session:  # LOSS closed at 7,500 on Friday: equity 8,000,000, 20% down
         session.execute(DailyPrice.__table__.update().where(DailyPrice.date == D20, DailyPrice.ticker == "LOSS")
                         .values(close=7_500))
-    first = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
+    first = risk_check.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
     assert first.summary["halted"] is True and first.summary["return_pct"] == -20.0
     with account.begin() as session:
         resume_trading(session.connection(), USER, by="manual", at=at(D20, 21, 0))
-    later = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 22, 0)))
+    later = risk_check.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 22, 0)))
     assert later.summary["halted"] is False
     assert (later.summary["baseline_equity"], later.summary["peak_equity"], later.summary["drawdown_pct"]) == (
         8_000_000, 8_000_000, 0.0)
@@ -238,28 +240,26 @@ def test_a_resumed_loss_halt_measures_from_the_equity_at_the_resume_even_without
 class LiveAccount:
     """A live account of the same user as the broker shows it: 3,000,000 KRW, flat."""
 
-    dry_run = False
+    account = Account(USER, dry_run=False)
 
-    def positions(self) -> list[Any]:
-        return []
-
-    def cash(self) -> Cash:
-        return Cash(available=3_000_000, settled=3_000_000)
+    def balance(self) -> Balance:
+        return Balance(3_000_000, None)
 
 
 def test_after_a_resumed_loss_halt_each_mode_measures_from_its_own_equity(account: Any, krx_calendar: Any) -> None:
     with account.begin() as session:  # LOSS closed at 7,500 on Friday: equity 8,000,000, 20% down: halted
         session.execute(DailyPrice.__table__.update().where(DailyPrice.date == D20, DailyPrice.ticker == "LOSS")
                         .values(close=7_500))
-    assert manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0))).summary["halted"]
+    assert risk_check.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0))).summary["halted"]
     with account.begin() as session:
         resume_trading(session.connection(), USER, by="manual", at=at(D20, 21, 0))
-    paper = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 22, 0)))
+    paper = risk_check.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 22, 0)))
     assert paper.summary["baseline_equity"] == 8_000_000  # the paper account's equity at the resume
     with account.begin() as session:
-        live = assess(session.connection(), LiveAccount(), user_id=USER,  # type: ignore[arg-type]
-                      settings=make_settings(user_id=USER, dry_run="false"), day=D20, moment=at(D20, 22, 0),
-                      prices={}, checked_by="risk_checks")
+        c = session.connection()
+        state = account_state(c, LiveAccount(), [], {}, D20)  # type: ignore[arg-type]
+        live = assess(c, LiveAccount.account, state, RiskLimits.from_settings(make_settings(user_id=USER)), day=D20,
+                      moment=at(D20, 22, 0), checked_by="risk_checks")
     assert (live.metrics.baseline_equity, live.metrics.drawdown_pct, live.halt) == (3_000_000, 0.0, None)
 
 
@@ -267,7 +267,7 @@ def test_resuming_a_manual_halt_forgives_no_loss(account: Any, krx_calendar: Any
     with account.begin() as session:
         halt_trading(session.connection(), USER, "broker maintenance", by="manual", at=at(D20, 7, 0))
         resume_trading(session.connection(), USER, by="manual", at=at(D20, 8, 0))
-    check = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
+    check = risk_check.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
     assert check.summary["baseline_equity"] == 10_000_000  # the paper account's initial cash
     assert check.summary["return_pct"] == -3.2
 
@@ -277,7 +277,7 @@ def test_a_loss_from_the_initial_cash_past_the_total_limit_halts(account: Any, k
         session.execute(PortfolioSnapshot.__table__.delete())
         session.execute(DailyPrice.__table__.update().where(DailyPrice.date == D20, DailyPrice.ticker == "LOSS")
                         .values(close=8_000))
-    check = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
+    check = risk_check.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0)))
     assert check.summary["halted"] is True
     assert set(check.summary["breaches"]) == {"max_total_loss_pct:baseline", "max_total_loss_pct:drawdown",
                                               "max_daily_loss_pct"}
@@ -317,13 +317,13 @@ def test_the_gate_refuses_a_buy_past_the_position_count_or_size(account: Any, kr
     ctx = context(account, krx_calendar, "manual", D20, when, max_position_size_pct="10", max_positions="1")
     with account.begin() as session:
         c = session.connection()
-        broker = make_broker(ctx, c, when)
+        broker = open_account(ctx).broker(c, when)
         gate = RiskGate.open(ctx, c, broker, when, CLOSES[D19])
 
         def buy(ticker: str, quantity: int, price: int) -> Any:
             request = OrderRequest(f"paper:{USER}:{D20}:{ticker}:{quantity}", D20, ticker, Side.BUY, quantity,
                                    OrderType.LIMIT, price, reason="test")
-            return submit(broker, c, USER, request, when, gate)
+            return submit(broker, c, request, when, gate)
 
         new_ticker = buy("WIN", 1, 20_200)
         too_large = buy("LOSS", 1, 10_000)  # LOSS is already 80% of equity
@@ -360,27 +360,27 @@ def test_a_sell_that_has_not_sold_the_whole_holding_keeps_its_position_slot(acco
     def probe(name: str) -> Any:  # a WIN buy while LOSS (800 held) takes the one slot
         with account.begin() as session:
             c = session.connection()
-            broker = make_broker(ctx, c, when)
+            broker = open_account(ctx).broker(c, when)
             gate = RiskGate.open(ctx, c, broker, when, CLOSES[D19])
-            return submit(broker, c, USER, OrderRequest(f"paper:{USER}:{D20}:WIN:{name}", D20, "WIN", Side.BUY, 1,
+            return submit(broker, c, OrderRequest(f"paper:{USER}:{D20}:WIN:{name}", D20, "WIN", Side.BUY, 1,
                                                         OrderType.LIMIT, 20_200, reason="probe"), when, gate)
 
     def sell(name: str, quantity: int) -> Any:
         with account.begin() as session:
             c = session.connection()
-            broker = make_broker(ctx, c, at(D20, 8, 50))
+            broker = open_account(ctx).broker(c, at(D20, 8, 50))
             gate = RiskGate.open(ctx, c, broker, at(D20, 8, 50), CLOSES[D19])
-            return submit(broker, c, USER, OrderRequest(f"paper:{USER}:{D20}:LOSS:{name}", D20, "LOSS", Side.SELL,
+            return submit(broker, c, OrderRequest(f"paper:{USER}:{D20}:LOSS:{name}", D20, "LOSS", Side.SELL,
                                                         quantity, OrderType.MARKET, reason="test"), when, gate)
 
     part = sell("part", 300)  # a sell of part of the holding
     assert probe("beside-a-part-sell").reason == ("risk: ORCHESTRATOR_MAX_POSITIONS (1) reached: 1 positions held "
                                                   "or being bought")
     with account.begin() as session:
-        make_broker(ctx, session.connection(), when).cancel(part.order_id)
+        open_account(ctx).broker(session.connection(), when).cancel(part.order_id)
     sell("all", 800)  # a sell of the whole holding, of which the open fills 300 (its volume cap)
     with account.begin() as session:
-        [fill] = make_broker(ctx, session.connection(), when).match({"LOSS": 9_600}, when, {"LOSS": 300})
+        [fill] = open_account(ctx).broker(session.connection(), when).match({"LOSS": 9_600}, when, {"LOSS": 300})
     assert fill.quantity == 300
     [*_, whole] = orders(account)
     assert (whole.status, whole.filled_quantity) == ("partially_filled", 300)  # 500 held, 500 still being sold
@@ -390,7 +390,7 @@ def test_a_sell_that_has_not_sold_the_whole_holding_keeps_its_position_slot(acco
 
 
 def test_a_position_past_the_size_or_count_limit_is_recorded_as_a_warning(account: Any, krx_calendar: Any) -> None:
-    check = manager.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0),
+    check = risk_check.run(context(account, krx_calendar, "risk_checks", D20, at(D20, 20, 0),
                                 max_position_size_pct="50", max_positions="1", max_daily_loss_pct="5"))
     assert check.summary["breaches"] == ["max_position_size_pct:LOSS"]  # 7,680,000 of 9,680,000: 79.34%
     [breach] = breaches(account)

@@ -34,12 +34,13 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kis"
@@ -128,7 +129,7 @@ class FakeKis:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     drop = False  # this request's answer is dropped (script "take_then_drop")
 
     def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean

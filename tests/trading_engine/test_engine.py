@@ -30,7 +30,7 @@ from services.common.job_api import JobContext, Outcome
 from services.data_collector.models import DailyPrice
 from services.indicator_calculator.models import TechnicalIndicator
 from services.trading_engine import engine, monitor
-from services.trading_engine.broker import Quotes, make_broker
+from services.trading_engine.broker import open_account
 from services.trading_engine.models import (
     ClosedTrade,
     FillRow,
@@ -42,6 +42,7 @@ from services.trading_engine.models import (
     SignalRun,
 )
 from services.trading_engine.paper import PaperBroker
+from services.trading_engine.prices import Quotes
 from services.watchlist_manager.models import WatchlistEntry, WatchlistRun
 from tests.conftest import make_settings
 
@@ -135,12 +136,12 @@ def test_a_signal_run_that_fails_midway_leaves_the_database_as_it_was(
     assert rows(market, SignalRun) == []
 
 
-def test_signals_skip_when_the_previous_watchlist_cannot_be_produced(session_factory: Any,
-                                                                    krx_calendar: Any) -> None:
-    ctx = context(session_factory, krx_calendar, "signal_generation", at(D20, 8, 45), data_provider="pykrx")
+def test_signals_skip_when_the_previous_watchlist_is_missing(session_factory: Any, krx_calendar: Any) -> None:
+    # the runner produces it first (tests/orchestrator/test_needs.py); the job itself only reads
+    ctx = context(session_factory, krx_calendar, "signal_generation", at(D20, 8, 45))
     result = engine.run(ctx)
     assert result.status is Outcome.SKIPPED
-    assert result.reason is not None and result.reason.startswith("input missing: no watchlist for 2026-11-19")
+    assert result.reason == "input missing: no watchlist for 2026-11-19"
 
 
 def tick(monkeypatch: pytest.MonkeyPatch, session_factory: Any, calendar: Any, when: datetime,
@@ -207,7 +208,7 @@ def test_a_restarted_broker_resumes_the_same_account(
     tick(monkeypatch, market, krx_calendar, at(D20, 9, 0), {"HELD": 8_900, "WIN": 20_100})
     ctx = context(market, krx_calendar, "position_monitoring", at(D20, 10, 0))
     with market() as session:
-        broker = make_broker(ctx, session.connection())
+        broker = open_account(ctx).broker(session.connection())
         assert [(p.ticker, p.quantity, p.cost) for p in broker.positions()] == [("WIN", 24, 484_872)]
         assert broker.cash().available == 9_403_215
         # both settle on the 24th: 9,403,215 - (888,087 proceeds - 484,872 payment) = 9,000,000
@@ -241,7 +242,7 @@ def test_dry_run_settings_never_import_the_live_adapter(market: Any, krx_calenda
     block_live_adapter(monkeypatch)
     ctx = context(market, krx_calendar, "signal_generation", at(D20, 8, 45), **{**LIVE_SETTINGS, "dry_run": "true"})
     with market() as session:
-        assert isinstance(make_broker(ctx, session.connection()), PaperBroker)
+        assert isinstance(open_account(ctx).broker(session.connection()), PaperBroker)
     result = engine.run(ctx)
     assert result.status is Outcome.SUCCESS and result.summary["dry_run"] is True
     assert all(o.dry_run for o in rows(market, OrderRow))
@@ -255,7 +256,7 @@ def test_a_context_takes_its_account_from_the_settings_only(market: Any, krx_cal
         JobContext(**{**paper.__dict__, "dry_run": False})
     with pytest.raises(TypeError):
         JobContext(**{**paper.__dict__, "user_id": "mallory"})
-    assert (paper.user_id, paper.dry_run) == (USER, True)
+    assert (paper.account.user_id, paper.account.dry_run) == (USER, True)
     live = context(market, krx_calendar, "signal_generation", at(D20, 8, 45), **LIVE_SETTINGS)
     with market() as session, pytest.raises(ImportError):
-        make_broker(live, session.connection())
+        open_account(live).broker(session.connection())

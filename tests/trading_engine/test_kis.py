@@ -10,14 +10,17 @@ import os
 import socket
 import stat
 import threading
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from services.common.settings import ConfigurationError
+from services.common.throttle import ThrottleRegistry
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.kis import (
     KisAuthError,
@@ -26,6 +29,7 @@ from services.trading_engine.kis import (
     KisConfig,
     KisError,
     KisRateLimited,
+    KisRefused,
     KisTokenRateLimited,
     KisTransportError,
     check_live_config,
@@ -128,20 +132,39 @@ def _settings(kis: FakeKis, **values: Any) -> Any:
 
 @pytest.fixture
 def make_client(tmp_path: Path, clock: FakeTime) -> Callable[..., KisClient]:
-    def build(kis: FakeKis, *, cache_dir: Path | None = None, **values: Any) -> KisClient:
+    def build(kis: FakeKis, *, cache_dir: Path | None = None, transport: httpx.BaseTransport | None = None,
+              **values: Any) -> KisClient:
         config = KisConfig.from_settings(_settings(kis, **values))
         return KisClient(config, cache_dir=cache_dir or tmp_path / "cache", clock=clock,
-                         monotonic=clock.monotonic, sleep=clock.sleep)
+                         monotonic=clock.monotonic, sleep=clock.sleep, transport=transport)
     return build
 
 
 @pytest.fixture
 def make_broker(make_client: Callable[..., KisClient], clock: FakeTime) -> Callable[..., KisBroker]:
-    def build(kis: FakeKis, **values: Any) -> KisBroker:
+    def build(kis: FakeKis, *, transport: httpx.BaseTransport | None = None, **values: Any) -> KisBroker:
         settings = _settings(kis, **values)
-        return KisBroker(KisConfig.from_settings(settings), make_client(kis, **values),
+        return KisBroker(KisConfig.from_settings(settings), make_client(kis, transport=transport, **values),
                          FeeSchedule.from_settings(settings), clock=clock)
     return build
+
+
+class RefusedConnections(httpx.BaseTransport):
+    """Real HTTP, except that the first ``times`` requests to ``path`` find no
+    connection (nothing is sent, as when the host refuses it)."""
+
+    def __init__(self, path: str, times: int) -> None:
+        self.path, self.left = path, times
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == self.path and self.left > 0:
+            self.left -= 1
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def _request(side: Side = Side.BUY, *, ticker: str = "005930", quantity: int = 3,
@@ -562,6 +585,19 @@ def test_requests_are_spaced_by_the_rate_limit(
     assert clock.sleeps == [0.25, 0.25, 0.25]
 
 
+def test_clients_of_one_host_and_app_key_share_the_process_throttle(
+        kis: FakeKis, clock: FakeTime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("services.trading_engine.kis.client.THROTTLES",
+                        ThrottleRegistry(monotonic=clock.monotonic, sleep=clock.sleep))
+    config = KisConfig.from_settings(_settings(kis))  # 2 requests a second
+    first, second = (KisClient(config, cache_dir=tmp_path, clock=clock) for _ in range(2))
+    quote = {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "005930"}
+    first.get(PRICE_PATH, "FHKST01010100", quote)  # the token at once, the quote half a second later
+    second.get(PRICE_PATH, "FHKST01010100", quote)  # the same token file, the same pace
+    assert clock.sleeps == [0.5, 0.5]
+    assert len(kis.token_requests()) == 1
+
+
 def test_too_many_requests_egw00201_is_retried_after_a_pause(
         kis: FakeKis, make_broker: Callable[..., KisBroker], clock: FakeTime) -> None:
     broker = make_broker(kis)  # 2 requests a second
@@ -604,6 +640,87 @@ def test_an_unreachable_host_is_a_transport_error(clock: FakeTime, tmp_path: Pat
                        monotonic=clock.monotonic, sleep=clock.sleep, timeout=2.0)
     with pytest.raises(KisTransportError, match="cannot reach"):
         client.get(PRICE_PATH, "FHKST01010100", {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "005930"})
+    assert clock.sleeps == [1.0, 2.0, 4.0]  # the token request tried four times, the pause doubling
+
+
+# --- retries with backoff ------------------------------------------------------------------------
+
+
+def test_a_read_that_gets_http_500_is_asked_again_after_a_backoff_and_succeeds(
+        kis: FakeKis, make_broker: Callable[..., KisBroker], clock: FakeTime) -> None:
+    kis.script.extend([("http500", PRICE_PATH)] * 2)
+    assert make_broker(kis).quotes(["005930"]) == {"005930": 71500}
+    assert len(kis.api_requests(PRICE_PATH)) == 3
+    # the pace after the token request, then backoffs of 1 s and 2 s (each longer than the pace)
+    assert clock.sleeps == [0.5, 1.0, 2.0]
+
+
+def test_a_read_whose_connection_drops_is_asked_again(
+        kis: FakeKis, make_broker: Callable[..., KisBroker], clock: FakeTime) -> None:
+    kis.script.append(("take_then_drop", BALANCE_PATH))
+    assert make_broker(kis).cash() == Cash(available=3438566, settled=3000000)
+    assert len(kis.api_requests(BALANCE_PATH)) == 2
+    assert clock.sleeps == [0.5, 1.0]
+
+
+def test_a_read_gives_up_after_three_retries_with_a_transport_error(
+        kis: FakeKis, make_broker: Callable[..., KisBroker], clock: FakeTime) -> None:
+    kis.script.extend([("http500", PRICE_PATH)] * 4)
+    with pytest.raises(KisTransportError, match="HTTP 500"):
+        make_broker(kis).quotes(["005930"])
+    assert len(kis.api_requests(PRICE_PATH)) == 4
+    assert clock.sleeps == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_an_order_that_found_no_connection_is_sent_once_connected(
+        kis: FakeKis, make_broker: Callable[..., KisBroker], clock: FakeTime) -> None:
+    broker = make_broker(kis, transport=RefusedConnections(ORDER_PATH, 1))
+    order = broker.place_order(_request())
+    assert (order.status, order.order_id) == (OrderStatus.NEW, "91252-0000012345")
+    assert len(kis.order_posts()) == 1  # the refused attempt never reached KIS
+    assert clock.sleeps == [0.5, 1.0]  # the pace after the token request, then the backoff
+
+
+def test_an_order_whose_connection_drops_is_not_sent_again(
+        kis: FakeKis, make_broker: Callable[..., KisBroker], clock: FakeTime) -> None:
+    kis.script.append(("take_then_drop", ORDER_PATH))
+    before = len(kis.orders)
+    with pytest.raises(KisTransportError, match="no answer"):
+        make_broker(kis).place_order(_request())
+    assert len(kis.order_posts()) == 1 and len(kis.orders) == before + 1  # KIS has it, once
+    assert clock.sleeps == [0.5]  # the pace after the token request; no backoff
+
+
+def test_a_refused_order_is_not_retried(
+        kis: FakeKis, make_broker: Callable[..., KisBroker], clock: FakeTime) -> None:
+    kis.script.append(("refuse", ORDER_PATH))
+    assert make_broker(kis).place_order(_request()).status is OrderStatus.REJECTED
+    assert len(kis.order_posts()) == 1
+    assert clock.sleeps == [0.5]  # the pace after the token request; no backoff
+
+
+def test_a_refused_read_is_not_retried(
+        kis: FakeKis, make_broker: Callable[..., KisBroker], clock: FakeTime) -> None:
+    with pytest.raises(KisRefused, match="FAKE0404"):
+        make_broker(kis).quotes(["999999"])  # a ticker the fake does not know
+    assert len(kis.api_requests(PRICE_PATH)) == 1
+    assert clock.sleeps == [0.5]  # the pace after the token request only
+
+
+def test_refused_credentials_are_not_retried(kis: FakeKis, make_client: Callable[..., KisClient],
+                                             clock: FakeTime) -> None:
+    with pytest.raises(KisAuthError, match="EGW00105"):
+        make_client(kis, kis_app_secret="not-the-secret").get(
+            PRICE_PATH, "FHKST01010100", {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "005930"})
+    assert (len(kis.token_requests()), kis.api_requests(), clock.sleeps) == (1, [], [])
+
+
+def test_a_plain_http_host_off_the_loopback_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    config = KisConfig(environment="paper", host="http://openapivts.koreainvestment.com:29443", tr_ids={},
+                       app_key=APP_KEY, app_secret=APP_SECRET, cano="12345678", acnt_prdt_cd="01",
+                       requests_per_second=2.0)
+    with pytest.raises(ConfigurationError, match=r"expected https://"):
+        KisClient(config, cache_dir=tmp_path)
 
 
 # --- secrets stay out of logs --------------------------------------------------------------------
@@ -636,6 +753,19 @@ def test_logs_and_errors_never_show_the_secret_key_token_or_account(
         assert secret not in text
 
 
+def test_no_logger_shows_the_secret_key_token_or_account_even_at_debug(
+        kis: FakeKis, make_broker: Callable[..., KisBroker], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, httpx's and httpcore's included
+    broker = make_broker(kis)
+    broker.place_order(_request())
+    broker.cash()
+    kis.script.append(("http500", PRICE_PATH))
+    broker.quotes(["005930"])
+    assert "retry 1 of 3" in caplog.text
+    for secret in (APP_KEY, APP_SECRET, "12345678", *kis.tokens):
+        assert secret not in caplog.text
+
+
 # --- the risk gate in front of the live broker ---------------------------------------------------
 
 
@@ -644,21 +774,23 @@ def test_a_halted_account_sends_kis_no_buy_but_still_its_exits(
         clock: FakeTime) -> None:
     from services.common.clock import FixedClock
     from services.common.job_api import JobContext
-    from services.risk_manager.gate import RiskGate
     from services.risk_manager.halts import halt_trading
+    from services.trading_engine.gate import RiskGate
+    from services.trading_engine.live_broker import LiveBroker
     from services.trading_engine.live_orders import send_pending
     from services.trading_engine.order_book import submit
 
     broker, now = make_broker(kis), clock.now()
-    ctx = JobContext(job_name="position_monitoring", trading_date=TODAY, scheduled_for=now, settings=_settings(kis, user_id="u1", dry_run="false"),
-                     session_factory=session_factory, clock=FixedClock(now), calendar=krx_calendar)
+    ctx = JobContext(job_name="position_monitoring", trading_date=TODAY, scheduled_for=now,
+                     settings=_settings(kis, user_id="u1", dry_run="false"), session_factory=session_factory,
+                     clock=FixedClock(now), calendar=krx_calendar)
     with session_factory.begin() as session:
         connection = session.connection()
         halt_trading(connection, "u1", "broker maintenance", by="manual", at=now)
-        gate = RiskGate.open(ctx, connection, broker, now, {"005930": 71_500})
-        buy = submit(broker, connection, "u1", _request(client_order_id="live:u1:buy"), now, gate)
-        sell = submit(broker, connection, "u1", _request(Side.SELL, quantity=10, client_order_id="live:u1:exit"),
-                      now, gate)
+        live = LiveBroker(broker, connection, user_id="u1", clock=FixedClock(now))
+        gate = RiskGate.open(ctx, connection, live, now, {"005930": 71_500})
+        buy = submit(live, connection, _request(client_order_id="live:u1:buy"), now, gate)
+        sell = submit(live, connection, _request(Side.SELL, quantity=10, client_order_id="live:u1:exit"), now, gate)
     assert buy.status is OrderStatus.REJECTED and buy.reason.startswith("risk: trading halted: broker maintenance")
     assert sell.status is OrderStatus.NEW
     assert kis.api_requests(ORDER_PATH) == []  # recorded; sent once the transaction has committed

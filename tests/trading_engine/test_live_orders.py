@@ -17,9 +17,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
@@ -28,9 +29,10 @@ from services.common.clock import FixedClock
 from services.common.database import create_db_engine, make_session_factory
 from services.common.job_api import Outcome
 from services.risk_manager.halts import halt_trading
-from services.trading_engine import engine, monitor
+from services.trading_engine import engine, live_orders, monitor
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.kis import KisBroker, KisClient, KisConfig
+from services.trading_engine.live_broker import LiveBroker
 from services.trading_engine.live_orders import (
     ORDER_TIME_SLACK,
     RESEND_AFTER,
@@ -138,7 +140,8 @@ def record(session_factory: Any, broker: Any, *requests: OrderRequest, gate: Any
     """The job's transaction: the orders submitted, then committed."""
     gate = gate or OpenGate()
     with session_factory.begin() as session:
-        return [submit(broker, session.connection(), USER, request, START, gate) for request in requests]
+        live = LiveBroker(broker, session.connection(), user_id=USER, clock=FixedClock(START))
+        return [submit(live, session.connection(), request, START, gate) for request in requests]
 
 
 def orders(session_factory: Any) -> dict[str, tuple[Any, ...]]:
@@ -235,7 +238,7 @@ def signal_run_killed_before_sending(kis: FakeKis, session_factory: Any, clock: 
     is sent; returns its context, for the re-run."""
     worker.seed_market(session_factory, [USER])
     ctx = worker.live_context(session_factory, krx_calendar, fast_settings(kis, tmp_path), clock, USER)
-    monkeypatch.setattr(engine, "send_pending", dies)
+    monkeypatch.setattr(live_orders, "send_pending", dies)
     with pytest.raises(Crash):
         engine.run(ctx)
     monkeypatch.undo()
@@ -284,7 +287,7 @@ def test_the_next_monitoring_tick_sends_what_a_crashed_signal_run_left(
     assert posts(kis) == {SELL_POST: 1, ("035720", "VTTC0011U"): 1, ("035420", "VTTC0012U"): 1}
 
 
-def test_after_the_daily_loss_limit_the_next_tick_sends_the_left_sells_and_rejects_the_left_buy(
+def test_after_the_daily_loss_limit_the_next_tick_sends_the_left_sells_and_cancels_the_left_buy(
         kis: FakeKis, session_factory: Any, clock: FakeTime, krx_calendar: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from services.risk_manager.models import RiskBreach
@@ -299,10 +302,11 @@ def test_after_the_daily_loss_limit_the_next_tick_sends_the_left_sells_and_rejec
             checked_by="risk_checks", metrics={}))
     tick = monitor.run(worker.live_context(session_factory, krx_calendar, ctx.settings, clock, USER,
                                            job="position_monitoring", when=clock.now()))
-    assert (tick.summary["sent"], tick.summary["send_rejected"], tick.summary["exits"]) == (2, 1, 0)
+    # the unsent buy is an open order of the account: the tick's gate cancels it before it goes out
+    assert (tick.summary["sent"], tick.summary["cancelled"], tick.summary["exits"]) == (2, 1, 0)
     assert posts(kis) == {SELL_POST: 1, ("035720", "VTTC0011U"): 1}  # the two exits; the entry never went out
     [entry] = [row for cid, row in orders(session_factory).items() if cid.endswith(":entry")]
-    assert entry[0] == "rejected" and entry[3].startswith("risk: new entries blocked for the session")
+    assert entry[0] == "cancelled" and "cancelled: new entries blocked for the session" in entry[3]
 
 
 def test_a_stop_loss_is_not_placed_for_a_holding_whose_exit_is_recorded_but_not_at_kis(
@@ -614,7 +618,7 @@ def test_signal_generation_killed_at_random_moments_sends_each_order_at_most_onc
     assert final_orders(database_url, "clean") == sorted(reference)
     for kill, user in enumerate(users):
         fake_now = [START]
-        with serve(new_fake(lambda: fake_now[0].timestamp())) as kis:
+        with serve(new_fake(lambda now=fake_now: now[0].timestamp())) as kis:
             kis.order_pause = ORDER_PAUSE
             token_dir = tmp_path / user / "kis"
             settings = worker.live_settings(kis.url, token_dir)

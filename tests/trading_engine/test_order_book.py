@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, select
 
+from services.common.clock import FixedClock
+from services.trading_engine.live_broker import LiveBroker
 from services.trading_engine.models import FillRow, OrderRow
 from services.trading_engine.order_book import cancel_order, record_broker_fills
 from services.trading_engine.orders import Fill, Order, OrderStatus, OrderType, Side
@@ -20,7 +22,7 @@ DAY = date(2026, 11, 20)
 
 
 class FakeLiveBroker:
-    name, dry_run = "kis", False
+    name = "kis"
 
     def __init__(self) -> None:
         self.cancelled: list[str] = []
@@ -42,12 +44,13 @@ def test_a_live_buy_we_placed_is_cancelled_and_its_record_follows(session_factor
             broker_order_id="91252-0000012345", trading_date=DAY, ticker="005930", side="buy", order_type="limit",
             quantity=10, limit_price=70_000, status="new", filled_quantity=0, reserved_cash=0, reason="entry",
             dry_run=False, created_at=NOW, updated_at=NOW))
-    broker = FakeLiveBroker()
+    adapter = FakeLiveBroker()
     with session_factory.begin() as session:
-        ours = cancel_order(broker, session.connection(), "u1", open_buy("91252-12345"), "cancelled: halted", NOW)
-        theirs = cancel_order(broker, session.connection(), "u1", open_buy("91252-99"), "cancelled: halted", NOW)
+        broker = LiveBroker(adapter, session.connection(), user_id="u1", clock=FixedClock(NOW))
+        ours = cancel_order(broker, open_buy("91252-12345"), "cancelled: halted")
+        theirs = cancel_order(broker, open_buy("91252-99"), "cancelled: halted")
     assert (ours, theirs) == (True, False)
-    assert broker.cancelled == ["91252-12345"]  # the order placed by hand in the same account is left alone
+    assert adapter.cancelled == ["91252-12345"]  # the order placed by hand in the same account is left alone
     with session_factory() as session:
         row = session.execute(select(OrderRow.status, OrderRow.reason)).one()
     assert row == ("cancelled", "entry; cancelled: halted")
@@ -83,7 +86,8 @@ def test_an_order_filled_over_several_ticks_is_recorded_once_per_increment(sessi
 
 
 def test_a_fill_belongs_to_the_order_of_its_own_day_however_kis_pads_the_number(session_factory: Any) -> None:
-    for day, client_id in ((date(2026, 11, 19), "live:u1:2026-11-19:005930:exit"), (DAY, "live:u1:2026-11-20:005930:exit")):
+    for day, client_id in ((date(2026, 11, 19), "live:u1:2026-11-19:005930:exit"),
+                           (DAY, "live:u1:2026-11-20:005930:exit")):
         with session_factory.begin() as session:  # KIS numbers orders afresh each day: the same number twice
             session.execute(insert(OrderRow).values(
                 user_id="u1", client_order_id=client_id, broker="kis", broker_order_id="91252-12345", trading_date=day,
@@ -92,6 +96,7 @@ def test_a_fill_belongs_to_the_order_of_its_own_day_however_kis_pads_the_number(
     with session_factory.begin() as session:
         assert record_broker_fills(session.connection(), "u1", [kis_total(25, 70_200, 263, 3_510)]) == 1
     with session_factory() as session:
-        owner = session.execute(select(OrderRow.client_order_id).join(FillRow, FillRow.order_id == OrderRow.id)).scalar()
+        owner = session.execute(
+            select(OrderRow.client_order_id).join(FillRow, FillRow.order_id == OrderRow.id)).scalar()
     assert owner == "live:u1:2026-11-20:005930:exit"
 

@@ -10,10 +10,11 @@ example)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -100,7 +101,7 @@ def hold_ten_shares(broker: PaperBroker, clock: FixedClock) -> None:
 
 def test_a_new_account_starts_with_initial_cash_and_nothing_else(broker: PaperBroker) -> None:
     assert broker.cash() == Cash(available=1_000_000, settled=1_000_000)
-    assert broker.account().initial_cash == 1_000_000
+    assert broker.paper_account().initial_cash == 1_000_000
     assert broker.positions() == []
     assert broker.open_orders() == []
     assert broker.fills(date(2025, 10, 2)) == []
@@ -182,10 +183,10 @@ def test_a_market_buy_holds_back_its_cost_at_the_upper_band_price(broker: PaperB
     broker.place_order(buy("b", date(2025, 10, 2), 10))
     # 10 x 13,000 = 130,000 + commission 19 (19.5 floored) = 130,019 held back
     assert broker.cash() == Cash(available=869_981, settled=869_981, held_back=130_019)
-    assert broker.account().cash == 1_000_000
+    assert broker.paper_account().cash == 1_000_000
     broker.match({A: 10_000}, kst(2025, 10, 2, 9, 0))
     # filled at 10,000: 100,000 + 15 paid, the rest of the hold released
-    assert broker.account().cash == 899_985
+    assert broker.paper_account().cash == 899_985
     assert broker.cash().available == 899_985
 
 
@@ -239,7 +240,7 @@ def test_a_market_order_fills_at_the_next_observation_after_it_was_placed(broker
     # 3 x 10,100 = 30,300, commission 4.545 -> 4
     assert [(f.order_id, f.quantity, f.price, f.commission, f.tax) for f in fills] == \
         [(order.order_id, 3, 10_100, 4, 0)]
-    assert broker.account().cash == 1_000_000 - 30_304
+    assert broker.paper_account().cash == 1_000_000 - 30_304
     assert broker.match({A: 9_000}, kst(2025, 10, 2, 9, 5)) == []  # filled once only
 
 
@@ -296,14 +297,14 @@ def test_max_quantity_partially_fills_and_a_later_observation_completes_the_orde
     assert [(f.quantity, f.price, f.commission) for f in first] == [(4, 10_000, 6)]
     (partial,) = broker.open_orders()
     assert (partial.status, partial.filled_quantity, partial.remaining) == (OrderStatus.PARTIALLY_FILLED, 4, 6)
-    assert broker.account().cash == 959_994
+    assert broker.paper_account().cash == 959_994
     assert broker.cash().available == 959_994 - 60_009
     second = broker.match({A: 10_000}, kst(2025, 10, 2, 9, 2))
     # 6 x 10,000 = 60,000 + 9 -> cash 899,985, nothing held back
     assert [(f.quantity, f.price, f.commission) for f in second] == [(6, 10_000, 9)]
     (done,) = broker.orders(date(2025, 10, 2))
     assert (done.order_id, done.status, done.filled_quantity) == (order.order_id, OrderStatus.FILLED, 10)
-    assert broker.cash().available == broker.account().cash == 899_985
+    assert broker.cash().available == broker.paper_account().cash == 899_985
     (position,) = broker.positions()
     assert (position.quantity, position.cost) == (10, 100_015)
 
@@ -335,7 +336,7 @@ def test_cancelling_a_filled_order_changes_nothing(broker: PaperBroker) -> None:
     broker.match({A: 10_000}, kst(2025, 10, 2, 9, 0))
     after = broker.cancel(order.order_id)
     assert (after.status, after.filled_quantity) == (OrderStatus.FILLED, 1)
-    assert broker.account().cash == 1_000_000 - 10_001
+    assert broker.paper_account().cash == 1_000_000 - 10_001
 
 
 def test_expire_day_orders_cancels_open_limit_orders_at_the_close_but_not_market_orders(
@@ -361,7 +362,7 @@ def test_expire_day_orders_cancels_open_limit_orders_at_the_close_but_not_market
     # the next session: only the market buy fills (at 9,900: 49,500 + 7 (7.425 floored))
     fills = broker.match({A: 9_900}, kst(2025, 10, 10, 9, 0))
     assert [(f.order_id, f.price, f.quantity) for f in fills] == [(market_buy.order_id, 9_900, 5)]
-    assert broker.account().cash == 959_994 - 49_507
+    assert broker.paper_account().cash == 959_994 - 49_507
 
 
 def test_mark_raises_the_high_water_mark_and_never_lowers_it(broker: PaperBroker, clock: FixedClock) -> None:
@@ -409,7 +410,7 @@ def test_a_sale_records_commission_the_dated_tax_and_a_closed_trade(
     assert [tuple(t) for t in trades] == [(4, *first[2:], buy_day, sell_day), (6, *second[2:], buy_day, sell_day)]
     assert broker.positions() == []
     # 1,000,000 - 100,015 + both proceeds
-    assert broker.account().cash == 1_000_000 - 100_015 + first[2] + second[2]
+    assert broker.paper_account().cash == 1_000_000 - 100_015 + first[2] + second[2]
 
 
 def test_a_sale_on_a_date_without_a_tax_rate_is_cancelled_not_filled(
@@ -527,7 +528,7 @@ def test_a_restart_sees_the_same_cash_positions_and_open_orders(migrated_engine:
     with migrated_engine.begin() as connection:
         restarted = new_broker(connection, krx_calendar, clock, initial_cash=5)  # a new setting does not reset it
         assert (restarted.cash(), restarted.positions(), restarted.open_orders()) == before
-        assert restarted.account().initial_cash == 1_000_000
+        assert restarted.paper_account().initial_cash == 1_000_000
         (position,) = restarted.positions()
         assert (position.ticker, position.quantity, position.cost) == (A, 10, 100_015)
         # and it carries on: the open sell fills after the restart
@@ -552,7 +553,7 @@ def test_a_market_buy_carried_to_the_next_session_fills_no_more_than_the_cash_pa
     # 63 x 16,000 = 1,008,000 + 151 = 1,008,151 does not.
     fills = broker.match({A: 16_000}, kst(2025, 10, 10, 9, 0))
     assert [(f.quantity, f.price, f.commission) for f in fills] == [(62, 16_000, 148)]
-    assert broker.account().cash == 1_000_000 - 992_148
+    assert broker.paper_account().cash == 1_000_000 - 992_148
     assert broker.cash().available == 7_852
     (rest,) = broker.open_orders()
     assert (rest.order_id, rest.status, rest.filled_quantity) == (order.order_id, OrderStatus.PARTIALLY_FILLED, 62)
@@ -896,7 +897,7 @@ class Driver:
         closed = self.connection.execute(select(ClosedTrade.__table__).where(ClosedTrade.user_id == USER)).all()
         position_rows = self.connection.execute(select(PositionRow.__table__).where(PositionRow.user_id == USER)
                                                 ).all()
-        account_cash = int(self.broker.account().cash)
+        account_cash = int(self.broker.paper_account().cash)
         cash = self.broker.cash()
         positions = self.broker.positions()
 

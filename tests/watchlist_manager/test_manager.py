@@ -22,17 +22,17 @@ rank of traded value among the eligible tickers, so the lists are:
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import text, insert, select
+from sqlalchemy import insert, select, text
 
 from services.common.clock import FixedClock
 from services.common.job_api import JobContext, Outcome
 from services.data_collector.models import DailyPrice, Stock
-from services.data_collector.providers import ProviderUnavailable, factory
+from services.data_collector.providers import factory
 from services.indicator_calculator.models import CalculatedSession, FinancialIndicator, TechnicalIndicator
 from services.watchlist_manager import manager
 from services.watchlist_manager.manager import update_watchlist, watchlist_view
@@ -274,7 +274,7 @@ def job_context(session_factory: Any, calendar: Any, day: date, **settings: str)
 def test_the_job_scores_a_date_whose_indicators_are_calculated(market, krx_calendar):
     with market.begin() as session:
         session.add(CalculatedSession(date=D18, tickers=6, lookback_start=D18,
-                                      calculated_at=datetime(2026, 11, 18, 9, 0, tzinfo=timezone.utc)))
+                                      calculated_at=datetime(2026, 11, 18, 9, 0, tzinfo=UTC)))
     ctx = job_context(market, krx_calendar, D18, watchlist_size="3", watchlist_weights="liquidity=1")
     result = manager.run(ctx)
     assert (result.status, result.summary) == (Outcome.SUCCESS, {"size": 3, "eligible": 5, "entries": 3,
@@ -282,17 +282,26 @@ def test_the_job_scores_a_date_whose_indicators_are_calculated(market, krx_calen
     assert [row[1] for row in stored(market, "alice", D18)] == [A, B, C]
 
 
-def test_the_job_is_skipped_when_the_indicators_cannot_be_produced(session_factory, krx_calendar, monkeypatch):
-    def unavailable(*args: Any) -> Any:
-        raise ProviderUnavailable("the market data source is unreachable")
+def test_the_job_only_reads_indicators_and_is_skipped_without_them(session_factory, krx_calendar, monkeypatch):
+    def never(*args: Any) -> Any:
+        raise AssertionError("the watchlist job collected market data (the registry's needs run that job)")
 
-    monkeypatch.setattr(factory, "make_provider", unavailable)
+    monkeypatch.setattr(factory, "make_provider", never)
     ctx = job_context(session_factory, krx_calendar, D20, data_provider="simulated")
     result = manager.run(ctx)
     assert result.status is Outcome.SKIPPED
-    assert result.reason == ("input missing: no indicators for 2026-11-20 (input missing: no market data "
-                             "for 2026-11-20 (the market data source is unreachable))")
+    assert result.reason == "input missing: no indicators for 2026-11-20"
     assert dump(session_factory) == []
+
+
+def test_the_probe_sees_a_users_stored_list_even_an_empty_one(market, krx_calendar):
+    ctx = job_context(market, krx_calendar, D18)
+    assert not manager.watchlist_stored(ctx)
+    with market.begin() as session:
+        update_watchlist(session.connection(), "alice", D18, WatchlistRules(size=3, weights={"liquidity": 1.0},
+                                                                            min_price=10**9))
+    assert manager.watchlist_stored(ctx)
+    assert not manager.watchlist_stored(job_context(market, krx_calendar, D18, user_id="bob"))
 
 
 def test_a_day_filled_in_late_gives_the_lists_of_an_in_order_run(market):

@@ -12,13 +12,13 @@ import math
 import pandas as pd
 import pytest
 
+from services.common.settings import parse_weight_pairs
 from services.watchlist_manager.scoring import (
     DEFAULT_WEIGHTS,
     FACTORS,
     WatchlistRules,
     eligibility,
     factor_scores,
-    parse_weights,
     score_universe,
     select_watchlist,
 )
@@ -236,7 +236,7 @@ def test_the_watchlist_is_the_top_n():
     assert len(everyone) == 5
 
 
-# --- parse_weights and WatchlistRules ------------------------------------------------------
+# --- the weights setting and WatchlistRules ------------------------------------------------------
 
 
 @pytest.mark.parametrize("text, weights", [
@@ -245,8 +245,8 @@ def test_the_watchlist_is_the_top_n():
     ("liquidity=2", {"liquidity": 2.0}),
     ("momentum=.5,volatility=1e-1", {"momentum": 0.5, "volatility": 0.1}),
 ])
-def test_parse_weights_accepts(text, weights):
-    assert parse_weights(text) == weights
+def test_the_weights_setting_accepts(text, weights):
+    assert parse_weight_pairs(text, FACTORS) == weights
 
 
 @pytest.mark.parametrize("text, message", [
@@ -261,16 +261,16 @@ def test_parse_weights_accepts(text, weights):
     (" , ", f"expected factor=weight pairs of {ALL_FACTORS} with a positive, finite sum"),
     ("trend=0,value=0", f"expected factor=weight pairs of {ALL_FACTORS} with a positive, finite sum"),
 ])
-def test_parse_weights_rejects_with_a_message(text, message):
+def test_the_weights_setting_rejects_with_a_message(text, message):
     with pytest.raises(ValueError) as caught:
-        parse_weights(text)
+        parse_weight_pairs(text, FACTORS)
     assert str(caught.value) == message
 
 
 @pytest.mark.parametrize("text", ["trend=inf", "trend=1,value=1e999"])
-def test_parse_weights_rejects_an_infinite_weight(text):
+def test_the_weights_setting_rejects_an_infinite_weight(text):
     with pytest.raises(ValueError):
-        parse_weights(text)
+        parse_weight_pairs(text, FACTORS)
 
 
 def test_the_default_rules_use_the_documented_weights():

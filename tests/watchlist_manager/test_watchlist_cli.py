@@ -19,14 +19,14 @@ from services.orchestrator import runtime as runtime_module
 from services.orchestrator.main import app
 from services.watchlist_manager.manager import update_watchlist
 from tests.watchlist_manager.test_manager import (
-    A,
-    B,
-    C,
-    D,
     D18,
     D19,
     D20,
     LIQUIDITY_TOP3,
+    A,
+    B,
+    C,
+    D,
     insert_market,
 )
 

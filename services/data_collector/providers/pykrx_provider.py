@@ -3,8 +3,9 @@
 pykrx is imported lazily (importing it opens a network session) and only when the
 credentials it needs are present: the KRX data site is members-only, and pykrx logs
 in with ``KRX_ID`` and ``KRX_PW`` from the environment. Korean columns are mapped to
-ours here, at the edge. Requests are throttled and retried with backoff; pykrx answers
-a failed request with an empty frame, which counts as a transient failure.
+ours here, at the edge. Requests are throttled (services.common.throttle) and retried
+with backoff (tenacity); pykrx answers a failed request with an empty frame, which
+counts as a transient failure.
 """
 
 from __future__ import annotations
@@ -12,13 +13,25 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
+from tenacity import (
+    Future,
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from services.common.clock import Clock
 from services.common.market_calendar import MarketCalendar
+from services.common.throttle import THROTTLES, Throttle
 from services.data_collector.providers import (
     FUNDAMENTAL_COLUMNS,
     MARKETS,
@@ -36,6 +49,7 @@ CREDENTIAL_VARIABLES = ("KRX_ID", "KRX_PW")
 OHLCV_COLUMNS = {"시가": "open", "고가": "high", "저가": "low", "종가": "close", "거래량": "volume",
                  "거래대금": "value", "등락률": "change_pct", "시가총액": "market_cap"}
 FUNDAMENTAL_MAP = {"BPS": "bps", "PER": "per", "PBR": "pbr", "EPS": "eps", "DIV": "div", "DPS": "dps"}
+THROTTLE_NAME = "pykrx"  # the process's throttle of KRX's data site (services.common.throttle)
 
 
 def import_pykrx_stock() -> Any:
@@ -56,6 +70,14 @@ def import_pykrx_stock() -> Any:
 
 
 class PykrxProvider:
+    """Market data from KRX through pykrx.
+
+    Requests are paced ``min_interval`` seconds apart and a failed one (an exception,
+    or pykrx's empty answer) is tried up to ``attempts`` times, ``backoff`` ** n seconds
+    apart (1 s, 2 s, ...). Given ``sleep`` or ``monotonic`` (tests pass fakes), the
+    provider paces itself on them; otherwise it uses the process's ``"pykrx"`` throttle.
+    """
+
     name = "pykrx"
 
     def __init__(
@@ -67,18 +89,19 @@ class PykrxProvider:
         min_interval: float = 1.0,
         attempts: int = 3,
         backoff: float = 2.0,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.calendar = calendar
         self.clock = clock
         self.stock = stock_api if stock_api is not None else import_pykrx_stock()
-        self.min_interval = min_interval
         self.attempts = attempts
         self.backoff = backoff
-        self._sleep = sleep
-        self._monotonic = monotonic
-        self._last_request: float | None = None
+        self._sleep = sleep or time.sleep
+        if sleep is None and monotonic is None:
+            self._throttle = THROTTLES.get(THROTTLE_NAME, min_interval)
+        else:
+            self._throttle = Throttle(min_interval, monotonic=monotonic or time.monotonic, sleep=self._sleep)
         self._names: dict[str, str] = {}
 
     def fetch_session(self, trading_date: date) -> MarketSnapshot:
@@ -120,38 +143,44 @@ class PykrxProvider:
             self._names[ticker] = name if isinstance(name, str) else ""
         return self._names[ticker]
 
-    def _throttle(self) -> None:
-        if self._last_request is not None:
-            wait = self.min_interval - (self._monotonic() - self._last_request)
-            if wait > 0:
-                self._sleep(wait)
-        self._last_request = self._monotonic()
-
     def _call(self, function: str, *args: Any, **kwargs: Any) -> Any:
-        """One throttled request, retried with exponential backoff."""
-        last_error = "no attempt made"
-        for attempt in range(1, self.attempts + 1):
-            self._throttle()
-            try:
-                answer = getattr(self.stock, function)(*args, **kwargs)
-            except Exception as exc:  # the adapter's edge: any pykrx/requests failure is retried
-                last_error = f"{type(exc).__name__}: {exc}"
-            else:
-                if not _is_empty(answer):
-                    return answer
-                last_error = "empty answer (pykrx's answer to a failed request)"
-            if attempt < self.attempts:
-                delay = self.backoff ** (attempt - 1)
-                logger.warning("pykrx %s failed (%s); retry %d/%d in %.1f s", _describe(function, args, kwargs),
-                               last_error, attempt, self.attempts - 1, delay)
-                self._sleep(delay)
-        raise TransientProviderError(
-            f"pykrx {_describe(function, args, kwargs)}: {last_error} after {self.attempts} attempts")
+        """One paced request, retried with exponential backoff."""
+        what = _describe(function, args, kwargs)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=1.0, exp_base=self.backoff),
+            retry=retry_if_exception_type(Exception) | retry_if_result(_is_empty),
+            before_sleep=lambda state: self._log_retry(what, state),
+            sleep=self._sleep,
+        )
+        try:
+            return retrying(self._request, function, *args, **kwargs)
+        except RetryError as exc:
+            raise TransientProviderError(
+                f"pykrx {what}: {_failure(exc.last_attempt)} after {self.attempts} attempts") from None
+
+    def _request(self, function: str, *args: Any, **kwargs: Any) -> Any:
+        self._throttle.wait()
+        return getattr(self.stock, function)(*args, **kwargs)
+
+    def _log_retry(self, what: str, state: RetryCallState) -> None:
+        pause = state.next_action.sleep if state.next_action else 0.0
+        logger.warning("pykrx %s failed (%s); retry %d/%d in %.1f s", what, _failure(state), state.attempt_number,
+                       self.attempts - 1, pause)
+
+
+def _failure(attempt: RetryCallState | Future) -> str:
+    """What went wrong in one attempt: the exception, or pykrx's empty answer."""
+    outcome = attempt.outcome if isinstance(attempt, RetryCallState) else attempt
+    error = outcome.exception() if outcome is not None else None
+    if error is not None:
+        return f"{type(error).__name__}: {error}"
+    return "empty answer (pykrx's answer to a failed request)"
 
 
 def _is_empty(answer: Any) -> bool:
     if isinstance(answer, pd.DataFrame):
-        return answer.empty
+        return bool(answer.empty)
     return isinstance(answer, (list, tuple)) and not answer
 
 

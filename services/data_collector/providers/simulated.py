@@ -236,8 +236,8 @@ class SimulatedMarket:
 def _listed_frame(listed: np.ndarray, columns: list[str], values: dict[str, object]) -> pd.DataFrame:
     """A frame of the listed tickers' rows of ``values`` (arrays over the universe, or
     one value for every row), in the order of ``columns``."""
-    return pd.DataFrame({column: values[column][listed] if isinstance(values[column], np.ndarray)
-                         else values[column] for column in columns}, index=pd.RangeIndex(int(listed.sum())))
+    return pd.DataFrame({column: value[listed] if isinstance(value := values[column], np.ndarray) else value
+                         for column in columns}, index=pd.RangeIndex(int(listed.sum())))
 
 
 def intraday_path(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
@@ -252,7 +252,8 @@ def intraday_path(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: n
     leg = min(int(fraction * 3), 2)
     weight = fraction * 3 - leg
     price = points[leg] + (points[leg + 1] - points[leg]) * weight
-    return np.clip(round_to_ticks(price), low, high).astype(np.int64)
+    prices: np.ndarray = np.clip(round_to_ticks(price), low, high).astype(np.int64)
+    return prices
 
 
 class SimulatedProvider:
@@ -293,7 +294,7 @@ class SimulatedProvider:
 
 
 #: Day bars of recent sessions (small), so the ticks of a day do not rebuild the walk.
-_DAY_BARS: "OrderedDict[tuple[int, int, int, date, date], pd.DataFrame]" = OrderedDict()
+_DAY_BARS: OrderedDict[tuple[int, int, int, date, date], pd.DataFrame] = OrderedDict()
 _DAY_BARS_KEPT = 4
 
 
@@ -315,7 +316,7 @@ def _day_bars(market: SimulatedMarket, day: date) -> pd.DataFrame:
     return bars
 
 
-_MARKETS: "weakref.WeakValueDictionary[tuple[int, date, int, int], SimulatedMarket]" = (
+_MARKETS: weakref.WeakValueDictionary[tuple[int, date, int, int], SimulatedMarket] = (
     weakref.WeakValueDictionary())
 
 

@@ -4,6 +4,8 @@ Revision ID: 0003_indicators_watchlist
 Revises: 0002_market_data
 Create Date: 2026-11-22
 """
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -20,7 +22,7 @@ TECHNICAL = ["sma_5", "sma_20", "sma_60", "sma_120", "ema_12", "ema_26", "ema_20
              "state_rsi_loss"]
 
 
-def _key() -> list[sa.Column]:
+def _key() -> list[sa.Column[Any]]:
     return [sa.Column("date", sa.Date(), primary_key=True), sa.Column("ticker", sa.String(12), primary_key=True)]
 
 
@@ -66,5 +68,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("watchlist_runs", "watchlist_entries", "calculated_sessions", "financial_indicators", "technical_indicators"):
+    for table in ("watchlist_runs", "watchlist_entries", "calculated_sessions", "financial_indicators",
+                  "technical_indicators"):
         op.drop_table(table)

@@ -5,6 +5,8 @@ Revision ID: 0004_trading
 Revises: 0003_indicators_watchlist
 Create Date: 2026-11-22
 """
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,7 +18,7 @@ branch_labels = None
 depends_on = None
 
 
-def _money(name: str, nullable: bool = False) -> sa.Column:
+def _money(name: str, nullable: bool = False) -> sa.Column[Any]:
     return sa.Column(name, sa.BigInteger(), nullable=nullable)
 
 

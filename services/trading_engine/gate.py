@@ -1,4 +1,5 @@
-"""The risk gate: the one check before any order is placed.
+"""The risk gate: the one check before any order is placed (the risk manager's
+assessment of the account, and the position limits of each order).
 
 A trading job opens the gate once, in its transaction (which runs the assessment:
 breaches are recorded and a total-loss breach halts trading there and then), and
@@ -15,16 +16,17 @@ outside the price band), and the new position would then be one too many.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Sequence
 
 from sqlalchemy import Connection
 
 from services.common.job_api import JobContext
-from services.risk_manager.limits import Commitments, RiskLimits, entry_refusal
-from services.risk_manager.manager import Assessment, assess
 from services.common.krx_market import price_limits
+from services.risk_manager.assessment import Assessment, assess
+from services.risk_manager.limits import Commitments, RiskLimits, entry_refusal
+from services.trading_engine.history import account_state
 from services.trading_engine.orders import OPEN_STATUSES, Broker, Order, OrderRequest, OrderType, Position, Side
 
 
@@ -39,16 +41,17 @@ class RiskGate:
     @classmethod
     def open(cls, ctx: JobContext, connection: Connection, broker: Broker, moment: datetime,
              prices: Mapping[str, int], *, positions: Sequence[Position] | None = None,
-             open_orders: Sequence[Order] | None = None) -> "RiskGate":
+             open_orders: Sequence[Order] | None = None) -> RiskGate:
         """Assess the account of ``ctx`` for its trading date at ``moment``; ``prices``
         value positions and price market buys (a ticker without one is valued at cost).
         ``positions`` and ``open_orders``: the broker's, if the caller has just read them."""
         if positions is None:
             positions = broker.positions()
-        assessment = assess(connection, broker, user_id=ctx.user_id, settings=ctx.settings,
-                            day=ctx.trading_date, moment=moment, prices=prices, checked_by=ctx.job_name,
-                            positions=positions)
-        gate = cls(assessment, RiskLimits.from_settings(ctx.settings), prices)
+        limits = RiskLimits.from_settings(ctx.settings)
+        state = account_state(connection, broker, positions, prices, ctx.trading_date)
+        assessment = assess(connection, broker.account, state, limits, day=ctx.trading_date, moment=moment,
+                            checked_by=ctx.job_name)
+        gate = cls(assessment, limits, prices)
         for position in positions:
             gate.values[position.ticker] = position.quantity * int(prices.get(position.ticker)
                                                                    or round(position.average_price))

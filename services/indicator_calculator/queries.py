@@ -1,0 +1,42 @@
+"""What other services read of the indicators: values of a session, by ticker (the
+watchlist and the trading engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy import Connection, select
+
+from services.common.database import fetch_rows
+from services.indicator_calculator.models import CalculatedSession, TechnicalIndicator
+
+
+def technical_values(connection: Connection, day: date, tickers: Sequence[str],
+                     names: Sequence[str]) -> dict[str, tuple[float | None, ...]]:
+    """``day``'s indicators ``names`` (columns of ``technical_indicators``) of the
+    ``tickers`` calculated for it, by ticker."""
+    if not tickers:
+        return {}
+    columns = [getattr(TechnicalIndicator, name) for name in names]
+    rows = connection.execute(select(TechnicalIndicator.ticker, *columns).where(
+        TechnicalIndicator.date == day, TechnicalIndicator.ticker.in_(list(tickers)))).all()
+    return {row[0]: tuple(None if value is None else float(value) for value in row[1:]) for row in rows}
+
+
+#: the indicators of :func:`screening_values`, in this order
+SCREENING_COLUMNS = ["sma_20", "sma_60", "sma_120", "rsi_14", "macd_hist", "atr_14", "per", "pbr"]
+
+
+def screening_values(connection: Connection, day: date) -> dict[str, tuple[object, ...]]:
+    """``day``'s technical indicators of :data:`SCREENING_COLUMNS` with the financial
+    ones (NULL where none is stored), by ticker: every ticker calculated that day."""
+    rows = fetch_rows(connection, "SELECT t.ticker, t.sma_20, t.sma_60, t.sma_120, t.rsi_14, t.macd_hist, "
+                      "t.atr_14, f.per, f.pbr FROM technical_indicators t LEFT JOIN financial_indicators f "
+                      "ON f.date = t.date AND f.ticker = t.ticker WHERE t.date = :day", {"day": day})
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def is_calculated(connection: Connection, day: date) -> bool:
+    """Whether the indicators of ``day`` are stored."""
+    return connection.scalar(select(CalculatedSession.date).where(CalculatedSession.date == day)) is not None

@@ -1,0 +1,35 @@
+"""What the orchestrator's commands do, as a library: the CLI (``main.py``) and the
+REST API call the same functions.
+
+Each operation takes a :class:`~services.orchestrator.runtime.Runtime` (or settings)
+and plain arguments, and returns plain data; an argument that is not accepted raises
+:class:`~services.orchestrator.ops.arguments.InvalidArgument` naming it. Nothing here
+prints, and the caller owns the runtime (it closes it).
+
+- ``arguments``: dates, times and ranges read from text; checks against the calendar
+- ``schedule``: the KRX sessions and the fire times (calendar, next-runs)
+- ``status``: settings, jobs, the calendar's horizon, the halt; the run ledger (history)
+- ``service``: starting the scheduler (start)
+- ``manual``: one job run now (run-job)
+- ``halts``: halting and resuming trading
+- ``backfill``: collecting past sessions
+- ``replays``: replaying the schedule on a virtual clock (simulate)
+- ``watchlist``: a user's watchlist with its entries and exits
+- ``database``: migrations
+"""
+
+from services.orchestrator.ops import (
+    arguments,
+    backfill,
+    database,
+    halts,
+    manual,
+    replays,
+    schedule,
+    service,
+    status,
+    watchlist,
+)
+
+__all__ = ["arguments", "backfill", "database", "halts", "manual", "replays", "schedule", "service", "status",
+           "watchlist"]

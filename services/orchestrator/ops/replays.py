@@ -1,0 +1,107 @@
+"""Replaying the schedule on a virtual clock, in paper mode, into a database apart
+from the live one; then its summary, and the charts and CSVs of a report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from services.common.settings import Settings
+from services.orchestrator.jobs import JOB_NAMES
+from services.orchestrator.ops.arguments import InvalidArgument, check_range, require_in_calendar
+from services.orchestrator.runtime import load_market_calendar
+
+if TYPE_CHECKING:
+    from services.orchestrator.ledger import RunRecord
+    from services.orchestrator.replay import Fire
+    from services.orchestrator.replay_report import ReplaySummary
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    settings: Settings  # paper mode, into the replay's database
+    start: date
+    end: date
+    report_dir: Path | None
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    summary: ReplaySummary
+    report_files: list[Path]  # written into the plan's report_dir
+    failed: int  # fires that failed
+
+
+def plan(settings: Settings, start: date, end: date, *, database_url: str | None = None,
+                report_dir: Path | None = None) -> ReplayPlan:
+    """Check a replay from ``start`` to ``end`` before it starts: into ``database_url``
+    (default ``ORCHESTRATOR_SIMULATION_DATABASE_URL``), never the live database, from a
+    day the market-rule tables cover."""
+    from services.common.settings import parse_database_url
+    from services.orchestrator.replay import OutsideMarketRules, check_market_rules
+
+    check_range(start, end)
+    if database_url is None:
+        url = settings.simulation_database_url
+    else:
+        try:
+            url = parse_database_url(database_url)
+        except ValueError as exc:
+            raise InvalidArgument("database_url", str(exc)) from None
+    if _same_database(url, settings.database_url):
+        raise InvalidArgument("database_url", f"{settings.redacted_database_url(url)} is the live database "
+                              "(DATABASE_URL); expected another one: a replay never writes to the live account")
+    if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
+        raise InvalidArgument("report", f"{report_dir} is a file; expected a directory (new or existing)")
+    settings = replace(settings, database_url=url)
+    try:
+        check_market_rules(settings, start)
+    except OutsideMarketRules as exc:
+        raise InvalidArgument("start", str(exc)) from None
+    require_in_calendar(load_market_calendar(settings), start, end)
+    return ReplayPlan(settings, start, end, report_dir)
+
+
+def run(plan: ReplayPlan, *, on_fires: Callable[[list[Fire]], None] | None = None,
+               on_fire: Callable[[Fire, RunRecord | None], None] | None = None) -> ReplayResult:
+    """Replay every fire of the enabled jobs in time order (``on_fires(fires)`` first,
+    ``on_fire(fire, record)`` after each), then summarize it and write the report."""
+    from services.orchestrator.replay import simulate
+    from services.orchestrator.replay_lock import ReplayBusy
+    from services.orchestrator.replay_report import summarize, write_report
+
+    settings, start, end = plan.settings, plan.start, plan.end
+    try:
+        simulation = simulate(settings, start, end, on_fires=on_fires, on_fire=on_fire)
+    except ReplayBusy as exc:
+        raise InvalidArgument("database_url", f"{exc}: wait for it to end, or replay into another "
+                                              "database") from None
+    runtime, jobs = simulation.runtime, sorted({fire.job for fire in simulation.fires}, key=JOB_NAMES.index)
+    try:
+        sessions = len(runtime.calendar.sessions(start, end))
+        summary = summarize(runtime.session_factory(), user_id=settings.user_id, start=start, end=end,
+                            sessions=sessions, jobs=jobs, initial_cash=settings.portfolio_value)
+        files = [] if plan.report_dir is None else write_report(
+            plan.report_dir, runtime.session_factory(), user_id=settings.user_id, start=start, end=end,
+            tz=settings.tz, initial_equity=summary.initial_equity)
+    finally:
+        runtime.close()
+    return ReplayResult(summary, list(files), simulation.failed)
+
+
+def _same_database(first: str, second: str) -> bool:
+    """Whether two URLs name one database (SQLite files compared by their full path)."""
+    from sqlalchemy.engine import make_url
+
+    from services.common.database import sqlite_file
+
+    a, b = make_url(first), make_url(second)
+    if a.get_backend_name() == b.get_backend_name() == "sqlite":
+        file_a, file_b = sqlite_file(a.database), sqlite_file(b.database)
+        if not file_a or not file_b:
+            return False
+        return Path(file_a).resolve() == Path(file_b).resolve()
+    return (a.get_backend_name(), a.host, a.port, a.database) == (b.get_backend_name(), b.host, b.port, b.database)

@@ -1,0 +1,87 @@
+"""Starting the scheduler: preflight checks, the recovery of dead runs, the schedule
+in force, then the scheduler loop until a stop signal."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from services.common.settings import Settings
+from services.orchestrator import reports
+from services.orchestrator.jobs import JobSpec
+from services.orchestrator.ops.status import current_halt
+from services.orchestrator.runtime import Runtime
+from services.orchestrator.scheduler import StopOnSignal, build_scheduler, schedule_catch_up
+
+if TYPE_CHECKING:
+    from services.orchestrator.runner import JobRunner
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    name: str
+    state: str  # scheduled, disabled or not installed
+    next_fire: datetime | None
+    schedule: str  # in words
+
+
+@dataclass(frozen=True)
+class Startup:
+    """A scheduler ready to run: the jobs it schedules, and what it starts with."""
+
+    runtime: Runtime
+    runner: JobRunner
+    jobs: list[JobSpec]
+    now: datetime
+    schedule: list[ScheduledJob]  # every registry job
+    halt: dict[str, Any] | None  # the account's last halt (reports.halt_view)
+
+
+def warn_live(settings: Settings) -> None:
+    """A warning that orders go to a real KIS account."""
+    host = settings.kis_live_host if settings.kis_environment == "live" else settings.kis_paper_host
+    logger.warning("!" * 72)
+    logger.warning("LIVE TRADING (--no-dry-run): orders go to the KIS %s account at %s",
+                   settings.kis_environment.upper(), host)
+    logger.warning("!" * 72)
+
+
+def start_up(runtime: Runtime) -> Startup:
+    """Check every job that will be scheduled, and hand the runs a dead process left
+    unfinished to the recovery sweep."""
+    settings = runtime.settings
+    runner = runtime.runner()
+    jobs = [job for job in runtime.enabled_jobs if job.service_available()]
+    for job in jobs:
+        job.run_preflight(settings, runtime.clock, runtime.calendar)
+    abandoned = runner.expire_dead_runs()
+    if abandoned:
+        logger.warning("%d runs left unfinished by a dead process go to the recovery sweep", abandoned)
+    now = runtime.clock.now()
+    if not settings.dry_run:
+        warn_live(settings)
+    scheduled = {job.name for job in jobs}
+    schedule = [ScheduledJob(
+        s.name, "scheduled" if s.name in scheduled else ("disabled" if not s.enabled else "not installed"),
+        s.next_fires[0] if s.next_fires else None, s.schedule,
+    ) for s in reports.job_statuses(runtime.all_jobs, settings, runtime.triggers, now, {})]
+    return Startup(runtime, runner, jobs, now, schedule, current_halt(runtime))
+
+
+def run_scheduler(startup: Startup, stop: StopOnSignal) -> None:
+    """Run the jobs on their schedules, after catching up on what was missed, until
+    ``stop`` has a signal; then put the signal handlers back and close the runner."""
+    runner, now = startup.runner, startup.now
+    try:
+        runner.check_calendar(now)
+        scheduler = build_scheduler(runner, startup.jobs, now)
+        if schedule_catch_up(scheduler, runner, now):
+            logger.info("catching up: fires missed while down, and missing history")
+        stop.run(scheduler, on_stop=runner.request_stop)
+    finally:
+        stop.restore()
+        runner.close()

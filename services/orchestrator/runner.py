@@ -1,0 +1,325 @@
+"""The one wrapper every job runs through: claim the fire in the ledger, guard, make
+its inputs present (:mod:`needs`), run the job, record how it ended, and log it.
+
+A scheduled fire, a catch-up, a ``run-job``, a recovered run and a replayed fire all go
+through :class:`JobRunner`. It never raises for a job's own failure, so the scheduler
+and the other jobs carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from services.common.alerts import Alert, raise_alert
+from services.common.clock import Clock
+from services.common.database import database_error_line
+from services.common.job_api import Account, JobContext, JobResult, Outcome
+from services.common.market_calendar import MarketCalendar
+from services.common.settings import ConfigurationError, Settings, redact_passwords
+from services.orchestrator import catch_up, needs
+from services.orchestrator.jobs import REGISTRY, JobSpec, ServiceUnavailableError, get_job
+from services.orchestrator.leases import Heartbeat, Recovery, overlap_reason
+from services.orchestrator.ledger import (
+    CATCH_UP,
+    DATABASE_ERROR,
+    INTERRUPTED,
+    MANUAL,
+    RECOVERABLE_ORIGINS,
+    SCHEDULE,
+    SIMULATE,
+    RunLedger,
+    RunRecord,
+    first_line,
+)
+from services.orchestrator.reports import calendar_warning
+from services.orchestrator.triggers import CalendarTrigger
+
+logger = logging.getLogger(__name__)
+
+
+class JobRunner:
+    """Runs fires through the ledger: claim, guard, run, record. Never raises for a job's
+    own failure, so the scheduler and the other jobs carry on."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        session_factory: sessionmaker[DbSession],
+        clock: Clock,
+        calendar: MarketCalendar,
+        triggers: dict[str, CalendarTrigger],
+        origin: str = SCHEDULE,
+        jobs: Mapping[str, JobSpec] = REGISTRY,
+    ) -> None:
+        self.jobs = jobs
+        self.settings = settings
+        self.session_factory = session_factory
+        self.clock = clock
+        self.calendar = calendar
+        self.triggers = triggers
+        self.origin = origin
+        self.account = Account.of(settings)
+        self.ledger = RunLedger(session_factory, clock, timedelta(seconds=settings.run_lease_seconds), self.account)
+        self.heartbeat = Heartbeat(self.ledger, settings.run_lease_seconds / 3)
+        self._recovery = Recovery(self)
+        self._stopping = threading.Event()
+        self._calendar_checked_on: date | None = None
+
+    def job(self, name: str) -> JobSpec:
+        return get_job(name, self.jobs)
+
+    def deadline(self, job_name: str, fire_time: datetime) -> datetime:
+        """The latest moment a fire may start. The market decides where it can: a
+        pre-open job until the open, a post-close job until the next session's pre-open
+        jobs, a tick until the next tick. ``misfire_grace_seconds`` bounds the rest
+        (risk checks)."""
+        market = self.triggers[job_name].market_deadline(fire_time)
+        if market is not None:
+            return market
+        return fire_time + timedelta(seconds=self.settings.misfire_grace_seconds)
+
+    def scheduled_jobs(self) -> list[str]:
+        """The jobs this runner schedules: enabled, and with their service installed."""
+        return [name for name in self.triggers
+                if name in self.jobs and self.settings.job_enabled(name) and self.job(name).service_available()]
+
+    # -- entry points -----------------------------------------------------------------------
+
+    def run_scheduled(self, job_name: str, fire_time: datetime | None = None) -> RunRecord | None:
+        """APScheduler's target: run ``fire_time`` (given by the executor), or else the
+        fire this moment belongs to."""
+        if fire_time is None:
+            fire_time = self.triggers[job_name].previous_fire_time(self.clock.now())
+        if fire_time is None:
+            logger.warning("%s: no fire at or before now; nothing to run", job_name)
+            return None
+        try:
+            return self.run_fire(job_name, fire_time)
+        except SQLAlchemyError as exc:  # the ledger cannot be written: say so, keep scheduling
+            reason = database_error_line(exc)
+            raise_alert(logger, Alert("run_failed", f"{job_name} fire at {fire_time.isoformat()} could not run: "
+                                      f"database error: {reason}", {
+                                          "job": job_name, "scheduled_for": fire_time.isoformat(),
+                                          "user_id": self.settings.user_id, "error": f"database error: {reason}"}))
+            return None
+
+    def run_fire(self, job_name: str, fire_time: datetime, *, origin: str | None = None) -> RunRecord | None:
+        """Run one fire of the schedule, or record it ``missed`` if it is too late."""
+        job = self.job(job_name)
+        self.check_calendar(fire_time)
+        trading_date = self.triggers[job_name].trading_date(fire_time)
+        deadline = self.deadline(job_name, fire_time)
+        late_by = self.clock.now() - deadline
+        if late_by > timedelta(0):
+            return self.record_only(
+                job, fire_time, trading_date, Outcome.MISSED,
+                f"too late: {_seconds(late_by)} s past the deadline {deadline.isoformat()}",
+                origin=origin,
+            )
+        return self.claim_and_run(job, fire_time, trading_date, origin or self.origin)
+
+    def run_now(self, job_name: str, trading_date: date, *, origin: str = MANUAL) -> RunRecord:
+        """``run-job`` (and start-up catch-up): run now for ``trading_date``, recorded
+        like a scheduled run."""
+        job = self.job(job_name)
+        record = self.claim_and_run(job, self.clock.now(), trading_date, origin)
+        assert record is not None  # a manual run's moment is its own; nothing else claims it
+        return record
+
+    def retry_fire(self, job_name: str, fire_time: datetime, attempt: int, *, origin: str) -> RunRecord | None:
+        """Run a fire again as ``attempt``, its previous attempt having failed on the
+        database or been interrupted (a replay run again retries those: see
+        :meth:`RunLedger.retryable`); None if another run claimed that attempt."""
+        job = self.job(job_name)
+        trading_date = self.triggers[job_name].trading_date(fire_time)
+        run_id = self.ledger.claim(job_name, fire_time, trading_date=trading_date, origin=origin, attempt=attempt)
+        if run_id is None:
+            logger.info("%s %s: attempt %d claimed by another run; leaving it", job_name, fire_time.isoformat(),
+                        attempt)
+            return None
+        return self.run_claimed(job, fire_time, trading_date, origin, run_id=run_id)
+
+    def record_overlap(self, job_name: str, fire_time: datetime) -> RunRecord | None:
+        """A fire that came while the previous run of the job in this process was still
+        running (APScheduler's one-instance rule): recorded skipped, and alerted."""
+        trading_date = self.triggers[job_name].trading_date(fire_time)
+        busy = self.ledger.running_other(job_name, self.clock.now())
+        reason = "previous run still running" if busy is None else overlap_reason(busy, fire_time, self.settings.tz)
+        return self._skip_overlapping(self.job(job_name), fire_time, trading_date, reason, SCHEDULE)
+
+    def check_calendar(self, moment: datetime) -> None:
+        """Alert, once a day, when the reviewed calendar data is about to run out."""
+        day = moment.astimezone(self.settings.tz).date()
+        if self._calendar_checked_on == day or self.origin == SIMULATE:
+            return
+        self._calendar_checked_on = day
+        warning = calendar_warning(self.calendar, moment, [moment])
+        if warning:
+            raise_alert(logger, Alert("calendar_ending", warning, {
+                "valid_through": self.calendar.valid_through.isoformat(), "today": day.isoformat()}))
+
+    # -- catch-up (catch_up.py) and recovery (leases.py) ---------------------------------------
+
+    def catch_up_on_start(self, now: datetime) -> list[RunRecord]:
+        """See :func:`catch_up.history_on_start`."""
+        return catch_up.history_on_start(self, now)
+
+    def fires_missed_during_downtime(self, now: datetime) -> list[tuple[str, datetime]]:
+        """See :func:`catch_up.fires_missed_during_downtime`."""
+        return catch_up.fires_missed_during_downtime(self, now)
+
+    def catch_up_downtime(self, now: datetime) -> list[RunRecord]:
+        """See :func:`catch_up.after_downtime`."""
+        return catch_up.after_downtime(self, now)
+
+    def expire_dead_runs(self) -> int:
+        """See :meth:`Recovery.expire_dead_runs`."""
+        return self._recovery.expire_dead_runs()
+
+    def recover_abandoned(self) -> list[RunRecord]:
+        """See :meth:`Recovery.sweep`."""
+        return self._recovery.sweep()
+
+    def request_stop(self) -> None:
+        """Catch-up loops stop between two fires (on SIGINT/SIGTERM)."""
+        self._stopping.set()
+
+    def stop_requested(self) -> bool:
+        return self._stopping.is_set()
+
+    def close(self) -> None:
+        """Stop renewing leases (the runs still held lapse and are recovered elsewhere)."""
+        self.heartbeat.stop()
+
+    # -- claim, run, record ------------------------------------------------------------------
+
+    def record_only(
+        self, job: JobSpec, fire_time: datetime, trading_date: date, outcome: Outcome, reason: str,
+        *, origin: str | None = None,
+    ) -> RunRecord | None:
+        """Record a fire that does not run (missed, or skipped), and say so."""
+        run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin or self.origin,
+                                   outcome=outcome, reason=reason)
+        if run_id is None:
+            logger.info("%s %s: already recorded by another run", job.name, fire_time.isoformat())
+            return None
+        if outcome is Outcome.MISSED:
+            raise_alert(logger, Alert("run_missed", f"{job.name} {trading_date}: the fire at "
+                                      f"{fire_time.isoformat()} was missed: {reason}", {
+                                          "job": job.name, "trading_date": trading_date.isoformat(),
+                                          "scheduled_for": fire_time.isoformat(), "run_id": run_id,
+                                          "user_id": self.settings.user_id, "reason": reason}))
+        else:
+            logger.info("[%s %s] %s: %s", job.name, trading_date, outcome.value, reason)
+        return RunRecord(run_id, job.name, fire_time, trading_date, outcome, reason=reason)
+
+    def _skip_overlapping(self, job: JobSpec, fire_time: datetime, trading_date: date, reason: str,
+                          origin: str) -> RunRecord | None:
+        """Record a fire skipped while another run of the job holds it, and say so (a
+        run that never ends would otherwise silently stop the job on every instance). A
+        catch-up skipped beside another instance's is normal (instances starting
+        together): recorded, not alerted."""
+        record = self.record_only(job, fire_time, trading_date, Outcome.SKIPPED, reason, origin=origin)
+        if record is not None and origin != CATCH_UP:
+            raise_alert(logger, Alert("run_missed", f"{job.name} {trading_date}: the fire at "
+                                      f"{fire_time.isoformat()} was skipped: {reason}", {
+                                          "job": job.name, "trading_date": trading_date.isoformat(),
+                                          "scheduled_for": fire_time.isoformat(), "run_id": record.run_id,
+                                          "user_id": self.settings.user_id, "reason": reason}))
+        return record
+
+    def claim_and_run(self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str) -> RunRecord | None:
+        """Claim the fire and run it; None if another run holds it. A scheduled job never
+        runs twice at once, on any instance: a fire that comes while it runs is skipped."""
+        if origin in RECOVERABLE_ORIGINS:
+            busy = self.ledger.running_other(job.name, self.clock.now())
+            if busy is not None:
+                return self._skip_overlapping(job, fire_time, trading_date,
+                                              overlap_reason(busy, fire_time, self.settings.tz), origin)
+        run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin)
+        if run_id is None:
+            logger.info("%s %s: already claimed (by another orchestrator, or run first as another job's input); "
+                        "leaving it", job.name, fire_time.isoformat())
+            return None
+        return self.run_claimed(job, fire_time, trading_date, origin, run_id=run_id)
+
+    def run_claimed(self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str,
+                    *, run_id: int) -> RunRecord:
+        """Run a fire this process holds the claim of, for this instance's account (from
+        its settings, never from a row), and record how it ended."""
+        ctx = JobContext(
+            job_name=job.name, trading_date=trading_date, scheduled_for=fire_time, settings=self.settings,
+            session_factory=self.session_factory, clock=self.clock, calendar=self.calendar,
+            run_id=run_id, origin=origin,
+        )
+        with self.heartbeat.holding(run_id):
+            try:
+                result, error = self._execute(job, ctx)
+            except BaseException as stop:  # Ctrl-C, SystemExit: recorded, never left to be re-run
+                self.ledger.finish(run_id, Outcome.FAILED, error=f"{INTERRUPTED} {type(stop).__name__}")
+                raise
+        self.ledger.finish(run_id, result.status, reason=result.reason if not error else None,
+                           error=error, summary=result.summary or None)
+        record = RunRecord(run_id, job.name, fire_time, trading_date, result.status,
+                           reason=None if error else result.reason, error=error,
+                           summary=result.summary or None)
+        _log_outcome(ctx, record)
+        return record
+
+    def _execute(self, job: JobSpec, ctx: JobContext) -> tuple[JobResult, str | None]:
+        """Guards, the job's needs (upstream work run first where missing), then the job.
+        Returns its result and, when it failed, the error text."""
+        if job.sessions_only and not self.calendar.is_session(ctx.trading_date):
+            return JobResult.skipped(f"not a session: {ctx.trading_date} is a KRX holiday or weekend"), None
+        try:
+            entry_point = job.load_entry_point()
+        except ServiceUnavailableError as exc:
+            return JobResult.skipped(str(exc)), None
+        try:
+            unmet = needs.meet_needs(self, job, ctx)
+            if unmet is not None:
+                return unmet
+            ctx.log.info("started (run %s, %s)", ctx.run_id, "dry run" if ctx.account.dry_run else "LIVE")
+            result = entry_point(ctx)
+        except ConfigurationError as exc:  # e.g. a provider without its credentials: no traceback
+            return JobResult(Outcome.FAILED), redact_passwords(f"{type(exc).__name__}: {exc}")
+        except DBAPIError as exc:  # the database refused: the statement goes to the log, one line to the ledger
+            ctx.log.exception("failed")
+            return JobResult(Outcome.FAILED), f"{DATABASE_ERROR} {database_error_line(exc)}"
+        except Exception as exc:  # the edge: a failing job is recorded, the scheduler goes on
+            ctx.log.exception("failed")
+            return JobResult(Outcome.FAILED), redact_passwords(f"{type(exc).__name__}: {exc}")
+        if not isinstance(result, JobResult) or result.status not in (
+            Outcome.SUCCESS, Outcome.SKIPPED, Outcome.FAILED,
+        ):
+            return JobResult(Outcome.FAILED), f"job returned {result!r}; expected a JobResult"
+        if result.status is Outcome.FAILED:
+            return result, result.reason or "failed"
+        return result, None
+
+
+def _log_outcome(ctx: JobContext, record: RunRecord) -> None:
+    if record.outcome is Outcome.FAILED:
+        raise_alert(logger, Alert("run_failed", f"{ctx.job_name} {ctx.trading_date} failed: "
+                                   f"{first_line(record.error or '') or 'failed'}", {
+                                       "job": ctx.job_name, "trading_date": ctx.trading_date.isoformat(),
+                                       "scheduled_for": record.scheduled_for.isoformat(), "run_id": record.run_id,
+                                       "user_id": ctx.account.user_id, "origin": ctx.origin,
+                                       "dry_run": ctx.account.dry_run,
+                                       "error": first_line(record.error or "")}))
+    elif record.outcome is Outcome.SKIPPED:
+        ctx.log.info("skipped: %s", record.reason)
+    else:
+        ctx.log.info("%s %s", record.outcome.value, record.summary or "")
+
+
+def _seconds(delta: timedelta) -> int:
+    return int(delta.total_seconds())

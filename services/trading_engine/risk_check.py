@@ -1,0 +1,36 @@
+"""The ``risk_checks`` job: the account, as its broker holds it now, against the risk
+limits (the risk manager's assessment). Breaches are recorded; a total-loss breach
+halts trading."""
+
+from __future__ import annotations
+
+from services.common.job_api import JobContext, JobResult
+from services.common.market_calendar import KRX_TZ
+from services.risk_manager.assessment import assess
+from services.risk_manager.limits import RiskLimits
+from services.trading_engine.broker import open_account
+from services.trading_engine.history import account_state
+from services.trading_engine.prices import valuation_prices
+
+
+def run(ctx: JobContext) -> JobResult:
+    """``risk_checks``: the account of the instance against the limits, now. The
+    summary holds the metrics."""
+    moment = min(ctx.clock.now(), ctx.scheduled_for)
+    today = moment.astimezone(KRX_TZ).date()
+    session = ctx.calendar.session_on_or_before(today)
+    day = session.date if session is not None else today
+    trading = open_account(ctx)
+    with trading.transaction() as connection:
+        broker = trading.broker(connection, moment)
+        positions = broker.positions()
+        prices = valuation_prices(broker, connection, ctx.calendar, [p.ticker for p in positions], moment)
+        state = account_state(connection, broker, positions, prices, day)
+        assessment = assess(connection, trading.account, state, RiskLimits.from_settings(ctx.settings), day=day,
+                            moment=moment, checked_by=ctx.job_name)
+    metrics = assessment.metrics
+    ctx.log.info("equity %d KRW, day %+.2f%%, drawdown %.2f%%, %d positions%s", metrics.equity,
+                 metrics.daily_pnl_pct, metrics.drawdown_pct, metrics.positions,
+                 "; TRADING HALTED" if assessment.halt else "")
+    return JobResult.success(**assessment.summary(), session=day.isoformat(), priced=len(prices),
+                             dry_run=trading.account.dry_run)
