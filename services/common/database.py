@@ -19,7 +19,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from services.common.private_files import create_private_file, make_private_dir, open_private
-from services.common.settings import SETTING_FIELDS, ConfigurationError, redact_passwords
+from services.common.setting_values import redact_passwords
+from services.common.settings import SETTING_FIELDS, ConfigurationError
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ class Outcome(str, Enum):
     MISSED = "missed"
 
 
-FINAL_OUTCOMES = (Outcome.SUCCESS, Outcome.FAILED, Outcome.SKIPPED, Outcome.MISSED)
 
 
 class Origin(str, Enum):

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from services.common.settings import redact_passwords
+from services.common.setting_values import redact_passwords
 from services.common.text import printable
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -246,7 +246,3 @@ def run(ctx: JobContext) -> JobResult:
     if report.failed:
         summary["failed_dates"] = [day.isoformat() for day in sorted(report.failed)]
     return JobResult.success(**summary)
-
-
-def sessions_in_range(calendar: MarketCalendar, start: date, end: date) -> Iterable[date]:
-    return [session.date for session in calendar.sessions(start, end)]

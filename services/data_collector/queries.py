@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, String, bindparam, cast, func, select
 
 from services.common.database import fetch_columns, fetch_rows
-from services.data_collector.models import CollectedSession, DailyPrice
+from services.data_collector.models import CollectedSession, DailyPrice, Stock
 
 _TICKERS = DailyPrice.ticker.in_(bindparam("tickers", expanding=True))
 _LATEST_BEFORE = select(func.max(CollectedSession.date)).where(CollectedSession.date < bindparam("before"))
@@ -121,3 +121,8 @@ def day_prices(connection: Connection, day: date) -> list[tuple[Any, ...]]:
     """``day``'s (ticker, close, value, halted) of every stored ticker."""
     return fetch_rows(connection, "SELECT ticker, close, value, halted FROM daily_prices WHERE date = :day",
                       {"day": day})
+
+
+def stock_names(connection: Connection) -> dict[str, str]:
+    """Every listed ticker's name."""
+    return {ticker: name for ticker, name in connection.execute(select(Stock.ticker, Stock.name)).all()}

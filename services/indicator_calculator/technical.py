@@ -37,9 +37,6 @@ INDICATOR_COLUMNS = [
     "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower", "atr_14",
     "stoch_k", "stoch_d", "volume_ratio_20",
 ]
-#: Rows of history the longest warm-up needs (sma_120); an incremental run reads more
-#: (see calculator.LOOKBACK_SESSIONS) so EMA/Wilder values settle to full-history ones.
-LONGEST_WARMUP = 119
 _TA_ZERO = 1e-8  # TA-Lib's TA_IS_ZERO threshold
 
 

@@ -25,13 +25,13 @@ from services.common import alerts
 from services.common.database import database_error_line
 from services.common.logging_setup import configure_logging
 from services.common.market_calendar import CalendarError
+from services.common.setting_values import redact_passwords
 from services.common.settings import (
     ENV_TO_FIELD,
     ConfigurationError,
     Settings,
     load_settings,
     read_env_file,
-    redact_passwords,
     unknown_variables,
 )
 from services.common.text import printable

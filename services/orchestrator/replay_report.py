@@ -16,12 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from services.common.job_api import Account
 from services.orchestrator.ledger import SIMULATE
 from services.orchestrator.models import JobRun
 from services.orchestrator.replay import replay_window
-from services.risk_manager.limits import Action
-from services.risk_manager.models import RiskBreach
-from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot
+from services.risk_manager.queries import halting_days
+from services.trading_engine.queries import equity_before, fill_totals, order_count, paper_opening_cash, snapshots
 
 LEDGER_COLUMNS = ["job", "scheduled_for", "trading_date", "outcome", "reason", "error", "summary"]
 SNAPSHOT_COLUMNS = ["trading_date", "taken_at", "cash", "settled_cash", "market_value", "equity", "exposure",
@@ -82,16 +82,10 @@ def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: 
             select(JobRun.job_name, JobRun.outcome, func.count()).where(
                 JobRun.user_id == user_id, JobRun.origin == SIMULATE, JobRun.scheduled_for >= first,
                 JobRun.scheduled_for < last).group_by(JobRun.job_name, JobRun.outcome))})
-        paper = (OrderRow.user_id == user_id) & OrderRow.dry_run.is_(True)
-        orders = db.scalar(select(func.count()).select_from(OrderRow).where(
-            paper, OrderRow.trading_date >= start, OrderRow.trading_date <= end)) or 0
-        fills, commission, tax = db.execute(select(
-            func.count(), func.coalesce(func.sum(FillRow.commission), 0), func.coalesce(func.sum(FillRow.tax), 0))
-            .where(FillRow.user_id == user_id, FillRow.dry_run.is_(True), FillRow.trade_date >= start,
-                   FillRow.trade_date <= end)).one()
-        halts = db.scalar(select(func.count(func.distinct(RiskBreach.trading_date))).where(
-            RiskBreach.user_id == user_id, RiskBreach.action == Action.HALT.value, RiskBreach.trading_date >= start,
-            RiskBreach.trading_date <= end)) or 0
+        paper, connection = Account(user_id, dry_run=True), db.connection()
+        orders = order_count(connection, paper, start, end)
+        fills, commission, tax = fill_totals(connection, paper, start, end)
+        halts = halting_days(connection, user_id, start, end)
     initial = starting_equity(session_factory, user_id, start, initial_cash)
     closes = [int(row["equity"]) for row in daily_snapshots(session_factory, user_id, start, end, initial)]
     final = closes[-1] if closes else initial
@@ -103,13 +97,11 @@ def starting_equity(session_factory: sessionmaker[DbSession], user_id: str, star
     """The paper account's equity when the window opens: its last snapshot before
     ``start`` (a database that already holds earlier replays), else its initial cash."""
     with session_factory() as db:
-        before = db.scalar(select(PortfolioSnapshot.equity).where(
-            PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
-            PortfolioSnapshot.trading_date < start).order_by(PortfolioSnapshot.taken_at.desc()).limit(1))
-        account = db.get(PaperAccount, user_id)
+        before = equity_before(db.connection(), Account(user_id, dry_run=True), start)
+        opened_with = paper_opening_cash(db.connection(), user_id)
     if before is not None:
-        return int(before)
-    return int(account.initial_cash) if account is not None else initial_cash
+        return before
+    return opened_with if opened_with is not None else initial_cash
 
 
 def daily_snapshots(session_factory: sessionmaker[DbSession], user_id: str, start: date, end: date,
@@ -117,10 +109,7 @@ def daily_snapshots(session_factory: sessionmaker[DbSession], user_id: str, star
     """The last snapshot of each trading date, with the drawdown from the running peak
     of the session closes (starting from ``initial_equity``)."""
     with session_factory() as db:
-        rows = db.execute(select(PortfolioSnapshot.__table__).where(
-            PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
-            PortfolioSnapshot.trading_date >= start, PortfolioSnapshot.trading_date <= end)
-            .order_by(PortfolioSnapshot.taken_at)).all()
+        rows = snapshots(db.connection(), Account(user_id, dry_run=True), start, end)
     last_of_day: dict[date, Any] = {}
     for row in rows:
         last_of_day[row.trading_date] = row

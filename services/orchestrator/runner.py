@@ -22,7 +22,8 @@ from services.common.clock import Clock
 from services.common.database import database_error_line
 from services.common.job_api import Account, JobContext, JobResult, Outcome
 from services.common.market_calendar import MarketCalendar
-from services.common.settings import ConfigurationError, Settings, redact_passwords
+from services.common.setting_values import redact_passwords
+from services.common.settings import ConfigurationError, Settings
 from services.orchestrator import catch_up, needs
 from services.orchestrator.jobs import REGISTRY, JobSpec, ServiceUnavailableError, get_job
 from services.orchestrator.leases import Heartbeat, Recovery, overlap_reason

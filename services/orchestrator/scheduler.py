@@ -201,9 +201,3 @@ class StopOnSignal:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def run_until_signalled(scheduler: BlockingScheduler, on_stop: Callable[[], None] = lambda: None) -> None:
-    """Block until SIGINT or SIGTERM; a running job finishes and is recorded first."""
-    StopOnSignal().run(scheduler, on_stop)
-

@@ -92,13 +92,6 @@ class Fill:
     def amount(self) -> int:
         return self.quantity * self.price
 
-    @property
-    def cash_change(self) -> int:
-        """What the fill does to cash: a buy pays amount + commission, a sell receives
-        amount - commission - tax."""
-        if self.side is Side.BUY:
-            return -(self.amount + self.commission)
-        return self.amount - self.commission - self.tax
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -83,12 +82,6 @@ def execution_price(side: Side, order_type: OrderType, limit: int | None, observ
     if side is Side.BUY:
         return limit if observed <= limit else None
     return limit if observed >= limit else None
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    fills: list[Fill]
-    expired: int
 
 
 # --- the statements, built once (a replay runs tens of thousands of jobs) --------------------------

@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, bindparam, delete, func, select, text
+from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.common.database import upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
-from services.data_collector.queries import day_prices
+from services.data_collector.queries import day_prices, stock_names
 from services.indicator_calculator.queries import SCREENING_COLUMNS, is_calculated, screening_values
 from services.watchlist_manager.models import WatchlistEntry, WatchlistRun
 from services.watchlist_manager.queries import has_watchlist
@@ -164,10 +164,9 @@ def watchlist_view(session_factory: sessionmaker[DbSession], calendar: MarketCal
         entries = session.scalars(select(WatchlistEntry).where(
             WatchlistEntry.user_id == user_id, WatchlistEntry.date == day).order_by(WatchlistEntry.rank)).all()
         previous_day, before = previous_list(connection, user_id, day)
-        names: dict[str, str] = dict(connection.execute(text("SELECT ticker, name FROM stocks")).all())
+        names = stock_names(connection)
         left = sorted(set(before["ticker"]) - {entry.ticker for entry in entries})
-        closes: dict[str, int] = dict(connection.execute(
-            text("SELECT ticker, close FROM daily_prices WHERE date = :day"), {"day": day}).all())
+        closes = {ticker: close for ticker, close, _, _ in day_prices(connection, day)}
     rows = [{
         "rank": entry.rank, "ticker": entry.ticker, "name": names.get(entry.ticker, ""),
         "score": round(entry.score, 4), **{factor: round(getattr(entry, factor), 4) for factor in FACTORS},

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from services.common.settings import WATCHLIST_FACTORS, Settings
+from services.common.setting_values import WATCHLIST_FACTORS
+from services.common.settings import Settings
 
 FACTORS = WATCHLIST_FACTORS
 DEFAULT_WEIGHTS = {"trend": 0.30, "momentum": 0.25, "volatility": 0.15, "liquidity": 0.15, "value": 0.15}

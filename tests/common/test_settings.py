@@ -7,16 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from services.common.setting_values import Condition, DatedRate, TrIds, redact_passwords
 from services.common.settings import (
     ENV_TO_FIELD,
     SETTING_FIELDS,
-    Condition,
-    DatedRate,
     SettingsError,
-    TrIds,
     env_example_lines,
     load_settings,
-    redact_passwords,
     unknown_variables,
 )
 from services.orchestrator.jobs import JOBS

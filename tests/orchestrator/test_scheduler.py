@@ -19,7 +19,7 @@ from sqlalchemy import select
 from services.common.clock import FixedClock
 from services.orchestrator.jobs import JOBS
 from services.orchestrator.models import JobRun
-from services.orchestrator.scheduler import RECOVERY_JOB, build_scheduler, run_until_signalled
+from services.orchestrator.scheduler import RECOVERY_JOB, StopOnSignal, build_scheduler
 from tests.orchestrator.test_runs import make_runner
 
 KST = ZoneInfo("Asia/Seoul")
@@ -64,7 +64,7 @@ def test_sigterm_lets_the_running_job_finish_and_record_before_returning(
     scheduler = build_scheduler(runner, [])
     scheduler.add_job(runner.run_fire, args=["risk_checks", at("2026-11-20T10:00")], id="now")
     threading.Timer(0.3, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
-    run_until_signalled(scheduler)
+    StopOnSignal().run(scheduler)
     with sqlite_factory() as session:
         [row] = session.scalars(select(JobRun)).all()
     assert (row.job_name, row.outcome, row.summary) == ("risk_checks", "success", {"slept": 1})

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 import pytest
 
-from services.common.settings import parse_weight_pairs
+from services.common.setting_values import parse_weight_pairs
 from services.watchlist_manager.scoring import (
     DEFAULT_WEIGHTS,
     FACTORS,

@@ -40,7 +40,7 @@ def plan(settings: Settings, start: date, end: date, *, database_url: str | None
     """Check a replay from ``start`` to ``end`` before it starts: into ``database_url``
     (default ``ORCHESTRATOR_SIMULATION_DATABASE_URL``), never the live database, from a
     day the market-rule tables cover."""
-    from services.common.settings import parse_database_url
+    from services.common.setting_values import parse_database_url
     from services.orchestrator.replay import OutsideMarketRules, check_market_rules
 
     check_range(start, end)

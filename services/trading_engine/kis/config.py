@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from services.common.settings import SETTING_FIELDS, ConfigurationError, Settings, tr_id_table
+from services.common.settings import SETTING_FIELDS, ConfigurationError, Settings
 
 #: KIS's own hosts, as the settings' defaults name them: a paper account pointed at the
 #: live hostname (or the reverse) is refused
@@ -50,7 +50,7 @@ class KisConfig:
         return cls(
             environment=settings.kis_environment,
             host=settings.kis_paper_host if paper else settings.kis_live_host,
-            tr_ids=MappingProxyType(tr_id_table(settings.kis_paper_tr_ids if paper else settings.kis_live_tr_ids)),
+            tr_ids=MappingProxyType((settings.kis_paper_tr_ids if paper else settings.kis_live_tr_ids).as_dict()),
             app_key=settings.kis_app_key,
             app_secret=settings.kis_app_secret,
             cano=digits[:8],
@@ -96,7 +96,7 @@ def check_live_config(settings: Settings) -> None:
             "(8 digits, a dash, 2 digits)")
     problems = []
     if settings.kis_environment == "paper":
-        host, tr_ids = settings.kis_paper_host, tr_id_table(settings.kis_paper_tr_ids)
+        host, tr_ids = settings.kis_paper_host, settings.kis_paper_tr_ids.as_dict()
         if _hostname(host) == LIVE_HOSTNAME or host == settings.kis_live_host:
             problems.append(f"ORCHESTRATOR_KIS_PAPER_HOST={host} is the live host; expected the paper "
                             f"(모의투자) host such as {DEFAULT_PAPER_HOST}")
@@ -105,7 +105,7 @@ def check_live_config(settings: Settings) -> None:
             problems.append(f"ORCHESTRATOR_KIS_PAPER_TR_IDS has live tr_ids {', '.join(wrong)}; expected "
                             "paper tr_ids starting with V (e.g. buy=VTTC0012U,sell=VTTC0011U)")
     else:
-        host, tr_ids = settings.kis_live_host, tr_id_table(settings.kis_live_tr_ids)
+        host, tr_ids = settings.kis_live_host, settings.kis_live_tr_ids.as_dict()
         if _hostname(host) == PAPER_HOSTNAME or host == settings.kis_paper_host:
             problems.append(f"ORCHESTRATOR_KIS_LIVE_HOST={host} is the paper host; expected the live host "
                             f"such as {DEFAULT_LIVE_HOST}")

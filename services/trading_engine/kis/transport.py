@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from services.common.settings import ConfigurationError, parse_https_url
+from services.common.setting_values import parse_https_url
+from services.common.settings import ConfigurationError
 from services.common.throttle import Throttle
 from services.trading_engine.kis.errors import KisTransportError
 
