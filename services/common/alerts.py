@@ -1,15 +1,17 @@
 """Alerts: what someone must hear about now.
 
-A failed or missed run, a trading halt and a calendar about to run out of reviewed
-data are each logged at ERROR with the :class:`Alert` attached
-(:func:`raise_alert`). With ``ORCHESTRATOR_ALERT_WEBHOOK_URL`` set, :func:`install`
-also posts each one, as JSON, to that webhook from a background thread: a slow or
-failing webhook delays nothing and fails nothing (it is logged at WARNING).
+A failed or missed run and a trading halt are each logged at ERROR with the
+:class:`Alert` attached (:func:`raise_alert`); a calendar about to run out of
+reviewed data, which needs attention within weeks, not now, at WARNING. With
+``ORCHESTRATOR_ALERT_WEBHOOK_URL`` set, :func:`install` also posts each one, as JSON,
+to that webhook from a background thread: a slow or failing webhook delays nothing
+and fails nothing (it is logged at WARNING).
 
 The body (``ALERT_BODY_KEYS``): ``text`` (one line, what Slack incoming webhooks and
 Telegram-style relays display), ``event`` (one of ``ALERT_EVENTS``), ``severity``
-(``error``), ``summary`` (the line without the prefix), ``host``, ``at`` (ISO time
-of the event) and ``details`` (an object: the job, user, dates, error, ...).
+(``error`` or ``warning``), ``summary`` (the line without the prefix), ``host``,
+``at`` (ISO time of the event) and ``details`` (an object: the job, user, dates,
+error, ...).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 ALERT_EVENTS = ("run_failed", "run_missed", "trading_halted", "calendar_ending")
+WARNING_EVENTS = ("calendar_ending",)
 ALERT_BODY_KEYS = ("text", "event", "severity", "summary", "host", "at", "details")
 TEXT_PREFIX = "[krx-orchestrator]"
 
@@ -42,23 +45,29 @@ class Alert:
         if self.event not in ALERT_EVENTS:
             raise ValueError(f"alert event {self.event!r}; expected one of {', '.join(ALERT_EVENTS)}")
 
+    @property
+    def severity(self) -> str:
+        """'warning' for what can wait a little (the calendar running out), else 'error'."""
+        return "warning" if self.event in WARNING_EVENTS else "error"
+
     def body(self, host: str, at: datetime) -> dict[str, Any]:
         """The JSON object the webhook receives."""
-        return {"text": f"{TEXT_PREFIX} {self.summary}", "event": self.event, "severity": "error",
+        return {"text": f"{TEXT_PREFIX} {self.summary}", "event": self.event, "severity": self.severity,
                 "summary": self.summary, "host": host, "at": at.isoformat(timespec="seconds"),
                 "details": self.details}
 
 
 def raise_alert(log: logging.Logger | logging.LoggerAdapter[Any], alert: Alert) -> None:
-    """Log ``alert`` at ERROR; an installed webhook sends it."""
-    log.error("%s", alert.summary, extra={"alert": alert})
+    """Log ``alert`` at its severity (ERROR or WARNING); an installed webhook sends it."""
+    level = logging.WARNING if alert.severity == "warning" else logging.ERROR
+    log.log(level, "%s", alert.summary, extra={"alert": alert})
 
 
 class WebhookHandler(logging.Handler):
     """Posts the alerts among the records it gets; other records are ignored."""
 
     def __init__(self, url: str, timeout: float) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__(logging.WARNING)
         self.url = url
         self.timeout = timeout
         self.host = socket.gethostname()
@@ -90,7 +99,7 @@ class AlertSink:
     def __init__(self, url: str, timeout: float) -> None:
         self._queue: queue.Queue[logging.LogRecord] = queue.Queue()
         self._enqueue = logging.handlers.QueueHandler(self._queue)
-        self._enqueue.setLevel(logging.ERROR)
+        self._enqueue.setLevel(logging.WARNING)  # only alerts pass the filter below
         self._enqueue.addFilter(lambda record: isinstance(getattr(record, "alert", None), Alert))
         self._listener = logging.handlers.QueueListener(self._queue, WebhookHandler(url, timeout))
         self._listener.start()

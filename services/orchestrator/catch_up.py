@@ -29,15 +29,21 @@ DOWNTIME_LOOKBACK = timedelta(days=7)
 
 def history_on_start(runner: JobRunner, now: datetime) -> list[RunRecord]:
     """Run each job that keeps a history (``catch_up_on_start``) once for its latest
-    trading date; the job fills what is missing, or says there was nothing."""
+    trading date, unless its output for that date is already there (a restart with
+    nothing missing records nothing); the job fills what is missing."""
     records = []
     for job_name in runner.scheduled_jobs():
-        trigger = runner.triggers[job_name]
-        if not runner.job(job_name).catch_up_on_start or runner.stop_requested():
+        trigger, job = runner.triggers[job_name], runner.job(job_name)
+        if not job.catch_up_on_start or runner.stop_requested():
             continue
         latest = trigger.previous_fire_time(now)
-        if latest is not None:
-            records.append(runner.run_now(job_name, trigger.trading_date(latest), origin=CATCH_UP))
+        if latest is None:
+            continue
+        day = trigger.trading_date(latest)
+        if job.output is not None and job.work_done(runner.context(job_name, day, latest, CATCH_UP)):
+            logger.info("%s for %s: already stored (%s)", job_name, day, job.output.name)
+            continue
+        records.append(runner.run_now(job_name, day, origin=CATCH_UP))
     release_memory()  # a history catch-up is the largest batch an idle scheduler runs
     return records
 

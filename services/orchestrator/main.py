@@ -50,7 +50,7 @@ from services.orchestrator.output import (
     styled,
     to_json,
 )
-from services.orchestrator.runtime import Runtime
+from services.orchestrator.runtime import Runtime, announcing_a_new_database
 from services.orchestrator.scheduler import StopOnSignal
 
 logger = logging.getLogger("services.orchestrator")
@@ -241,10 +241,12 @@ def status(
     user_id: str | None = UserIdOption,
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
-    """Settings in force and each job: enabled, schedule, next fires, last run.
+    """Settings in force, the database in use, and each job: enabled, schedule, next
+    fires, last run.
 
     JSON keys: now, halt (null if trading was never halted, else {halted, reason,
-    halted_at, halted_by, resumed_at, resumed_by}), settings, calendar {valid_through,
+    halted_at, halted_by, resumed_at, resumed_by}), database (a SQLite database's
+    absolute path, else the URL without its password), settings, calendar {valid_through,
     warning}, jobs [{job, enabled, service_installed, schedule, next_fire_times, last_run}],
     waiting_elsewhere [{run_id, job, user_id, dry_run, scheduled_for, lease_until}]: other
     accounts' runs whose holder died, left for an instance of their own account.
@@ -466,11 +468,14 @@ def migrate() -> None:
     Example: DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/test python -m services.orchestrator.main migrate
     """
     settings = _settings()
-    revision = ops.database.migrate(settings)
+    with announcing_a_new_database(settings):
+        revision = ops.database.migrate(settings)
     _echo(f"database {settings.redacted_database_url()} is at revision {revision}")
 
 
 def main() -> None:
+    """The ``krx-orchestrator`` console script (``pip install -e .``), as
+    ``python -m services.orchestrator.main``."""
     app()
 
 

@@ -100,11 +100,14 @@ def _short_time(iso: str) -> str:
 
 
 def print_status(document: dict[str, Any]) -> None:
-    """``status`` for people: the halt, the settings, the jobs' table, warnings."""
+    """``status`` for people: the halt, the settings and the database, the jobs' table,
+    warnings."""
     out = console()
     _print_halt(document["halt"], document["settings"]["user_id"])
     for key, value in document["settings"].items():
         out.print(styled(f"{key:>22}: {value}"))
+        if key == "database_url":  # where it is: a relative SQLite path resolved
+            out.print(styled(f"{'database':>22}: {document['database']}"))
     if document["settings"]["data_provider"] == "simulated":
         out.print(styled(("market data is SIMULATED (ORCHESTRATOR_DATA_PROVIDER=simulated)", "yellow")))
     rows = []

@@ -252,15 +252,18 @@ class JobRunner:
             return None
         return self.run_claimed(job, fire_time, trading_date, origin, run_id=run_id)
 
+    def context(self, job_name: str, trading_date: date, fire_time: datetime, origin: str, *,
+                run_id: int | None = None) -> JobContext:
+        """The context of a run of ``job_name`` for this instance's account."""
+        return JobContext(job_name=job_name, trading_date=trading_date, scheduled_for=fire_time,
+                          settings=self.settings, session_factory=self.session_factory, clock=self.clock,
+                          calendar=self.calendar, run_id=run_id, origin=origin)
+
     def run_claimed(self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str,
                     *, run_id: int) -> RunRecord:
         """Run a fire this process holds the claim of, for this instance's account (from
         its settings, never from a row), and record how it ended."""
-        ctx = JobContext(
-            job_name=job.name, trading_date=trading_date, scheduled_for=fire_time, settings=self.settings,
-            session_factory=self.session_factory, clock=self.clock, calendar=self.calendar,
-            run_id=run_id, origin=origin,
-        )
+        ctx = self.context(job.name, trading_date, fire_time, origin, run_id=run_id)
         with self.heartbeat.holding(run_id):
             try:
                 result, error = self._execute(job, ctx)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.common.clock import Clock, SystemClock
-from services.common.database import create_db_engine, make_session_factory, migrate
+from services.common.database import create_db_engine, make_session_factory, migrate, sqlite_file
 from services.common.job_api import Account, Origin
 from services.common.market_calendar import MarketCalendar, default_cache_dir, get_calendar
 from services.common.settings import Settings
@@ -19,9 +24,39 @@ from services.orchestrator.ledger import RunLedger
 from services.orchestrator.runner import JobRunner
 from services.orchestrator.triggers import CalendarTrigger
 
+logger = logging.getLogger(__name__)
+
 
 def load_market_calendar(settings: Settings) -> MarketCalendar:
     return get_calendar(settings.cache_dir or str(default_cache_dir()))
+
+
+def _sqlite_path(url: str) -> str | None:
+    """The absolute path of the file a SQLite URL names (None: not SQLite, or in memory)."""
+    parsed = make_url(url)
+    database = sqlite_file(parsed.database) if parsed.get_backend_name() == "sqlite" else None
+    return os.path.abspath(database) if database else None
+
+
+def database_location(settings: Settings, url: str | None = None) -> str:
+    """Where the database is: a SQLite database's absolute file path (``:memory:`` for
+    one in memory), any other's URL without its password."""
+    url = url or settings.database_url
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_path(url) or ":memory:"
+    return settings.redacted_database_url(url)
+
+
+@contextmanager
+def announcing_a_new_database(settings: Settings, url: str | None = None) -> Iterator[None]:
+    """One INFO line if what runs inside creates the SQLite database file ``url``
+    (default: the settings' database) names, so that a command run from an unexpected
+    directory does not silently start an empty database there."""
+    path = _sqlite_path(url or settings.database_url)
+    new = path is not None and not os.path.exists(path)
+    yield
+    if new and path is not None and os.path.exists(path):
+        logger.info("created a new database at %s", path)
 
 
 @dataclass
@@ -49,9 +84,10 @@ class Runtime:
 
     def session_factory(self, *, migrate_first: bool = True) -> sessionmaker[DbSession]:
         if self._session_factory is None:
-            self.engine = create_db_engine(
-                self.settings.database_url, connect_timeout_seconds=self.settings.db_connect_timeout_seconds,
-                statement_timeout_seconds=self.settings.db_statement_timeout_seconds)
+            with announcing_a_new_database(self.settings):
+                self.engine = create_db_engine(
+                    self.settings.database_url, connect_timeout_seconds=self.settings.db_connect_timeout_seconds,
+                    statement_timeout_seconds=self.settings.db_statement_timeout_seconds)
             if migrate_first:
                 migrate(self.engine)
             self._session_factory = make_session_factory(self.engine)

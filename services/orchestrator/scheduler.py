@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -31,6 +31,7 @@ from services.orchestrator.runner import JobRunner
 logger = logging.getLogger(__name__)
 
 MAX_WORKERS = 4
+CATCH_UP_JOB = "catch_up"
 RECOVERY_JOB = "recover_abandoned"  # not a job of the registry: looks after the ledger
 #: Missed fires run once; never two runs of a job at once; lateness judged by JobRunner.
 JOB_POLICY: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
@@ -127,21 +128,38 @@ def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec], now: datetime | 
     return scheduler
 
 
-def schedule_catch_up(scheduler: BlockingScheduler, runner: JobRunner, now: datetime) -> int:
-    """Queue, to run as soon as the scheduler starts: the fires missed while the
-    orchestrator was down, then the history catch-up of the jobs that keep one."""
-    queued = 0
-    if runner.fires_missed_during_downtime(now):
-        scheduler.add_job(runner.catch_up_downtime, args=[now], id="catch_up_downtime",
-                          name="catch up after downtime", replace_existing=True,
-                          next_run_time=now)
-        queued += 1
-    if any(runner.job(name).catch_up_on_start for name in runner.scheduled_jobs()):
-        scheduler.add_job(runner.catch_up_on_start, args=[now], id="catch_up_history",
-                          name="catch up history", replace_existing=True,
-                          next_run_time=now + timedelta(microseconds=1))
-        queued += 1
-    return queued
+def schedule_catch_up(scheduler: BlockingScheduler, runner: JobRunner, now: datetime) -> bool:
+    """Queue, to run as soon as the scheduler starts, one after the other: the fires
+    missed while the orchestrator was down, then the history catch-up of the jobs that
+    keep one; then one "ready" line with the next fire. False (and the "ready" line at
+    once) when there is nothing to catch up."""
+    downtime = bool(runner.fires_missed_during_downtime(now))
+    history = any(runner.job(name).catch_up_on_start for name in runner.scheduled_jobs())
+
+    def catch_up() -> None:
+        if downtime:
+            runner.catch_up_downtime(now)
+        if history and not runner.stop_requested():
+            runner.catch_up_on_start(now)
+        log_ready(runner)
+
+    if not (downtime or history):
+        log_ready(runner)
+        return False
+    scheduler.add_job(catch_up, id=CATCH_UP_JOB, name="catch up", replace_existing=True, next_run_time=now)
+    return True
+
+
+def log_ready(runner: JobRunner) -> None:
+    """One line: the scheduler is ready, and which job fires next, when."""
+    now = runner.clock.now()
+    upcoming = [(fire, name) for name in runner.scheduled_jobs()
+                if (fire := runner.triggers[name].get_next_fire_time(None, now)) is not None]
+    if not upcoming:
+        logger.info("ready: no job is scheduled")
+        return
+    fire, name = min(upcoming)
+    logger.info("ready: next fire %s at %s", name, fire.isoformat(timespec="minutes"))
 
 
 class _StopRequested(BaseException):

@@ -1,6 +1,6 @@
 """What the orchestrator reads of an account's trading: orders, fills and portfolio
 snapshots over a range of trading dates, as plain values (replay reports; the
-console of a later issue)."""
+console of a later issue), and the latest day it traded (``run-job``'s guard)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def equity_before(connection: Connection, account: Account, day: date) -> int | 
         PortfolioSnapshot.user_id == account.user_id, PortfolioSnapshot.dry_run.is_(account.dry_run),
         PortfolioSnapshot.trading_date < day).order_by(PortfolioSnapshot.taken_at.desc()).limit(1))
     return None if equity is None else int(equity)
+
+
+def latest_activity(connection: Connection, account: Account) -> date | None:
+    """The latest trading date ``account`` has a fill or a portfolio snapshot of; None
+    if it has neither (the day before which a manual trading run would rewrite history)."""
+    fill = connection.scalar(select(func.max(FillRow.trade_date)).where(
+        FillRow.user_id == account.user_id, FillRow.dry_run.is_(account.dry_run)))
+    snapshot = connection.scalar(select(func.max(PortfolioSnapshot.trading_date)).where(
+        PortfolioSnapshot.user_id == account.user_id, PortfolioSnapshot.dry_run.is_(account.dry_run)))
+    return max((day for day in (fill, snapshot) if day is not None), default=None)
 
 
 def paper_opening_cash(connection: Connection, user_id: str) -> int | None:

@@ -1,5 +1,5 @@
-"""Alerts: failed and missed runs, halts and a calendar running out are logged at ERROR
-and POSTed to the configured webhook; a failing webhook never fails a job."""
+"""Alerts: failed and missed runs and halts are logged at ERROR, a calendar running out
+at WARNING, and each is POSTed to the configured webhook; a failing webhook never fails a job."""
 
 from __future__ import annotations
 
@@ -132,6 +132,7 @@ def test_a_calendar_about_to_run_out_is_posted_once_a_day(session_factory, krx_c
 
     sent(webhook.url, two_runs)
     [body] = [b for b in webhook.bodies if b["event"] == "calendar_ending"]
+    assert body["severity"] == "warning"
     assert body["details"] == {"valid_through": "2026-12-31", "today": "2026-12-14"}
     assert "update services/common/krx_calendar_overrides.csv" in body["text"]
 
@@ -185,3 +186,13 @@ def test_an_empty_webhook_url_installs_no_sink() -> None:
 def test_an_alert_names_a_known_event() -> None:
     with pytest.raises(ValueError, match="expected one of run_failed, run_missed, trading_halted, calendar_ending"):
         Alert("disk_full", "nope")
+
+
+def test_a_calendar_about_to_run_out_is_a_warning_not_an_error(session_factory, krx_calendar, caplog):
+    clock = FixedClock(datetime(2026, 12, 14, 16, 0, 1, tzinfo=KST))
+    runner = make_runner(session_factory, krx_calendar, clock, data_collection="succeed")
+    with caplog.at_level(logging.WARNING):
+        runner.run_fire("data_collection", datetime(2026, 12, 14, 16, 0, tzinfo=KST))
+    [record] = [r for r in caplog.records if "reviewed only through 2026-12-31" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert not any(r.levelno >= logging.ERROR for r in caplog.records)

@@ -128,12 +128,13 @@ def test_run_job_defaults_to_the_trading_date_of_the_latest_fire(cli: Any) -> No
     assert result.stdout.startswith("signal_generation 2026-11-20: ")
 
 
-def test_status_json_shows_settings_jobs_and_the_calendar_horizon(cli: Any) -> None:
+def test_status_json_shows_settings_jobs_and_the_calendar_horizon(cli: Any, tmp_path: Path) -> None:
     result = cli("status", "--format", "json", env={"ORCHESTRATOR_ENABLE_WATCHLIST_UPDATE": "no"})
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) == {"now", "halt", "settings", "calendar", "jobs", "waiting_elsewhere"}
+    assert set(document) == {"now", "halt", "database", "settings", "calendar", "jobs", "waiting_elsewhere"}
     assert document["halt"] is None  # trading was never halted here
+    assert document["database"] == str(tmp_path / "data" / "orchestrator.db")
     assert document["calendar"]["valid_through"] == "2026-12-31"
     assert document["calendar"]["warning"] is None
     jobs = {job["job"]: job for job in document["jobs"]}
@@ -154,6 +155,47 @@ def test_status_warns_when_the_schedule_nears_the_end_of_the_reviewed_calendar(
         "the KRX calendar data is reviewed only through 2026-12-31")
     table = cli("status")
     assert "warning: the KRX calendar data is reviewed only through 2026-12-31" in table.stdout
+
+
+def test_status_names_the_database_in_use_a_relative_sqlite_path_made_absolute(cli: Any, tmp_path: Path) -> None:
+    table = cli("status", env={"DATABASE_URL": "sqlite:///state/orders.db"})
+    assert table.exit_code == 0, table.stderr
+    assert f"              database: {tmp_path / 'state' / 'orders.db'}\n" in table.stdout
+    document = json.loads(cli("status", "--format", "json", env={"DATABASE_URL": "sqlite:///state/orders.db"}).stdout)
+    assert document["database"] == str(tmp_path / "state" / "orders.db")
+
+
+def test_the_database_location_hides_a_server_s_password() -> None:
+    def location(url: str) -> str:
+        return runtime_module.database_location(make_settings(), url)
+
+    server = location("postgresql+psycopg://bob:hunter2@db.example:5432/krx?sslpassword=s3cret")
+    assert server.startswith("postgresql+psycopg://bob:***@db.example:5432/krx?sslpassword=")
+    assert "hunter2" not in server and "s3cret" not in server
+    assert location("sqlite://") == ":memory:"
+    assert location("sqlite:////var/lib/krx/../krx/orchestrator.db") == "/var/lib/krx/orchestrator.db"
+
+
+def test_the_first_command_in_a_fresh_directory_announces_the_new_database_and_the_next_does_not(
+    cli: Any, tmp_path: Path
+) -> None:
+    announcement = f"created a new database at {tmp_path / 'data' / 'orchestrator.db'}"
+    first = cli("status")
+    assert first.exit_code == 0, first.stderr
+    assert first.stderr.count(announcement) == 1
+    assert [line for line in first.stderr.splitlines() if "INFO" in line and announcement in line]
+    assert announcement not in first.stdout  # stdout stays the report (json stays parseable)
+    second = cli("status", "--format", "json")
+    assert second.exit_code == 0
+    assert "created a new database" not in second.stderr
+    assert json.loads(second.stdout)["database"] == str(tmp_path / "data" / "orchestrator.db")
+
+
+def test_migrate_announces_a_database_it_creates(cli: Any, tmp_path: Path) -> None:
+    first, second = cli("migrate"), cli("migrate")
+    assert first.stderr.count(f"created a new database at {tmp_path / 'data' / 'orchestrator.db'}") == 1
+    assert "created a new database" not in second.stderr
+    assert first.stdout == second.stdout  # the revision line, as before
 
 
 def test_migrate_reports_the_revision(cli: Any) -> None:

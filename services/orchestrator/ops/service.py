@@ -54,10 +54,10 @@ def start_up(runtime: Runtime) -> Startup:
     """Check every job that will be scheduled, and hand the runs a dead process left
     unfinished to the recovery sweep."""
     settings = runtime.settings
-    runner = runtime.runner()
     jobs = [job for job in runtime.enabled_jobs if job.service_available()]
-    for job in jobs:
+    for job in jobs:  # before the database is opened: a refused start creates nothing
         job.run_preflight(settings, runtime.clock, runtime.calendar)
+    runner = runtime.runner()
     abandoned = runner.expire_dead_runs()
     if abandoned:
         logger.warning("%d runs left unfinished by a dead process go to the recovery sweep", abandoned)

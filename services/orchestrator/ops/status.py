@@ -1,5 +1,6 @@
-"""What the orchestrator knows: the settings in force, each job's schedule, next fires
-and last run, the calendar's horizon, the halt in force; and the run ledger."""
+"""What the orchestrator knows: the settings in force, the database in use, each job's
+schedule, next fires and last run, the calendar's horizon, the halt in force; and the
+run ledger."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from typing import Any
 
 from services.orchestrator import reports
 from services.orchestrator.jobs import get_job
-from services.orchestrator.runtime import Runtime
+from services.orchestrator.runtime import Runtime, database_location
 
 
 @dataclass(frozen=True)
 class StatusReport:
     now: datetime  # in the configured timezone
     halt: dict[str, Any] | None  # None if trading was never halted (reports.halt_view)
+    database: str  # the SQLite file's absolute path, or the server's URL without its password
     settings: dict[str, Any]
     calendar_valid_through: date
     calendar_warning: str | None
@@ -27,6 +29,7 @@ class StatusReport:
         return {
             "now": self.now.isoformat(),
             "halt": self.halt,
+            "database": self.database,
             "settings": self.settings,
             "calendar": {"valid_through": self.calendar_valid_through.isoformat(),
                          "warning": self.calendar_warning},
@@ -42,6 +45,7 @@ def report(runtime: Runtime) -> StatusReport:
     return StatusReport(
         now=now.astimezone(settings.tz),
         halt=current_halt(runtime),
+        database=database_location(settings),
         settings=reports.settings_summary(settings),
         calendar_valid_through=runtime.calendar.valid_through,
         calendar_warning=reports.calendar_warning(runtime.calendar, now,

@@ -1,0 +1,36 @@
+"""The history catch-up of ``start``: the first start fills what is missing; a restart
+with nothing missing records nothing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from services.common.clock import FixedClock
+from services.orchestrator import catch_up
+from services.orchestrator.scheduler import log_ready
+from tests.orchestrator.test_runs import at, ledger_rows, make_runner
+
+SMALL = {"simulated_universe": "20"}
+
+
+def test_a_restart_with_nothing_missing_writes_no_ledger_rows(session_factory: Any, krx_calendar: Any) -> None:
+    clock = FixedClock(at("2026-11-20T20:00:00"))  # Friday evening: the session's data is due
+    first = catch_up.history_on_start(make_runner(session_factory, krx_calendar, clock, values=SMALL), clock.now())
+    assert [(r.job_name, r.outcome.value) for r in first] == [
+        ("data_collection", "success"), ("indicator_calculation", "success"), ("watchlist_update", "success")]
+    rows = [(r.id, r.job_name, r.outcome) for r in ledger_rows(session_factory)]
+
+    restarted = make_runner(session_factory, krx_calendar, clock, values=SMALL)
+    assert catch_up.history_on_start(restarted, clock.now()) == []
+    assert [(r.id, r.job_name, r.outcome) for r in ledger_rows(session_factory)] == rows
+
+
+def test_the_ready_line_names_the_next_fire(session_factory: Any, krx_calendar: Any,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    clock = FixedClock(at("2026-11-20T20:10:00"))  # Friday evening: risk checks every 30 minutes
+    with caplog.at_level(logging.INFO, logger="services.orchestrator.scheduler"):
+        log_ready(make_runner(session_factory, krx_calendar, clock))
+    assert [r.getMessage() for r in caplog.records] == ["ready: next fire risk_checks at 2026-11-20T20:30+09:00"]
