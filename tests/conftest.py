@@ -1,12 +1,20 @@
 """Shared fixtures: settings without the host's environment, the calendar built once,
-and migrated databases (SQLite always; PostgreSQL when TEST_DATABASE_URL is set)."""
+and migrated databases (SQLite always; PostgreSQL when TEST_DATABASE_URL is set).
+
+Hermetic: every test (and every subprocess it starts with this environment) has its own
+home, cache, config and temp directories under pytest's temp dir, and none of the host's
+orchestrator settings; nothing reads or writes ``~/.cache`` or the system temp dir (the
+calendar cache's default and fallback directories among them)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +29,47 @@ from services.common.market_calendar import MarketCalendar, load_calendar
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 DATA_DIR = Path(__file__).parent / "data"
+NO_POSTGRESQL = "TEST_DATABASE_URL is not set"
+#: the variables pointed at a test's own directories: where a home, the XDG caches and
+#: configs, and ``tempfile.gettempdir()`` are (the calendar cache's default and fallback)
+OWN_DIRS = {"HOME": "home", "XDG_CACHE_HOME": "cache", "XDG_CONFIG_HOME": "config",
+            "XDG_DATA_HOME": "data", "XDG_STATE_HOME": "state", "TMPDIR": "tmp"}
+
+
+def host_setting(name: str) -> bool:
+    """An orchestrator setting of the host's environment (none reaches a test)."""
+    return name.startswith(("ORCHESTRATOR_", "KIS_")) or name in ("DATABASE_URL", "LOG_LEVEL")
+
+
+def _use_own_dirs(patch: pytest.MonkeyPatch, root: Path) -> None:
+    for name, directory in OWN_DIRS.items():
+        (root / directory).mkdir(parents=True)
+        patch.setenv(name, str(root / directory))
+    patch.setattr(tempfile, "tempdir", str(root / "tmp"))  # gettempdir() keeps its first answer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The run's own directories (for session-scoped fixtures) and no host settings;
+    gives the directory of the tests' own directories."""
+    root = tmp_path_factory.mktemp("hermetic")
+    (root / "tests").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if host_setting(name)]:
+            patch.delenv(name)
+        _use_own_dirs(patch, root / "run")
+        patch.setenv("MPLCONFIGDIR", str(root / "run" / "matplotlib"))  # its font list, built once a run
+        yield root / "tests"
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_test(_hermetic_run: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own home, caches and temp dir (see ``OWN_DIRS``); ``subprocess_env``
+    passes them on to its subprocesses."""
+    name = re.sub(r"[^\w.-]", "_", request.node.name)[:50]
+    root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_hermetic_run))  # no numbering scan, as mktemp's
+    _use_own_dirs(monkeypatch, root)
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -36,11 +85,12 @@ def krx_calendar(calendar_cache_dir: Path) -> MarketCalendar:
 
 
 def subprocess_env(**values: str) -> dict[str, str]:
-    """The environment for a subprocess under test: the host's, without its
-    orchestrator settings (ORCHESTRATOR_*, KIS_*, DATABASE_URL, LOG_LEVEL), plus ``values``."""
-    host = {name: value for name, value in os.environ.items()
-            if not name.startswith(("ORCHESTRATOR_", "KIS_")) and name not in ("DATABASE_URL", "LOG_LEVEL")}
-    return {**host, **values}
+    """The environment for a subprocess under test: this process's, with the test's own
+    directories (``OWN_DIRS``: home, caches, temp dir), without orchestrator settings
+    (ORCHESTRATOR_*, KIS_*, DATABASE_URL, LOG_LEVEL), plus ``values``."""
+    own = {name: value for name, value in os.environ.items() if not host_setting(name)}
+    own.update({name: os.environ[name] for name in OWN_DIRS})  # set by _hermetic_test: fails loudly if not
+    return {**own, **values}
 
 
 def in_process_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Path,
@@ -55,7 +105,7 @@ def in_process_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cac
     from services.orchestrator.main import app
 
     for name in list(os.environ):
-        if name.startswith(("ORCHESTRATOR_", "KIS_")) or name in ("DATABASE_URL", "LOG_LEVEL"):
+        if host_setting(name):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(calendar_cache_dir))
@@ -98,7 +148,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
     if not TEST_DATABASE_URL:
-        pytest.skip("TEST_DATABASE_URL is not set")
+        pytest.skip(NO_POSTGRESQL)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(TEST_DATABASE_URL)
     with admin.begin() as connection:
@@ -123,3 +173,41 @@ def migrated_engine(database_url: str) -> Iterator[Any]:
 @pytest.fixture
 def session_factory(migrated_engine: Any) -> Any:
     return make_session_factory(migrated_engine)
+
+
+# --- the run's summary: why tests were skipped or deselected, and how to run them -----
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    lines = skip_explanation(terminalreporter.stats.get("skipped", []),
+                             terminalreporter.stats.get("deselected", []))
+    if lines:
+        terminalreporter.write_sep("-", "skipped and deselected tests")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def skip_explanation(skipped: list[Any], deselected: list[Any]) -> list[str]:
+    """A few lines: the PostgreSQL tests skipped and the slow tests deselected, each with
+    the command that runs them, then each other reason to skip with its count."""
+    reasons = Counter(_skip_reason(report) for report in skipped)
+    lines = []
+    if postgresql := reasons.pop(NO_POSTGRESQL, 0):
+        lines += [f"{_tests(postgresql, 'PostgreSQL')} skipped: {NO_POSTGRESQL}. Run them with (.ci/run does):",
+                  "  TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test make test"]
+    if slow := sum(1 for item in deselected if item.get_closest_marker("slow")):
+        lines.append(f"{_tests(slow, 'slow')} deselected (addopts: -m 'not slow'). Run them with: pytest -m slow")
+    if reasons:
+        lines.append(f"{_tests(sum(reasons.values()))} skipped where they do not apply:")
+        lines += [f"  {reason} ({count})" for reason, count in reasons.most_common()]
+    return lines
+
+
+def _tests(count: int, kind: str = "") -> str:
+    return " ".join(filter(None, [str(count), kind, "test" if count == 1 else "tests"]))
+
+
+def _skip_reason(report: Any) -> str:
+    longrepr = report.longrepr
+    reason = str(longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else longrepr)
+    return reason.removeprefix("Skipped: ")

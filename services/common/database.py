@@ -206,22 +206,26 @@ def migrate(engine: Engine) -> str | None:
     """Apply every migration up to head; returns the revision now in force.
 
     A database already at head is only read. Concurrent migrators take turns: a
-    PostgreSQL advisory lock, or a lock file beside the SQLite database.
+    PostgreSQL advisory lock, or a lock file beside the SQLite database, taken before
+    the first connection: that one turns a new file to WAL, which two connections
+    cannot do at once (SQLite answers the second 'database is locked' without waiting
+    out its busy timeout).
     """
     from services.migrations import HEAD
 
-    if _stored_revision(engine) == HEAD:
-        return HEAD
-    from alembic import command
+    with _sqlite_migration_lock(engine):
+        if _stored_revision(engine) == HEAD:
+            return HEAD
+        from alembic import command
 
-    with _sqlite_migration_lock(engine), engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # no statement timeout: building an index of a large table, or waiting for
-            # another migrator, may take longer than any statement of a job
-            connection.execute(text("SET LOCAL statement_timeout = 0"))
-            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
-        command.upgrade(_alembic_config(connection), "head")
-    return current_revision(engine)
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # no statement timeout: building an index of a large table, or waiting for
+                # another migrator, may take longer than any statement of a job
+                connection.execute(text("SET LOCAL statement_timeout = 0"))
+                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
+            command.upgrade(_alembic_config(connection), "head")
+        return current_revision(engine)
 
 
 @contextmanager

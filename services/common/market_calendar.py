@@ -1,8 +1,12 @@
 """The KRX market calendar: pandas-market-calendars underneath, reviewed overrides on top.
 
-The session table is built once per process and cached on disk, keyed by the library
-versions and the overrides file, so a cold CLI call does not pay the ~1.5 s the library
-needs to build its schedule.
+The session table is built once per process and cached on disk, so a cold CLI call does
+not pay the ~1.5 s the library needs to build its schedule. The cache file's name is a
+key of all that decides the table (the cache format, the library versions, the date
+range, the overrides file and this module's code): a file from another version of any
+of them is never read. The cache lives in the configured directory; only when that one
+cannot be written does it go to a directory of the system temp dir, and that one is
+used only if it is this user's own (not a link, nobody else may write it).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -281,15 +286,14 @@ def load_calendar(cache_dir: Path | None = None, overrides_path: Path = OVERRIDE
     overrides_text = overrides_path.read_text(encoding="utf-8")
     overrides = parse_overrides(overrides_text, overrides_path.name)
     end = calendar_end(overrides)
-    cache_file = _cache_file(cache_dir, overrides_text, end)
-    sessions = None
-    if cache_file:
-        sessions = _read_cache(cache_file) or _read_cache(fallback_cache_dir() / cache_file.name)
+    name = _cache_name(overrides_text, end)
+    directory = _usable_cache_dir(cache_dir, name) if cache_dir is not None else None
+    sessions = _read_cache(directory / name, end) if directory else None
     if sessions is None:
         sessions = open_first_sessions_late(apply_overrides(_library_sessions(CALENDAR_START, end),
                                                             overrides.entries), overrides.valid_through)
-        if cache_file:
-            _write_cache(cache_file, sessions)
+        if directory:
+            _write_cache(directory / name, sessions)
     return MarketCalendar(
         sessions, first_date=CALENDAR_START, last_date=end, valid_through=overrides.valid_through
     )
@@ -327,20 +331,69 @@ def _library_versions() -> str:
     return ";".join(versions)
 
 
-def _cache_file(cache_dir: Path | None, overrides_text: str, end: date) -> Path | None:
-    if cache_dir is None:
-        return None
+def _cache_name(overrides_text: str, end: date) -> str:
+    """The cache file's name: a key of everything the session table is made of."""
     key = hashlib.sha256(
-        f"{_CACHE_FORMAT}|{_library_versions()}|{CALENDAR_START}|{end}|{overrides_text}".encode()
+        f"{_CACHE_FORMAT}|{_library_versions()}|{_code_version()}|{CALENDAR_START}|{end}|{overrides_text}".encode()
     ).hexdigest()[:16]
-    return cache_dir / f"krx_sessions_{key}.json"
+    return f"krx_sessions_{key}.json"
 
 
-def _read_cache(path: Path) -> list[Session] | None:
+@lru_cache(maxsize=1)
+def _code_version() -> str:
+    """A digest of this module (the code that builds the table): a cache written by
+    other code is another file, whether or not ``_CACHE_FORMAT`` was bumped."""
+    try:
+        return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    except OSError:  # no source to read: the other parts of the key still apply
+        return "?"
+
+
+def _usable_cache_dir(cache_dir: Path, name: str) -> Path | None:
+    """Where the cache is read and written: ``cache_dir`` when it holds the file or can
+    be written; else :func:`fallback_cache_dir` if it is private to this user; else
+    nowhere (the table is built, not cached)."""
+    if _is_file(cache_dir / name) or _writable_dir(cache_dir):
+        return cache_dir
+    fallback = fallback_cache_dir()
+    if _writable_dir(fallback) and _private_to_this_user(fallback):
+        logger.info("the calendar cache directory %s cannot be written; using %s", cache_dir, fallback)
+        return fallback
+    logger.warning("the calendar cache directory %s cannot be written, nor a private %s; "
+                   "the calendar is built without a cache", cache_dir, fallback)
+    return None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a directory this user may not enter
+        return False
+
+
+def _writable_dir(directory: Path) -> bool:
+    try:
+        make_private_dir(directory)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def _private_to_this_user(directory: Path) -> bool:
+    """A real directory (not a link) owned by this user that no one else may write:
+    what another user put in a shared temp dir is not trusted."""
+    try:
+        status = os.lstat(directory)
+    except OSError:
+        return False
+    return stat.S_ISDIR(status.st_mode) and status.st_uid == os.getuid() and not status.st_mode & 0o022
+
+
+def _read_cache(path: Path, end: date) -> list[Session] | None:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
         sessions = [_cached_session(row) for row in rows]
-        _check_cached_sessions(sessions)
+        _check_cached_sessions(sessions, end)
         return sessions
     except FileNotFoundError:
         return None
@@ -357,10 +410,13 @@ def _cached_session(row: list[str]) -> Session:
     return Session(session.date, session.open.astimezone(KRX_TZ), session.close.astimezone(KRX_TZ))
 
 
-def _check_cached_sessions(sessions: list[Session]) -> None:
-    """A cache that cannot be the calendar (empty, unordered, odd times) is rebuilt."""
+def _check_cached_sessions(sessions: list[Session], end: date) -> None:
+    """A cache that cannot be the calendar (empty, unordered, outside its dates, odd
+    times) is rebuilt."""
     if len(sessions) < 200:
         raise ValueError(f"only {len(sessions)} sessions")
+    if sessions[0].date < CALENDAR_START or sessions[-1].date > end:
+        raise ValueError(f"sessions {sessions[0].date} to {sessions[-1].date}; expected {CALENDAR_START} to {end}")
     for before, after in zip(sessions, sessions[1:]):
         if not before.date < after.date:
             raise ValueError(f"sessions out of order at {after.date}")
@@ -371,20 +427,18 @@ def _check_cached_sessions(sessions: list[Session]) -> None:
 
 def _write_cache(path: Path, sessions: Sequence[Session]) -> None:
     rows = [[s.date.isoformat(), s.open.isoformat(), s.close.isoformat()] for s in sessions]
-    for target in (path, fallback_cache_dir() / path.name):
-        try:
-            make_private_dir(target.parent)
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
-            with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(rows))
-            tmp.replace(target)
-            return
-        except OSError as exc:
-            logger.warning("cannot write the calendar cache %s: %s", target, exc)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(rows))
+        tmp.replace(path)
+    except OSError as exc:
+        logger.warning("cannot write the calendar cache %s: %s", path, exc)
 
 
 def fallback_cache_dir() -> Path:
-    """Where the cache goes when the configured directory is not writable."""
+    """Where the cache goes when the configured directory cannot be written (used only
+    if private to this user)."""
     return Path(tempfile.gettempdir()) / f"krx-orchestrator-{os.getuid()}"
 
 

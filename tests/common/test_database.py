@@ -18,7 +18,7 @@ import services.trading_engine.models  # noqa: F401
 import services.watchlist_manager.models  # noqa: F401
 from services.common.database import Base, current_revision, head_revision, migrate
 from services.orchestrator.models import JobRun
-from tests.conftest import terminate_backend
+from tests.conftest import subprocess_env, terminate_backend
 
 
 def test_migrations_create_exactly_the_models_schema(migrated_engine: Any) -> None:
@@ -44,14 +44,43 @@ def test_times_are_stored_in_utc_and_read_back_aware(session_factory: Any) -> No
     assert row.scheduled_for == datetime(2026, 11, 19, 8, 0, tzinfo=UTC)
 
 
+def test_a_sqlite_migrator_takes_its_lock_before_its_first_connection(tmp_path, monkeypatch) -> None:
+    # The first connection to a new file turns it to WAL; two at once, and SQLite answers
+    # one 'database is locked' at once, whatever the busy timeout: migrators take turns
+    # from before their first connection, at head too.
+    import fcntl
+
+    from sqlalchemy import event
+
+    from services.common import database
+    from services.common.database import create_db_engine
+
+    events: list[str] = []
+    real_flock = fcntl.flock
+
+    def flock(file: Any, operation: int) -> None:
+        events.append("unlock" if operation == fcntl.LOCK_UN else "lock")
+        real_flock(file, operation)
+
+    monkeypatch.setattr(database.fcntl, "flock", flock)
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    event.listen(engine, "connect", lambda *_: events.append("connect"))
+    try:
+        migrate(engine)
+        engine.dispose()  # the next call connects anew
+        migrate(engine)
+    finally:
+        engine.dispose()
+    assert events == ["lock", "connect", "unlock", "lock", "connect", "unlock"]
+
+
 def test_concurrent_migrations_of_a_fresh_sqlite_database_all_succeed(tmp_path) -> None:
-    import os
     import subprocess
     import sys
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=str(repo), DATABASE_URL=f"sqlite:///{tmp_path / 'race.db'}")
+    env = subprocess_env(PYTHONPATH=str(repo), DATABASE_URL=f"sqlite:///{tmp_path / 'race.db'}")
     processes = [subprocess.Popen([sys.executable, "-m", "services.orchestrator.main", "migrate"],
                                   cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True) for _ in range(4)]

@@ -531,3 +531,116 @@ def test_a_corrupt_cache_file_is_rebuilt_not_fatal(calendar, tmp_path, monkeypat
     assert len(json.loads(cache_file.read_text(encoding="utf-8"))) == len(
         calendar.sessions(calendar.first_date, calendar.last_date)
     )
+
+
+def _stand_in_library(calendar, calls):
+    """The real sessions, already corrected (the overrides are idempotent): a fast
+    library whose calls are counted."""
+    def library(start, end):
+        calls.append((start, end))
+        return calendar.sessions(start, end)
+
+    return library
+
+
+def _plant_stale_cache(calendar, directory: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A cache file under the very name the current code reads, made by older code (the
+    first session of 2027 opening at 09:00, before the yearly 10:00 rule): well formed,
+    wrong."""
+    seed = tmp_path / "seed"
+    with monkeypatch.context() as patch:
+        patch.setattr(market_calendar, "_library_sessions", _stand_in_library(calendar, []))
+        load_calendar(cache_dir=seed)
+    (seed_file,) = seed.glob("krx_sessions_*.json")
+    rows = json.loads(seed_file.read_text(encoding="utf-8"))
+    rows = [[day, "2027-01-04T09:00:00+09:00", close] if day == "2027-01-04" else [day, opens, close]
+            for day, opens, close in rows]
+    directory.mkdir(parents=True, exist_ok=True)
+    planted = directory / seed_file.name
+    planted.write_text(json.dumps(rows), encoding="utf-8")
+    return planted
+
+
+def _first_open_of_2027(calendar: MarketCalendar) -> time:
+    return calendar.session(date(2027, 1, 4)).open.time()
+
+
+def test_the_tests_calendar_caches_are_their_own(tmp_path_factory):
+    base = tmp_path_factory.getbasetemp()
+    for directory in (market_calendar.default_cache_dir(), market_calendar.fallback_cache_dir()):
+        assert directory.is_relative_to(base), directory
+
+
+def test_a_stale_cache_in_the_fallback_dir_is_not_read_when_the_cache_dir_is_writable(
+        calendar, tmp_path, monkeypatch):
+    planted = _plant_stale_cache(calendar, market_calendar.fallback_cache_dir(), tmp_path, monkeypatch)
+    stale = planted.read_bytes()
+    calls = []
+    monkeypatch.setattr(market_calendar, "_library_sessions", _stand_in_library(calendar, calls))
+
+    loaded = load_calendar(cache_dir=tmp_path / "cache")
+
+    assert _first_open_of_2027(loaded) == time(10, 0) == _first_open_of_2027(calendar)
+    assert len(calls) == 1
+    assert [path.name for path in (tmp_path / "cache").iterdir()] == [planted.name], (
+        "the first load wrote no cache file")
+    assert planted.read_bytes() == stale
+
+
+def test_an_unwritable_cache_dir_falls_back_to_a_private_dir_of_the_temp_dir(calendar, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    unwritable = tmp_path / "a-file" / "cache"  # even root cannot make a directory under a file
+    calls = []
+    monkeypatch.setattr(market_calendar, "_library_sessions", _stand_in_library(calendar, calls))
+
+    first = load_calendar(cache_dir=unwritable)
+    again = load_calendar(cache_dir=unwritable)
+
+    fallback = market_calendar.fallback_cache_dir()
+    assert len(calls) == 1  # the second load read what the first wrote
+    assert len(list(fallback.glob("krx_sessions_*.json"))) == 1
+    assert oct(fallback.stat().st_mode & 0o777) == "0o700"
+    assert again.sessions(again.first_date, again.last_date) == first.sessions(first.first_date, first.last_date)
+
+
+@pytest.mark.parametrize("kind", ["others-may-write", "a-link"])
+def test_a_fallback_dir_that_is_not_private_is_neither_read_nor_written(
+        calendar, tmp_path, monkeypatch, kind):
+    fallback = market_calendar.fallback_cache_dir()
+    if kind == "a-link":
+        planted = _plant_stale_cache(calendar, tmp_path / "elsewhere", tmp_path, monkeypatch)
+        (tmp_path / "elsewhere").chmod(0o700)
+        fallback.symlink_to(tmp_path / "elsewhere")
+    else:
+        planted = _plant_stale_cache(calendar, fallback, tmp_path, monkeypatch)
+        fallback.chmod(0o777)
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    calls = []
+    monkeypatch.setattr(market_calendar, "_library_sessions", _stand_in_library(calendar, calls))
+
+    loaded = load_calendar(cache_dir=tmp_path / "a-file" / "cache")
+
+    assert _first_open_of_2027(loaded) == time(10, 0)
+    assert len(calls) == 1
+    assert list(planted.parent.iterdir()) == [planted]
+
+
+def test_a_cache_written_by_other_code_is_not_read(calendar, tmp_path, monkeypatch):
+    monkeypatch.setattr(market_calendar, "_code_version", lambda: "older code")
+    older = _plant_stale_cache(calendar, tmp_path / "cache", tmp_path, monkeypatch)
+    monkeypatch.setattr(market_calendar, "_code_version", lambda: "this code")
+    calls = []
+    monkeypatch.setattr(market_calendar, "_library_sessions", _stand_in_library(calendar, calls))
+
+    loaded = load_calendar(cache_dir=tmp_path / "cache")
+
+    assert _first_open_of_2027(loaded) == time(10, 0)
+    assert len(calls) == 1
+    assert len(list((tmp_path / "cache").glob("krx_sessions_*.json"))) == 2  # its own, beside the older one
+    assert older.exists()
+
+
+def test_the_cache_key_covers_this_module_s_code():
+    from hashlib import sha256
+
+    assert market_calendar._code_version() == sha256(Path(market_calendar.__file__).read_bytes()).hexdigest()[:16]
