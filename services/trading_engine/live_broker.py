@@ -108,8 +108,10 @@ class LiveBroker:
     def _cancel_intent(self, row_id: int, reason: str) -> Order:
         """Cancel an intent no process has claimed for sending (a claimed one is in
         doubt: ``send_pending`` settles it)."""
-        mine = (OrderRow.id == row_id) & (OrderRow.user_id == self.account.user_id)
-        row = self.connection.execute(select(OrderRow.__table__).where(mine)).one()
+        mine = (OrderRow.id == row_id) & (OrderRow.user_id == self.account.user_id) & OrderRow.dry_run.is_(False)
+        row = self.connection.execute(select(OrderRow.__table__).where(mine)).first()
+        if row is None:  # not a live order of this account (another user's, or a paper one)
+            raise BrokerError(f"no live order {INTENT_PREFIX}{row_id} of {self.account.describe()}: left alone")
         self.connection.execute(update(OrderRow).where(mine, UNSENT, OrderRow.sent_at.is_(None)).values(
             status=OrderStatus.CANCELLED.value, reason=f"{row.reason}; {reason}"[:300], updated_at=self.clock.now()))
         return _live_order(self.connection.execute(select(OrderRow.__table__).where(mine)).one())

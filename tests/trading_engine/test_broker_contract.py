@@ -193,6 +193,8 @@ def test_the_balance_is_the_cash_with_what_open_buys_hold_back(desk: Desk) -> No
     with desk.broker() as broker:
         balance, cash = broker.balance(), broker.cash()
     assert balance.cash == cash.available + cash.held_back
+    if balance.opening is not None:  # paper: a buy not filled yet spends nothing, it only holds back
+        assert (balance.cash, cash.held_back) == (OPENING_CASH, 70_000 + 10)  # 0.015% of 70,000 = 10.5, floored
 
 
 def test_the_opening_balance_is_the_cash_of_an_untouched_account_or_unknown(desk: Desk) -> None:

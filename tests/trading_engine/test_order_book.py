@@ -100,3 +100,22 @@ def test_a_fill_belongs_to_the_order_of_its_own_day_however_kis_pads_the_number(
             select(OrderRow.client_order_id).join(FillRow, FillRow.order_id == OrderRow.id)).scalar()
     assert owner == "live:u1:2026-11-20:005930:exit"
 
+
+
+def test_a_live_broker_never_cancels_a_paper_order_or_another_users(session_factory: Any) -> None:
+    with session_factory.begin() as session:
+        for user, mode in (("u1", True), ("u2", False)):
+            session.execute(insert(OrderRow).values(
+                user_id=user, client_order_id=f"{'paper' if mode else 'live'}:{user}:2026-11-20:005930:entry",
+                broker="paper" if mode else "kis", broker_order_id=None, trading_date=DAY, ticker="005930",
+                side="buy", order_type="limit", quantity=10, limit_price=70_000, status="new", filled_quantity=0,
+                reserved_cash=0, reason="entry", dry_run=mode, created_at=NOW, updated_at=NOW))
+        ids = session.scalars(select(OrderRow.id).order_by(OrderRow.id)).all()
+    adapter = FakeLiveBroker()
+    with session_factory.begin() as session:
+        broker = LiveBroker(adapter, session.connection(), user_id="u1", clock=FixedClock(NOW))
+        assert [cancel_order(broker, open_buy(f"intent:{row_id}"), "cancelled: halted")
+                for row_id in ids] == [False, False]
+    assert adapter.cancelled == []
+    with session_factory() as session:
+        assert session.execute(select(OrderRow.status, OrderRow.reason)).all() == [("new", "entry"), ("new", "entry")]
