@@ -123,6 +123,112 @@ def bench_year_of_fires(_workdir: Path, cache_dir: Path, repeat: int) -> list[Ro
                 "ms", "< 100 ms", ours_s < 0.1, "baseline: get_next_fire_time loop per trigger")]
 
 
+# --- start: a first `make run` in a fresh directory, until its ready line ----------------------
+
+READY_TIMEOUT = 120  # seconds: a start that takes longer has failed
+
+
+def bench_startup(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
+    """``start`` in a fresh directory (new SQLite database under ./data, the simulated
+    market, 250 sessions to catch up), from spawn to its ``ready:`` line; then SIGINT,
+    and it must exit 0. Each run in a directory of its own, with a warm calendar cache
+    and with an empty one; beside them, the same work without the scheduler, and a
+    restart of the same directory with nothing missing."""
+    warm, cold, restart, raw, sessions = [], [], [], [], set()
+    for _ in range(repeat):
+        run = _fresh_directory(workdir)
+        warm.append(_until_line(CLI + ["start"], _start_env(run, cache_dir), run, "ready: ", interrupt=True))
+        sessions.add(_collected_sessions(run / "data" / "orchestrator.db"))
+        restart.append(_until_line(CLI + ["start"], _start_env(run, cache_dir), run, "ready: ", interrupt=True))
+        run = _fresh_directory(workdir)
+        cold.append(_until_line(CLI + ["start"], _start_env(run, run / "empty-cache"), run, "ready: ",
+                                interrupt=True))
+        run = _fresh_directory(workdir)
+        raw.append(_until_line(RAW_START, _start_env(run, cache_dir), run, "done", interrupt=False))
+    ours, cold_s = statistics.median(warm), statistics.median(cold)
+    restart_s, raw_s = statistics.median(restart), statistics.median(raw)
+    caught_up = "/".join(str(count) for count in sorted(sessions))
+    return [
+        Row(f"`start` in a fresh directory -> ready ({caught_up} sessions caught up), calendar cache warm",
+            ours, raw_s, "s", "< 5 s", ours < 5,
+            "spawn to `ready:`; baseline: the same work without CLI and scheduler (benchkit/raw_start.py)"),
+        Row("  the same, calendar cache empty", cold_s, ours, "s", "< 5 s", cold_s < 5,
+            "baseline: the warm-cache start (the difference builds the 2015-2027 calendar once)"),
+        Row("  `start` again in the same directory (nothing missing) -> ready", restart_s, None, "s",
+            "(informational)", True, "what every start costs: imports, calendar, database, scheduler"),
+    ]
+
+
+RAW_START = [sys.executable, "-m", "scripts.benchkit.raw_start"]
+
+
+def _fresh_directory(workdir: Path) -> Path:
+    return Path(tempfile.mkdtemp(prefix="start-", dir=workdir))
+
+
+def _start_env(run: Path, cache_dir: Path) -> dict[str, str]:
+    """A first start's environment: the host's without its orchestrator settings (the
+    defaults: simulated market, dry run, SQLite under ./data, INFO logging), its home,
+    caches and temp dir inside ``run`` (nothing is written anywhere else)."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("ORCHESTRATOR_", "KIS_")) and name not in ("DATABASE_URL", "LOG_LEVEL")}
+    for name, directory in (("HOME", "home"), ("XDG_CACHE_HOME", "cache"), ("TMPDIR", "tmp")):
+        (run / directory).mkdir(exist_ok=True)
+        env[name] = str(run / directory)
+    env.update({"PYTHONPATH": str(REPO), "ORCHESTRATOR_CACHE_DIR": str(cache_dir)})
+    return env
+
+
+def _until_line(args: list[str], env: dict[str, str], cwd: Path, marker: str, *, interrupt: bool) -> float:
+    """Seconds from spawning ``args`` to the first stderr line containing ``marker``;
+    then SIGINT (``interrupt``) or let it end, and require exit 0."""
+    import threading
+
+    lines: list[str] = []
+    seen = threading.Event()
+    at = [0.0]
+    started = time.perf_counter()
+    process = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if not seen.is_set() and marker in line:
+                at[0] = time.perf_counter()
+                seen.set()
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = started + READY_TIMEOUT
+        while not seen.wait(0.05) and process.poll() is None and time.perf_counter() < deadline:
+            pass
+        if seen.is_set() and interrupt:
+            process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60 if seen.is_set() else 0.1)
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(timeout=10)
+    if not seen.is_set() or code != 0:
+        what = f"exited {code}" if seen.is_set() else f"wrote no {marker.strip()!r} line (exit {process.returncode})"
+        raise RuntimeError(f"{' '.join(args[1:])} {what}: {''.join(lines[-5:])}")
+    return at[0] - started
+
+
+def _collected_sessions(database: Path) -> int:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(database)) as connection:
+        return int(connection.execute("SELECT count(*) FROM collected_sessions").fetchone()[0])
+
+
 def bench_idle_memory(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
     """``start`` on a migrated database, measured once its start-up catch-up (250
     sessions of simulated data) has finished and it only waits for fires."""
@@ -627,6 +733,26 @@ def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
                 seconds, None, "s", "< 60 s", seconds < 60, f"by job: {shares}")]
 
 
+
+MONTH = ("2026-10-20", "2026-11-20")  # the README's "replay a month"
+
+
+def bench_month_replay(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
+    """The README's month replay as a new user types it, in a fresh directory (a new
+    simulation database: its history backfill included), with the report; beside it,
+    the same replay run again on its database (nothing left to run: the report alone)."""
+    fresh, again = [], []
+    args = CLI + ["simulate", "--start", MONTH[0], "--end", MONTH[1], "--report", "report"]
+    for _ in range(repeat):
+        run = _fresh_directory(workdir)
+        env = _start_env(run, cache_dir)
+        fresh.append(_time_command(args, env, run, 1))
+        again.append(_time_command(args, env, run, 1))
+    ours, baseline = statistics.median(fresh), statistics.median(again)
+    return [Row(f"README month replay `simulate --start {MONTH[0]} --end {MONTH[1]} --report report`, "
+                "fresh directory", ours, baseline, "s", "< 30 s", ours < 30,
+                "baseline: the same command again (every fire already recorded: start-up and report)")]
+
 # --- several instances on one PostgreSQL database ------------------------------------------------
 
 RACE_FIRES = 2000  # risk checks every 30 minutes: 2,000 fires from RACE_START
@@ -685,6 +811,7 @@ def bench_race(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
 
 
 BENCHMARKS: dict[str, Callable[[Path, Path, int], list[Row]]] = {
+    "startup": bench_startup,
     "status": bench_cold_status,
     "next-runs": bench_cold_next_runs,
     "fires": bench_year_of_fires,
@@ -694,6 +821,7 @@ BENCHMARKS: dict[str, Callable[[Path, Path, int], list[Row]]] = {
     "trading": bench_trading,
     "risk": bench_risk,
     "replay": bench_replay,
+    "month": bench_month_replay,
     "race": bench_race,
 }
 
@@ -717,15 +845,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="krx-bench-"))
-    cache_dir = workdir / "calendar-cache"
-    from services.common.market_calendar import load_calendar
+    try:
+        cache_dir = workdir / "calendar-cache"
+        from services.common.market_calendar import load_calendar
 
-    load_calendar(cache_dir)  # the warm cache every cold CLI call below reads
-    rows: list[Row] = []
-    for name in args.only or BENCHMARKS:
-        print(f"running {name} ...", file=sys.stderr)
-        rows.extend(BENCHMARKS[name](workdir, cache_dir, args.repeat))
-    shutil.rmtree(workdir, ignore_errors=True)
+        load_calendar(cache_dir)  # the warm cache every cold CLI call below reads
+        rows: list[Row] = []
+        for name in args.only or BENCHMARKS:
+            print(f"running {name} ...", file=sys.stderr)
+            rows.extend(BENCHMARKS[name](workdir, cache_dir, args.repeat))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     print_table(rows)
     return 0 if all(row.ok for row in rows) else 1
 

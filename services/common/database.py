@@ -202,19 +202,24 @@ def _alembic_config(connection: Any) -> Any:
     return config
 
 
-def migrate(engine: Engine) -> str | None:
+def migrate(engine: Engine, *, head_schema: bool = True) -> str | None:
     """Apply every migration up to head; returns the revision now in force.
 
-    A database already at head is only read. Concurrent migrators take turns: a
-    PostgreSQL advisory lock, or a lock file beside the SQLite database, taken before
-    the first connection: that one turns a new file to WAL, which two connections
-    cannot do at once (SQLite answers the second 'database is locked' without waiting
-    out its busy timeout).
+    A database already at head is only read. A new SQLite database (no table yet) is
+    created at head from the schema the migrations build there
+    (:mod:`services.migrations.sqlite_head`), in one transaction and without importing
+    Alembic; ``head_schema=False`` runs the migrations instead. Concurrent migrators
+    take turns: a PostgreSQL advisory lock, or a lock file beside the SQLite database,
+    taken before the first connection: that one turns a new file to WAL, which two
+    connections cannot do at once (SQLite answers the second 'database is locked'
+    without waiting out its busy timeout).
     """
     from services.migrations import HEAD
 
     with _sqlite_migration_lock(engine):
         if _stored_revision(engine) == HEAD:
+            return HEAD
+        if head_schema and _create_sqlite_head(engine, HEAD):
             return HEAD
         from alembic import command
 
@@ -226,6 +231,89 @@ def migrate(engine: Engine) -> str | None:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
             command.upgrade(_alembic_config(connection), "head")
         return current_revision(engine)
+
+
+def _create_sqlite_head(engine: Engine, head: str) -> bool:
+    """Create the schema at ``head`` on a SQLite database that has no table yet, in one
+    transaction; False (nothing done) for any other database, or if the stored schema
+    is of another revision."""
+    if engine.dialect.name != "sqlite":
+        return False
+    from services.migrations import sqlite_head
+
+    if sqlite_head.REVISION != head:
+        return False
+    with engine.connect() as connection:
+        connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})  # DDL inside the transaction too
+        with connection.begin():
+            if connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar():
+                return False
+            for statement in sqlite_head.STATEMENTS:
+                connection.exec_driver_sql(statement)
+            connection.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES (?)", (head,))
+    return True
+
+
+def sqlite_schema(connection: Any) -> list[str]:
+    """The statements that create a SQLite database's schema as it stands, as SQLite
+    stores them: tables, then indexes, views and triggers, each by name."""
+    rows = connection.exec_driver_sql(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND substr(name, 1, 7) != 'sqlite_'"
+    ).all()
+    order = {"table": 0, "index": 1, "view": 2, "trigger": 3}
+    return [sql for _, _, sql in sorted(rows, key=lambda row: (order[row[0]], row[1]))]
+
+
+SQLITE_HEAD_MODULE = MIGRATIONS_DIR / "sqlite_head.py"
+
+
+def write_sqlite_head(path: Path = SQLITE_HEAD_MODULE) -> None:
+    """Write :mod:`services.migrations.sqlite_head` from the migrations: run them on a
+    new SQLite database and store its schema (after adding a migration)."""
+    import tempfile
+
+    from services.migrations import HEAD
+
+    with tempfile.TemporaryDirectory(prefix="krx-schema-") as directory:
+        engine = create_db_engine(f"sqlite:///{Path(directory) / 'schema.db'}")
+        try:
+            migrate(engine, head_schema=False)
+            with engine.connect() as connection:
+                statements = sqlite_schema(connection)
+        finally:
+            engine.dispose()
+    body = "".join("    (\n" + "".join(f"        {piece!r}\n" for piece in _pieces(statement)) + "    ),\n"
+                   for statement in statements)
+    path.write_text(_SQLITE_HEAD_TEMPLATE.format(revision=HEAD, statements=body), encoding="utf-8")
+
+
+def _pieces(text: str, width: int = 96) -> list[str]:
+    """``text`` cut into short pieces (at its line ends, then at spaces) that join back to it."""
+    pieces = []
+    for line in text.splitlines(keepends=True):
+        while len(line) > width:
+            cut = line.rfind(" ", 0, width) + 1 or width
+            pieces.append(line[:cut])
+            line = line[cut:]
+        pieces.append(line)
+    return pieces
+
+
+_SQLITE_HEAD_TEMPLATE = '''"""The schema the migrations build on SQLite at :data:`REVISION`, as SQLite stores it.
+
+``migrate`` creates a new SQLite database from it, in one transaction, instead of
+importing Alembic and running every migration (a fifth of a second of a first
+``start``). Generated; tests/common/test_sqlite_head.py checks it against the
+migrations. After adding a migration, write it again:
+
+    python -c "from services.common.database import write_sqlite_head; write_sqlite_head()"
+"""
+
+REVISION = "{revision}"
+
+STATEMENTS: tuple[str, ...] = (
+{statements})
+'''
 
 
 @contextmanager
@@ -317,24 +405,35 @@ def fetch_rows(connection: Any, sql: str, params: dict[str, Any]) -> list[tuple[
         result.close()
 
 
-def frame_columns(frame: Any) -> dict[str, list[Any]]:
-    """A DataFrame as plain Python column lists for :func:`upsert_columns`: NaN becomes
-    None (NULL on every backend), datetime64 becomes ``date``, no numpy scalars."""
+def python_values(values: Any) -> list[Any]:
+    """A column (a pandas Series, a numpy array or a list) as plain Python values for
+    :func:`upsert_columns`: NaN becomes None (NULL on every backend), datetime64 becomes
+    ``date``, no numpy scalars. A list is taken as it is."""
+    if isinstance(values, list):
+        return values
     import numpy as np
     import pandas as pd
 
-    columns: dict[str, list[Any]] = {}
-    for name in frame.columns:
-        series = frame[name]
-        if pd.api.types.is_datetime64_any_dtype(series):
-            columns[name] = [value.date() for value in series]
-        elif pd.api.types.is_float_dtype(series):
-            values = series.to_numpy(dtype=float)
-            columns[name] = [None if missing else value
-                             for value, missing in zip(values.tolist(), np.isnan(values).tolist())]
-        else:
-            columns[name] = series.tolist()
-    return columns
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iub":
+        return list(values.tolist())
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return _floats_or_none(values)
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return [value.date() for value in series]
+    if pd.api.types.is_float_dtype(series):
+        return _floats_or_none(series.to_numpy(dtype=float))
+    return list(series.tolist())
+
+
+def _floats_or_none(values: Any) -> list[float | None]:
+    import numpy as np
+
+    floats = np.asarray(values, dtype=float)
+    missing = np.isnan(floats)
+    if not missing.any():
+        return list(floats.tolist())
+    return [None if gap else value for value, gap in zip(floats.tolist(), missing.tolist())]
 
 
 def upsert_columns(connection: Any, table: Any, columns: dict[str, list[Any]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from services.common.setting_values import redact_passwords
@@ -14,12 +14,18 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class InertFormatter(logging.Formatter):
-    """Local time with milliseconds and its UTC offset (2026-11-20T16:00:01.250+09:00);
-    control characters shown as escapes, so a message (one line) or an exception's text
-    (a traceback keeps its lines) never sends a raw ESC to the terminal."""
+    """The time in the display zone (the machine's own when none is given), with
+    milliseconds and its UTC offset (2026-11-20T16:00:01.250+09:00); control characters
+    shown as escapes, so a message (one line) or an exception's text (a traceback keeps
+    its lines) never sends a raw ESC to the terminal."""
+
+    def __init__(self, fmt: str, tz: tzinfo | None = None) -> None:
+        super().__init__(fmt)
+        self.tz = tz
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+        moment = datetime.fromtimestamp(record.created, self.tz)
+        return (moment if self.tz is not None else moment.astimezone()).isoformat(timespec="milliseconds")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return printable(super().formatMessage(record))
@@ -50,13 +56,14 @@ class OneLineDatabaseErrors(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send log lines to stderr at ``level``; quiet the chattier libraries."""
+def configure_logging(level: str = "INFO", tz: tzinfo | None = None) -> None:
+    """Send log lines to stderr at ``level``, timed in ``tz`` (the display zone); quiet
+    the chattier libraries."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(InertFormatter(LOG_FORMAT))
+    handler.setFormatter(InertFormatter(LOG_FORMAT, tz))
     handler.addFilter(OneLineDatabaseErrors())
     root.addHandler(handler)
     root.setLevel(level)

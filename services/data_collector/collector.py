@@ -1,9 +1,10 @@
-"""Collecting trading dates: fetch, validate, store in one transaction per date.
+"""Collecting trading dates: fetch, validate, store.
 
-``collect_session`` is the unit of work; ``backfill`` and the ``data_collection`` job
-(``run``) are loops over it in date order. A date is complete when its
-``collected_sessions`` row exists, which is written in the same transaction as the
-data: a crash mid-date leaves the date absent, never half-written.
+``collect_session`` is the unit of work (one date, one transaction); ``backfill`` and
+the ``data_collection`` job (``run``) collect dates in date order, a backfill storing
+the dates it fetched a batch at a time, in one transaction per batch. A date is
+complete when its ``collected_sessions`` row exists, which is written in the same
+transaction as the data: a crash mid-date leaves the date absent, never half-written.
 
 The job for date D completes D's history window (:func:`history_sessions`): what the
 indicators of D read before it, and at least ``ORCHESTRATOR_BOOTSTRAP_SESSIONS``.
@@ -13,6 +14,7 @@ indicators of D read before it, and at least ``ORCHESTRATOR_BOOTSTRAP_SESSIONS``
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.common.clock import Clock
-from services.common.database import frame_columns, upsert, upsert_columns
+from services.common.database import python_values, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult, Origin
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError, Settings
@@ -61,19 +63,23 @@ def store_snapshot(connection: Connection, validated: ValidatedSnapshot, provide
                    collected_at: datetime) -> CollectResult:
     """Upsert one validated date; the caller owns the transaction."""
     day = validated.snapshot.trading_date
-    stocks = frame_columns(validated.stocks)
-    stocks["updated_on"] = [day] * len(validated.stocks)
+    stocks = _python_columns(validated.stock_columns)
+    stocks["updated_on"] = [day] * validated.stock_rows
     upsert_columns(connection, Stock.__table__, stocks, ["ticker"], update_where=_renamed_later)
-    price_rows = upsert_columns(connection, DailyPrice.__table__, frame_columns(validated.prices),
+    price_rows = upsert_columns(connection, DailyPrice.__table__, _python_columns(validated.price_columns),
                                 ["date", "ticker"])
     fundamental_rows = upsert_columns(connection, Fundamental.__table__,
-                                      frame_columns(validated.fundamentals), ["date", "ticker"])
+                                      _python_columns(validated.fundamental_columns), ["date", "ticker"])
     upsert(connection, CollectedSession.__table__, [{
-        "date": day, "provider": provider, "stock_rows": len(validated.stocks),
+        "date": day, "provider": provider, "stock_rows": validated.stock_rows,
         "price_rows": price_rows, "fundamental_rows": fundamental_rows,
         "rejected_rows": validated.rejected_rows, "collected_at": collected_at,
     }], ["date"], keep=["collected_at"])
-    return CollectResult(day, len(validated.stocks), price_rows, fundamental_rows, dict(validated.rejected))
+    return CollectResult(day, validated.stock_rows, price_rows, fundamental_rows, dict(validated.rejected))
+
+
+def _python_columns(columns: dict[str, Any]) -> dict[str, list[Any]]:
+    return {name: python_values(values) for name, values in columns.items()}
 
 
 def _renamed_later(table: Any, excluded: Any) -> Any:
@@ -117,10 +123,14 @@ def collect_session(
     validated = validate_snapshot(provider.fetch_session(trading_date))
     with session_factory.begin() as session:
         result = store_snapshot(session.connection(), validated, provider.name, now())
-    if result.rejected:
-        logger.warning("[data_collection %s] rejected %d rows: %s", trading_date,
-                       result.rejected_rows, dict(result.rejected))
+    _log_rejected(result)
     return result
+
+
+def _log_rejected(result: CollectResult) -> None:
+    if result.rejected:
+        logger.warning("[data_collection %s] rejected %d rows: %s", result.trading_date,
+                       result.rejected_rows, dict(result.rejected))
 
 
 def window_sessions(calendar: MarketCalendar, until: date, count: int) -> list[date]:
@@ -178,7 +188,9 @@ def backfill(
     """Collect ``days`` in date order, skipping complete ones unless ``force``.
 
     A date that fails (provider error, invalid frame) is recorded in the report and the
-    next one is tried; a provider that cannot work at all stops the loop.
+    next one is tried; a provider that cannot work at all stops the loop. The dates
+    fetched are stored a few at a time (:class:`_Batch`); ``on_progress(day, status)``
+    follows each date once it is stored.
     """
     from services.data_collector.providers import SessionNotAvailable, TransientProviderError
     from services.data_collector.validation import InvalidSnapshot
@@ -188,22 +200,73 @@ def backfill(
         check_provider(session_factory, provider)
     done = set() if force or not ordered else completed_sessions(session_factory, ordered[0], ordered[-1])
     report = BackfillReport()
+    batch = _Batch(session_factory, provider.name, now, report, on_progress)
     for day in ordered:
         if day in done:
             report.skipped.append(day)
-            status = "skipped"
-        else:
-            try:
-                report.collected.append(collect_session(
-                    day, session_factory=session_factory, provider=provider, now=now))
-                status = "collected"
-            except (TransientProviderError, SessionNotAvailable, InvalidSnapshot) as exc:
-                report.failed[day] = str(exc)
-                logger.error("[data_collection %s] failed: %s", day, exc)
-                status = "failed"
-        if on_progress:
-            on_progress(day, status)
+            batch.note(day, "skipped")
+            continue
+        try:
+            validated = validate_snapshot(provider.fetch_session(day))
+        except (TransientProviderError, SessionNotAvailable, InvalidSnapshot) as exc:
+            report.failed[day] = str(exc)
+            logger.error("[data_collection %s] failed: %s", day, exc)
+            batch.note(day, "failed")
+            continue
+        batch.add(validated)
+    batch.store()
     return report
+
+
+#: A backfill stores the dates it fetched together, in one transaction, once they hold
+#: this many price rows or the first of them was fetched this long ago (so that
+#: progress still moves every fraction of a second with a slow provider).
+BATCH_ROWS = 10_000
+BATCH_SECONDS = 0.5
+
+
+class _Batch:
+    """Dates fetched and validated, waiting to be stored in one transaction. Each date
+    is still complete or absent (its ``collected_sessions`` row is written with its
+    data); each date's progress is reported, in date order, once it is stored."""
+
+    def __init__(self, session_factory: sessionmaker[DbSession], provider: str, now: Callable[[], datetime],
+                 report: BackfillReport, on_progress: Callable[[date, str], None] | None) -> None:
+        self._session_factory, self._provider, self._now = session_factory, provider, now
+        self._report, self._on_progress = report, on_progress
+        self._pending: list[ValidatedSnapshot] = []
+        self._progress: list[tuple[date, str]] = []
+        self._rows, self._since = 0, 0.0
+
+    def add(self, validated: ValidatedSnapshot) -> None:
+        if not self._pending:
+            self._rows, self._since = 0, time.monotonic()
+        self._pending.append(validated)
+        self._progress.append((validated.snapshot.trading_date, "collected"))
+        self._rows += validated.price_rows
+        if self._rows >= BATCH_ROWS or time.monotonic() - self._since >= BATCH_SECONDS:
+            self.store()
+
+    def note(self, day: date, status: str) -> None:
+        """A date that is not stored (skipped, failed), reported after those before it."""
+        self._progress.append((day, status))
+        if not self._pending:
+            self.store()
+
+    def store(self) -> None:
+        if self._pending:
+            with self._session_factory.begin() as session:
+                connection = session.connection()
+                results = [store_snapshot(connection, validated, self._provider, self._now())
+                           for validated in self._pending]
+            self._pending.clear()
+            for result in results:
+                _log_rejected(result)
+            self._report.collected.extend(results)
+        progress, self._progress = self._progress, []
+        if self._on_progress:
+            for day, status in progress:
+                self._on_progress(day, status)
 
 
 # --- the job ---------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import cast
+from datetime import date
+from functools import cached_property
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +29,10 @@ _TICKER = re.compile(r"^[0-9A-Z]{6}$")
 _PRICE_FIELDS = ["open", "high", "low", "close"]
 _MAX_INT = 9.0e18  # BIGINT
 
+#: A table's kept rows as columns of one length (numpy arrays, pandas Series indexed
+#: from 0, or lists), in the order of the table's frame.
+Columns = dict[str, Any]
+
 
 class InvalidSnapshot(ValueError):
     """Nothing of the snapshot can be stored."""
@@ -34,15 +40,43 @@ class InvalidSnapshot(ValueError):
 
 @dataclass(frozen=True)
 class ValidatedSnapshot:
+    """The storable part of a snapshot: each table's kept rows as columns (what the
+    collector stores), and as frames, built from them on first use. ``prices`` has a
+    ``halted`` column (no trade: volume 0)."""
+
     snapshot: MarketSnapshot
-    stocks: pd.DataFrame
-    prices: pd.DataFrame  # with a ``halted`` column (no trade: volume 0)
-    fundamentals: pd.DataFrame
+    stock_columns: Columns
+    price_columns: Columns
+    fundamental_columns: Columns
     rejected: Counter[str] = field(default_factory=Counter)
 
     @property
     def rejected_rows(self) -> int:
         return sum(self.rejected.values())
+
+    @property
+    def stock_rows(self) -> int:
+        return _length(self.stock_columns)
+
+    @property
+    def price_rows(self) -> int:
+        return _length(self.price_columns)
+
+    @cached_property
+    def stocks(self) -> pd.DataFrame:
+        return pd.DataFrame(self.stock_columns)
+
+    @cached_property
+    def prices(self) -> pd.DataFrame:
+        return pd.DataFrame(self.price_columns)
+
+    @cached_property
+    def fundamentals(self) -> pd.DataFrame:
+        return pd.DataFrame(self.fundamental_columns)
+
+
+def _length(columns: Columns) -> int:
+    return len(next(iter(columns.values())))
 
 
 def validate_snapshot(snapshot: MarketSnapshot) -> ValidatedSnapshot:
@@ -59,7 +93,7 @@ def validate_snapshot(snapshot: MarketSnapshot) -> ValidatedSnapshot:
         )
     rejected: Counter[str] = Counter()
     good_prices = _valid_prices(prices, snapshot, rejected)
-    if good_prices.empty:
+    if not _length(good_prices):
         reasons = ", ".join(f"{reason}: {count}" for reason, count in rejected.most_common())
         raise InvalidSnapshot(f"{snapshot.trading_date}: every price row was rejected ({reasons})")
     good_fundamentals = _valid_fundamentals(snapshot.fundamentals, snapshot, rejected)
@@ -75,10 +109,10 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None
 
 def _zero_filled(prices: pd.DataFrame) -> bool:
     """Every open, high, low and close is 0."""
-    fields = prices[_PRICE_FIELDS]
-    if all(isinstance(dtype, np.dtype) and dtype.kind in "iuf" for dtype in fields.dtypes):
-        return bool((fields.to_numpy() == 0).all())
-    return bool((fields == 0).all(axis=None))
+    columns = [prices[name] for name in _PRICE_FIELDS]
+    if all(isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf" for column in columns):
+        return all(bool((column.to_numpy() == 0).all()) for column in columns)
+    return bool((prices[_PRICE_FIELDS] == 0).all(axis=None))
 
 
 def _reject(keep: np.ndarray, bad: np.ndarray, reason: str, rejected: Counter[str]) -> np.ndarray:
@@ -99,25 +133,41 @@ def _reject_first_failure(keep: np.ndarray, checks: list[tuple[str, npt.ArrayLik
     if not keep.any():
         return keep
     conditions = [np.asarray(bad, dtype=bool) & keep for _, bad in checks]
+    failing = np.logical_or.reduce(conditions)
+    if not failing.any():  # the usual case: nothing to name
+        return keep
     reasons = np.select(conditions, [reason for reason, _ in checks], default="")
-    failing = reasons != ""
-    if failing.any():
-        rejected.update(Counter(reasons[failing].tolist()))
-        kept: np.ndarray = keep & ~failing
-        return kept
-    return keep
+    rejected.update(Counter(reasons[failing].tolist()))
+    kept: np.ndarray = keep & ~failing
+    return kept
 
 
 def _common_row_checks(frame: pd.DataFrame, snapshot: MarketSnapshot, what: str,
-                       rejected: Counter[str]) -> tuple[pd.Series, np.ndarray]:
+                       rejected: Counter[str]) -> tuple[list[str], np.ndarray]:
     """The cleaned tickers, and which rows pass the ticker, date and duplicate checks."""
     cleaned, ok = _clean_tickers(frame["ticker"])
-    tickers = pd.Series(cleaned, index=frame.index)
-    return tickers, _reject_first_failure(np.ones(len(frame), dtype=bool), [
+    return cleaned, _reject_first_failure(np.ones(len(frame), dtype=bool), [
         (f"{what}: bad ticker", ~ok),
-        (f"{what}: wrong date", (frame["date"] != snapshot.trading_date).to_numpy()),
-        (f"{what}: duplicate ticker", tickers.duplicated(keep=False).to_numpy()),
+        (f"{what}: wrong date", _differs(frame["date"], snapshot.trading_date)),
+        (f"{what}: duplicate ticker", _duplicated(cleaned)),
     ], rejected)
+
+
+def _differs(column: pd.Series, day: date) -> np.ndarray:
+    """Which values are not ``day`` (``column != day``; compared in Python when every
+    value is a ``date``, as the frames of a day usually hold)."""
+    values = column.tolist()
+    if all(type(value) is date for value in values):
+        return np.fromiter((value != day for value in values), dtype=bool, count=len(values))
+    return cast(np.ndarray, (column != day).to_numpy())
+
+
+def _duplicated(values: list[Any]) -> np.ndarray:
+    """Which values occur more than once, every copy (pandas' ``duplicated(keep=False)``)."""
+    counts = Counter(values)
+    if len(counts) == len(values):
+        return np.zeros(len(values), dtype=bool)
+    return np.fromiter((counts[value] > 1 for value in values), dtype=bool, count=len(values))
 
 
 _SEEN_TICKERS: dict[str, tuple[str, bool]] = {}
@@ -139,6 +189,16 @@ def _clean_tickers(tickers: pd.Series) -> tuple[list[str], np.ndarray]:
     return cleaned, ok
 
 
+def _blank(names: pd.Series) -> np.ndarray:
+    """Which names are missing, or empty once stripped (as ``astype(str).str.strip()``)."""
+    values = names.tolist()
+    blank = np.fromiter((not str(name).strip() for name in values), dtype=bool, count=len(values))
+    if all(type(name) is str for name in values):  # no str is missing
+        return blank
+    missing: np.ndarray = names.isna().to_numpy() | blank
+    return missing
+
+
 def _numbers(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """``columns`` as a rows x columns float array; anything not a number is NaN."""
     return np.column_stack([_floats(frame[column]) for column in columns]).reshape(len(frame), len(columns))
@@ -146,6 +206,8 @@ def _numbers(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 def _floats(column: pd.Series) -> np.ndarray:
     """A column as floats: a numeric one as it is, anything else through ``to_numeric``."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+        return cast(np.ndarray, column.to_numpy(dtype=float))
     if not pd.api.types.is_numeric_dtype(column.dtype):
         column = pd.to_numeric(column, errors="coerce")
     if isinstance(column.dtype, np.dtype):  # NaN is NaN already
@@ -158,10 +220,17 @@ def _kept(column: pd.Series, keep: np.ndarray) -> pd.Series:
     return (column if keep.all() else column[keep]).reset_index(drop=True)
 
 
+def _kept_values(values: list[str], keep: np.ndarray) -> list[str] | pd.Series:
+    """The kept ``values``; none kept: an empty column, of the dtype a frame gives them."""
+    if not keep.any():
+        return pd.Series(values)[:0]
+    return values if keep.all() else [value for value, kept in zip(values, keep.tolist()) if kept]
+
+
 _PRICE_NUMBERS = _PRICE_FIELDS + ["volume", "value", "change_pct", "market_cap"]
 
 
-def _valid_prices(prices: pd.DataFrame, snapshot: MarketSnapshot, rejected: Counter[str]) -> pd.DataFrame:
+def _valid_prices(prices: pd.DataFrame, snapshot: MarketSnapshot, rejected: Counter[str]) -> Columns:
     tickers, keep = _common_row_checks(prices, snapshot, "prices", rejected)
     numbers = _numbers(prices, _PRICE_NUMBERS)
     price_values = numbers[:, :4]
@@ -179,39 +248,39 @@ def _valid_prices(prices: pd.DataFrame, snapshot: MarketSnapshot, rejected: Coun
             ("prices: value out of range", (volume > _MAX_INT) | (value > _MAX_INT) | (market_cap > _MAX_INT)),
             ("prices: missing market cap", ~np.isfinite(market_cap)),
         ], rejected)
-    kept = numbers[keep]
-    integers = kept[:, [0, 1, 2, 3, 4, 5, 7]].astype(np.int64)  # every one is finite now
-    return pd.DataFrame({
-        "ticker": _kept(tickers, keep), "date": _kept(prices["date"], keep),
-        **{column: integers[:, index] for index, column in enumerate(_PRICE_FIELDS + ["volume", "value"])},
-        "change_pct": np.where(np.isnan(kept[:, 6]), 0.0, kept[:, 6]),
-        "market_cap": integers[:, 6], "market": _kept(prices["market"], keep),
-        "halted": integers[:, 4] == 0,
-    })
+    kept = numbers if keep.all() else numbers[keep]
+    # every one is finite now; one row per column
+    integers = np.ascontiguousarray(kept[:, [0, 1, 2, 3, 4, 5, 7]].T).astype(np.int64)
+    change_pct = kept[:, 6]
+    return {
+        "ticker": _kept_values(tickers, keep), "date": _kept(prices["date"], keep),
+        **{column: integers[index] for index, column in enumerate(_PRICE_FIELDS + ["volume", "value"])},
+        "change_pct": np.where(np.isnan(change_pct), 0.0, change_pct),
+        "market_cap": integers[6], "market": _kept(prices["market"], keep),
+        "halted": integers[4] == 0,
+    }
 
 
-def _valid_fundamentals(frame: pd.DataFrame, snapshot: MarketSnapshot, rejected: Counter[str]) -> pd.DataFrame:
+def _valid_fundamentals(frame: pd.DataFrame, snapshot: MarketSnapshot, rejected: Counter[str]) -> Columns:
     tickers, keep = _common_row_checks(frame, snapshot, "fundamentals", rejected)
     numbers = _numbers(frame, ["bps", "per", "pbr", "eps", "div", "dps"])
     keep = _reject_first_failure(keep, [
         ("fundamentals: NaN or infinite value", ~np.isfinite(numbers).all(axis=1)),
     ], rejected)
-    bps, per, pbr, eps, div, dps = numbers[keep].T
-    return pd.DataFrame({
-        "ticker": _kept(tickers, keep), "date": _kept(frame["date"], keep), "bps": bps.astype(np.int64),
+    bps, per, pbr, eps, div, dps = np.ascontiguousarray((numbers if keep.all() else numbers[keep]).T)
+    return {
+        "ticker": _kept_values(tickers, keep), "date": _kept(frame["date"], keep), "bps": bps.astype(np.int64),
         "per": per, "pbr": pbr, "eps": eps.astype(np.int64), "div": div, "dps": dps.astype(np.int64),
-    })
+    }
 
 
-def _valid_stocks(frame: pd.DataFrame, rejected: Counter[str]) -> pd.DataFrame:
-    cleaned, ok = _clean_tickers(frame["ticker"])
-    tickers = pd.Series(cleaned, index=frame.index)
+def _valid_stocks(frame: pd.DataFrame, rejected: Counter[str]) -> Columns:
+    tickers, ok = _clean_tickers(frame["ticker"])
     keep = _reject(np.ones(len(frame), dtype=bool), ~ok, "stocks: bad ticker", rejected)
     names = frame["name"]
-    keep = _reject(keep, (names.isna() | (names.astype(str).str.strip() == "")).to_numpy(),
-                   "stocks: missing name", rejected)
-    keep = _reject(keep, tickers.where(keep).duplicated(keep=False).to_numpy(), "stocks: duplicate ticker",
-                   rejected)
-    return pd.DataFrame({"ticker": _kept(tickers, keep), "name": _kept(names, keep),
-                         "market": _kept(frame["market"], keep)})
-
+    keep = _reject(keep, _blank(names), "stocks: missing name", rejected)
+    # among the rows kept so far (the others are None here: dropped already)
+    keep = _reject(keep, _duplicated([t if k else None for t, k in zip(tickers, keep.tolist())]),
+                   "stocks: duplicate ticker", rejected)
+    return {"ticker": _kept_values(tickers, keep), "name": _kept(names, keep),
+            "market": _kept(frame["market"], keep)}

@@ -17,6 +17,7 @@ from typing import Any
 from services.common.job_api import JobContext, JobEntryPoint
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError, Settings
+from services.common.text import did_you_mean
 from services.orchestrator.triggers import (
     CalendarTrigger,
     ClockAlignedIntervalTrigger,
@@ -227,12 +228,14 @@ JOB_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 
 def get_job(name: str, jobs: Mapping[str, JobSpec] | None = None) -> JobSpec:
-    """The job called ``name``; an unknown name lists the known ones."""
+    """The job called ``name`` (``data-collection`` is ``data_collection``); an unknown
+    name suggests the closest known one and lists them all."""
     jobs = REGISTRY if jobs is None else jobs
     try:
-        return jobs[name]
+        return jobs[name.strip().replace("-", "_")]
     except KeyError:
-        raise UnknownJobError(f"unknown job {name!r}; known jobs: {', '.join(jobs)}") from None
+        raise UnknownJobError(f"unknown job {name!r}; {did_you_mean(name, jobs)}known jobs: "
+                              f"{', '.join(jobs)}") from None
 
 
 def enabled_jobs(settings: Settings) -> list[JobSpec]:

@@ -34,15 +34,17 @@ from services.common.settings import (
     read_env_file,
     unknown_variables,
 )
-from services.common.text import printable
+from services.common.text import did_you_mean, printable
 from services.orchestrator import ops
 from services.orchestrator.jobs import JOB_NAMES, JOBS
 from services.orchestrator.ledger import first_line
 from services.orchestrator.ops.arguments import InvalidArgument, parse_day, parse_moment
 from services.orchestrator.output import (
+    DocumentFormat,
     Format,
     console,
     emit,
+    print_run,
     print_start_banner,
     print_status,
     print_watchlist,
@@ -124,7 +126,9 @@ app = typer.Typer(
 # --- shared options and helpers -------------------------------------------------------------
 
 UserIdOption = typer.Option(None, "--user-id", help="Account the jobs work for.")
-TimezoneOption = typer.Option(None, "--timezone", help="IANA timezone, e.g. Asia/Seoul.")
+TimezoneOption = typer.Option(None, "--timezone", help="Display and schedule timezone (IANA name, e.g. "
+                                                       "Asia/Seoul or UTC); every time shown is in it, with "
+                                                       "its offset. Default ORCHESTRATOR_TIMEZONE.")
 PortfolioOption = typer.Option(None, "--portfolio-value", help="Initial paper cash, KRW.")
 DryRunOption = typer.Option(None, "--dry-run/--no-dry-run", help="Paper trading (default) or live.")
 StartOption = typer.Option(..., "--start", help="First date, YYYY-MM-DD.")
@@ -133,10 +137,11 @@ EndOption = typer.Option(..., "--end", help="Last date, YYYY-MM-DD (included).")
 
 def _settings(**cli: Any) -> Settings:
     settings = load_settings(cli)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.tz)
     names = {**read_env_file(Path.cwd() / ".env"), **os.environ}
     for name in unknown_variables(names, ENV_TO_FIELD):
-        logger.warning("%s is not a known setting; ignored (check its spelling)", name)
+        logger.warning("%s is not a known setting; ignored (%scheck its spelling)", name,
+                       did_you_mean(name, ENV_TO_FIELD))
     return settings
 
 
@@ -180,11 +185,6 @@ def with_disable_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _reject_csv(fmt: Format) -> None:
-    if fmt is Format.csv:
-        raise typer.BadParameter("csv is not offered here; expected table or json", param_hint="'--format'")
-
-
 def _since(moment: datetime, settings: Settings) -> str:
     return moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
 
@@ -221,25 +221,29 @@ def run_job(
     date_text: str | None = typer.Option(None, "--date", help="Trading date, YYYY-MM-DD."),
     user_id: str | None = UserIdOption,
     dry_run: bool | None = DryRunOption,
+    timezone: str | None = TimezoneOption,
 ) -> None:
     """Run one job now and record it in the run ledger (exit 1 unless it succeeds).
+    Prints the outcome (with the reason or error) and the job's summary as a table.
 
     Example: python -m services.orchestrator.main run-job data_collection --date 2026-11-20
     """
     day = parse_day(date_text, "date") if date_text is not None else None
-    settings = _settings(user_id=user_id, dry_run=dry_run)
+    settings = _settings(user_id=user_id, dry_run=dry_run, timezone=timezone)
     with _alerting(settings), _runtime(settings) as runtime:
         run = ops.manual.run_job(runtime, name, day)
     record = run.record
-    detail = _first_line(record.error or record.reason or to_json(record.summary or {}).replace("\n", " "))
-    _echo(f"{run.job} {run.trading_date}: {record.outcome.value}: {detail}")
+    detail = record.error or record.reason
+    print_run(run.job, run.trading_date, record.run_id, record.outcome.value,
+              None if detail is None else _first_line(detail), record.summary)
     raise typer.Exit(EXIT_OK if run.succeeded else EXIT_FAILED)
 
 
 @app.command()
 def status(
     user_id: str | None = UserIdOption,
-    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+    timezone: str | None = TimezoneOption,
+    fmt: DocumentFormat = typer.Option(DocumentFormat.table, "--format", help="table or json."),
 ) -> None:
     """Settings in force, the database in use, and each job: enabled, schedule, next
     fires, last run.
@@ -253,10 +257,9 @@ def status(
 
     Example: python -m services.orchestrator.main status --format json
     """
-    _reject_csv(fmt)
-    with _runtime(_settings(user_id=user_id)) as runtime:
+    with _runtime(_settings(user_id=user_id, timezone=timezone)) as runtime:
         document = ops.status.report(runtime).as_dict()
-    if fmt is Format.json:
+    if fmt is DocumentFormat.json:
         typer.echo(to_json(document))
         return
     print_status(document)
@@ -266,16 +269,19 @@ def status(
 def calendar(
     start_text: str = StartOption,
     end_text: str = EndOption,
+    timezone: str | None = TimezoneOption,
     fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
 ) -> None:
-    """The KRX sessions, one row per weekday: date, open, close, status.
+    """The KRX sessions, one row per weekday: date, open, close (HH:MM in the display
+    zone), status.
 
     Example: python -m services.orchestrator.main calendar --start 2026-11-16 --end 2026-11-20
     """
     start_day, end_day = parse_day(start_text, "start"), parse_day(end_text, "end")
-    with _runtime(_settings()) as runtime:
+    settings = _settings(timezone=timezone)
+    with _runtime(settings) as runtime:
         rows = ops.schedule.calendar_days(runtime, start_day, end_day)
-    emit(rows, ["date", "open", "close", "status"], fmt, title="KRX calendar")
+    emit(rows, ["date", "open", "close", "status"], fmt, title=f"KRX calendar (times in {settings.timezone})")
 
 
 @app.command("next-runs")
@@ -283,6 +289,7 @@ def next_runs(
     jobs: list[str] | None = typer.Argument(None, help="Jobs to show (default: all enabled)."),
     start_text: str = typer.Option(..., "--start", help="ISO time (included); naive = configured tz."),
     end_text: str = typer.Option(..., "--end", help="ISO time (excluded)."),
+    timezone: str | None = TimezoneOption,
     fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
 ) -> None:
     """Every fire time in [start, end), from the scheduler's own triggers.
@@ -290,7 +297,7 @@ def next_runs(
     Example: python -m services.orchestrator.main next-runs data_collection
     --start 2026-11-16 --end 2026-11-21 --format csv
     """
-    settings = _settings()
+    settings = _settings(timezone=timezone)
     start_at, end_at = parse_moment(start_text, "start", settings.tz), parse_moment(end_text, "end", settings.tz)
     with _runtime(settings) as runtime:
         rows = ops.schedule.fire_times(runtime, jobs or [], start_at, end_at)
@@ -301,6 +308,7 @@ def next_runs(
 def halt(
     reason: str = typer.Option(..., "--reason", help="Why trading stops (shown by status)."),
     user_id: str | None = UserIdOption,
+    timezone: str | None = TimezoneOption,
 ) -> None:
     """Halt trading for a user until `resume`: no new positions open in any job
     (signal generation is skipped, open buys are cancelled at the next monitoring tick);
@@ -308,7 +316,7 @@ def halt(
 
     Example: python -m services.orchestrator.main halt --reason "broker maintenance"
     """
-    settings = _settings(user_id=user_id)
+    settings = _settings(user_id=user_id, timezone=timezone)
     with _alerting(settings), _runtime(settings) as runtime:
         change = ops.halts.halt(runtime, reason)
     current, since = change.halt, _since(change.halt.halted_at, settings)
@@ -318,13 +326,13 @@ def halt(
 
 
 @app.command()
-def resume(user_id: str | None = UserIdOption) -> None:
+def resume(user_id: str | None = UserIdOption, timezone: str | None = TimezoneOption) -> None:
     """End a trading halt. The loss limits then measure from the equity at the resume
     (a resume accepts the loss so far).
 
     Example: python -m services.orchestrator.main resume --user-id default_user
     """
-    settings = _settings(user_id=user_id)
+    settings = _settings(user_id=user_id, timezone=timezone)
     with _runtime(settings) as runtime:
         resumed = ops.halts.resume(runtime)
     if resumed is None:
@@ -339,17 +347,37 @@ def history(
     job: str | None = typer.Option(None, "--job", help="Only this job."),
     limit: int = typer.Option(20, "--limit", min=1, max=100_000, help="Most recent N rows."),
     user_id: str | None = typer.Option(None, "--user-id", help="Only this user."),
-    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+    timezone: str | None = TimezoneOption,
+    fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
 ) -> None:
-    """The run ledger, newest first.
+    """The run ledger, newest first. The table shows each run's fire, trading date,
+    outcome and detail: its origin unless the schedule, then its reason or error (one
+    line, cut to the width); csv and json every column, in full.
 
     Example: python -m services.orchestrator.main history --job risk_checks --limit 5
     """
-    _reject_csv(fmt)
-    with _runtime(_settings()) as runtime:
+    settings = _settings(timezone=timezone)
+    with _runtime(settings) as runtime:
         rows = ops.status.history(runtime, job=job, user_id=user_id, limit=limit)
-    columns = ["id", "job", "scheduled_for", "trading_date", "origin", "outcome", "reason", "error"]
-    emit(rows, columns, fmt, title="Run ledger")
+    if fmt is not Format.table:
+        columns = ["id", "job", "user_id", "scheduled_for", "trading_date", "origin", "dry_run", "outcome",
+                   "started_at", "finished_at", "host", "pid", "reason", "error", "summary"]
+        emit([{**row, "summary": to_json(row["summary"]).replace("\n", "") if row["summary"] else None}
+              if fmt is Format.csv else row for row in rows], columns, fmt)
+        return
+    emit([_history_line(row) for row in rows], ["id", "job", "fire", "date", "outcome", "detail"], fmt,
+         title=f"Run ledger (times in {settings.timezone})")
+
+
+def _history_line(row: dict[str, Any]) -> dict[str, Any]:
+    """A ledger row for the table: the fire's month, day and minute (its year is the
+    trading date's, or the next), the origin when not the schedule's, and the first
+    line of the reason or error."""
+    detail = [f"[{row['origin']}]"] if row["origin"] != "schedule" else []
+    if row["error"] or row["reason"]:
+        detail.append(_first_line(row["error"] or row["reason"]))
+    return {"id": row["id"], "job": row["job"], "fire": row["scheduled_for"][5:16].replace("T", " "),
+            "date": row["trading_date"], "outcome": row["outcome"], "detail": " ".join(detail)}
 
 
 @app.command()
@@ -395,6 +423,7 @@ def simulate(
     end_text: str = EndOption,
     user_id: str | None = UserIdOption,
     portfolio_value: str | None = PortfolioOption,
+    timezone: str | None = TimezoneOption,
     report: Path | None = typer.Option(None, "--report", help="Directory for equity.png, snapshots.csv, "
                                                                  "ledger.csv."),
     database_url: str | None = typer.Option(None, "--database-url", help="Where the replay goes (default "
@@ -414,7 +443,7 @@ def simulate(
     from rich.progress import Progress
 
     start_day, end_day = parse_day(start_text, "start"), parse_day(end_text, "end")
-    settings = _settings(user_id=user_id, portfolio_value=portfolio_value, dry_run=True,
+    settings = _settings(user_id=user_id, portfolio_value=portfolio_value, timezone=timezone, dry_run=True,
                          **{f"enable_{name}": False for name in disabled})
     plan = ops.replays.plan(settings, start_day, end_day, database_url=database_url, report_dir=report)
     if logging.getLogger().level > logging.DEBUG:
@@ -442,23 +471,190 @@ def simulate(
 def watchlist(
     date_text: str | None = typer.Option(None, "--date", help="Session, YYYY-MM-DD (default: the latest list)."),
     user_id: str | None = UserIdOption,
-    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, csv (the entries) or json."),
 ) -> None:
     """A user's watchlist: rank, score and factors, and each ticker's return and days on
     the list since it entered; then the tickers that left since the previous list.
 
-    JSON keys: date, user_id, previous_date, entries [...], exits [...].
+    JSON keys: date, user_id, previous_date, entries [...], exits [...]. CSV: one row per
+    entry, every field.
 
     Example: python -m services.orchestrator.main watchlist --date 2026-11-20
     """
-    _reject_csv(fmt)
     day = parse_day(date_text, "date") if date_text else None
     with _runtime(_settings(user_id=user_id)) as runtime:
         view = ops.watchlist.view(runtime, day)
     if fmt is Format.json:
         typer.echo(to_json(view))
         return
+    if fmt is Format.csv:
+        emit(view["entries"], list(view["entries"][0]) if view["entries"] else ["rank", "ticker"], fmt)
+        return
     print_watchlist(view)
+
+
+# --- the account: positions, orders, fills, pnl ---
+
+AccountFormatOption = typer.Option(Format.table, "--format", help="table, csv or json.")
+AccountStartOption = typer.Option(None, "--start", help="First trade date, YYYY-MM-DD (default: 29 days "
+                                                        "before --end).")
+AccountEndOption = typer.Option(None, "--end", help="Last trade date, YYYY-MM-DD, included (default: today).")
+
+
+def _account_settings(user_id: str | None, dry_run: bool | None, timezone: str | None) -> Settings:
+    return _settings(user_id=user_id, dry_run=dry_run, timezone=timezone)
+
+
+def _who(settings: Settings) -> str:
+    from services.orchestrator.output import account_label
+
+    return account_label(settings.user_id, settings.dry_run)
+
+
+@app.command()
+def positions(
+    user_id: str | None = UserIdOption,
+    dry_run: bool | None = DryRunOption,
+    timezone: str | None = TimezoneOption,
+    fmt: Format = AccountFormatOption,
+) -> None:
+    """The account's open positions, valued at the latest stored closes: quantity,
+    average cost (buy commissions included), last price, unrealised P&L and return,
+    weight of the equity, days held. The table has the account's cash, equity, exposure
+    and P&L (day, total) above it. --dry-run (default) is the paper account,
+    --no-dry-run the live one.
+
+    CSV and JSON (a list): ticker, name, quantity, average_cost, cost, last_price,
+    priced, market_value, unrealised_pnl, unrealised_return, weight, opened_on,
+    days_held (money in KRW, returns and weights as fractions).
+
+    Example: python -m services.orchestrator.main positions --format csv
+    """
+    from services.orchestrator.output import print_positions
+
+    settings = _account_settings(user_id, dry_run, timezone)
+    with _runtime(settings) as runtime:
+        view = ops.account.overview(runtime)
+    if fmt is not Format.table:
+        emit(view["positions"], ops.account.POSITION_FIELDS, fmt)
+    elif view["positions"]:
+        print_positions(view)
+    else:
+        if view["summary"]["cash"] is not None:  # an account that holds nothing now: its cash and P&L
+            from services.orchestrator.output import print_account_summary
+
+            print_account_summary(view["summary"])
+        _echo(f"no open positions for {_who(settings)}")
+
+
+@app.command()
+def orders(
+    status_name: str = typer.Option(ops.account.DEFAULT_ORDER_STATUS, "--status",
+                                    help=f"One of: {', '.join(ops.account.ORDER_STATUSES)} (open: new or "
+                                         "partially filled)."),
+    limit: int = typer.Option(ops.account.DEFAULT_ORDER_LIMIT, "--limit", min=1, max=100_000,
+                              help="The N latest orders."),
+    user_id: str | None = UserIdOption,
+    dry_run: bool | None = DryRunOption,
+    timezone: str | None = TimezoneOption,
+    fmt: Format = AccountFormatOption,
+) -> None:
+    """The account's latest orders, newest first (all statuses, 50, unless --status or
+    --limit say otherwise).
+
+    CSV and JSON (a list): id, trading_date, created_at, ticker, side, order_type,
+    quantity, filled_quantity, limit_price, status, reason, broker_order_id.
+
+    Example: python -m services.orchestrator.main orders --status open
+    """
+    from services.orchestrator.output import print_orders
+
+    settings = _account_settings(user_id, dry_run, timezone)
+    with _runtime(settings) as runtime:
+        rows = ops.account.orders(runtime, status_name, limit)
+    if fmt is not Format.table:
+        emit(rows, ops.account.ORDER_FIELDS, fmt)
+        return
+    which = "" if status_name == "all" else f" {status_name}"
+    if not rows:
+        _echo(f"no{which} orders for {_who(settings)}")
+        return
+    print_orders(rows, f"{status_name.capitalize() + ' orders' if which else 'Orders'} of {_who(settings)}, "
+                       "newest first")
+    if len(rows) == limit:
+        _echo(f"the latest {limit}; --limit N shows more")
+
+
+@app.command()
+def fills(
+    start_text: str | None = AccountStartOption,
+    end_text: str | None = AccountEndOption,
+    user_id: str | None = UserIdOption,
+    dry_run: bool | None = DryRunOption,
+    timezone: str | None = TimezoneOption,
+    fmt: Format = AccountFormatOption,
+) -> None:
+    """The account's fills traded from --start to --end (default: the last 30 days),
+    oldest first, and what they add up to.
+
+    CSV and JSON (a list): id, filled_at, trade_date, ticker, side, quantity, price,
+    amount, commission, tax, cash_change, settles_on, order_id.
+
+    Example: python -m services.orchestrator.main fills --start 2026-11-01 --end 2026-11-30
+    """
+    from services.orchestrator.output import print_fills
+
+    start_day = parse_day(start_text, "start") if start_text is not None else None
+    end_day = parse_day(end_text, "end") if end_text is not None else None
+    settings = _account_settings(user_id, dry_run, timezone)
+    with _runtime(settings) as runtime:
+        start_day, end_day = ops.account.date_range(runtime, start_day, end_day)
+        rows = ops.account.fills(runtime, start_day, end_day)
+    if fmt is not Format.table:
+        emit(rows, ops.account.FILL_FIELDS, fmt)
+    elif not rows:
+        _echo(f"no fills for {_who(settings)} from {start_day} to {end_day}")
+    else:
+        print_fills(rows, f"Fills of {_who(settings)}, {start_day} to {end_day} (times in {settings.timezone})")
+
+
+@app.command()
+def pnl(
+    start_text: str | None = AccountStartOption,
+    end_text: str | None = AccountEndOption,
+    user_id: str | None = UserIdOption,
+    dry_run: bool | None = DryRunOption,
+    timezone: str | None = TimezoneOption,
+    fmt: Format = AccountFormatOption,
+) -> None:
+    """The account's P&L of each trading date from --start to --end (default: the last
+    30 days), from its last portfolio snapshot of the day: equity, day P&L and return,
+    cumulative return on the opening balance, drawdown from the peak, realised P&L,
+    fees and taxes; the totals below.
+
+    CSV: one row per date (date, snapshot_at, cash, market_value, equity, exposure,
+    positions, day_pnl, day_return, cumulative_return, drawdown, realised_pnl,
+    commission, tax). JSON: {user_id, mode, start, end, opening_balance, days [...],
+    totals {days, start_equity, end_equity, pnl, return, cumulative_return,
+    max_drawdown, realised_pnl, commission, tax}}.
+
+    Example: python -m services.orchestrator.main pnl --start 2026-11-01
+    """
+    from services.orchestrator.output import print_pnl
+
+    start_day = parse_day(start_text, "start") if start_text is not None else None
+    end_day = parse_day(end_text, "end") if end_text is not None else None
+    settings = _account_settings(user_id, dry_run, timezone)
+    with _runtime(settings) as runtime:
+        report = ops.account.pnl(runtime, start_day, end_day)
+    if fmt is Format.json:
+        typer.echo(to_json(report))
+    elif fmt is Format.csv:
+        emit(report["days"], ops.account.PNL_DAY_FIELDS, fmt)
+    elif not report["days"]:
+        _echo(f"no portfolio snapshots for {_who(settings)} from {report['start']} to {report['end']}")
+    else:
+        print_pnl(report, f"Daily P&L of {_who(settings)}, {report['start']} to {report['end']}")
 
 
 @app.command()

@@ -7,7 +7,7 @@ import csv
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -105,9 +105,10 @@ def starting_equity(session_factory: sessionmaker[DbSession], user_id: str, star
 
 
 def daily_snapshots(session_factory: sessionmaker[DbSession], user_id: str, start: date, end: date,
-                    initial_equity: int) -> list[dict[str, Any]]:
+                    initial_equity: int, tz: ZoneInfo | None = None) -> list[dict[str, Any]]:
     """The last snapshot of each trading date, with the drawdown from the running peak
-    of the session closes (starting from ``initial_equity``)."""
+    of the session closes (starting from ``initial_equity``); ``taken_at`` in ``tz``
+    (the display zone; default UTC, as stored)."""
     with session_factory() as db:
         rows = snapshots(db.connection(), Account(user_id, dry_run=True), start, end)
     last_of_day: dict[date, Any] = {}
@@ -116,7 +117,8 @@ def daily_snapshots(session_factory: sessionmaker[DbSession], user_id: str, star
     daily, peak = [], initial_equity
     for day, row in sorted(last_of_day.items()):
         peak = max(peak, int(row.equity))
-        daily.append({"trading_date": day.isoformat(), "taken_at": row.taken_at.isoformat(), "cash": row.cash,
+        daily.append({"trading_date": day.isoformat(), "taken_at": row.taken_at.astimezone(tz or UTC).isoformat(),
+                      "cash": row.cash,
                       "settled_cash": row.settled_cash, "market_value": row.market_value, "equity": row.equity,
                       "exposure": row.exposure, "unrealised_pnl": row.unrealised_pnl, "positions": row.positions,
                       "drawdown_pct": round(100.0 * (peak - int(row.equity)) / peak, 4) if peak else 0.0})
@@ -143,7 +145,7 @@ def write_report(directory: Path, session_factory: sessionmaker[DbSession], *, u
                  end: date, tz: ZoneInfo, initial_equity: int) -> list[Path]:
     """``snapshots.csv``, ``ledger.csv`` and ``equity.png`` (equity and drawdown) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    daily = daily_snapshots(session_factory, user_id, start, end, initial_equity)
+    daily = daily_snapshots(session_factory, user_id, start, end, initial_equity, tz)
     written = [_write_csv(directory / "snapshots.csv", SNAPSHOT_COLUMNS, daily),
                _write_csv(directory / "ledger.csv", LEDGER_COLUMNS, ledger_rows(session_factory, user_id, start,
                                                                                  end, tz))]

@@ -37,16 +37,19 @@ def calendar_rows(calendar: MarketCalendar, start: date, end: date, tz: ZoneInfo
 
 
 def next_runs(
-    jobs: Sequence[JobSpec], triggers: dict[str, CalendarTrigger], start: datetime, end: datetime
+    jobs: Sequence[JobSpec], triggers: dict[str, CalendarTrigger], start: datetime, end: datetime,
+    tz: ZoneInfo | None = None,
 ) -> list[dict[str, str]]:
-    """Every fire of ``jobs`` with ``start <= t < end``, sorted by time then job."""
+    """Every fire of ``jobs`` with ``start <= t < end``, sorted by time then job, in
+    ``tz`` (default: the triggers' own zone)."""
     fires = [
         (fire, job.name)
         for job in jobs
         for fire in triggers[job.name].fire_times(start, end)
     ]
     fires.sort()
-    return [{"job": name, "fire_time": fire.isoformat()} for fire, name in fires]
+    return [{"job": name, "fire_time": (fire if tz is None else fire.astimezone(tz)).isoformat()}
+            for fire, name in fires]
 
 
 def calendar_warning(calendar: MarketCalendar, now: datetime, fire_times: Iterable[datetime]) -> str | None:
@@ -71,16 +74,17 @@ class JobStatus:
     next_fires: list[datetime]
     last_run: JobRun | None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, tz: ZoneInfo) -> dict[str, Any]:
+        """Plain data, every time in ``tz`` (the display zone) with its offset."""
         last = self.last_run
         return {
             "job": self.name,
             "enabled": self.enabled,
             "service_installed": self.available,
             "schedule": self.schedule,
-            "next_fire_times": [f.isoformat() for f in self.next_fires],
+            "next_fire_times": [f.astimezone(tz).isoformat() for f in self.next_fires],
             "last_run": None if last is None else {
-                "scheduled_for": last.scheduled_for.isoformat(),
+                "scheduled_for": last.scheduled_for.astimezone(tz).isoformat(),
                 "trading_date": last.trading_date.isoformat() if last.trading_date else None,
                 "outcome": last.outcome,
                 "reason": last.reason,
@@ -93,18 +97,20 @@ def job_statuses(
     jobs: Sequence[JobSpec], settings: Settings, triggers: dict[str, CalendarTrigger],
     now: datetime, last_runs: dict[str, JobRun],
 ) -> list[JobStatus]:
+    """Each job's state, schedule in words, last run and next fires (none for a job
+    that is disabled or not installed: it does not fire)."""
     statuses = []
     for job in jobs:
         trigger, fires, previous = triggers[job.name], [], None
-        for _ in range(NEXT_FIRES_SHOWN):
+        enabled, available = settings.job_enabled(job.name), job.service_available()
+        for _ in range(NEXT_FIRES_SHOWN if enabled and available else 0):
             fire = trigger.get_next_fire_time(previous, now)
             if fire is None:
                 break
             fires.append(fire)
             previous = fire
         statuses.append(JobStatus(
-            job.name, settings.job_enabled(job.name), job.service_available(),
-            schedule_in_words(job, settings), fires, last_runs.get(job.name),
+            job.name, enabled, available, schedule_in_words(job, settings), fires, last_runs.get(job.name),
         ))
     return statuses
 

@@ -106,9 +106,9 @@ class JobRunner:
             return self.run_fire(job_name, fire_time)
         except SQLAlchemyError as exc:  # the ledger cannot be written: say so, keep scheduling
             reason = database_error_line(exc)
-            raise_alert(logger, Alert("run_failed", f"{job_name} fire at {fire_time.isoformat()} could not run: "
+            raise_alert(logger, Alert("run_failed", f"{job_name} fire at {self.shown(fire_time)} could not run: "
                                       f"database error: {reason}", {
-                                          "job": job_name, "scheduled_for": fire_time.isoformat(),
+                                          "job": job_name, "scheduled_for": self.shown(fire_time),
                                           "user_id": self.settings.user_id, "error": f"database error: {reason}"}))
             return None
 
@@ -122,7 +122,7 @@ class JobRunner:
         if late_by > timedelta(0):
             return self.record_only(
                 job, fire_time, trading_date, Outcome.MISSED,
-                f"too late: {_seconds(late_by)} s past the deadline {deadline.isoformat()}",
+                f"too late: {_seconds(late_by)} s past the deadline {self.shown(deadline)}",
                 origin=origin,
             )
         return self.claim_and_run(job, fire_time, trading_date, origin or self.origin)
@@ -135,6 +135,10 @@ class JobRunner:
         assert record is not None  # a manual run's moment is its own; nothing else claims it
         return record
 
+    def shown(self, moment: datetime) -> str:
+        """``moment`` as logs and alerts show it: ISO 8601 in the display zone, with its offset."""
+        return moment.astimezone(self.settings.tz).isoformat()
+
     def retry_fire(self, job_name: str, fire_time: datetime, attempt: int, *, origin: str) -> RunRecord | None:
         """Run a fire again as ``attempt``, its previous attempt having failed on the
         database or been interrupted (a replay run again retries those: see
@@ -143,7 +147,7 @@ class JobRunner:
         trading_date = self.triggers[job_name].trading_date(fire_time)
         run_id = self.ledger.claim(job_name, fire_time, trading_date=trading_date, origin=origin, attempt=attempt)
         if run_id is None:
-            logger.info("%s %s: attempt %d claimed by another run; leaving it", job_name, fire_time.isoformat(),
+            logger.info("%s %s: attempt %d claimed by another run; leaving it", job_name, self.shown(fire_time),
                         attempt)
             return None
         return self.run_claimed(job, fire_time, trading_date, origin, run_id=run_id)
@@ -210,13 +214,13 @@ class JobRunner:
         run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin or self.origin,
                                    outcome=outcome, reason=reason)
         if run_id is None:
-            logger.info("%s %s: already recorded by another run", job.name, fire_time.isoformat())
+            logger.info("%s %s: already recorded by another run", job.name, self.shown(fire_time))
             return None
         if outcome is Outcome.MISSED:
             raise_alert(logger, Alert("run_missed", f"{job.name} {trading_date}: the fire at "
-                                      f"{fire_time.isoformat()} was missed: {reason}", {
+                                      f"{self.shown(fire_time)} was missed: {reason}", {
                                           "job": job.name, "trading_date": trading_date.isoformat(),
-                                          "scheduled_for": fire_time.isoformat(), "run_id": run_id,
+                                          "scheduled_for": self.shown(fire_time), "run_id": run_id,
                                           "user_id": self.settings.user_id, "reason": reason}))
         else:
             logger.info("[%s %s] %s: %s", job.name, trading_date, outcome.value, reason)
@@ -231,9 +235,9 @@ class JobRunner:
         record = self.record_only(job, fire_time, trading_date, Outcome.SKIPPED, reason, origin=origin)
         if record is not None and origin != CATCH_UP:
             raise_alert(logger, Alert("run_missed", f"{job.name} {trading_date}: the fire at "
-                                      f"{fire_time.isoformat()} was skipped: {reason}", {
+                                      f"{self.shown(fire_time)} was skipped: {reason}", {
                                           "job": job.name, "trading_date": trading_date.isoformat(),
-                                          "scheduled_for": fire_time.isoformat(), "run_id": record.run_id,
+                                          "scheduled_for": self.shown(fire_time), "run_id": record.run_id,
                                           "user_id": self.settings.user_id, "reason": reason}))
         return record
 
@@ -248,7 +252,7 @@ class JobRunner:
         run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin)
         if run_id is None:
             logger.info("%s %s: already claimed (by another orchestrator, or run first as another job's input); "
-                        "leaving it", job.name, fire_time.isoformat())
+                        "leaving it", job.name, self.shown(fire_time))
             return None
         return self.run_claimed(job, fire_time, trading_date, origin, run_id=run_id)
 
@@ -275,7 +279,7 @@ class JobRunner:
         record = RunRecord(run_id, job.name, fire_time, trading_date, result.status,
                            reason=None if error else result.reason, error=error,
                            summary=result.summary or None)
-        _log_outcome(ctx, record)
+        _log_outcome(ctx, record, self.shown(record.scheduled_for))
         return record
 
     def _execute(self, job: JobSpec, ctx: JobContext) -> tuple[JobResult, str | None]:
@@ -310,12 +314,12 @@ class JobRunner:
         return result, None
 
 
-def _log_outcome(ctx: JobContext, record: RunRecord) -> None:
+def _log_outcome(ctx: JobContext, record: RunRecord, scheduled_for: str) -> None:
     if record.outcome is Outcome.FAILED:
         raise_alert(logger, Alert("run_failed", f"{ctx.job_name} {ctx.trading_date} failed: "
                                    f"{first_line(record.error or '') or 'failed'}", {
                                        "job": ctx.job_name, "trading_date": ctx.trading_date.isoformat(),
-                                       "scheduled_for": record.scheduled_for.isoformat(), "run_id": record.run_id,
+                                       "scheduled_for": scheduled_for, "run_id": record.run_id,
                                        "user_id": ctx.account.user_id, "origin": ctx.origin,
                                        "dry_run": ctx.account.dry_run,
                                        "error": first_line(record.error or "")}))

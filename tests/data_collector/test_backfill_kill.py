@@ -18,7 +18,7 @@ from services.common.clock import FixedClock
 from services.data_collector.providers.simulated import SimulatedProvider
 
 REPO = Path(__file__).resolve().parents[2]
-START, END = date(2026, 8, 3), date(2026, 10, 30)
+START, END = date(2026, 1, 2), date(2026, 10, 30)  # ~200 sessions: long enough to be killed mid-way
 
 
 def _backfill(tmp_path: Path, cache_dir: Path) -> subprocess.Popen[bytes]:

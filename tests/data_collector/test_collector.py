@@ -146,6 +146,41 @@ def test_backfill_collects_in_date_order_and_skips_complete_dates_unless_forced(
     assert forced.summary()["sessions_collected"] == 3
 
 
+def test_backfill_reports_each_date_once_it_is_stored(session_factory, provider, clock, krx_calendar):
+    days = [s.date for s in krx_calendar.sessions(date(2026, 10, 1), date(2026, 11, 20))]
+    seen: list[tuple[date, bool]] = []
+
+    def stored(day: date, status: str) -> None:
+        seen.append((day, day in completed_sessions(session_factory, day, day)))
+
+    backfill(days, session_factory=session_factory, provider=provider, now=clock.now, on_progress=stored)
+    assert seen == [(day, True) for day in days]
+
+
+def test_a_crash_while_storing_a_batch_leaves_its_dates_absent_and_the_earlier_ones_complete(
+    session_factory, provider, clock, krx_calendar, monkeypatch
+):
+    days = [s.date for s in krx_calendar.sessions(date(2026, 11, 2), date(2026, 11, 13))]  # 10 sessions
+    monkeypatch.setattr(collector, "BATCH_ROWS", 3 * len(provider.fetch_session(days[0]).prices))  # 3 a batch
+    monkeypatch.setattr(collector, "BATCH_SECONDS", 3600)  # however slow the machine
+    real = collector.store_snapshot
+
+    def crash_on_the_eighth(connection, validated, *args):
+        if validated.snapshot.trading_date == days[7]:
+            raise RuntimeError("killed mid-batch")
+        return real(connection, validated, *args)
+
+    monkeypatch.setattr(collector, "store_snapshot", crash_on_the_eighth)
+    progress: list[date] = []
+    with pytest.raises(RuntimeError, match="killed mid-batch"):
+        backfill(days, session_factory=session_factory, provider=provider, now=clock.now,
+                 on_progress=lambda day, status: progress.append(day))
+    assert progress == days[:6]  # two whole batches
+    assert completed_sessions(session_factory, days[0], days[-1]) == set(days[:6])
+    with session_factory() as session:
+        assert session.scalar(select(func.count(func.distinct(DailyPrice.date)))) == 6  # the 7th is rolled back
+
+
 def test_backfill_records_a_failing_date_and_goes_on(session_factory, provider, clock):
     clock.set(datetime(2026, 11, 19, 16, 0, tzinfo=KST))  # before the exam day's 16:30 close
     report = backfill([date(2026, 11, 18), date(2026, 11, 19)], session_factory=session_factory,

@@ -115,7 +115,10 @@ def test_next_runs_on_a_holiday_has_only_risk_checks(cli: Any) -> None:
 def test_run_job_records_a_ledger_row_that_history_shows(cli: Any) -> None:
     result = cli("run-job", "risk_checks")
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("risk_checks 2026-11-20: success: {")
+    first, *table = result.stdout.splitlines()
+    assert first == "risk_checks 2026-11-20: success (run 1)"
+    assert table[0].split() == ["what", "value"]  # the summary as a small table
+    assert "equity                 100,000,000" in result.stdout
     history = cli("history", "--format", "json")
     [row] = json.loads(history.stdout)
     assert (row["job"], row["origin"], row["outcome"], row["trading_date"]) == (
@@ -213,7 +216,8 @@ def test_start_offers_a_disable_flag_for_every_registered_job(cli: Any) -> None:
 
 BAD_INVOCATIONS = [
     (["frobnicate"], "Error: No such command 'frobnicate'; known commands: start, run-job, status"),
-    (["run-job", "data_colection"], "Error: unknown job 'data_colection'; known jobs: signal_generation"),
+    (["run-job", "data_colection"],
+     "Error: unknown job 'data_colection'; did you mean 'data_collection'? known jobs: signal_generation"),
     (["run-job", "data_collection", "--date", "2026-02-30"],
      "Error: Invalid value for '--date': '2026-02-30' is not a date; expected YYYY-MM-DD"),
     (["run-job", "data_collection", "--date", "2026-07-17"],
@@ -230,17 +234,19 @@ BAD_INVOCATIONS = [
     (["next-runs", "--start", "tomorrow", "--end", "2026-11-30"],
      "Error: Invalid value for '--start': 'tomorrow' is not an ISO 8601 time"),
     (["next-runs", "risk_check", "--start", "2026-11-23", "--end", "2026-11-24"],
-     "Error: unknown job 'risk_check'; known jobs:"),
+     "Error: unknown job 'risk_check'; did you mean 'risk_checks'? known jobs:"),
     (["history", "--limit", "0"], "Error: Invalid value for '--limit'"),
     (["history", "--job", "nope"], "Error: unknown job 'nope'"),
     (["start", "--timezone", "Asia/Seol"],
      "Error: --timezone='Asia/Seol': unknown timezone; expected an IANA name such as Asia/Seoul or UTC"),
     (["start", "--portfolio-value", "-100"], "Error: --portfolio-value='-100': expected a whole number above 0"),
     (["start", "--disable-everything"], "Error: No such option: --disable-everything"),
-    (["status", "--format", "csv"],
-     "Error: Invalid value for '--format': csv is not offered here; expected table or json"),
-    (["history", "--format", "csv"],
-     "Error: Invalid value for '--format': csv is not offered here; expected table or json"),
+    (["status", "--format", "csv"],  # status is one document: table or json, as its help says
+     "Error: Invalid value for '--format': 'csv' is not one of 'table', 'json'."),
+    (["history", "--format", "xml"],
+     "Error: Invalid value for '--format': 'xml' is not one of 'table', 'csv', 'json'."),
+    (["status", "--timezone", "Asia/Seol"],
+     "Error: --timezone='Asia/Seol': unknown timezone; expected an IANA name such as Asia/Seoul or UTC"),
 ]
 
 

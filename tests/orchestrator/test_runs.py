@@ -181,7 +181,8 @@ def test_a_job_whose_service_is_not_installed_is_skipped_with_that_reason(sessio
 
 def test_an_unknown_job_lists_the_known_ones(session_factory, krx_calendar):
     runner = make_runner(session_factory, krx_calendar, FixedClock(at("2026-11-21T10:00")))
-    with pytest.raises(UnknownJobError, match="unknown job 'data_colection'; known jobs: signal_generation, "):
+    with pytest.raises(UnknownJobError, match=r"unknown job 'data_colection'; did you mean 'data_collection'\? "
+                                              "known jobs: signal_generation, "):
         runner.run_now("data_colection", date(2026, 11, 20))
 
 

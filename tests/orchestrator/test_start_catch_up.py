@@ -34,3 +34,24 @@ def test_the_ready_line_names_the_next_fire(session_factory: Any, krx_calendar: 
     with caplog.at_level(logging.INFO, logger="services.orchestrator.scheduler"):
         log_ready(make_runner(session_factory, krx_calendar, clock))
     assert [r.getMessage() for r in caplog.records] == ["ready: next fire risk_checks at 2026-11-20T20:30+09:00"]
+
+
+def test_the_garbage_collector_is_as_before_after_the_catch_up_even_when_it_fails(
+    session_factory: Any, krx_calendar: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    clock = FixedClock(at("2026-11-20T20:00:00"))
+    runner = make_runner(session_factory, krx_calendar, clock, values=SMALL)
+    during: list[tuple[int, tuple[int, ...]]] = []
+
+    def fails(*_args: Any, **_kwargs: Any) -> Any:
+        during.append((gc.get_freeze_count(), gc.get_threshold()))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_now", fails)
+    before = (gc.get_freeze_count(), gc.get_threshold())
+    with pytest.raises(KeyboardInterrupt):
+        catch_up.history_on_start(runner, clock.now())
+    assert during and during[0][0] > 0 and during[0][1][0] >= 5_000  # older objects frozen, fewer passes
+    assert (gc.get_freeze_count(), gc.get_threshold()) == before

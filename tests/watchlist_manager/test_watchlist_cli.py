@@ -123,7 +123,7 @@ def test_a_date_without_a_run_shows_the_list_in_force_that_day(cli):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--format", "csv"], "Error: Invalid value for '--format': csv is not offered here; expected table or json\n"),
+    (["--format", "xml"], "Error: Invalid value for '--format': 'xml' is not one of 'table', 'csv', 'json'.\n"),
     (["--date", "2026-13-01"], "Error: Invalid value for '--date': '2026-13-01' is not a date; expected YYYY-MM-DD\n"),
     (["--date", "20261120"], "Error: Invalid value for '--date': '20261120' is not a date; expected YYYY-MM-DD\n"),
     (["--date", "1990-01-03"], "Error: 1990-01-03 is outside the KRX calendar data"),

@@ -15,10 +15,12 @@ prints, and the caller owns the runtime (it closes it).
 - ``backfill``: collecting past sessions
 - ``replays``: replaying the schedule on a virtual clock (simulate)
 - ``watchlist``: a user's watchlist with its entries and exits
+- ``account``: the account at a glance: its summary, positions, orders, fills, daily P&L
 - ``database``: migrations
 """
 
 from services.orchestrator.ops import (
+    account,
     arguments,
     backfill,
     database,
@@ -31,5 +33,5 @@ from services.orchestrator.ops import (
     watchlist,
 )
 
-__all__ = ["arguments", "backfill", "database", "halts", "manual", "replays", "schedule", "service", "status",
-           "watchlist"]
+__all__ = ["account", "arguments", "backfill", "database", "halts", "manual", "replays", "schedule", "service",
+           "status", "watchlist"]

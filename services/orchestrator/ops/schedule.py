@@ -32,4 +32,4 @@ def fire_times(runtime: Runtime, job_names: Sequence[str], start: datetime, end:
         raise InvalidArgument("start", "the window is outside the calendar data") from None
     require_in_calendar(runtime.calendar, first_day, last_day)
     enabled = [job for job in selected if runtime.settings.job_enabled(job.name)]
-    return reports.next_runs(enabled, runtime.triggers, start, end)
+    return reports.next_runs(enabled, runtime.triggers, start, end, runtime.settings.tz)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.orchestrator import reports
 from services.orchestrator.jobs import get_job
@@ -15,7 +16,8 @@ from services.orchestrator.runtime import Runtime, database_location
 
 @dataclass(frozen=True)
 class StatusReport:
-    now: datetime  # in the configured timezone
+    tz: ZoneInfo  # the display zone: every time shown is in it, with its offset
+    now: datetime  # in the display zone
     halt: dict[str, Any] | None  # None if trading was never halted (reports.halt_view)
     database: str  # the SQLite file's absolute path, or the server's URL without its password
     settings: dict[str, Any]
@@ -33,7 +35,7 @@ class StatusReport:
             "settings": self.settings,
             "calendar": {"valid_through": self.calendar_valid_through.isoformat(),
                          "warning": self.calendar_warning},
-            "jobs": [job.as_dict() for job in self.jobs],
+            "jobs": [job.as_dict(self.tz) for job in self.jobs],
             "waiting_elsewhere": self.waiting_elsewhere,
         }
 
@@ -43,6 +45,7 @@ def report(runtime: Runtime) -> StatusReport:
     ledger = runtime.ledger()
     statuses = reports.job_statuses(runtime.all_jobs, settings, runtime.triggers, now, ledger.last_runs())
     return StatusReport(
+        tz=settings.tz,
         now=now.astimezone(settings.tz),
         halt=current_halt(runtime),
         database=database_location(settings),
@@ -69,7 +72,6 @@ def history(runtime: Runtime, *, job: str | None = None, user_id: str | None = N
             limit: int = 20) -> list[dict[str, Any]]:
     """The ``limit`` most recent runs in the ledger, newest first (only ``job``'s, only
     ``user_id``'s, when given)."""
-    if job is not None:
-        get_job(job)
-    runs = runtime.ledger().history(job_name=job, user_id=user_id, limit=limit)
+    job_name = None if job is None else get_job(job).name
+    runs = runtime.ledger().history(job_name=job_name, user_id=user_id, limit=limit)
     return [reports.history_row(run, runtime.settings.tz) for run in runs]
