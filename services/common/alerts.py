@@ -11,7 +11,8 @@ The body (``ALERT_BODY_KEYS``): ``text`` (one line, what Slack incoming webhooks
 Telegram-style relays display), ``event`` (one of ``ALERT_EVENTS``), ``severity``
 (``error`` or ``warning``), ``summary`` (the line without the prefix), ``host``,
 ``at`` (ISO time of the event) and ``details`` (an object: the job, user, dates,
-error, ...).
+error, ...). Every time in the body (``at``, and a detail given as a ``datetime``) is
+ISO 8601 in the display zone the sink was installed with, with its offset.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -50,11 +51,13 @@ class Alert:
         """'warning' for what can wait a little (the calendar running out), else 'error'."""
         return "warning" if self.event in WARNING_EVENTS else "error"
 
-    def body(self, host: str, at: datetime) -> dict[str, Any]:
-        """The JSON object the webhook receives."""
+    def body(self, host: str, at: datetime, tz: tzinfo = UTC) -> dict[str, Any]:
+        """The JSON object the webhook receives, its times in ``tz``."""
+        details = {key: value.astimezone(tz).isoformat() if isinstance(value, datetime) else value
+                   for key, value in self.details.items()}
         return {"text": f"{TEXT_PREFIX} {self.summary}", "event": self.event, "severity": self.severity,
-                "summary": self.summary, "host": host, "at": at.isoformat(timespec="seconds"),
-                "details": self.details}
+                "summary": self.summary, "host": host, "at": at.astimezone(tz).isoformat(timespec="seconds"),
+                "details": details}
 
 
 def raise_alert(log: logging.Logger | logging.LoggerAdapter[Any], alert: Alert) -> None:
@@ -66,10 +69,11 @@ def raise_alert(log: logging.Logger | logging.LoggerAdapter[Any], alert: Alert) 
 class WebhookHandler(logging.Handler):
     """Posts the alerts among the records it gets; other records are ignored."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, tz: tzinfo = UTC) -> None:
         super().__init__(logging.WARNING)
         self.url = url
         self.timeout = timeout
+        self.tz = tz
         self.host = socket.gethostname()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -77,7 +81,7 @@ class WebhookHandler(logging.Handler):
         if not isinstance(alert, Alert):
             return
         at = datetime.fromtimestamp(record.created, UTC)
-        data = json.dumps(alert.body(self.host, at), ensure_ascii=False, default=str).encode("utf-8")
+        data = json.dumps(alert.body(self.host, at, self.tz), ensure_ascii=False, default=str).encode("utf-8")
         request = urllib.request.Request(self.url, data=data, method="POST",
                                          headers={"Content-Type": "application/json; charset=utf-8"})
         try:
@@ -96,12 +100,12 @@ class WebhookHandler(logging.Handler):
 class AlertSink:
     """The installed webhook: a queue on the root logger, emptied by one thread."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, tz: tzinfo = UTC) -> None:
         self._queue: queue.Queue[logging.LogRecord] = queue.Queue()
         self._enqueue = logging.handlers.QueueHandler(self._queue)
         self._enqueue.setLevel(logging.WARNING)  # only alerts pass the filter below
         self._enqueue.addFilter(lambda record: isinstance(getattr(record, "alert", None), Alert))
-        self._listener = logging.handlers.QueueListener(self._queue, WebhookHandler(url, timeout))
+        self._listener = logging.handlers.QueueListener(self._queue, WebhookHandler(url, timeout, tz))
         self._listener.start()
         logging.getLogger().addHandler(self._enqueue)
 
@@ -111,9 +115,10 @@ class AlertSink:
         self._listener.stop()
 
 
-def install(url: str, timeout: float) -> AlertSink | None:
-    """Send alerts to ``url`` (None when it is empty: alerts are only logged)."""
-    return AlertSink(url, timeout) if url else None
+def install(url: str, timeout: float, tz: tzinfo = UTC) -> AlertSink | None:
+    """Send alerts to ``url``, their times in ``tz`` (None when ``url`` is empty: alerts
+    are only logged)."""
+    return AlertSink(url, timeout, tz) if url else None
 
 
 def _redacted(url: str) -> str:

@@ -67,6 +67,7 @@ def configure_logging(level: str = "INFO", tz: tzinfo | None = None) -> None:
     handler.addFilter(OneLineDatabaseErrors())
     root.addHandler(handler)
     root.setLevel(level)
+    logging.getLogger("services").setLevel(logging.NOTSET)  # a command may have quietened it (simulate)
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("matplotlib").setLevel(max(logging.WARNING, root.level))

@@ -47,6 +47,11 @@ def parse_timezone(text: str) -> str:
     return name
 
 
+def parse_optional_timezone(text: str) -> str:
+    """An IANA name, or empty (the setting falls back to another)."""
+    return parse_timezone(text) if text.strip() else ""
+
+
 def _parse_int(text: str, what: str) -> int:
     stripped = text.strip()
     if not re.fullmatch(r"-?[0-9]{1,18}", stripped):

@@ -40,6 +40,7 @@ from services.common.setting_values import (
     parse_log_level,
     parse_non_negative_float,
     parse_non_negative_int,
+    parse_optional_timezone,
     parse_percent,
     parse_percent_or_off,
     parse_positive_int,
@@ -77,12 +78,20 @@ def _setting(env: str, parser: Callable[[str], Any], default: str, doc: str, *, 
                            "shown": shown})
 
 
+#: the command-line option of a setting, where it is not ``--<field-name>``
+CLI_FLAGS = {"display_timezone": "--timezone"}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Settings in force; build with :func:`load_settings`."""
 
     timezone: str = _setting("ORCHESTRATOR_TIMEZONE", parse_timezone, "Asia/Seoul",
-                             "IANA timezone of the schedule and of displayed times")
+                             "IANA timezone of the schedule (risk checks keep its wall clock) and, unless "
+                             "ORCHESTRATOR_DISPLAY_TIMEZONE says otherwise, of every time shown")
+    display_timezone: str = _setting("ORCHESTRATOR_DISPLAY_TIMEZONE", parse_optional_timezone, "",
+                                     "IANA timezone every time is shown, logged and exported in (--timezone "
+                                     "of the commands that show times); empty: ORCHESTRATOR_TIMEZONE")
     user_id: str = _setting("ORCHESTRATOR_USER_ID", parse_user_id, "default_user",
                             "account the jobs work for")
     dry_run: bool = _setting("ORCHESTRATOR_DRY_RUN", parse_bool, "true",
@@ -227,7 +236,18 @@ class Settings:
 
     @property
     def tz(self) -> ZoneInfo:
+        """The schedule's zone."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def display_zone(self) -> str:
+        """The name of the zone every time is shown in."""
+        return self.display_timezone or self.timezone
+
+    @property
+    def display_tz(self) -> ZoneInfo:
+        """The zone every time is shown, logged and exported in."""
+        return ZoneInfo(self.display_zone)
 
     def job_enabled(self, job_name: str) -> bool:
         """Whether ``ORCHESTRATOR_ENABLE_<JOB>`` (or a ``--disable-<job>`` flag) left it on."""
@@ -284,7 +304,7 @@ def load_settings(
     for name, spec in SETTING_FIELDS.items():
         env_name = spec.metadata["env"]
         if cli and cli.get(name) is not None:
-            values[name] = _parse_field(name, cli[name], f"--{name.replace('_', '-')}")
+            values[name] = _parse_field(name, cli[name], CLI_FLAGS.get(name, f"--{name.replace('_', '-')}"))
         elif env_name in environ:
             values[name] = _parse_field(name, environ[env_name], env_name)
         elif env_name in dotenv:

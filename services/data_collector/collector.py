@@ -206,6 +206,7 @@ def backfill(
             report.skipped.append(day)
             batch.note(day, "skipped")
             continue
+        batch.store_if_due()  # a slow provider's dates are stored before the next fetch, not after
         try:
             validated = validate_snapshot(provider.fetch_session(day))
         except (TransientProviderError, SessionNotAvailable, InvalidSnapshot) as exc:
@@ -244,7 +245,12 @@ class _Batch:
         self._pending.append(validated)
         self._progress.append((validated.snapshot.trading_date, "collected"))
         self._rows += validated.price_rows
-        if self._rows >= BATCH_ROWS or time.monotonic() - self._since >= BATCH_SECONDS:
+        self.store_if_due()
+
+    def store_if_due(self) -> None:
+        """Store the dates waiting once they hold ``BATCH_ROWS`` price rows, or the first
+        has waited ``BATCH_SECONDS``."""
+        if self._pending and (self._rows >= BATCH_ROWS or time.monotonic() - self._since >= BATCH_SECONDS):
             self.store()
 
     def note(self, day: date, status: str) -> None:

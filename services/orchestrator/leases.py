@@ -129,7 +129,7 @@ class Recovery:
                 f"{row.job_name} {row.trading_date}: run {row.id} of {owner} lapsed and waits for an instance "
                 f"of that account; this instance acts for {self._runner.account.describe()} only"), {
                     "job": row.job_name, "trading_date": row.trading_date and row.trading_date.isoformat(),
-                    "scheduled_for": row.scheduled_for.isoformat(), "run_id": row.id, "user_id": row.user_id,
+                    "scheduled_for": row.scheduled_for, "run_id": row.id, "user_id": row.user_id,
                     "dry_run": row.dry_run, "reason": "waits for an instance of its own account"}))
 
     def _take_over(self, row: Any, now: datetime) -> RunRecord | None:
@@ -137,20 +137,20 @@ class Recovery:
         (a manual run is for its operator to repeat; a disabled job stays off)."""
         runner = self._runner
         error = (f"abandoned: the lease of {row.host} pid {row.pid} lapsed at "
-                 f"{row.lease_until.isoformat(timespec='seconds')}")
+                 f"{row.lease_until.astimezone(runner.settings.display_tz).isoformat(timespec='seconds')}")
         rerun = (row.origin in RECOVERABLE_ORIGINS and row.job_name in runner.scheduled_jobs()
                  and now <= runner.deadline(row.job_name, row.scheduled_for))
         busy = runner.ledger.running_other(row.job_name, now, exclude=row.id) if rerun else None
         if busy is not None:  # never two at once: the next sweep looks again, until the deadline
             logger.info("%s %s: lapsed run %s left for a later sweep: %s", row.job_name, row.trading_date, row.id,
-                        overlap_reason(busy, row.scheduled_for, runner.settings.tz))
+                        overlap_reason(busy, row.scheduled_for, runner.settings.display_tz))
             return None
         run_id = runner.ledger.take_over(row.id, now, error, rerun=row if rerun else None)
         if run_id is None:
             return None  # renewed, finished, or taken over by another instance meanwhile
         raise_alert(logger, Alert("run_failed", f"{row.job_name} {row.trading_date} failed: {error}", {
             "job": row.job_name, "trading_date": row.trading_date and row.trading_date.isoformat(),
-            "scheduled_for": row.scheduled_for.isoformat(), "run_id": row.id, "user_id": row.user_id,
+            "scheduled_for": row.scheduled_for, "run_id": row.id, "user_id": row.user_id,
             "attempt": row.attempt, "error": error}))
         if not run_id:
             return None

@@ -126,9 +126,15 @@ app = typer.Typer(
 # --- shared options and helpers -------------------------------------------------------------
 
 UserIdOption = typer.Option(None, "--user-id", help="Account the jobs work for.")
-TimezoneOption = typer.Option(None, "--timezone", help="Display and schedule timezone (IANA name, e.g. "
-                                                       "Asia/Seoul or UTC); every time shown is in it, with "
-                                                       "its offset. Default ORCHESTRATOR_TIMEZONE.")
+TimezoneOption = typer.Option(None, "--timezone", help="Timezone of the schedule (IANA name, e.g. Asia/Seoul): "
+                                                       "risk checks keep its wall clock; times are shown in it "
+                                                       "unless ORCHESTRATOR_DISPLAY_TIMEZONE. Default "
+                                                       "ORCHESTRATOR_TIMEZONE.")
+DisplayTimezoneOption = typer.Option(None, "--timezone", help="Show every time in this zone (IANA name, e.g. UTC), "
+                                                              "with its offset; the schedule stays in "
+                                                              "ORCHESTRATOR_TIMEZONE. Default "
+                                                              "ORCHESTRATOR_DISPLAY_TIMEZONE, else "
+                                                              "ORCHESTRATOR_TIMEZONE.")
 PortfolioOption = typer.Option(None, "--portfolio-value", help="Initial paper cash, KRW.")
 DryRunOption = typer.Option(None, "--dry-run/--no-dry-run", help="Paper trading (default) or live.")
 StartOption = typer.Option(..., "--start", help="First date, YYYY-MM-DD.")
@@ -137,7 +143,7 @@ EndOption = typer.Option(..., "--end", help="Last date, YYYY-MM-DD (included).")
 
 def _settings(**cli: Any) -> Settings:
     settings = load_settings(cli)
-    configure_logging(settings.log_level, settings.tz)
+    configure_logging(settings.log_level, settings.display_tz)
     names = {**read_env_file(Path.cwd() / ".env"), **os.environ}
     for name in unknown_variables(names, ENV_TO_FIELD):
         logger.warning("%s is not a known setting; ignored (%scheck its spelling)", name,
@@ -158,7 +164,7 @@ def _runtime(settings: Settings) -> Iterator[Runtime]:
 def _alerting(settings: Settings) -> Iterator[None]:
     """Alerts go to ``ORCHESTRATOR_ALERT_WEBHOOK_URL`` while the command runs (sent
     before it ends)."""
-    sink = alerts.install(settings.alert_webhook_url, settings.alert_timeout_seconds)
+    sink = alerts.install(settings.alert_webhook_url, settings.alert_timeout_seconds, settings.display_tz)
     try:
         yield
     finally:
@@ -186,7 +192,7 @@ def with_disable_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _since(moment: datetime, settings: Settings) -> str:
-    return moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(settings.display_tz).isoformat(timespec="minutes").replace("T", " ")
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -221,7 +227,7 @@ def run_job(
     date_text: str | None = typer.Option(None, "--date", help="Trading date, YYYY-MM-DD."),
     user_id: str | None = UserIdOption,
     dry_run: bool | None = DryRunOption,
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
 ) -> None:
     """Run one job now and record it in the run ledger (exit 1 unless it succeeds).
     Prints the outcome (with the reason or error) and the job's summary as a table.
@@ -229,7 +235,7 @@ def run_job(
     Example: python -m services.orchestrator.main run-job data_collection --date 2026-11-20
     """
     day = parse_day(date_text, "date") if date_text is not None else None
-    settings = _settings(user_id=user_id, dry_run=dry_run, timezone=timezone)
+    settings = _settings(user_id=user_id, dry_run=dry_run, display_timezone=timezone)
     with _alerting(settings), _runtime(settings) as runtime:
         run = ops.manual.run_job(runtime, name, day)
     record = run.record
@@ -242,7 +248,7 @@ def run_job(
 @app.command()
 def status(
     user_id: str | None = UserIdOption,
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
     fmt: DocumentFormat = typer.Option(DocumentFormat.table, "--format", help="table or json."),
 ) -> None:
     """Settings in force, the database in use, and each job: enabled, schedule, next
@@ -257,7 +263,7 @@ def status(
 
     Example: python -m services.orchestrator.main status --format json
     """
-    with _runtime(_settings(user_id=user_id, timezone=timezone)) as runtime:
+    with _runtime(_settings(user_id=user_id, display_timezone=timezone)) as runtime:
         document = ops.status.report(runtime).as_dict()
     if fmt is DocumentFormat.json:
         typer.echo(to_json(document))
@@ -269,7 +275,7 @@ def status(
 def calendar(
     start_text: str = StartOption,
     end_text: str = EndOption,
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
     fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
 ) -> None:
     """The KRX sessions, one row per weekday: date, open, close (HH:MM in the display
@@ -278,10 +284,10 @@ def calendar(
     Example: python -m services.orchestrator.main calendar --start 2026-11-16 --end 2026-11-20
     """
     start_day, end_day = parse_day(start_text, "start"), parse_day(end_text, "end")
-    settings = _settings(timezone=timezone)
+    settings = _settings(display_timezone=timezone)
     with _runtime(settings) as runtime:
         rows = ops.schedule.calendar_days(runtime, start_day, end_day)
-    emit(rows, ["date", "open", "close", "status"], fmt, title=f"KRX calendar (times in {settings.timezone})")
+    emit(rows, ["date", "open", "close", "status"], fmt, title=f"KRX calendar (times in {settings.display_zone})")
 
 
 @app.command("next-runs")
@@ -289,7 +295,7 @@ def next_runs(
     jobs: list[str] | None = typer.Argument(None, help="Jobs to show (default: all enabled)."),
     start_text: str = typer.Option(..., "--start", help="ISO time (included); naive = configured tz."),
     end_text: str = typer.Option(..., "--end", help="ISO time (excluded)."),
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
     fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
 ) -> None:
     """Every fire time in [start, end), from the scheduler's own triggers.
@@ -297,8 +303,9 @@ def next_runs(
     Example: python -m services.orchestrator.main next-runs data_collection
     --start 2026-11-16 --end 2026-11-21 --format csv
     """
-    settings = _settings(timezone=timezone)
-    start_at, end_at = parse_moment(start_text, "start", settings.tz), parse_moment(end_text, "end", settings.tz)
+    settings = _settings(display_timezone=timezone)
+    start_at, end_at = (parse_moment(start_text, "start", settings.display_tz),
+                        parse_moment(end_text, "end", settings.display_tz))
     with _runtime(settings) as runtime:
         rows = ops.schedule.fire_times(runtime, jobs or [], start_at, end_at)
     emit(rows, ["job", "fire_time"], fmt, title="Fire times")
@@ -308,7 +315,7 @@ def next_runs(
 def halt(
     reason: str = typer.Option(..., "--reason", help="Why trading stops (shown by status)."),
     user_id: str | None = UserIdOption,
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
 ) -> None:
     """Halt trading for a user until `resume`: no new positions open in any job
     (signal generation is skipped, open buys are cancelled at the next monitoring tick);
@@ -316,7 +323,7 @@ def halt(
 
     Example: python -m services.orchestrator.main halt --reason "broker maintenance"
     """
-    settings = _settings(user_id=user_id, timezone=timezone)
+    settings = _settings(user_id=user_id, display_timezone=timezone)
     with _alerting(settings), _runtime(settings) as runtime:
         change = ops.halts.halt(runtime, reason)
     current, since = change.halt, _since(change.halt.halted_at, settings)
@@ -326,13 +333,13 @@ def halt(
 
 
 @app.command()
-def resume(user_id: str | None = UserIdOption, timezone: str | None = TimezoneOption) -> None:
+def resume(user_id: str | None = UserIdOption, timezone: str | None = DisplayTimezoneOption) -> None:
     """End a trading halt. The loss limits then measure from the equity at the resume
     (a resume accepts the loss so far).
 
     Example: python -m services.orchestrator.main resume --user-id default_user
     """
-    settings = _settings(user_id=user_id, timezone=timezone)
+    settings = _settings(user_id=user_id, display_timezone=timezone)
     with _runtime(settings) as runtime:
         resumed = ops.halts.resume(runtime)
     if resumed is None:
@@ -347,7 +354,7 @@ def history(
     job: str | None = typer.Option(None, "--job", help="Only this job."),
     limit: int = typer.Option(20, "--limit", min=1, max=100_000, help="Most recent N rows."),
     user_id: str | None = typer.Option(None, "--user-id", help="Only this user."),
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
     fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
 ) -> None:
     """The run ledger, newest first. The table shows each run's fire, trading date,
@@ -356,7 +363,7 @@ def history(
 
     Example: python -m services.orchestrator.main history --job risk_checks --limit 5
     """
-    settings = _settings(timezone=timezone)
+    settings = _settings(display_timezone=timezone)
     with _runtime(settings) as runtime:
         rows = ops.status.history(runtime, job=job, user_id=user_id, limit=limit)
     if fmt is not Format.table:
@@ -366,7 +373,7 @@ def history(
               if fmt is Format.csv else row for row in rows], columns, fmt)
         return
     emit([_history_line(row) for row in rows], ["id", "job", "fire", "date", "outcome", "detail"], fmt,
-         title=f"Run ledger (times in {settings.timezone})")
+         title=f"Run ledger (times in {settings.display_zone})")
 
 
 def _history_line(row: dict[str, Any]) -> dict[str, Any]:
@@ -385,6 +392,7 @@ def backfill(
     start_text: str = StartOption,
     end_text: str = EndOption,
     force: bool = typer.Option(False, "--force", help="Collect again dates already complete."),
+    timezone: str | None = DisplayTimezoneOption,
 ) -> None:
     """Collect every session in the range, in date order, with a progress bar
     (exit 1 if a date failed).
@@ -394,7 +402,7 @@ def backfill(
     from rich.progress import Progress
 
     start_day, end_day = parse_day(start_text, "start"), parse_day(end_text, "end")
-    with _runtime(_settings()) as runtime:
+    with _runtime(_settings(display_timezone=timezone)) as runtime:
         days = ops.backfill.closed_sessions(runtime, start_day, end_day)
         if not days:
             _echo(f"no KRX sessions from {start_day} to {end_day}; nothing to collect")
@@ -423,7 +431,7 @@ def simulate(
     end_text: str = EndOption,
     user_id: str | None = UserIdOption,
     portfolio_value: str | None = PortfolioOption,
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
     report: Path | None = typer.Option(None, "--report", help="Directory for equity.png, snapshots.csv, "
                                                                  "ledger.csv."),
     database_url: str | None = typer.Option(None, "--database-url", help="Where the replay goes (default "
@@ -443,7 +451,7 @@ def simulate(
     from rich.progress import Progress
 
     start_day, end_day = parse_day(start_text, "start"), parse_day(end_text, "end")
-    settings = _settings(user_id=user_id, portfolio_value=portfolio_value, timezone=timezone, dry_run=True,
+    settings = _settings(user_id=user_id, portfolio_value=portfolio_value, display_timezone=timezone, dry_run=True,
                          **{f"enable_{name}": False for name in disabled})
     plan = ops.replays.plan(settings, start_day, end_day, database_url=database_url, report_dir=report)
     if logging.getLogger().level > logging.DEBUG:
@@ -471,6 +479,7 @@ def simulate(
 def watchlist(
     date_text: str | None = typer.Option(None, "--date", help="Session, YYYY-MM-DD (default: the latest list)."),
     user_id: str | None = UserIdOption,
+    timezone: str | None = DisplayTimezoneOption,
     fmt: Format = typer.Option(Format.table, "--format", help="table, csv (the entries) or json."),
 ) -> None:
     """A user's watchlist: rank, score and factors, and each ticker's return and days on
@@ -482,7 +491,7 @@ def watchlist(
     Example: python -m services.orchestrator.main watchlist --date 2026-11-20
     """
     day = parse_day(date_text, "date") if date_text else None
-    with _runtime(_settings(user_id=user_id)) as runtime:
+    with _runtime(_settings(user_id=user_id, display_timezone=timezone)) as runtime:
         view = ops.watchlist.view(runtime, day)
     if fmt is Format.json:
         typer.echo(to_json(view))
@@ -502,7 +511,7 @@ AccountEndOption = typer.Option(None, "--end", help="Last trade date, YYYY-MM-DD
 
 
 def _account_settings(user_id: str | None, dry_run: bool | None, timezone: str | None) -> Settings:
-    return _settings(user_id=user_id, dry_run=dry_run, timezone=timezone)
+    return _settings(user_id=user_id, dry_run=dry_run, display_timezone=timezone)
 
 
 def _who(settings: Settings) -> str:
@@ -515,7 +524,7 @@ def _who(settings: Settings) -> str:
 def positions(
     user_id: str | None = UserIdOption,
     dry_run: bool | None = DryRunOption,
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
     fmt: Format = AccountFormatOption,
 ) -> None:
     """The account's open positions, valued at the latest stored closes: quantity,
@@ -556,7 +565,7 @@ def orders(
                               help="The N latest orders."),
     user_id: str | None = UserIdOption,
     dry_run: bool | None = DryRunOption,
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
     fmt: Format = AccountFormatOption,
 ) -> None:
     """The account's latest orders, newest first (all statuses, 50, unless --status or
@@ -591,7 +600,7 @@ def fills(
     end_text: str | None = AccountEndOption,
     user_id: str | None = UserIdOption,
     dry_run: bool | None = DryRunOption,
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
     fmt: Format = AccountFormatOption,
 ) -> None:
     """The account's fills traded from --start to --end (default: the last 30 days),
@@ -615,7 +624,7 @@ def fills(
     elif not rows:
         _echo(f"no fills for {_who(settings)} from {start_day} to {end_day}")
     else:
-        print_fills(rows, f"Fills of {_who(settings)}, {start_day} to {end_day} (times in {settings.timezone})")
+        print_fills(rows, f"Fills of {_who(settings)}, {start_day} to {end_day} (times in {settings.display_zone})")
 
 
 @app.command()
@@ -624,7 +633,7 @@ def pnl(
     end_text: str | None = AccountEndOption,
     user_id: str | None = UserIdOption,
     dry_run: bool | None = DryRunOption,
-    timezone: str | None = TimezoneOption,
+    timezone: str | None = DisplayTimezoneOption,
     fmt: Format = AccountFormatOption,
 ) -> None:
     """The account's P&L of each trading date from --start to --end (default: the last
@@ -658,12 +667,12 @@ def pnl(
 
 
 @app.command()
-def migrate() -> None:
+def migrate(timezone: str | None = DisplayTimezoneOption) -> None:
     """Apply database migrations (``start`` does this too).
 
     Example: DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/test python -m services.orchestrator.main migrate
     """
-    settings = _settings()
+    settings = _settings(display_timezone=timezone)
     with announcing_a_new_database(settings):
         revision = ops.database.migrate(settings)
     _echo(f"database {settings.redacted_database_url()} is at revision {revision}")

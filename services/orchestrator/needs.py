@@ -85,7 +85,7 @@ def _produce(runner: JobRunner, upstream: JobSpec, day: date, origin: str) -> Ru
     if origin in RECOVERABLE_ORIGINS:  # never two runs of a scheduled job at once
         busy = runner.ledger.running_other(upstream.name, now)
         if busy is not None:
-            return overlap_reason(busy, at, runner.settings.tz)
+            return overlap_reason(busy, at, runner.settings.display_tz)
     run_id = runner.ledger.claim(upstream.name, at, trading_date=day, origin=origin)
     if run_id is None:  # the fire ran before and left its work missing (failed, skipped, lost): run it again
         latest = runner.ledger.latest_attempt(upstream.name, at)

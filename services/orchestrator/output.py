@@ -51,7 +51,7 @@ class DocumentFormat(str, Enum):
 CLIPPED_COLUMNS = frozenset({"reason", "error", "detail"})
 #: Columns of words that wrap when a table is too wide; every other column (names,
 #: times, numbers) stays on one line.
-WRAPPING_COLUMNS = frozenset({"schedule", "name", "factors", "what", "value"})
+WRAPPING_COLUMNS = frozenset({"schedule", "factors", "what", "value"})
 
 
 def to_json(document: Any) -> str:
@@ -166,11 +166,19 @@ def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: Format,
 
 
 def _short_time(iso: str) -> str:
+    """A time to the minute, under a heading that names its zone."""
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
 
 
-#: The terminal width from which ``status`` adds each job's schedule in words to its table.
-STATUS_WITH_SCHEDULE_WIDTH = 110
+def _time_with_offset(iso: str) -> str:
+    """A time to the minute with its UTC offset: ``2026-11-20 16:00+09:00``."""
+    return datetime.fromisoformat(iso).isoformat(timespec="minutes").replace("T", " ")
+
+
+#: The terminal width from which a table adds its wide columns of words: ``status``
+#: each job's schedule, ``watchlist`` the five factors.
+WIDE_TABLE = 110
+FACTORS = ("trend", "momentum", "volatility", "liquidity", "value")
 
 
 def print_status(document: dict[str, Any]) -> None:
@@ -199,10 +207,10 @@ def print_status(document: dict[str, Any]) -> None:
             else f"{_short_time(last['scheduled_for'])} {last['outcome']}",
         })
     now = datetime.fromisoformat(document["now"])
-    wide = out.width >= STATUS_WITH_SCHEDULE_WIDTH  # at 80 columns: `start` and the json show schedules
+    wide = out.width >= WIDE_TABLE  # at 80 columns: `start` and the json show schedules
     emit(rows, ["job", "state", "next fire", "last run", *(["schedule"] if wide else [])], Format.table,
          title=f"Jobs at {_short_time(document['now'])} (times in "
-               f"{zone_label(document['settings']['timezone'], now)})")
+               f"{zone_label(document['settings']['display_timezone'], now)})")
     if document["calendar"]["warning"]:
         out.print(styled(("warning:", "bold yellow"), f" {document['calendar']['warning']}"))
     for run in document["waiting_elsewhere"]:
@@ -218,7 +226,7 @@ def _print_halt(halt: dict[str, Any] | None, user_id: str) -> None:
     if halt is None or not halt["halted"]:
         return
     out = console()
-    out.print(styled((f"TRADING HALTED for {user_id} since {_short_time(halt['halted_at'])} "
+    out.print(styled((f"TRADING HALTED for {user_id} since {_time_with_offset(halt['halted_at'])} "
                       f"(by {halt['halted_by']}): {halt['reason']}", "bold red")))
     out.print(styled(("no new positions open; protective exits still run. Resume with: "
                       f"python -m services.orchestrator.main resume --user-id {user_id}", "red")))
@@ -228,28 +236,34 @@ def print_start_banner(startup: Startup) -> None:
     """What ``start`` starts with: the account and mode, each job's state, the halt."""
     settings = startup.runtime.settings
     rows = [{"job": job.name, "state": job.state, "schedule": job.schedule,
-             "next fire": _short_time(job.next_fire.astimezone(settings.tz).isoformat()) if job.next_fire else ""}
+             "next fire": "" if job.next_fire is None
+             else _short_time(job.next_fire.astimezone(settings.display_tz).isoformat())}
             for job in startup.schedule]
     console().print(styled("KRX orchestrator for ", (settings.user_id, "bold"),
                            f" ({'dry run' if settings.dry_run else 'LIVE'}, {settings.timezone}, "
                            f"data: {settings.data_provider}, db: {settings.redacted_database_url()})"))
     emit(rows, ["job", "state", "next fire", "schedule"], Format.table,
-         title=f"Schedule (times in {zone_label(settings.timezone, startup.now.astimezone(settings.tz))})")
+         title=f"Schedule (times in {zone_label(settings.display_zone, startup.now.astimezone(settings.display_tz))})")
     _print_halt(startup.halt, settings.user_id)
 
 
 def print_watchlist(view: dict[str, Any]) -> None:
-    """A watchlist (``ops.watchlist.view``): its entries, then the tickers that left."""
-    rows = [{**entry, "factors": " ".join(f"{name[:2].title()}{entry[name]:.2f}" for name in
-                                          ("trend", "momentum", "volatility", "liquidity", "value")),
+    """A watchlist (``ops.watchlist.view``): its entries, then the tickers that left.
+    The five factors are a column from ``WIDE_TABLE`` columns on (csv and json always
+    have them)."""
+    rows = [{**entry, "score": f"{entry['score']:.3f}",
+             "factors": " ".join(f"{name[:2].title()}{entry[name]:.2f}" for name in FACTORS),
              "return": f"{entry['return_since_entry']:+.2%}", "days": entry["days_on_list"]}
             for entry in view["entries"]]
-    emit(rows, ["rank", "ticker", "name", "score", "factors", "entered_on", "days", "return"], Format.table,
-         title=f"Watchlist of {view['user_id']} on {view['date']} (factors: Tr trend, Mo momentum, "
-               "Vo volatility, Li liquidity, Va value)")
+    wide = console().width >= WIDE_TABLE
+    title = f"Watchlist of {view['user_id']} on {view['date']}"
+    emit(rows, ["rank", "ticker", "name", "score", *(["factors"] if wide else []), "entered_on", "days", "return"],
+         Format.table, title=f"{title} (factors: Tr trend, Mo momentum, Vo volatility, Li liquidity, Va value)"
+         if wide else f"{title} (factors: --format csv or json, or {WIDE_TABLE} columns)")
     if view["exits"]:
-        exits = [{**exit_, "return": "" if exit_["return_since_entry"] is None
-                  else f"{exit_['return_since_entry']:+.2%}"} for exit_ in view["exits"]]
+        exits = [{**exit_, "entry_close": krw(exit_["entry_close"]), "close": krw(exit_["close"]),
+                  "return": "" if exit_["return_since_entry"] is None else f"{exit_['return_since_entry']:+.2%}"}
+                 for exit_ in view["exits"]]
         emit(exits, ["ticker", "name", "entered_on", "entry_close", "close", "return"],
              Format.table, title=f"Left the list since {view['previous_date']}")
 
@@ -287,7 +301,8 @@ def _view_table(rows: Sequence[dict[str, str]], columns: Sequence[_ViewColumn], 
                 total: dict[str, str] | None = None) -> Table:
     """A compact table (one space between columns, numbers on the right, a signed P&L
     or return green or red) with every row on one line: at 80 columns only the columns
-    given a width shrink, cut with an ellipsis (csv and json carry every field whole)."""
+    given a width shrink, cut with an ellipsis (csv and json carry every field whole);
+    numbers are never cut: when they alone do not fit, the table is as wide as they need."""
     from rich.box import SIMPLE
     from rich.cells import cell_len
 
@@ -300,8 +315,9 @@ def _view_table(rows: Sequence[dict[str, str]], columns: Sequence[_ViewColumn], 
             cut = min(excess, max(0, widths[index] - floor))
             widths[index] -= cut
             excess -= cut
+    needed = sum(widths) + len(columns) - 1
     table = Table(title=Text(printable(title), style="table.title"), box=SIMPLE, padding=(0, 0), show_edge=False,
-                  show_footer=total is not None)
+                  show_footer=total is not None, width=needed if excess > 0 else None)
     for (key, heading, justify, _), width in zip(columns, widths):
         table.add_column(Text(printable(heading)), footer=Text(printable((total or {}).get(key, ""))),
                          justify="right" if justify == "right" else "left", no_wrap=True, overflow="ellipsis",
@@ -321,11 +337,11 @@ def print_account_summary(summary: dict[str, Any]) -> None:
     realised and unrealised P&L."""
     out = console()
     who = account_label(summary["user_id"], summary["dry_run"])
-    valued = f"valued at the closes of {summary['valued_on']}" if summary["valued_on"] else "no closes stored"
-    out.print(styled((who, "bold"), f" at {_short_time(summary['as_of'])}, {valued}"))
+    valued = f"at the closes of {summary['valued_on']}" if summary["valued_on"] else "no closes stored"
+    out.print(styled((who, "bold"), f" at {_time_with_offset(summary['as_of'])}, {valued}"))
     if summary["cash"] is None:
         return
-    cash_at = f" (at {_short_time(summary['cash_at'])})" if summary["cash_at"] else ""
+    cash_at = f" (at {_time_with_offset(summary['cash_at'])})" if summary["cash_at"] else ""
     out.print(styled(f"equity {krw(summary['equity'])} = cash {krw(summary['cash'])}{cash_at} + positions "
                      f"{krw(summary['market_value'])} (exposure {percent(summary['exposure'], signed=False)})"))
     day = f"day {krw(summary['day_pnl'], signed=True)} ({percent(summary['day_return'])})"

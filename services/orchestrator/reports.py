@@ -119,6 +119,7 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
     return {
         "user_id": settings.user_id,
         "timezone": settings.timezone,
+        "display_timezone": settings.display_zone,
         "dry_run": settings.dry_run,
         "portfolio_value": settings.portfolio_value,
         "data_provider": settings.data_provider,

@@ -137,7 +137,7 @@ class JobRunner:
 
     def shown(self, moment: datetime) -> str:
         """``moment`` as logs and alerts show it: ISO 8601 in the display zone, with its offset."""
-        return moment.astimezone(self.settings.tz).isoformat()
+        return moment.astimezone(self.settings.display_tz).isoformat()
 
     def retry_fire(self, job_name: str, fire_time: datetime, attempt: int, *, origin: str) -> RunRecord | None:
         """Run a fire again as ``attempt``, its previous attempt having failed on the
@@ -157,7 +157,8 @@ class JobRunner:
         running (APScheduler's one-instance rule): recorded skipped, and alerted."""
         trading_date = self.triggers[job_name].trading_date(fire_time)
         busy = self.ledger.running_other(job_name, self.clock.now())
-        reason = "previous run still running" if busy is None else overlap_reason(busy, fire_time, self.settings.tz)
+        reason = ("previous run still running" if busy is None
+                  else overlap_reason(busy, fire_time, self.settings.display_tz))
         return self._skip_overlapping(self.job(job_name), fire_time, trading_date, reason, SCHEDULE)
 
     def check_calendar(self, moment: datetime) -> None:
@@ -248,7 +249,7 @@ class JobRunner:
             busy = self.ledger.running_other(job.name, self.clock.now())
             if busy is not None:
                 return self._skip_overlapping(job, fire_time, trading_date,
-                                              overlap_reason(busy, fire_time, self.settings.tz), origin)
+                                              overlap_reason(busy, fire_time, self.settings.display_tz), origin)
         run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin)
         if run_id is None:
             logger.info("%s %s: already claimed (by another orchestrator, or run first as another job's input); "

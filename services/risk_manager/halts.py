@@ -92,7 +92,7 @@ def halt_trading(connection: Connection, user_id: str, reason: str, *, by: str, 
         "resumed_at": None, "resumed_by": None, "baseline_at": None, "baseline_equity": None,
         "live_baseline_equity": None}], ["user_id"], keep=["baseline_at", "baseline_equity", "live_baseline_equity"])
     alert = Alert("trading_halted", f"TRADING HALTED for {user_id} by {by}: {reason}", {
-        "user_id": user_id, "halted_by": by, "reason": reason, "halted_at": at.isoformat()})
+        "user_id": user_id, "halted_by": by, "reason": reason, "halted_at": at})
     # said when the halt is stored: a job that halts, then fails and rolls back, halted nothing
     event.listen(connection, "commit", lambda _connection: raise_alert(logger, alert), once=True)
     halt = active_halt(connection, user_id)

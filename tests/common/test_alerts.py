@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -59,8 +59,9 @@ def webhook() -> Iterator[Webhook]:
 
 
 def sent(url: str, action: Any) -> None:
-    """Run ``action`` with alerts going to ``url``; return once they are sent."""
-    sink = alerts.install(url, 2.0)
+    """Run ``action`` with alerts going to ``url`` (their times in Seoul's zone); return
+    once they are sent."""
+    sink = alerts.install(url, 2.0, KST)
     assert sink is not None
     try:
         action()
@@ -196,3 +197,11 @@ def test_a_calendar_about_to_run_out_is_a_warning_not_an_error(session_factory, 
     [record] = [r for r in caplog.records if "reviewed only through 2026-12-31" in r.getMessage()]
     assert record.levelno == logging.WARNING
     assert not any(r.levelno >= logging.ERROR for r in caplog.records)
+
+
+def test_an_alerts_times_are_in_the_zone_it_was_installed_with() -> None:
+    halted_at = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+    alert = Alert("trading_halted", "halted", {"halted_at": halted_at, "user_id": "u"})
+    body = alert.body("host", datetime(2026, 11, 20, 1, 0, 5, tzinfo=UTC), ZoneInfo("America/New_York"))
+    assert body["at"] == "2026-11-19T20:00:05-05:00"
+    assert body["details"] == {"halted_at": "2026-11-19T20:00:00-05:00", "user_id": "u"}

@@ -265,7 +265,7 @@ def test_positions_table_shows_the_account_above_the_positions_within_80_columns
     result = cli("positions")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "default_user (paper) at 2026-11-21 10:00, valued at the closes of 2026-11-20"
+    assert lines[0] == "default_user (paper) at 2026-11-21 10:00+09:00, at the closes of 2026-11-20"
     assert lines[1] == (f"equity {summary['equity']:,} = cash {summary['cash']:,} + positions "
                         f"{summary['market_value']:,} (exposure {summary['exposure']:.2%})")
     assert lines[2].startswith(f"P&L: day {summary['day_pnl']:+,} (") and f"on {OPENING:,}" in lines[2]
@@ -486,8 +486,8 @@ def test_the_cli_picks_the_account_with_dry_run(cli: Any, traded: dict[str, Any]
     result = cli("positions", "--no-dry-run", "--format", "json")
     assert [row["ticker"] for row in json.loads(result.stdout)] == [live["ticker"]]
     table = cli("positions", "--no-dry-run")
-    assert table.stdout.splitlines()[0] == "default_user (LIVE) at 2026-11-21 10:00, valued at the closes of 2026-11-20"
-    assert "cash" in table.stdout and "(at 2026-11-20 15:30)" in table.stdout
+    assert table.stdout.splitlines()[0] == "default_user (LIVE) at 2026-11-21 10:00+09:00, at the closes of 2026-11-20"
+    assert "cash" in table.stdout and "(at 2026-11-20 15:30+09:00)" in table.stdout
     orders = json.loads(cli("orders", "--no-dry-run", "--format", "json").stdout)
     assert [row["broker_order_id"] for row in orders] == ["0000012345"]
     paper_fills = json.loads(cli("fills", "--dry-run", "--format", "json").stdout)

@@ -415,7 +415,7 @@ def test_a_halt_made_on_the_command_line_is_in_the_library_s_status_report(
     cli: Any, tmp_path: Path, calendar_cache_dir: Path
 ) -> None:
     assert cli("halt", "--reason", "broker maintenance").stdout == (
-        "trading halted for default_user since 2026-11-20 16:00: broker maintenance\n")
+        "trading halted for default_user since 2026-11-20 16:00+09:00: broker maintenance\n")
     runtime = _runtime(tmp_path, calendar_cache_dir)
     try:
         report = ops.status.report(runtime)

@@ -87,9 +87,12 @@ def test_log_lines_are_timed_in_the_display_zone(cli: Any, zone: str | None, off
     assert {match.group(2) for match in lines if match} == {offset}
 
 
-def test_every_displayed_command_that_shows_times_takes_the_timezone_option(cli: Any) -> None:
-    for command in ("start", "run-job", "status", "calendar", "next-runs", "history", "halt", "resume",
-                    "simulate"):
+def test_every_command_takes_the_timezone_option(cli: Any) -> None:
+    import typer
+
+    commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert {"start", "status", "history", "positions", "orders", "fills", "pnl", "backfill"} <= commands
+    for command in sorted(commands):  # every command shows a time, if only in its log lines
         assert "--timezone" in cli(command, "--help").stdout, command
 
 
@@ -186,3 +189,23 @@ def test_the_replay_reports_csvs_share_the_display_zone(cli: Any, tmp_path: Path
     assert {_offsets(row["scheduled_for"]).pop() for row in ledger} == {offset}
     close = datetime.fromisoformat(snapshots[0]["taken_at"])
     assert close == datetime(2026, 11, 20, 15, 30, tzinfo=KST)  # the session's close, whatever the zone
+
+
+def test_the_timezone_option_of_a_display_command_moves_no_fire(cli: Any) -> None:
+    env = {"ORCHESTRATOR_RISK_CHECK_INTERVAL": "120"}  # on the schedule zone's (Seoul's) even hours
+
+    def next_risk_check(*args: str) -> datetime:
+        jobs = json.loads(cli("status", "--format", "json", *args, env=env).stdout)["jobs"]
+        [risk] = [job for job in jobs if job["job"] == "risk_checks"]
+        return datetime.fromisoformat(risk["next_fire_times"][0])
+
+    seoul, kathmandu = next_risk_check(), next_risk_check("--timezone", "Asia/Kathmandu")  # UTC+05:45
+    assert seoul == kathmandu == datetime(2026, 11, 20, 18, 0, tzinfo=KST)
+    assert kathmandu.isoformat() == "2026-11-20T14:45:00+05:45"
+
+
+def test_the_display_zone_can_be_set_apart_from_the_schedule_zone(cli: Any) -> None:
+    env = {"ORCHESTRATOR_DISPLAY_TIMEZONE": "UTC"}
+    document = json.loads(cli("status", "--format", "json", env=env).stdout)
+    assert document["settings"]["timezone"] == "Asia/Seoul" and document["settings"]["display_timezone"] == "UTC"
+    assert _offsets(document) == {"+00:00"}

@@ -57,11 +57,11 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Pat
 def test_a_halt_reason_is_shown_literally_by_halt_status_and_history(cli: Any, reason: str, shown: str) -> None:
     halted = cli("halt", "--reason", reason)
     assert halted.exit_code == 0, halted.output
-    assert halted.stdout == f"trading halted for default_user since 2026-11-20 20:00: {shown}\n"
+    assert halted.stdout == f"trading halted for default_user since 2026-11-20 20:00+09:00: {shown}\n"
 
     status = cli("status")
     assert status.exit_code == 0, status.output
-    banner = f"TRADING HALTED for default_user since 2026-11-20 20:00 (by manual): {shown}"
+    banner = f"TRADING HALTED for default_user since 2026-11-20 20:00+09:00 (by manual): {shown}"
     assert status.stdout.splitlines().count(banner) == 2  # above and below the table
     _assert_no_control(status.stdout)
 
@@ -84,7 +84,7 @@ def test_a_halt_reason_is_shown_literally_by_halt_status_and_history(cli: Any, r
     _assert_no_control(rows.stdout)
 
     resumed = cli("resume")
-    assert resumed.stdout == f"trading resumed for default_user (halted since 2026-11-20 20:00: {shown})\n"
+    assert resumed.stdout == f"trading resumed for default_user (halted since 2026-11-20 20:00+09:00: {shown})\n"
 
 
 def test_start_shows_its_banner_while_halted_for_a_reason_in_brackets_and_escapes(

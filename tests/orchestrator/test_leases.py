@@ -68,7 +68,7 @@ def test_a_run_whose_lease_lapsed_is_recorded_abandoned_and_run_again(session_fa
     assert (record.job_name, record.outcome) == ("position_monitoring", record.outcome.SUCCESS)
     first, second = ledger_rows(session_factory)
     assert (first.attempt, first.outcome) == (1, "failed")
-    assert first.error.startswith("abandoned: the lease of ") and "lapsed at 2026-11-20T01:01:00" in first.error
+    assert first.error.startswith("abandoned: the lease of ") and "lapsed at 2026-11-20T10:01:00+09:00" in first.error
     assert (second.attempt, second.outcome, second.origin, second.scheduled_for) == (
         2, "success", "recovery", at("2026-11-20T10:00"))
     assert fake_services.CALLS == [("position_monitoring", "2026-11-20")]
@@ -84,7 +84,7 @@ def test_a_lapsed_run_past_its_deadline_is_recorded_but_not_run_again(session_fa
     assert alive.recover_abandoned() == []
     [row] = ledger_rows(session_factory)
     assert (row.outcome, row.attempt) == ("failed", 1) and row.error.startswith("abandoned")
-    assert row.error.endswith("lapsed at 2026-11-20T01:01:00+00:00")
+    assert row.error.endswith("lapsed at 2026-11-20T10:01:00+09:00")
     assert fake_services.CALLS == []
 
 

@@ -67,7 +67,7 @@ def test_a_second_halt_keeps_the_first_and_a_resume_without_a_halt_says_so(app_c
     assert app_cli("halt", "--reason", "broker maintenance").exit_code == 0
     again = app_cli("halt", "--reason", "another reason")
     assert again.exit_code == 0
-    assert again.stdout == ("trading was already halted for default_user since 2026-11-20 20:00 (by manual): "
+    assert again.stdout == ("trading was already halted for default_user since 2026-11-20 20:00+09:00 (by manual): "
                             "broker maintenance\n")
     assert app_cli("resume").exit_code == 0
     assert "TRADING HALTED" not in app_cli("status").stdout

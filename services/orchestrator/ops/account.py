@@ -6,7 +6,7 @@ commands and the REST API (``/api/account``, ``/api/positions``, ``/api/orders``
 The account is the runtime's settings' own: ``user_id`` and ``dry_run`` (paper or
 live); nothing of another account is read. Each function reads in one snapshot
 transaction, so what it returns is one committed state. Rows are plain, JSON-ready
-dicts: dates ``YYYY-MM-DD``; times ISO 8601 in the display zone (``settings.tz``)
+dicts: dates ``YYYY-MM-DD``; times ISO 8601 in the display zone (``settings.display_tz``)
 with their offset; money whole KRW (ints); returns, weights and drawdowns fractions
 (0.0123 is 1.23%) rounded to 6 places; an unknown value None.
 
@@ -193,7 +193,7 @@ def _ratio(value: float | None) -> float | None:
 
 
 def _time(runtime: Runtime, moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(runtime.settings.tz).isoformat()
+    return None if moment is None else moment.astimezone(runtime.settings.display_tz).isoformat()
 
 
 def _summary_row(runtime: Runtime, account: Portfolio) -> dict[str, Any]:

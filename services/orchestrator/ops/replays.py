@@ -86,7 +86,7 @@ def run(plan: ReplayPlan, *, on_fires: Callable[[list[Fire]], None] | None = Non
                             sessions=sessions, jobs=jobs, initial_cash=settings.portfolio_value)
         files = [] if plan.report_dir is None else write_report(
             plan.report_dir, runtime.session_factory(), user_id=settings.user_id, start=start, end=end,
-            tz=settings.tz, initial_equity=summary.initial_equity)
+            tz=settings.display_tz, initial_equity=summary.initial_equity)
     finally:
         runtime.close()
     return ReplayResult(summary, list(files), simulation.failed)

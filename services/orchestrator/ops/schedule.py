@@ -17,7 +17,7 @@ def calendar_days(runtime: Runtime, start: date, end: date) -> list[dict[str, st
     configured timezone, empty when closed), status."""
     check_range(start, end)
     require_in_calendar(runtime.calendar, start, end)
-    return reports.calendar_rows(runtime.calendar, start, end, runtime.settings.tz)
+    return reports.calendar_rows(runtime.calendar, start, end, runtime.settings.display_tz)
 
 
 def fire_times(runtime: Runtime, job_names: Sequence[str], start: datetime, end: datetime) -> list[dict[str, str]]:
@@ -32,4 +32,4 @@ def fire_times(runtime: Runtime, job_names: Sequence[str], start: datetime, end:
         raise InvalidArgument("start", "the window is outside the calendar data") from None
     require_in_calendar(runtime.calendar, first_day, last_day)
     enabled = [job for job in selected if runtime.settings.job_enabled(job.name)]
-    return reports.next_runs(enabled, runtime.triggers, start, end, runtime.settings.tz)
+    return reports.next_runs(enabled, runtime.triggers, start, end, runtime.settings.display_tz)

@@ -45,8 +45,8 @@ def report(runtime: Runtime) -> StatusReport:
     ledger = runtime.ledger()
     statuses = reports.job_statuses(runtime.all_jobs, settings, runtime.triggers, now, ledger.last_runs())
     return StatusReport(
-        tz=settings.tz,
-        now=now.astimezone(settings.tz),
+        tz=settings.display_tz,
+        now=now.astimezone(settings.display_tz),
         halt=current_halt(runtime),
         database=database_location(settings),
         settings=reports.settings_summary(settings),
@@ -54,7 +54,7 @@ def report(runtime: Runtime) -> StatusReport:
         calendar_warning=reports.calendar_warning(runtime.calendar, now,
                                                   [fire for s in statuses for fire in s.next_fires]),
         jobs=statuses,
-        waiting_elsewhere=[reports.lapsed_run_view(row, settings.tz) for row in ledger.lapsed_elsewhere(now)],
+        waiting_elsewhere=[reports.lapsed_run_view(row, settings.display_tz) for row in ledger.lapsed_elsewhere(now)],
     )
 
 
@@ -65,7 +65,7 @@ def current_halt(runtime: Runtime) -> dict[str, Any] | None:
 
     with snapshot_transaction(runtime.session_factory()) as connection:
         record = halt_record(connection, runtime.settings.user_id)
-    return reports.halt_view(record, runtime.settings.tz)
+    return reports.halt_view(record, runtime.settings.display_tz)
 
 
 def history(runtime: Runtime, *, job: str | None = None, user_id: str | None = None,
@@ -74,4 +74,4 @@ def history(runtime: Runtime, *, job: str | None = None, user_id: str | None = N
     ``user_id``'s, when given)."""
     job_name = None if job is None else get_job(job).name
     runs = runtime.ledger().history(job_name=job_name, user_id=user_id, limit=limit)
-    return [reports.history_row(run, runtime.settings.tz) for run in runs]
+    return [reports.history_row(run, runtime.settings.display_tz) for run in runs]
