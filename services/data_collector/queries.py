@@ -126,3 +126,8 @@ def day_prices(connection: Connection, day: date) -> list[tuple[Any, ...]]:
 def stock_names(connection: Connection) -> dict[str, str]:
     """Every listed ticker's name."""
     return {ticker: name for ticker, name in connection.execute(select(Stock.ticker, Stock.name)).all()}
+
+
+def latest_collected_session(connection: Connection, day: date) -> date | None:
+    """The latest session on or before ``day`` whose market data is stored; None if none."""
+    return connection.scalar(select(func.max(CollectedSession.date)).where(CollectedSession.date <= day))

@@ -14,8 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select
 
 from services.common.job_api import Account
-from services.data_collector.models import CollectedSession
-from services.data_collector.queries import latest_closes_before, stock_names
+from services.data_collector.queries import latest_closes_before, latest_collected_session, stock_names
 from services.trading_engine.history import holdings_at
 from services.trading_engine.models import (
     ClosedTrade,
@@ -197,7 +196,7 @@ def portfolio(connection: Connection, account: Account, day: date) -> Portfolio:
     tickers = [position.ticker for position in held]
     prices = latest_closes_before(connection, tickers, day + timedelta(days=1)) if tickers else {}
     names = stock_names(connection) if tickers else {}
-    prices_on = connection.scalar(select(func.max(CollectedSession.date)).where(CollectedSession.date <= day))
+    prices_on = latest_collected_session(connection, day)
     positions = tuple(
         HeldPosition(position.ticker, names.get(position.ticker, ""), position.quantity, position.cost,
                      holding.price, position.ticker in prices, position.opened_on)
