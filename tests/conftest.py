@@ -30,6 +30,9 @@ from services.common.market_calendar import MarketCalendar, load_calendar
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 DATA_DIR = Path(__file__).parent / "data"
 NO_POSTGRESQL = "TEST_DATABASE_URL is not set"
+#: the console's port in the tests' subprocesses: any free one (``start`` serves the
+#: console; two tests, or a test beside a real scheduler, never race for 8080)
+TEST_API_PORT = ("ORCHESTRATOR_API_PORT", "0")
 #: the variables pointed at a test's own directories: where a home, the XDG caches and
 #: configs, and ``tempfile.gettempdir()`` are (the calendar cache's default and fallback)
 OWN_DIRS = {"HOME": "home", "XDG_CACHE_HOME": "cache", "XDG_CONFIG_HOME": "config",
@@ -87,10 +90,11 @@ def krx_calendar(calendar_cache_dir: Path) -> MarketCalendar:
 def subprocess_env(**values: str) -> dict[str, str]:
     """The environment for a subprocess under test: this process's, with the test's own
     directories (``OWN_DIRS``: home, caches, temp dir), without orchestrator settings
-    (ORCHESTRATOR_*, KIS_*, DATABASE_URL, LOG_LEVEL), plus ``values``."""
+    (ORCHESTRATOR_*, KIS_*, DATABASE_URL, LOG_LEVEL) but the console's port (``TEST_API_PORT``),
+    plus ``values``."""
     own = {name: value for name, value in os.environ.items() if not host_setting(name)}
     own.update({name: os.environ[name] for name in OWN_DIRS})  # set by _hermetic_test: fails loudly if not
-    return {**own, **values}
+    return {**own, TEST_API_PORT[0]: TEST_API_PORT[1], **values}
 
 
 def in_process_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Path,

@@ -375,6 +375,29 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine only: 127.0.0.0/8, ::1, localhost."""
+    return _loopback(host.strip("[]"))
+
+
+def parse_api_host(text: str) -> str:
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[?[0-9A-Fa-f:.]{2,45}\]?", value):
+        raise ValueError("expected a host name or IP address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
+    return value.strip("[]")
+
+
+def parse_port(text: str) -> int:
+    return _int_between(text, 0, 65535, "a TCP port from 1 to 65535, or 0 for any free port")
+
+
+def parse_api_token(text: str) -> str:
+    value = text.strip()
+    if value and not re.fullmatch(r"[\x21-\x7e]{16,512}", value):
+        raise ValueError("expected empty or a token of 16 to 512 printable characters without spaces")
+    return value
+
+
 def parse_webhook_url(text: str) -> str:
     value = text.strip()
     if value and not _http_url(value, r"(/[^\s]*)?"):

@@ -23,6 +23,8 @@ from services.common.setting_values import (
     FactorWeights,
     TaxSchedule,
     TrIds,
+    parse_api_host,
+    parse_api_token,
     parse_bool,
     parse_clock_time,
     parse_database_url,
@@ -43,6 +45,7 @@ from services.common.setting_values import (
     parse_optional_timezone,
     parse_percent,
     parse_percent_or_off,
+    parse_port,
     parse_positive_int,
     parse_provider,
     parse_rate_per_second,
@@ -79,7 +82,7 @@ def _setting(env: str, parser: Callable[[str], Any], default: str, doc: str, *, 
 
 
 #: the command-line option of a setting, where it is not ``--<field-name>``
-CLI_FLAGS = {"display_timezone": "--timezone"}
+CLI_FLAGS = {"display_timezone": "--timezone", "api_host": "--host", "api_port": "--port"}
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,16 @@ class Settings:
                                       "calendar running out); empty: alerts are only logged", secret=True)
     alert_timeout_seconds: float = _setting("ORCHESTRATOR_ALERT_TIMEOUT_SECONDS", parse_timeout_seconds, "5",
                                             "how long one alert POST may take")
+    api: bool = _setting("ORCHESTRATOR_API", parse_bool, "true",
+                         "`start` serves the console (REST API) too (--api/--no-api)")
+    api_host: str = _setting("ORCHESTRATOR_API_HOST", parse_api_host, "127.0.0.1",
+                             "address the console (REST API) listens on (`serve --host`); one other than "
+                             "127.0.0.1, ::1 or localhost needs ORCHESTRATOR_API_TOKEN")
+    api_port: int = _setting("ORCHESTRATOR_API_PORT", parse_port, "8080",
+                             "port the console (REST API) listens on (`serve --port`); 0: any free port")
+    api_token: str = _setting("ORCHESTRATOR_API_TOKEN", parse_api_token, "",
+                              "bearer token of the console's changes, and required to listen beyond this "
+                              "machine; empty: loopback only", secret=True)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -8,7 +8,7 @@ migrations. After adding a migration, write it again:
     python -c "from services.common.database import write_sqlite_head; write_sqlite_head()"
 """
 
-REVISION = "0011_live_baseline"
+REVISION = "0012_scheduler_heartbeats"
 
 STATEMENTS: tuple[str, ...] = (
     (
@@ -232,6 +232,18 @@ STATEMENTS: tuple[str, ...] = (
         ')'
     ),
     (
+        'CREATE TABLE scheduler_heartbeats (\n'
+        '\tinstance_id VARCHAR(32) NOT NULL, \n'
+        '\tuser_id VARCHAR(64) NOT NULL, \n'
+        '\tdry_run BOOLEAN NOT NULL, \n'
+        '\thost VARCHAR(255) NOT NULL, \n'
+        '\tpid INTEGER NOT NULL, \n'
+        '\tstarted_at DATETIME NOT NULL, \n'
+        '\tbeat_at DATETIME NOT NULL, \n'
+        '\tPRIMARY KEY (instance_id)\n'
+        ')'
+    ),
+    (
         'CREATE TABLE signal_runs (\n'
         '\tuser_id VARCHAR(64) NOT NULL, \n'
         '\tdry_run BOOLEAN NOT NULL, \n'
@@ -357,6 +369,9 @@ STATEMENTS: tuple[str, ...] = (
     ),
     (
         'CREATE INDEX ix_orders_open ON orders (user_id, dry_run, status)'
+    ),
+    (
+        'CREATE INDEX ix_scheduler_heartbeats_account ON scheduler_heartbeats (user_id, dry_run, beat_at)'
     ),
     (
         'CREATE INDEX ix_snapshots_equity ON portfolio_snapshots (user_id, dry_run, equity)'

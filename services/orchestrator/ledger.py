@@ -337,6 +337,21 @@ class RunLedger:
                 query = query.where(JobRun.user_id == user_id)
             return list(session.scalars(query.limit(limit)))
 
+    def page(self, *, job_name: str | None = None, outcome: str | None = None, limit: int = 50,
+             before: int | None = None) -> list[JobRun]:
+        """This account's runs, newest (highest id) first: the ``limit`` with an id below
+        ``before`` (None: from the newest), only ``job_name``'s and ``outcome``'s when given."""
+        with self._sessions() as session:
+            query = select(JobRun).where(JobRun.user_id == self.account.user_id,
+                                         JobRun.dry_run == self.account.dry_run)
+            if job_name:
+                query = query.where(JobRun.job_name == job_name)
+            if outcome:
+                query = query.where(JobRun.outcome == outcome)
+            if before is not None:
+                query = query.where(JobRun.id < before)
+            return list(session.scalars(query.order_by(JobRun.id.desc()).limit(limit)))
+
 
 def _process_alive(pid: int) -> bool:
     try:

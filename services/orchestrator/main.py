@@ -205,20 +205,35 @@ def start(
     timezone: str | None = TimezoneOption,
     portfolio_value: str | None = PortfolioOption,
     dry_run: bool | None = DryRunOption,
+    api: bool | None = typer.Option(None, "--api/--no-api", help="Serve the console (REST API) too, on "
+                                    "ORCHESTRATOR_API_HOST:ORCHESTRATOR_API_PORT (default ORCHESTRATOR_API, on)."),
     disabled: Any = None,
 ) -> None:
-    """Run the scheduler until SIGINT/SIGTERM.
+    """Run the scheduler until SIGINT/SIGTERM; the console (REST API) too unless --no-api,
+    from when the scheduler is ready.
 
     Example: python -m services.orchestrator.main start --disable-risk-checks
     """
     settings = _settings(user_id=user_id, timezone=timezone, portfolio_value=portfolio_value,
-                         dry_run=dry_run, **{f"enable_{name}": False for name in disabled})
+                         dry_run=dry_run, api=api, **{f"enable_{name}": False for name in disabled})
     with _alerting(settings):
+        if settings.api:
+            _check_console_address(settings)  # beyond this machine without a token: exit 2 at once
         stop = StopOnSignal()
         with _runtime(settings) as runtime:
             startup = ops.service.start_up(runtime)
-            print_start_banner(startup)
-            ops.service.run_scheduler(startup, stop)
+            try:
+                server = _console_server(settings) if settings.api else None  # the port in use: exit 2
+            except BaseException:
+                stop.restore()
+                startup.runner.close()
+                raise
+            try:
+                print_start_banner(startup)
+                ops.service.run_scheduler(startup, stop, on_ready=server.start_in_background if server else _nothing)
+            finally:
+                if server is not None:
+                    server.stop()
 
 
 @app.command("run-job")
@@ -664,6 +679,50 @@ def pnl(
         _echo(f"no portfolio snapshots for {_who(settings)} from {report['start']} to {report['end']}")
     else:
         print_pnl(report, f"Daily P&L of {_who(settings)}, {report['start']} to {report['end']}")
+
+
+# --- the console: serve ---
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Address to listen on (default ORCHESTRATOR_API_HOST, "
+                                    "127.0.0.1); one beyond this machine needs ORCHESTRATOR_API_TOKEN."),
+    port: str | None = typer.Option(None, "--port", help="Port (default ORCHESTRATOR_API_PORT, 8080; 0: any "
+                                    "free port)."),
+    user_id: str | None = UserIdOption,
+    dry_run: bool | None = DryRunOption,
+    timezone: str | None = DisplayTimezoneOption,
+) -> None:
+    """Serve the console (REST API, OpenAPI at /docs) of an account against the
+    database, without a scheduler (several can run beside one or more schedulers),
+    until SIGINT/SIGTERM. Prints its URL. Exit 2 if the address is refused: in use, or
+    beyond this machine without ORCHESTRATOR_API_TOKEN.
+
+    Example: python -m services.orchestrator.main serve --port 8081
+    """
+    settings = _settings(api_host=host, api_port=port, user_id=user_id, dry_run=dry_run, display_timezone=timezone)
+    server = _console_server(settings)
+    _echo(f"console (REST API) of {_who(settings)} at {server.url} (OpenAPI at {server.url}docs); Ctrl-C stops it")
+    server.serve()
+
+
+def _console_server(settings: Settings) -> Any:
+    """The console's server (``api.serving.ConsoleServer``) on its bound address; a
+    ``ConfigurationError`` if the address is refused."""
+    from services.orchestrator.api.serving import ConsoleServer
+
+    return ConsoleServer.bind(settings)
+
+
+def _check_console_address(settings: Settings) -> None:
+    from services.orchestrator.api.serving import check_binding
+
+    check_binding(settings)
+
+
+def _nothing() -> None:
+    pass
 
 
 @app.command()

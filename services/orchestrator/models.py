@@ -45,3 +45,20 @@ class JobRun(Base):
     # a fire is run again (attempt 2, ...) only after its holder died: its lease expired
     attempt: Mapped[int] = mapped_column(server_default="1")
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())  # renewed while running
+
+
+class SchedulerHeartbeat(Base):
+    """A running scheduler (``start``): one row per process (its random instance id),
+    ``beat_at`` renewed every few seconds while it runs, deleted when it stops cleanly.
+    ``/ready`` looks for a fresh beat of its account's."""
+
+    __tablename__ = "scheduler_heartbeats"
+    __table_args__ = (Index("ix_scheduler_heartbeats_account", "user_id", "dry_run", "beat_at"),)
+
+    instance_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    dry_run: Mapped[bool]
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime())

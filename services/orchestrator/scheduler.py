@@ -128,11 +128,12 @@ def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec], now: datetime | 
     return scheduler
 
 
-def schedule_catch_up(scheduler: BlockingScheduler, runner: JobRunner, now: datetime) -> bool:
+def schedule_catch_up(scheduler: BlockingScheduler, runner: JobRunner, now: datetime,
+                      on_ready: Callable[[], None] = lambda: None) -> bool:
     """Queue, to run as soon as the scheduler starts, one after the other: the fires
     missed while the orchestrator was down, then the history catch-up of the jobs that
-    keep one; then one "ready" line with the next fire. False (and the "ready" line at
-    once) when there is nothing to catch up."""
+    keep one; then one "ready" line with the next fire, and ``on_ready()``. False (and
+    the "ready" line and ``on_ready()`` at once) when there is nothing to catch up."""
     downtime = bool(runner.fires_missed_during_downtime(now))
     history = any(runner.job(name).catch_up_on_start for name in runner.scheduled_jobs())
 
@@ -142,9 +143,11 @@ def schedule_catch_up(scheduler: BlockingScheduler, runner: JobRunner, now: date
         if history and not runner.stop_requested():
             runner.catch_up_on_start(now)
         log_ready(runner)
+        on_ready()
 
     if not (downtime or history):
         log_ready(runner)
+        on_ready()
         return False
     scheduler.add_job(catch_up, id=CATCH_UP_JOB, name="catch up", replace_existing=True, next_run_time=now)
     return True

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from services.common.market_calendar import default_cache_dir, fallback_cache_dir
-from tests.conftest import OWN_DIRS, host_setting, skip_explanation, subprocess_env
+from tests.conftest import OWN_DIRS, TEST_API_PORT, host_setting, skip_explanation, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 WHERE = """
@@ -41,7 +41,8 @@ def test_a_subprocess_started_with_subprocess_env_has_them_too(_hermetic_test: P
     seen = json.loads(result.stdout)
     settings = seen.pop("settings")
     assert _inside(_hermetic_test, seen) == dict.fromkeys(seen, True)
-    assert [name for name in settings if host_setting(name)] == []
+    assert [name for name in settings if host_setting(name)] == [TEST_API_PORT[0]]  # the tests' own, no host's
+    assert env[TEST_API_PORT[0]] == TEST_API_PORT[1]
 
 
 def test_each_test_has_its_own_directories(_hermetic_test: Path, _hermetic_run: Path) -> None:

@@ -75,7 +75,8 @@ def test_sigterm_lets_the_running_job_finish_and_record_before_returning(
 def test_start_runs_until_signalled_and_exits_0(tmp_path: Path, calendar_cache_dir: Path, signum: int) -> None:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith("ORCHESTRATOR_") and key != "DATABASE_URL"}
-    env.update({"ORCHESTRATOR_CACHE_DIR": str(calendar_cache_dir), "PYTHONPATH": str(REPO)})
+    env.update({"ORCHESTRATOR_CACHE_DIR": str(calendar_cache_dir), "PYTHONPATH": str(REPO),
+                "ORCHESTRATOR_API_PORT": "0"})  # the console on any free port
     process = subprocess.Popen(
         [sys.executable, "-m", "services.orchestrator.main", "start"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -8,14 +8,17 @@ prints, and the caller owns the runtime (it closes it).
 
 - ``arguments``: dates, times and ranges read from text; checks against the calendar
 - ``schedule``: the KRX sessions and the fire times (calendar, next-runs)
-- ``status``: settings, jobs, the calendar's horizon, the halt; the run ledger (history)
+- ``status``: settings, jobs, the calendar's horizon, the halt; the run ledger (history, runs);
+  readiness (the database, its schema, a scheduler's heartbeat)
 - ``service``: starting the scheduler (start)
 - ``manual``: one job run now (run-job)
 - ``halts``: halting and resuming trading
 - ``backfill``: collecting past sessions
 - ``replays``: replaying the schedule on a virtual clock (simulate)
 - ``watchlist``: a user's watchlist with its entries and exits
-- ``account``: the account at a glance: its summary, positions, orders, fills, daily P&L
+- ``account``: the account at a glance: its summary, positions, orders, fills, daily P&L,
+  equity snapshots
+- ``risk``: the limits, the latest risk check's metrics, the breaches, the halt
 - ``database``: migrations
 """
 
@@ -27,11 +30,12 @@ from services.orchestrator.ops import (
     halts,
     manual,
     replays,
+    risk,
     schedule,
     service,
     status,
     watchlist,
 )
 
-__all__ = ["account", "arguments", "backfill", "database", "halts", "manual", "replays", "schedule", "service",
-           "status", "watchlist"]
+__all__ = ["account", "arguments", "backfill", "database", "halts", "manual", "replays", "risk", "schedule",
+           "service", "status", "watchlist"]

@@ -173,6 +173,26 @@ def pnl(runtime: Runtime, start: date | None = None, end: date | None = None) ->
     }
 
 
+EQUITY_FIELDS = ("taken_at", "trading_date", "cash", "settled_cash", "market_value", "equity", "exposure",
+                 "unrealised_pnl", "positions", "prices_observed")
+
+
+def equity(runtime: Runtime, start: date | None = None, end: date | None = None) -> list[dict[str, Any]]:
+    """The portfolio snapshots of the trading dates ``start`` to ``end`` (see
+    :func:`date_range`), oldest first (``/api/equity``): taken_at, trading_date, cash,
+    settled_cash, market_value, equity, exposure, unrealised_pnl, positions,
+    prices_observed (False: valued at the latest stored closes)."""
+    from services.trading_engine.queries import snapshots
+
+    start, end = date_range(runtime, start, end)
+    with _reading(runtime) as connection:
+        rows = snapshots(connection, _account(runtime), start, end)
+    return [{"taken_at": _time(runtime, row.taken_at), "trading_date": row.trading_date.isoformat(),
+             "cash": int(row.cash), "settled_cash": int(row.settled_cash), "market_value": int(row.market_value),
+             "equity": int(row.equity), "exposure": _ratio(row.exposure), "unrealised_pnl": int(row.unrealised_pnl),
+             "positions": int(row.positions), "prices_observed": bool(row.prices_observed)} for row in rows]
+
+
 # --- internals ---------------------------------------------------------------------------------
 
 

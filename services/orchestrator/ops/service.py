@@ -4,6 +4,7 @@ in force, then the scheduler loop until a stop signal."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -72,16 +73,26 @@ def start_up(runtime: Runtime) -> Startup:
     return Startup(runtime, runner, jobs, now, schedule, current_halt(runtime))
 
 
-def run_scheduler(startup: Startup, stop: StopOnSignal) -> None:
+def run_scheduler(startup: Startup, stop: StopOnSignal, on_ready: Callable[[], None] = lambda: None) -> None:
     """Run the jobs on their schedules, after catching up on what was missed, until
-    ``stop`` has a signal; then put the signal handlers back and close the runner."""
+    ``stop`` has a signal; then put the signal handlers back and close the runner.
+    ``on_ready()`` is called once the catch-up is done (after the "ready" line). While
+    the scheduler runs, its heartbeat says so (``scheduler_heartbeats``, ``/ready``)."""
+    from services.common.job_api import Account
+    from services.orchestrator.heartbeats import SchedulerBeat
+
     runner, now = startup.runner, startup.now
+    beat: SchedulerBeat | None = None
     try:
         runner.check_calendar(now)
         scheduler = build_scheduler(runner, startup.jobs, now)
-        if schedule_catch_up(scheduler, runner, now):
+        if schedule_catch_up(scheduler, runner, now, on_ready):
             logger.info("catching up: fires missed while down, and missing history")
+        beat = SchedulerBeat(startup.runtime.session_factory(), runner.clock, Account.of(runner.settings))
+        beat.start()
         stop.run(scheduler, on_stop=runner.request_stop)
     finally:
+        if beat is not None:
+            beat.stop()
         stop.restore()
         runner.close()

@@ -11,6 +11,10 @@ from services.orchestrator.ops.arguments import InvalidArgument, require_in_cale
 from services.orchestrator.runtime import Runtime
 
 
+class NoWatchlist(InvalidArgument):
+    """The account has no watchlist on or before the day asked for (nothing to show)."""
+
+
 def view(runtime: Runtime, day: date | None = None) -> dict[str, Any]:
     """The account's list in force on ``day`` (None: today): date, user_id,
     previous_date, entries [...], exits [...]."""
@@ -22,6 +26,6 @@ def view(runtime: Runtime, day: date | None = None) -> dict[str, Any]:
     factory = runtime.session_factory()
     shown = latest_watchlist_date(factory, settings.user_id, day)  # the list in force on that day
     if shown is None:
-        raise InvalidArgument("date", f"no watchlist for {settings.user_id} on or before {day}; run "
+        raise NoWatchlist("date", f"no watchlist for {settings.user_id} on or before {day}; run "
                                       "`run-job watchlist_update` first")
     return watchlist_view(factory, runtime.calendar, settings.user_id, shown)

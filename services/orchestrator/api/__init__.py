@@ -1,0 +1,1 @@
+"""The operator console: the REST API, the dashboard and the Prometheus metrics."""

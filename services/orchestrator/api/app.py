@@ -1,0 +1,206 @@
+"""The console's REST API: JSON over the same library functions as the CLI
+(``services.orchestrator.ops``), for the account of the settings (user and mode).
+
+Each endpoint is a thin call to one operation. Every time is in the display zone
+(``settings.display_tz``) with its offset, as the CLI shows it. A parameter that is
+not accepted (a bad date, an unknown job, a limit out of range) is answered 422 with
+``{"detail": "<one line>"}``; a database that does not answer 503. OpenAPI at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import calendar as month_calendar
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import date, timedelta
+from typing import Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.common.database import database_error_line
+from services.common.market_calendar import CalendarError
+from services.common.settings import ConfigurationError, Settings
+from services.orchestrator import ops
+from services.orchestrator.api.metrics import render_metrics
+from services.orchestrator.ledger import first_line
+from services.orchestrator.ops.arguments import InvalidArgument, parse_day, parse_moment
+from services.orchestrator.ops.watchlist import NoWatchlist
+from services.orchestrator.runtime import Runtime
+
+#: ``/api/jobs/{name}/next-runs`` without ``end``: this long after ``start``
+DEFAULT_NEXT_RUNS_WINDOW = timedelta(days=7)
+
+
+def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime] = Runtime.create) -> FastAPI:
+    """The API of the account of ``settings``, on one runtime (``runtime_factory``'s),
+    closed when the app shuts down."""
+    runtime = runtime_factory(settings)
+    opening = threading.Lock()  # the database is opened (and migrated) once, by the first request
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    app = FastAPI(title="KRX orchestrator console", version="1",
+                  summary=f"The REST API of {settings.user_id} ({'paper' if settings.dry_run else 'live'})",
+                  lifespan=lifespan)
+    app.state.runtime = runtime
+    _add_error_handlers(app)
+
+    def opened() -> Runtime:
+        with opening:
+            runtime.session_factory()
+        return runtime
+
+    Opened = Depends(opened)
+
+    def day(text: str | None, name: str) -> date | None:
+        return None if text is None else parse_day(text, name)
+
+    @app.get("/health", tags=["probes"])
+    def health() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["probes"])
+    def ready() -> JSONResponse:
+        """The account is served: its database answers, its schema is at this code's head
+        revision, and a scheduler of the account beat within 2 minutes; else 503 with the
+        reason."""
+        with opening:
+            readiness = ops.status.readiness(runtime)
+        return JSONResponse(readiness.as_dict(settings.display_tz), status_code=200 if readiness.ready else 503)
+
+    @app.get("/api/status", tags=["scheduler"])
+    def status(rt: Runtime = Opened) -> dict[str, Any]:
+        """As ``status --format json``: now, halt, database, settings, calendar, jobs,
+        waiting_elsewhere."""
+        return ops.status.report(rt).as_dict()
+
+    @app.get("/api/jobs", tags=["scheduler"])
+    def jobs(rt: Runtime = Opened) -> list[dict[str, Any]]:
+        """Each job: job, enabled, service_installed, schedule, next_fire_times, last_run."""
+        return ops.status.jobs(rt)
+
+    @app.get("/api/jobs/{name}/next-runs", tags=["scheduler"])
+    def next_runs(name: str, start: str | None = Query(None, description="ISO time, included (default: now)"),
+                  end: str | None = Query(None, description="ISO time, excluded (default: 7 days after start)"),
+                  ) -> list[dict[str, str]]:
+        """Every fire of the job in [start, end), from the scheduler's own triggers (none
+        if it is disabled)."""
+        tz = settings.display_tz
+        start_at = runtime.clock.now() if start is None else parse_moment(start, "start", tz)
+        end_at = start_at + DEFAULT_NEXT_RUNS_WINDOW if end is None else parse_moment(end, "end", tz)
+        return ops.schedule.fire_times(runtime, [name], start_at, end_at)
+
+    @app.get("/api/runs", tags=["scheduler"])
+    def runs(job: str | None = None, outcome: str | None = None,
+             limit: int = Query(ops.status.DEFAULT_RUNS_LIMIT, description="runs per page"),
+             before: int | None = Query(None, description="the next_before of the previous page"),
+             rt: Runtime = Opened) -> dict[str, Any]:
+        """The account's run ledger, newest first, a page at a time: {runs, next_before}."""
+        return ops.status.runs(rt, job, outcome, limit, before)
+
+    @app.get("/api/calendar", tags=["scheduler"])
+    def calendar(start: str | None = Query(None, description="YYYY-MM-DD (default: the month's first day)"),
+                 end: str | None = Query(None, description="YYYY-MM-DD, included (default: its last)"),
+                 ) -> list[dict[str, str]]:
+        """The KRX sessions, one row per weekday: date, open, close, status."""
+        start_day, end_day = day(start, "start"), day(end, "end")
+        first = start_day or (end_day or ops.account.today(runtime)).replace(day=1)
+        last = end_day or first.replace(day=month_calendar.monthrange(first.year, first.month)[1])
+        return ops.schedule.calendar_days(runtime, first, last)
+
+    @app.get("/api/account", tags=["account"])
+    def account(rt: Runtime = Opened) -> dict[str, Any]:
+        """Cash, equity, exposure, day and total P&L (``ops.account.summary``)."""
+        return ops.account.summary(rt)
+
+    @app.get("/api/positions", tags=["account"])
+    def positions(rt: Runtime = Opened) -> list[dict[str, Any]]:
+        """The open positions, as ``positions --format json``."""
+        return ops.account.positions(rt)
+
+    @app.get("/api/orders", tags=["account"])
+    def orders(status: str = Query(ops.account.DEFAULT_ORDER_STATUS,
+                                   description=", ".join(ops.account.ORDER_STATUSES)),
+               limit: int = ops.account.DEFAULT_ORDER_LIMIT, rt: Runtime = Opened) -> list[dict[str, Any]]:
+        """The latest orders, newest first, as ``orders --format json``."""
+        return ops.account.orders(rt, status, limit)
+
+    @app.get("/api/fills", tags=["account"])
+    def fills(start: str | None = Query(None, description="YYYY-MM-DD (default: 29 days before end)"),
+              end: str | None = Query(None, description="YYYY-MM-DD, included (default: today)"),
+              rt: Runtime = Opened) -> list[dict[str, Any]]:
+        """The fills traded from start to end, oldest first, as ``fills --format json``."""
+        return ops.account.fills(rt, day(start, "start"), day(end, "end"))
+
+    @app.get("/api/equity", tags=["account"])
+    def equity(start: str | None = Query(None, description="YYYY-MM-DD (default: 29 days before end)"),
+               end: str | None = Query(None, description="YYYY-MM-DD, included (default: today)"),
+               rt: Runtime = Opened) -> list[dict[str, Any]]:
+        """The portfolio snapshots of the trading dates from start to end, oldest first."""
+        return ops.account.equity(rt, day(start, "start"), day(end, "end"))
+
+    @app.get("/api/watchlist", tags=["account"])
+    def watchlist(date: str | None = Query(None, description="YYYY-MM-DD (default: today)"),
+                  rt: Runtime = Opened) -> dict[str, Any]:
+        """The watchlist in force on the date, as ``watchlist --format json`` (404: none yet)."""
+        return ops.watchlist.view(rt, day(date, "date"))
+
+    @app.get("/api/risk", tags=["account"])
+    def risk(rt: Runtime = Opened) -> dict[str, Any]:
+        """The limits, the latest risk check's metrics, the latest breaches, the halt."""
+        return ops.risk.view(rt)
+
+    @app.get("/metrics", tags=["probes"], response_class=Response)
+    def metrics(rt: Runtime = Opened) -> Response:
+        """The account's runs, fire lateness, account figures, halt and calendar horizon
+        in the Prometheus text format, read from the database at each scrape (so every
+        process serving the account says the same)."""
+        body, content_type = render_metrics(rt)
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def _detail(status_code: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": first_line(message) or "error"}, status_code=status_code)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def not_found(_request: Request, exc: Exception) -> JSONResponse:
+        return _detail(404, str(exc))
+
+    async def invalid_argument(_request: Request, exc: Exception) -> JSONResponse:
+        name = getattr(exc, "name", "")
+        return _detail(422, f"Invalid value for '{name}': {exc}" if name else str(exc))
+
+    async def bad_usage(_request: Request, exc: Exception) -> JSONResponse:
+        return _detail(422, str(exc))
+
+    async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        if not errors:
+            return _detail(422, str(exc))
+        error = errors[0]
+        where = [str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body")]
+        message = str(error.get("msg", "not accepted"))
+        return _detail(422, f"Invalid value for '{'.'.join(where)}': {message}" if where else message)
+
+    async def database_error(_request: Request, exc: Exception) -> JSONResponse:
+        return _detail(503, f"database error: {database_error_line(exc)}")
+
+    app.add_exception_handler(NoWatchlist, not_found)
+    app.add_exception_handler(InvalidArgument, invalid_argument)
+    app.add_exception_handler(ConfigurationError, bad_usage)  # an unknown job among them
+    app.add_exception_handler(CalendarError, bad_usage)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(SQLAlchemyError, database_error)
