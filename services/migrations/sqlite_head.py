@@ -8,7 +8,7 @@ migrations. After adding a migration, write it again:
     python -c "from services.common.database import write_sqlite_head; write_sqlite_head()"
 """
 
-REVISION = "0012_scheduler_heartbeats"
+REVISION = "0013_console_audit_queued_runs"
 
 STATEMENTS: tuple[str, ...] = (
     (
@@ -52,6 +52,20 @@ STATEMENTS: tuple[str, ...] = (
         '\trejected_rows INTEGER NOT NULL, \n'
         '\tcollected_at DATETIME NOT NULL, \n'
         '\tPRIMARY KEY (date)\n'
+        ')'
+    ),
+    (
+        'CREATE TABLE console_audit (\n'
+        '\tid INTEGER NOT NULL, \n'
+        '\tat DATETIME NOT NULL, \n'
+        '\tuser_id VARCHAR(64) NOT NULL, \n'
+        '\tdry_run BOOLEAN NOT NULL, \n'
+        '\taction VARCHAR(32) NOT NULL, \n'
+        '\tdetail JSON, \n'
+        '\tclient VARCHAR(300) NOT NULL, \n'
+        '\tstatus_code INTEGER NOT NULL, \n'
+        '\toutcome TEXT, \n'
+        '\tPRIMARY KEY (id)\n'
         ')'
     ),
     (
@@ -213,6 +227,21 @@ STATEMENTS: tuple[str, ...] = (
         ')'
     ),
     (
+        'CREATE TABLE queued_runs (\n'
+        '\tid INTEGER NOT NULL, \n'
+        '\tuser_id VARCHAR(64) NOT NULL, \n'
+        '\tdry_run BOOLEAN NOT NULL, \n'
+        '\tjob_name VARCHAR(64) NOT NULL, \n'
+        '\ttrading_date DATE, \n'
+        '\trequested_at DATETIME NOT NULL, \n'
+        '\trequested_by VARCHAR(300) NOT NULL, \n'
+        '\tstatus VARCHAR(16) NOT NULL, \n'
+        '\trun_id INTEGER, \n'
+        '\tfinished_at DATETIME, \n'
+        '\tPRIMARY KEY (id)\n'
+        ')'
+    ),
+    (
         'CREATE TABLE risk_breaches (\n'
         '\tid INTEGER NOT NULL, \n'
         '\tuser_id VARCHAR(64) NOT NULL, \n'
@@ -359,6 +388,9 @@ STATEMENTS: tuple[str, ...] = (
         'CREATE INDEX ix_closed_trades_user_id ON closed_trades (user_id)'
     ),
     (
+        'CREATE INDEX ix_console_audit_account ON console_audit (user_id, dry_run, id)'
+    ),
+    (
         'CREATE INDEX ix_fills_trade_date ON fills (user_id, dry_run, trade_date)'
     ),
     (
@@ -369,6 +401,9 @@ STATEMENTS: tuple[str, ...] = (
     ),
     (
         'CREATE INDEX ix_orders_open ON orders (user_id, dry_run, status)'
+    ),
+    (
+        'CREATE INDEX ix_queued_runs_account_status ON queued_runs (user_id, dry_run, status)'
     ),
     (
         'CREATE INDEX ix_scheduler_heartbeats_account ON scheduler_heartbeats (user_id, dry_run, beat_at)'

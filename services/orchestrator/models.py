@@ -62,3 +62,43 @@ class SchedulerHeartbeat(Base):
     pid: Mapped[int]
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     beat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsoleAudit(Base):
+    """A mutation asked of the console (REST API) whose token was accepted: when, for
+    which account, what (``action``, ``detail``), from where (``client``: the peer's
+    host:port, with any X-Forwarded-For), and how it was answered (``status_code``, with
+    ``outcome`` in words)."""
+
+    __tablename__ = "console_audit"
+    __table_args__ = (Index("ix_console_audit_account", "user_id", "dry_run", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    user_id: Mapped[str] = mapped_column(String(64))
+    dry_run: Mapped[bool]
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    client: Mapped[str] = mapped_column(String(300))
+    status_code: Mapped[int]
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class QueuedRun(Base):
+    """A job run asked for through the console, waiting for (``queued``), run by
+    (``running``) or run by (``done``; ``failed``: the run failed, or could not run) a
+    scheduler of the account; ``run_id`` is its run in the ledger."""
+
+    __tablename__ = "queued_runs"
+    __table_args__ = (Index("ix_queued_runs_account_status", "user_id", "dry_run", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    dry_run: Mapped[bool]
+    job_name: Mapped[str] = mapped_column(String(64))
+    trading_date: Mapped[date | None]
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    requested_by: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[int | None]
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

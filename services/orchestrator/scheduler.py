@@ -26,6 +26,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from services.orchestrator.jobs import JobSpec
+from services.orchestrator.queued_runs import POLL_SECONDS, run_queued
 from services.orchestrator.runner import JobRunner
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 MAX_WORKERS = 4
 CATCH_UP_JOB = "catch_up"
 RECOVERY_JOB = "recover_abandoned"  # not a job of the registry: looks after the ledger
+QUEUED_RUNS_JOB = "queued_runs"  # not a job of the registry: runs the console's queued runs
 #: Missed fires run once; never two runs of a job at once; lateness judged by JobRunner.
 JOB_POLICY: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
@@ -126,6 +128,13 @@ def build_scheduler(runner: JobRunner, jobs: Sequence[JobSpec], now: datetime | 
                       id=RECOVERY_JOB, name="recover runs whose holder died", replace_existing=True,
                       **({} if now is None else {"next_run_time": now}), **JOB_POLICY)
     return scheduler
+
+
+def schedule_queued_runs(scheduler: BlockingScheduler, runner: JobRunner) -> None:
+    """Poll the console's queued runs (``queued_runs``) every ``POLL_SECONDS`` in the
+    scheduler's executor, one poll at a time, running each one claimed."""
+    scheduler.add_job(run_queued, IntervalTrigger(seconds=POLL_SECONDS), args=[runner], id=QUEUED_RUNS_JOB,
+                      name="run the console's queued runs", replace_existing=True, **JOB_POLICY)
 
 
 def schedule_catch_up(scheduler: BlockingScheduler, runner: JobRunner, now: datetime,

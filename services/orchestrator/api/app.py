@@ -5,21 +5,33 @@ Each endpoint is a thin call to one operation. Every time is in the display zone
 (``settings.display_tz``) with its offset, as the CLI shows it. A parameter that is
 not accepted (a bad date, an unknown job, a limit out of range) is answered 422 with
 ``{"detail": "<one line>"}``; a database that does not answer 503. OpenAPI at ``/docs``.
+
+Reads are open; a mutation (halt, resume, run a job) needs ``Authorization: Bearer
+<ORCHESTRATOR_API_TOKEN>`` (401 without it or with another; 403 while no token is set),
+and each one whose token was accepted is written to ``console_audit`` with its answer,
+in the transaction of the change where there is one (``GET /api/audit``).
 """
 
 from __future__ import annotations
 
 import calendar as month_calendar
+import hmac
+import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.database import database_error_line
 from services.common.market_calendar import CalendarError
@@ -28,11 +40,33 @@ from services.orchestrator import ops
 from services.orchestrator.api.metrics import render_metrics
 from services.orchestrator.ledger import first_line
 from services.orchestrator.ops.arguments import InvalidArgument, parse_day, parse_moment
+from services.orchestrator.ops.console import Audit, NoLiveScheduler, QueuedRunNotFound
+from services.orchestrator.ops.halts import HaltChange
 from services.orchestrator.ops.watchlist import NoWatchlist
+from services.orchestrator.reports import halt_view
 from services.orchestrator.runtime import Runtime
 
 #: ``/api/jobs/{name}/next-runs`` without ``end``: this long after ``start``
 DEFAULT_NEXT_RUNS_WINDOW = timedelta(days=7)
+NO_TOKEN = "mutations are refused: no token is set; set ORCHESTRATOR_API_TOKEN and restart to allow them"
+BAD_TOKEN = "missing or wrong token: expected the header 'Authorization: Bearer <ORCHESTRATOR_API_TOKEN>'"
+NOT_HALTED = "trading is not halted"
+
+
+class HaltRequest(BaseModel):
+    reason: str = Field(description="why trading stops (1 to 300 characters; shown by status)")
+
+
+class RunRequest(BaseModel):
+    date: str | None = Field(None, description="trading date, YYYY-MM-DD (default: the job's latest fire's)")
+
+
+def client_of(request: Request) -> str:
+    """Where a request came from: the peer's host:port, and the X-Forwarded-For it
+    carries, if any."""
+    peer = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+    forwarded = request.headers.get("x-forwarded-for")
+    return f"{peer} (X-Forwarded-For: {forwarded})" if forwarded else peer
 
 
 def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime] = Runtime.create) -> FastAPI:
@@ -63,6 +97,25 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
 
     def day(text: str | None, name: str) -> date | None:
         return None if text is None else parse_day(text, name)
+
+    def mutation(action: str) -> Any:
+        """The token check of a mutation; once passed, the request's audit
+        (``request.state.audit``), written with its answer."""
+
+        def authorize(request: Request) -> None:
+            token = settings.api_token
+            if not token:
+                raise HTTPException(403, NO_TOKEN)
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+                raise HTTPException(401, BAD_TOKEN, headers={"WWW-Authenticate": "Bearer"})
+            request.state.audit = Audit(runtime, action, client_of(request), dict(request.path_params))
+
+        return Depends(authorize)
+
+    def audit_of(request: Request) -> Audit:
+        audit: Audit = request.state.audit
+        return audit
 
     @app.get("/health", tags=["probes"])
     def health() -> dict[str, str]:
@@ -160,6 +213,67 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
         """The limits, the latest risk check's metrics, the latest breaches, the halt."""
         return ops.risk.view(rt)
 
+    @app.get("/api/audit", tags=["console"])
+    def audit(limit: int = Query(ops.console.DEFAULT_AUDIT_LIMIT, description="entries, 1 to 1000"),
+              rt: Runtime = Opened) -> list[dict[str, Any]]:
+        """The account's mutations asked of the console (token accepted), newest first:
+        id, at, user_id, dry_run, action, detail, client, status_code, outcome."""
+        return ops.console.audit_log(rt, limit)
+
+    @app.post("/api/halt", tags=["console"], dependencies=[mutation("halt")])
+    def halt(body: HaltRequest, request: Request, rt: Runtime = Opened) -> dict[str, Any]:
+        """Halt trading for the account, as ``halt``: {halt, made} (made: false if a
+        halt was already in force, kept as it was). Needs the token."""
+        audit = audit_of(request)
+        audit.detail["reason"] = body.reason
+
+        def audited(connection: Connection, change: HaltChange) -> None:
+            audit.write(connection, 200, "halted" if change.made else "already halted")
+
+        change = ops.halts.halt(rt, body.reason, audited)
+        return {"halt": halt_view(change.halt, settings.display_tz), "made": change.made}
+
+    @app.post("/api/resume", tags=["console"], dependencies=[mutation("resume")],
+              responses={409: {"description": NOT_HALTED}})
+    def resume(request: Request, rt: Runtime = Opened) -> dict[str, Any]:
+        """End the account's halt, as ``resume``: {halt} (the halt that ended); 409 if
+        trading is not halted. Needs the token."""
+        audit = audit_of(request)
+
+        def audited(connection: Connection, resumed: Any) -> None:
+            audit.write(connection, 200 if resumed is not None else 409, "resumed" if resumed else NOT_HALTED)
+
+        resumed = ops.halts.resume(rt, audited)
+        if resumed is None:
+            raise HTTPException(409, NOT_HALTED)
+        return {"halt": halt_view(resumed, settings.display_tz)}
+
+    @app.post("/api/jobs/{name}/run", tags=["console"], status_code=202, dependencies=[mutation("run-job")],
+              responses={409: {"description": "no scheduler of the account is running"}})
+    def run_job(name: str, request: Request, body: RunRequest | None = Body(None),
+                rt: Runtime = Opened) -> dict[str, Any]:
+        """Queue a run of the job now, checked as ``run-job`` checks it, for a running
+        scheduler of the account to run within seconds (origin manual, in the run
+        ledger): 202 {queued_id, job, trading_date}; 409 if no scheduler of the
+        account beat within 2 minutes. Follow it at ``/api/queued-runs/{queued_id}``.
+        Needs the token."""
+        audit = audit_of(request)
+        text = body.date if body is not None else None
+        audit.detail["date"] = text
+
+        def audited(connection: Connection, answer: dict[str, Any]) -> None:
+            audit.detail["trading_date"] = answer["trading_date"]
+            audit.write(connection, 202, f"queued as {answer['queued_id']}")
+
+        return ops.console.queue_run(rt, name, day(text, "date"), audit.client, audited)
+
+    @app.get("/api/queued-runs/{queued_id}", tags=["console"])
+    def queued_run(queued_id: int, rt: Runtime = Opened) -> dict[str, Any]:
+        """A queued run: id, job, trading_date, status (queued, running, done, failed),
+        run_id and outcome (its run in the ledger, once run), requested_at,
+        requested_by, finished_at."""
+        return ops.console.queued_run(rt, queued_id)
+
     @app.get("/metrics", tags=["probes"], response_class=Response)
     def metrics(rt: Runtime = Opened) -> Response:
         """The account's runs, fire lateness, account figures, halt and calendar horizon
@@ -173,6 +287,24 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
 
 def _detail(status_code: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": first_line(message) or "error"}, status_code=status_code)
+
+
+def _audited(handler: Callable[[Request, Exception], Any]) -> Callable[[Request, Exception], Any]:
+    """``handler``, writing the answer to the audit of a mutation whose token was
+    accepted, unless the change wrote it already."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        response: Response = await handler(request, exc)
+        audit: Audit | None = getattr(request.state, "audit", None)
+        if audit is not None and not audit.written:
+            try:
+                outcome = str(json.loads(bytes(response.body)).get("detail", ""))
+            except (ValueError, AttributeError):
+                outcome = ""
+            await run_in_threadpool(audit.record, response.status_code, outcome)
+        return response
+
+    return answer
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -198,9 +330,19 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def database_error(_request: Request, exc: Exception) -> JSONResponse:
         return _detail(503, f"database error: {database_error_line(exc)}")
 
-    app.add_exception_handler(NoWatchlist, not_found)
-    app.add_exception_handler(InvalidArgument, invalid_argument)
-    app.add_exception_handler(ConfigurationError, bad_usage)  # an unknown job among them
-    app.add_exception_handler(CalendarError, bad_usage)
-    app.add_exception_handler(RequestValidationError, invalid_request)
-    app.add_exception_handler(SQLAlchemyError, database_error)
+    async def conflict(_request: Request, exc: Exception) -> JSONResponse:
+        return _detail(409, str(exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return await http_exception_handler(request, exc)
+
+    app.add_exception_handler(NoWatchlist, _audited(not_found))
+    app.add_exception_handler(QueuedRunNotFound, _audited(not_found))
+    app.add_exception_handler(InvalidArgument, _audited(invalid_argument))
+    app.add_exception_handler(ConfigurationError, _audited(bad_usage))  # an unknown job among them
+    app.add_exception_handler(CalendarError, _audited(bad_usage))
+    app.add_exception_handler(RequestValidationError, _audited(invalid_request))
+    app.add_exception_handler(SQLAlchemyError, _audited(database_error))
+    app.add_exception_handler(NoLiveScheduler, _audited(conflict))
+    app.add_exception_handler(StarletteHTTPException, _audited(http_error))

@@ -13,6 +13,7 @@ prints, and the caller owns the runtime (it closes it).
 - ``service``: starting the scheduler (start)
 - ``manual``: one job run now (run-job)
 - ``halts``: halting and resuming trading
+- ``console``: the console's mutations: their audit, and the job runs it queues for a scheduler
 - ``backfill``: collecting past sessions
 - ``replays``: replaying the schedule on a virtual clock (simulate)
 - ``watchlist``: a user's watchlist with its entries and exits
@@ -26,6 +27,7 @@ from services.orchestrator.ops import (
     account,
     arguments,
     backfill,
+    console,
     database,
     halts,
     manual,
@@ -37,5 +39,5 @@ from services.orchestrator.ops import (
     watchlist,
 )
 
-__all__ = ["account", "arguments", "backfill", "database", "halts", "manual", "replays", "risk", "schedule",
+__all__ = ["account", "arguments", "backfill", "console", "database", "halts", "manual", "replays", "risk", "schedule",
            "service", "status", "watchlist"]

@@ -36,14 +36,22 @@ def run_job(runtime: Runtime, name: str, day: date | None = None) -> ManualRun:
     latest fire). ``day`` must be a past or current session (any day for a job that
     also runs on closed days), and for a trading job not before the account's latest
     fill or snapshot."""
+    job, trading_date = check_run(runtime, name, day)
+    if not runtime.settings.dry_run and job.trades:
+        warn_live(runtime.settings)
+    return ManualRun(job.name, trading_date, runtime.runner().run_now(job.name, trading_date))
+
+
+def check_run(runtime: Runtime, name: str, day: date | None = None) -> tuple[JobSpec, date]:
+    """The checks of :func:`run_job`, without running: the job (an unknown name is a
+    ``ConfigurationError`` with the nearest names) and the trading date it would run
+    for (a date not accepted is an ``InvalidArgument`` on ``date``)."""
     job = get_job(name)
     trading_date = _trading_date(runtime, job, day, runtime.clock.now())
     job.run_preflight(runtime.settings, runtime.clock, runtime.calendar)
     if job.trades:
         _require_not_before_history(runtime, job, trading_date, given=day is not None)
-    if not runtime.settings.dry_run and job.trades:
-        warn_live(runtime.settings)
-    return ManualRun(job.name, trading_date, runtime.runner().run_now(job.name, trading_date))
+    return job, trading_date
 
 
 def _trading_date(runtime: Runtime, job: JobSpec, day: date | None, now: datetime) -> date:

@@ -14,7 +14,7 @@ from services.orchestrator import reports
 from services.orchestrator.jobs import JobSpec
 from services.orchestrator.ops.status import current_halt
 from services.orchestrator.runtime import Runtime
-from services.orchestrator.scheduler import StopOnSignal, build_scheduler, schedule_catch_up
+from services.orchestrator.scheduler import StopOnSignal, build_scheduler, schedule_catch_up, schedule_queued_runs
 
 if TYPE_CHECKING:
     from services.orchestrator.runner import JobRunner
@@ -77,7 +77,8 @@ def run_scheduler(startup: Startup, stop: StopOnSignal, on_ready: Callable[[], N
     """Run the jobs on their schedules, after catching up on what was missed, until
     ``stop`` has a signal; then put the signal handlers back and close the runner.
     ``on_ready()`` is called once the catch-up is done (after the "ready" line). While
-    the scheduler runs, its heartbeat says so (``scheduler_heartbeats``, ``/ready``)."""
+    the scheduler runs, its heartbeat says so (``scheduler_heartbeats``, ``/ready``), and
+    it runs the console's queued runs of its account (``queued_runs``)."""
     from services.common.job_api import Account
     from services.orchestrator.heartbeats import SchedulerBeat
 
@@ -86,6 +87,7 @@ def run_scheduler(startup: Startup, stop: StopOnSignal, on_ready: Callable[[], N
     try:
         runner.check_calendar(now)
         scheduler = build_scheduler(runner, startup.jobs, now)
+        schedule_queued_runs(scheduler, runner)  # the console's POST /api/jobs/{name}/run
         if schedule_catch_up(scheduler, runner, now, on_ready):
             logger.info("catching up: fires missed while down, and missing history")
         beat = SchedulerBeat(startup.runtime.session_factory(), runner.clock, Account.of(runner.settings))
