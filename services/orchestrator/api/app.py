@@ -6,7 +6,7 @@ Each endpoint is a thin call to one operation. Every time is in the display zone
 not accepted (a bad date, an unknown job, a limit out of range) is answered 422 with
 ``{"detail": "<one line>"}``; a database that does not answer 503. OpenAPI at ``/docs``.
 
-Reads are open; a mutation (halt, resume, run a job) needs ``Authorization: Bearer
+Reads are open; a mutation (halt, resume, emergency stop, run a job) needs ``Authorization: Bearer
 <ORCHESTRATOR_API_TOKEN>`` (401 without it or with another; 403 while no token is set),
 and each one whose token was accepted is written to ``console_audit`` with its answer,
 in the transaction of the change where there is one (``GET /api/audit``).
@@ -41,6 +41,7 @@ from services.orchestrator.api.metrics import render_metrics
 from services.orchestrator.ledger import first_line
 from services.orchestrator.ops.arguments import InvalidArgument, parse_day, parse_moment
 from services.orchestrator.ops.console import Audit, NoLiveScheduler, QueuedRunNotFound
+from services.orchestrator.ops.emergency import EmergencyStop, emergency_stop
 from services.orchestrator.ops.halts import HaltChange
 from services.orchestrator.ops.watchlist import NoWatchlist
 from services.orchestrator.reports import halt_view
@@ -55,6 +56,11 @@ NOT_HALTED = "trading is not halted"
 
 class HaltRequest(BaseModel):
     reason: str = Field(description="why trading stops (1 to 300 characters; shown by status)")
+
+
+class EmergencyStopRequest(BaseModel):
+    reason: str = Field(description="why trading stops (1 to 300 characters; the halt's and the exits' reason)")
+    flatten: bool = Field(False, description="also sell every position at market, as protective exits")
 
 
 class RunRequest(BaseModel):
@@ -247,6 +253,26 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
         if resumed is None:
             raise HTTPException(409, NOT_HALTED)
         return {"halt": halt_view(resumed, settings.display_tz)}
+
+    @app.post("/api/emergency-stop", tags=["console"], dependencies=[mutation("emergency-stop")])
+    def emergency(body: EmergencyStopRequest, request: Request, rt: Runtime = Opened) -> dict[str, Any]:
+        """Halt trading (a halt in force is kept), cancel every open order of the
+        account, and with ``flatten`` place a market sell of every position through the
+        risk gate as a protective exit (reason ``emergency stop: <reason>``), in one
+        transaction: {halt, halted, halt_made, cancelled, not_cancelled, exit_orders,
+        positions, trading_date}. A paper exit fills at the next position_monitoring
+        tick of its trading date, as other exits do; a live one is sent to KIS after the
+        commit. Needs the token."""
+        audit = audit_of(request)
+        audit.detail.update(reason=body.reason, flatten=body.flatten)
+
+        def audited(connection: Connection, stop: EmergencyStop) -> None:
+            audit.detail.update(stop.summary())
+            audit.write(connection, 200, f"stopped: {stop.cancelled} order(s) cancelled, "
+                        f"{stop.exit_orders} exit(s) placed" + ("" if stop.halt_made else " (already halted)"))
+
+        stop = emergency_stop(rt, body.reason, body.flatten, audited)
+        return {"halt": halt_view(stop.halt, settings.display_tz), **stop.summary()}
 
     @app.post("/api/jobs/{name}/run", tags=["console"], status_code=202, dependencies=[mutation("run-job")],
               responses={409: {"description": "no scheduler of the account is running"}})

@@ -14,6 +14,7 @@ prints, and the caller owns the runtime (it closes it).
 - ``manual``: one job run now (run-job)
 - ``halts``: halting and resuming trading
 - ``console``: the console's mutations: their audit, and the job runs it queues for a scheduler
+- ``emergency``: the emergency stop: halt, cancel every open order, and sell every position
 - ``backfill``: collecting past sessions
 - ``replays``: replaying the schedule on a virtual clock (simulate)
 - ``watchlist``: a user's watchlist with its entries and exits
@@ -29,6 +30,7 @@ from services.orchestrator.ops import (
     backfill,
     console,
     database,
+    emergency,
     halts,
     manual,
     replays,
@@ -39,5 +41,5 @@ from services.orchestrator.ops import (
     watchlist,
 )
 
-__all__ = ["account", "arguments", "backfill", "console", "database", "halts", "manual", "replays", "risk", "schedule",
-           "service", "status", "watchlist"]
+__all__ = ["account", "arguments", "backfill", "console", "database", "emergency", "halts", "manual", "replays", "risk",
+           "schedule", "service", "status", "watchlist"]
