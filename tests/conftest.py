@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +146,13 @@ def root_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database of each kind (PostgreSQL: a throwaway schema)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
+@contextmanager
+def scratch_database(kind: str, directory: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database of ``kind`` (``sqlite``: a file in ``directory``;
+    ``postgresql``: a throwaway schema, dropped afterwards; the test skipped without
+    ``TEST_DATABASE_URL``)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'test.db'}"
         return
     if not TEST_DATABASE_URL:
         pytest.skip(NO_POSTGRESQL)
@@ -164,6 +167,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             connection.execute(text("SET LOCAL lock_timeout = '60s'"))
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind (PostgreSQL: a throwaway schema)."""
+    with scratch_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -32,9 +31,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from rich.cells import cell_len
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import create_engine, insert, select
 
-from scripts.benchkit.fixtures import postgres_schema_url
 from services.common.clock import FixedClock
 from services.data_collector.models import DailyPrice
 from services.orchestrator.ops import account
@@ -42,7 +40,7 @@ from services.orchestrator.ops.arguments import InvalidArgument
 from services.orchestrator.replay import simulate
 from services.orchestrator.runtime import Runtime
 from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot, PositionRow
-from tests.conftest import NO_POSTGRESQL, TEST_DATABASE_URL, in_process_cli, make_settings
+from tests.conftest import in_process_cli, make_settings, scratch_database
 
 KST = ZoneInfo("Asia/Seoul")
 START, END = date(2026, 11, 9), date(2026, 11, 20)
@@ -63,32 +61,19 @@ STATUSES = ["new", "partially_filled", "filled", "cancelled", "rejected"]  # cre
 def traded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            calendar_cache_dir: Path) -> Iterator[dict[str, Any]]:
     """The database's URL, and what was written by hand (``live``: the live account)."""
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('account') / 'account.db'}"
-    else:
-        if not TEST_DATABASE_URL:
-            pytest.skip(NO_POSTGRESQL)
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        with create_engine(TEST_DATABASE_URL).begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = postgres_schema_url(TEST_DATABASE_URL, schema)
-    settings = make_settings(database_url=url, cache_dir=str(calendar_cache_dir), simulated_universe="30",
-                             bootstrap_sessions="130", enable_risk_checks="false")
-    simulation = simulate(settings, START, END)
-    simulation.runtime.close()
-    assert simulation.failed == 0
-    engine = create_engine(url)
-    try:
-        live = _open_live_account(engine)
-        _place_an_order_of_each_status(engine)
-        yield {"url": url, "live": live, "engine": engine}
-    finally:
-        engine.dispose()
-        if schema is not None:
-            assert TEST_DATABASE_URL is not None
-            with create_engine(TEST_DATABASE_URL).begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    with scratch_database(request.param, tmp_path_factory.mktemp("account")) as url:
+        settings = make_settings(database_url=url, cache_dir=str(calendar_cache_dir), simulated_universe="30",
+                                 bootstrap_sessions="130", enable_risk_checks="false")
+        simulation = simulate(settings, START, END)
+        simulation.runtime.close()
+        assert simulation.failed == 0
+        engine = create_engine(url)
+        try:
+            live = _open_live_account(engine)
+            _place_an_order_of_each_status(engine)
+            yield {"url": url, "live": live, "engine": engine}
+        finally:
+            engine.dispose()
 
 
 def _at(day: date, hour: int, minute: int = 0) -> datetime:

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -28,9 +27,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
-from scripts.benchkit.fixtures import postgres_schema_url
 from services.common.clock import FixedClock
 from services.common.job_api import Account
 from services.orchestrator.api.app import create_app
@@ -38,7 +35,12 @@ from services.orchestrator.heartbeats import SchedulerBeat
 from services.orchestrator.jobs import JOBS
 from services.orchestrator.replay import simulate
 from services.orchestrator.runtime import Runtime
-from tests.conftest import NO_POSTGRESQL, TEST_DATABASE_URL, in_process_cli, make_settings, subprocess_env
+from tests.conftest import (
+    in_process_cli,
+    make_settings,
+    scratch_database,
+    subprocess_env,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 KST = ZoneInfo("Asia/Seoul")
@@ -60,26 +62,11 @@ def _client(settings: Any, now: datetime = NOW) -> TestClient:
 def replayed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
              calendar_cache_dir: Path) -> Iterator[str]:
     """The URL of a database holding a week's replay of every job."""
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'api.db'}"
-    else:
-        if not TEST_DATABASE_URL:
-            pytest.skip(NO_POSTGRESQL)
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        with create_engine(TEST_DATABASE_URL).begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = postgres_schema_url(TEST_DATABASE_URL, schema)
-    simulation = simulate(_settings(url, calendar_cache_dir), START, END)
-    simulation.runtime.close()
-    assert simulation.failed == 0
-    try:
+    with scratch_database(request.param, tmp_path_factory.mktemp("api")) as url:
+        simulation = simulate(_settings(url, calendar_cache_dir), START, END)
+        simulation.runtime.close()
+        assert simulation.failed == 0
         yield url
-    finally:
-        if schema is not None:
-            assert TEST_DATABASE_URL is not None
-            with create_engine(TEST_DATABASE_URL).begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, func, insert, select, text
+from sqlalchemy import Engine, create_engine, func, insert, select
 
-from scripts.benchkit.fixtures import postgres_schema_url
 from services.common.clock import FixedClock
 from services.orchestrator.api.app import BAD_TOKEN, create_app
 from services.orchestrator.models import ConsoleAudit
 from services.orchestrator.replay import simulate
 from services.orchestrator.runtime import Runtime
 from services.trading_engine.models import OrderRow, PaperAccount, PositionRow
-from tests.conftest import NO_POSTGRESQL, TEST_DATABASE_URL, make_settings
+from tests.conftest import make_settings, scratch_database
 
 KST = ZoneInfo("Asia/Seoul")
 SESSION = date(2026, 11, 11)  # its entry orders are open: placed before its open
@@ -46,36 +45,23 @@ OPEN = ("new", "partially_filled")
 def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
           calendar_cache_dir: Path) -> Iterator[dict[str, Any]]:
     """The database's URL and an engine on it, holding the account of ``USER``."""
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('emergency') / 'emergency.db'}"
-    else:
-        if not TEST_DATABASE_URL:
-            pytest.skip(NO_POSTGRESQL)
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        with create_engine(TEST_DATABASE_URL).begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = postgres_schema_url(TEST_DATABASE_URL, schema)
-    settings = make_settings(database_url=url, cache_dir=str(calendar_cache_dir), **SETTINGS)
-    simulation = simulate(settings, date(2026, 11, 9), date(2026, 11, 10))
-    simulation.runtime.close()
-    assert simulation.failed == 0
-    runtime = Runtime.create(settings, FixedClock(NOW))
-    try:
-        record = runtime.runner("manual").run_now("signal_generation", SESSION)
-    finally:
-        runtime.close()
-    assert record.outcome.value == "success", record
-    engine = create_engine(url)
-    try:
-        assert _open_orders(engine, USER) and _positions(engine, USER)
-        yield {"url": url, "engine": engine}
-    finally:
-        engine.dispose()
-        if schema is not None:
-            assert TEST_DATABASE_URL is not None
-            with create_engine(TEST_DATABASE_URL).begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    with scratch_database(request.param, tmp_path_factory.mktemp("emergency")) as url:
+        settings = make_settings(database_url=url, cache_dir=str(calendar_cache_dir), **SETTINGS)
+        simulation = simulate(settings, date(2026, 11, 9), date(2026, 11, 10))
+        simulation.runtime.close()
+        assert simulation.failed == 0
+        runtime = Runtime.create(settings, FixedClock(NOW))
+        try:
+            record = runtime.runner("manual").run_now("signal_generation", SESSION)
+        finally:
+            runtime.close()
+        assert record.outcome.value == "success", record
+        engine = create_engine(url)
+        try:
+            assert _open_orders(engine, USER) and _positions(engine, USER)
+            yield {"url": url, "engine": engine}
+        finally:
+            engine.dispose()
 
 
 def _copy_account(engine: Engine, user: str) -> None:

@@ -12,7 +12,6 @@ SQLite always; PostgreSQL as well when TEST_DATABASE_URL is set.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,9 +21,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
-from scripts.benchkit.fixtures import postgres_schema_url
 from services.common.clock import FixedClock
 from services.common.job_api import Account, Outcome
 from services.orchestrator.api.metrics import DURATION_BUCKETS, HISTOGRAM_WINDOW, LATENESS_BUCKETS, render_metrics
@@ -35,7 +33,7 @@ from services.orchestrator.ops import halts
 from services.orchestrator.replay import simulate
 from services.orchestrator.runtime import Runtime
 from services.trading_engine.models import PaperAccount, PortfolioSnapshot, PositionRow
-from tests.conftest import NO_POSTGRESQL, TEST_DATABASE_URL, make_settings
+from tests.conftest import make_settings, scratch_database
 
 KST = ZoneInfo("Asia/Seoul")
 START, END = date(2026, 11, 16), date(2026, 11, 20)
@@ -151,29 +149,14 @@ def test_a_halt_sets_halted_and_a_resume_clears_it(empty: Runtime) -> None:
 def replayed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
              calendar_cache_dir: Path) -> Iterator[str]:
     """The URL of a database holding the replayed week and the hand-made runs."""
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('metrics') / 'metrics.db'}"
-    else:
-        if not TEST_DATABASE_URL:
-            pytest.skip(NO_POSTGRESQL)
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        with create_engine(TEST_DATABASE_URL).begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = postgres_schema_url(TEST_DATABASE_URL, schema)
-    settings = make_settings(database_url=url, cache_dir=str(calendar_cache_dir), simulated_universe="30",
-                             bootstrap_sessions="130")
-    simulation = simulate(settings, START, END)
-    simulation.runtime.close()
-    assert simulation.failed == 0
-    try:
+    with scratch_database(request.param, tmp_path_factory.mktemp("metrics")) as url:
+        settings = make_settings(database_url=url, cache_dir=str(calendar_cache_dir), simulated_universe="30",
+                                 bootstrap_sessions="130")
+        simulation = simulate(settings, START, END)
+        simulation.runtime.close()
+        assert simulation.failed == 0
         _write_hand_runs(url, calendar_cache_dir)
         yield url
-    finally:
-        if schema is not None:
-            assert TEST_DATABASE_URL is not None
-            with create_engine(TEST_DATABASE_URL).begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 def _write_hand_runs(url: str, cache_dir: Path) -> None:
