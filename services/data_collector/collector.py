@@ -17,6 +17,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -201,20 +202,25 @@ def backfill(
     done = set() if force or not ordered else completed_sessions(session_factory, ordered[0], ordered[-1])
     report = BackfillReport()
     batch = _Batch(session_factory, provider.name, now, report, on_progress)
-    for day in ordered:
-        if day in done:
-            report.skipped.append(day)
-            batch.note(day, "skipped")
-            continue
-        batch.store_if_due()  # a slow provider's dates are stored before the next fetch, not after
-        try:
-            validated = validate_snapshot(provider.fetch_session(day))
-        except (TransientProviderError, SessionNotAvailable, InvalidSnapshot) as exc:
-            report.failed[day] = str(exc)
-            logger.error("[data_collection %s] failed: %s", day, exc)
-            batch.note(day, "failed")
-            continue
-        batch.add(validated)
+    try:
+        for day in ordered:
+            if day in done:
+                report.skipped.append(day)
+                batch.note(day, "skipped")
+                continue
+            batch.store_if_due()  # a slow provider's dates are stored before the next fetch, not after
+            try:
+                validated = validate_snapshot(provider.fetch_session(day))
+            except (TransientProviderError, SessionNotAvailable, InvalidSnapshot) as exc:
+                report.failed[day] = str(exc)
+                logger.error("[data_collection %s] failed: %s", day, exc)
+                batch.note(day, "failed")
+                continue
+            batch.add(validated)
+    except BaseException:  # a provider that stops the backfill, or Ctrl-C: the dates fetched are kept
+        with suppress(Exception):
+            batch.store()
+        raise
     batch.store()
     return report
 

@@ -686,9 +686,9 @@ def pnl(
 
 @app.command()
 def serve(
-    host: str | None = typer.Option(None, "--host", help="Address to listen on (default ORCHESTRATOR_API_HOST, "
-                                    "127.0.0.1); one beyond this machine needs ORCHESTRATOR_API_TOKEN."),
-    port: str | None = typer.Option(None, "--port", help="Port (default ORCHESTRATOR_API_PORT, 8080; 0: any "
+    host: str | None = typer.Option(None, "--host", help="Address to listen on (default ORCHESTRATOR_API_HOST); "
+                                    "one beyond this machine needs ORCHESTRATOR_API_TOKEN."),
+    port: str | None = typer.Option(None, "--port", help="Port (default ORCHESTRATOR_API_PORT; 0: any "
                                     "free port)."),
     user_id: str | None = UserIdOption,
     dry_run: bool | None = DryRunOption,

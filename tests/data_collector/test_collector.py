@@ -181,6 +181,28 @@ def test_a_crash_while_storing_a_batch_leaves_its_dates_absent_and_the_earlier_o
         assert session.scalar(select(func.count(func.distinct(DailyPrice.date)))) == 6  # the 7th is rolled back
 
 
+
+def test_a_backfill_stopped_mid_batch_keeps_the_dates_it_fetched(
+    session_factory, provider, clock, krx_calendar, monkeypatch
+):
+    days = [s.date for s in krx_calendar.sessions(date(2026, 11, 2), date(2026, 11, 13))]  # 10 sessions
+    monkeypatch.setattr(collector, "BATCH_ROWS", 3 * len(provider.fetch_session(days[0]).prices))  # 3 a batch
+    monkeypatch.setattr(collector, "BATCH_SECONDS", 3600)
+    real = provider.fetch_session
+
+    def interrupted_on_the_fifth(day):
+        if day == days[4]:
+            raise KeyboardInterrupt
+        return real(day)
+
+    monkeypatch.setattr(provider, "fetch_session", interrupted_on_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        backfill(days, session_factory=session_factory, provider=provider, now=clock.now)
+    # one whole batch (days 1-3) and the 4th, fetched and waiting: four dates, each complete
+    assert completed_sessions(session_factory, days[0], days[-1]) == set(days[:4])
+    with session_factory() as session:
+        assert session.scalar(select(func.count(func.distinct(DailyPrice.date)))) == 4
+
 def test_backfill_records_a_failing_date_and_goes_on(session_factory, provider, clock):
     clock.set(datetime(2026, 11, 19, 16, 0, tzinfo=KST))  # before the exam day's 16:30 close
     report = backfill([date(2026, 11, 18), date(2026, 11, 19)], session_factory=session_factory,

@@ -262,6 +262,9 @@ def test_the_account_agrees_with_the_cli(api: TestClient, replayed: str, tmp_pat
     assert account["equity"] == account["cash"] + account["market_value"]
     assert account["cash"] == 100_000_000 + sum(fill["cash_change"] for fill in fills)
     assert account["as_of"] == "2026-11-21T10:00:00+09:00"
+    # the replayed week as counted from the fills table by SQL, not by the code: 17 fills, 9 open
+    # positions, the opening 100,000,000 less 45,648,478 of net purchases
+    assert (len(fills), len(positions), account["cash"], account["equity"]) == (17, 9, 54_351_522, 98_740_192)
 
 
 def test_equity_is_the_portfolio_snapshots(api: TestClient) -> None:
@@ -273,6 +276,8 @@ def test_equity_is_the_portfolio_snapshots(api: TestClient) -> None:
     last = _get(api, "/api/equity?start=2026-11-20&end=2026-11-20")
     assert last == [row for row in snapshots if row["trading_date"] == "2026-11-20"]
     assert _get(api, "/api/equity") == [row for row in snapshots]  # the 30 days up to today hold them all
+    assert len(snapshots) == 135  # 27 ticks a session x 5 sessions, counted in the table by SQL
+    assert (snapshots[0]["taken_at"], snapshots[-1]["equity"]) == ("2026-11-16T09:00:00+09:00", 98_740_192)
 
 
 def test_watchlist_and_risk(api: TestClient) -> None:
@@ -413,6 +418,6 @@ def test_metrics_are_served_in_the_prometheus_format(api: TestClient) -> None:
     runs = {(sample.labels["job"], sample.labels["outcome"]): sample.value
             for sample in families["krx_orchestrator_runs"].samples if sample.name.endswith("_total")}
     replayed = _get(api, "/api/runs?job=risk_checks&outcome=success&limit=1000")["runs"]
-    assert runs[("risk_checks", "success")] == len(replayed) > 0
+    assert runs[("risk_checks", "success")] == len(replayed) == 240  # 48 a day x 5 days, counted by SQL
     [equity] = families["krx_orchestrator_equity_krw"].samples
-    assert equity.value == _get(api, "/api/equity")[-1]["equity"]
+    assert equity.value == _get(api, "/api/equity")[-1]["equity"] == 98_740_192

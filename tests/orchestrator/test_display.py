@@ -14,11 +14,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from typer.testing import CliRunner
 
-from services.common.clock import FixedClock
-from services.orchestrator import runtime as runtime_module
 from services.orchestrator.main import app
+from tests.conftest import in_process_cli
 
 KST = ZoneInfo("Asia/Seoul")
 NOW = datetime(2026, 11, 20, 16, 0, 1, tzinfo=KST)  # a Friday, just after data collection's fire
@@ -28,19 +26,11 @@ LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}([+-]\d\d:\d\d)) 
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Path) -> Any:
-    """The CLI in an empty working directory, a clean environment and a fixed clock."""
-    for name in list(__import__("os").environ):
-        if name.startswith("ORCHESTRATOR_") or name in ("DATABASE_URL", "LOG_LEVEL", "COLUMNS"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(calendar_cache_dir))
-    monkeypatch.setattr(runtime_module, "SystemClock", lambda: FixedClock(NOW))
-    runner = CliRunner()
-
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-        return runner.invoke(app, list(args), env={"COLUMNS": "80", **(env or {})})
-
-    return invoke
+    """The CLI in an empty working directory, a clean environment, a fixed clock and a
+    terminal of 80 columns."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    invoke = in_process_cli(tmp_path, monkeypatch, calendar_cache_dir, NOW)
+    return lambda *args, env=None: invoke(*args, env={"COLUMNS": "80", **(env or {})})
 
 
 def _offsets(document: Any) -> set[str]:

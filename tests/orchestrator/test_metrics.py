@@ -120,11 +120,17 @@ def test_an_empty_database_gives_every_family_with_zero_counts_and_no_account_fi
     assert value(metrics, "halted") == 0
     assert samples(metrics["krx_orchestrator_account_info"]) == {(("mode", "paper"), ("user_id", USER)): 1.0}
     assert value(metrics, "calendar_days_left") == (empty.calendar.valid_through - NOW.date()).days
+    assert value(metrics, "calendar_days_left") == 41  # reviewed through 2026-12-31; NOW is 2026-11-20
 
 
 def test_next_fires_are_the_triggers_own_and_a_disabled_job_has_none(empty: Runtime) -> None:
     expected = {job: empty.triggers[job].get_next_fire_time(None, NOW).timestamp() for job in JOB_NAMES}
     assert by_job(families(empty)["krx_orchestrator_next_fire_timestamp_seconds"]) == expected
+    at = {job: datetime(2026, 11, 23, h, m, tzinfo=KST).timestamp() for job, (h, m) in {  # the Monday after NOW
+        "signal_generation": (8, 45), "position_monitoring": (9, 0), "data_collection": (16, 0),
+        "indicator_calculation": (17, 0), "watchlist_update": (18, 0)}.items()}
+    at["risk_checks"] = datetime(2026, 11, 20, 20, 0, tzinfo=KST).timestamp()  # NOW is on its half-hour: it fires now
+    assert expected == at
     disabled = Runtime.create(make_settings(database_url=empty.settings.database_url,
                                             cache_dir=empty.settings.cache_dir, enable_risk_checks="false"),
                               clock=FixedClock(NOW))

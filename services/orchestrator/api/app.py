@@ -209,7 +209,8 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
         return ops.account.equity(rt, day(start, "start"), day(end, "end"))
 
     @app.get("/api/watchlist", tags=["account"])
-    def watchlist(date: str | None = Query(None, description="YYYY-MM-DD (default: today)"),
+    def watchlist(date: str | None = Query(None, description="YYYY-MM-DD (default: the latest list dated today "
+                                                             "or earlier)"),
                   rt: Runtime = Opened) -> dict[str, Any]:
         """The watchlist in force on the date, as ``watchlist --format json`` (404: none yet)."""
         return ops.watchlist.view(rt, day(date, "date"))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, event, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.common.database import database_error_line
@@ -55,7 +55,11 @@ class Audit:
             at=self.runtime.clock.now(), user_id=account.user_id, dry_run=account.dry_run, action=self.action,
             detail=self.detail or None, client=self.client, status_code=status_code,
             outcome=first_line(outcome)[:1000] or None))
-        self.written = True
+
+        def committed(_connection: Connection) -> None:
+            self.written = True  # only once the change and its audit are stored: else record() writes it
+
+        event.listen(connection, "commit", committed, once=True)
 
     def record(self, status_code: int, outcome: str) -> None:
         """Write it in a transaction of its own (a database that refuses is logged)."""
