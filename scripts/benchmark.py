@@ -701,6 +701,7 @@ def bench_risk(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
 # --- replay: the whole pipeline over a year on a virtual clock ------------------------------------------
 
 REPLAY_START, REPLAY_END = datetime(2025, 11, 21).date(), datetime(2026, 11, 20).date()
+YEAR_DATABASE = "replay.db"  # bench_replay's: the benchmarks on a year-replayed database share it
 
 
 def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
@@ -710,7 +711,7 @@ def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
     from scripts.benchkit.fixtures import make_settings
     from services.orchestrator.replay import simulate
 
-    settings = make_settings(database_url=f"sqlite:///{workdir / 'replay.db'}", cache_dir=str(cache_dir),
+    settings = make_settings(database_url=f"sqlite:///{workdir / YEAR_DATABASE}", cache_dir=str(cache_dir),
                              simulated_universe="300")
     per_job: dict[str, float] = {}
     fires: dict[str, int] = {}
@@ -734,6 +735,19 @@ def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
                 seconds, None, "s", "< 60 s", seconds < 60, f"by job: {shares}")]
 
 
+def _year_database(workdir: Path, cache_dir: Path):  # -> Settings
+    """The settings of the year-replayed SQLite database in ``workdir`` (a year of
+    ``simulate``, 300 tickers), replayed here if no benchmark of this run has yet."""
+    from scripts.benchkit.fixtures import make_settings
+    from services.orchestrator.replay import simulate
+
+    settings = make_settings(database_url=f"sqlite:///{workdir / YEAR_DATABASE}", cache_dir=str(cache_dir),
+                             simulated_universe="300")
+    if not (workdir / YEAR_DATABASE).exists():
+        print("  replaying a year into the shared database ...", file=sys.stderr)
+        simulate(settings, REPLAY_START, REPLAY_END).runtime.close()
+    return settings
+
 
 def bench_metrics(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
     """``render_metrics`` (the body of ``GET /metrics``) on a year-replayed SQLite
@@ -742,17 +756,12 @@ def bench_metrics(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
     ledger rows loaded through the ORM (median of ``repeat``)."""
     from sqlalchemy import select
 
-    from scripts.benchkit.fixtures import make_settings
     from services.common.clock import FixedClock
     from services.orchestrator.api.metrics import render_metrics
     from services.orchestrator.models import JobRun
-    from services.orchestrator.replay import simulate
     from services.orchestrator.runtime import Runtime
 
-    settings = make_settings(database_url=f"sqlite:///{workdir / 'replay.db'}", cache_dir=str(cache_dir),
-                             simulated_universe="300")
-    if not (workdir / "replay.db").exists():
-        simulate(settings, REPLAY_START, REPLAY_END).runtime.close()
+    settings = _year_database(workdir, cache_dir)
     runtime = Runtime.create(settings, clock=FixedClock(datetime(2026, 11, 20, 16, 0, tzinfo=KST)))
     try:
         render_metrics(runtime)  # the connection opened, the statements compiled
@@ -777,6 +786,183 @@ def bench_metrics(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
     return [Row(f"metrics scrape p99 of 200, year-replayed SQLite ({rows})", p99, baseline, "ms", "< 100 ms",
                 p99 < 100, f"p50 {p50:.1f} ms; baseline: the runs by job and outcome alone, from the ledger rows "
                            "loaded through the ORM")]
+
+
+# --- the console under load, beside the scheduler --------------------------------------------------
+
+LOAD_CLIENTS, LOAD_REQUESTS, BASELINE_REQUESTS = 50, 2000, 500
+LOAD_ENDPOINTS = (("/api/status", 50.0), ("/api/runs", 50.0), ("/metrics", 100.0))  # path, p99 budget (ms)
+SUSTAINED_SECONDS = 10.0  # the loads are repeated at least this long, for the lateness
+IDLE_SECONDS = 5.0
+LATENESS_BUDGET_MS = 100.0
+CONSOLE_UNDER_LOAD = [sys.executable, "-m", "scripts.benchkit.console_under_load"]
+
+
+class _Console:
+    """``benchkit/console_under_load.py`` on the year-replayed database, in a directory
+    of its own; ``stop()`` returns its probe's samples (wall time, lateness ms)."""
+
+    def __init__(self, workdir: Path, cache_dir: Path, database_url: str, cache_seconds: str) -> None:
+        run = _fresh_directory(workdir)
+        env = _start_env(run, cache_dir)
+        env.update({"DATABASE_URL": database_url, "ORCHESTRATOR_SIMULATED_UNIVERSE": "300",
+                    "ORCHESTRATOR_API_CACHE_SECONDS": cache_seconds, "LOG_LEVEL": "WARNING"})
+        self._log = (run / "console.log").open("w")
+        self.process = subprocess.Popen(CONSOLE_UNDER_LOAD, env=env, cwd=run, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self._log, text=True)
+        try:
+            assert self.process.stdout is not None
+            self.url = self.process.stdout.readline().strip()
+            if not self.url.startswith("http"):
+                raise RuntimeError(f"the console did not start: {(run / 'console.log').read_text()[-500:]}")
+        except BaseException:
+            self.kill()
+            raise
+
+    def stop(self) -> list[tuple[float, float]]:
+        import json
+
+        output, _ = self.process.communicate("stop\n", timeout=30)
+        return [(at, ms) for at, ms in json.loads(output.splitlines()[-1])]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def bench_api_load(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
+    """The console (as ``start`` serves it, its response cache on) on the year-replayed
+    database, beside a scheduler whose probe job fires every 0.1 s: 2,000 GETs of each
+    endpoint over 50 concurrent keep-alive connections from another process; p99 of the
+    latencies, and the probe's fire lateness during the load against an idle phase just
+    before it. Baseline: the same endpoint with the response cache off, 500 requests."""
+    from scripts.benchkit.api_load import LoadResult, run_load
+
+    database_url = _year_database(workdir, cache_dir).database_url
+    loaded: dict[str, LoadResult] = {}
+    baseline: dict[str, LoadResult] = {}
+    console = _Console(workdir, cache_dir, database_url, "1")
+    try:
+        time.sleep(1.0)  # the scheduler's first fires
+        idle_from = time.time()
+        time.sleep(IDLE_SECONDS)
+        load_from = time.time()
+        for path, _budget in LOAD_ENDPOINTS:
+            print(f"  {path}: {LOAD_REQUESTS} requests, {LOAD_CLIENTS} clients ...", file=sys.stderr)
+            loaded[path] = run_load(console.url, path, LOAD_REQUESTS, LOAD_CLIENTS)
+        rounds = 1  # the same loads again until the probe has fired often enough for a p99
+        while time.time() - load_from < SUSTAINED_SECONDS:
+            for path, _budget in LOAD_ENDPOINTS:
+                run_load(console.url, path, LOAD_REQUESTS, LOAD_CLIENTS)
+            rounds += 1
+        load_to = time.time()
+        samples = console.stop()
+    finally:
+        console.kill()
+    console = _Console(workdir, cache_dir, database_url, "0")
+    try:
+        for path, _budget in LOAD_ENDPOINTS:
+            print(f"  {path}: {BASELINE_REQUESTS} requests, response cache off ...", file=sys.stderr)
+            baseline[path] = run_load(console.url, path, BASELINE_REQUESTS, LOAD_CLIENTS)
+        console.stop()
+    finally:
+        console.kill()
+
+    rows = []
+    for path, budget in LOAD_ENDPOINTS:
+        ours, base = loaded[path], baseline[path]
+        p99 = ours.percentile_ms(0.99)
+        errors = sum(ours.errors.values()) + sum(base.errors.values())
+        failed = "; errors: " + ", ".join(f"{what} x{n}" for what, n in (ours.errors + base.errors).items())
+        rows.append(Row(
+            f"`GET {path}` p99, {LOAD_CLIENTS} clients x {LOAD_REQUESTS:,} requests, year-replayed SQLite",
+            p99, base.percentile_ms(0.99), "ms", f"< {budget:.0f} ms", p99 < budget and errors == 0,
+            f"p50 {ours.percentile_ms(0.5):.1f} ms, {ours.throughput:,.0f} req/s, {ours.requests:,} requests, "
+            f"{sum(ours.errors.values())} errors; baseline: response cache off, {base.requests} requests "
+            f"(p50 {base.percentile_ms(0.5):.1f} ms, {base.throughput:,.0f} req/s){failed if errors else ''}"))
+    idle = sorted(ms for at, ms in samples if idle_from <= at < load_from)
+    busy = sorted(ms for at, ms in samples if load_from <= at < load_to)
+
+    def pct(values: list[float], fraction: float) -> float:
+        return values[min(len(values) - 1, int(fraction * len(values)))] if values else float("nan")
+
+    p99 = pct(busy, 0.99)
+    rows.append(Row("  scheduler fire lateness p99 during that load (probe every 0.1 s)", p99, pct(idle, 0.99),
+                    "ms", f"< {LATENESS_BUDGET_MS:.0f} ms", p99 < LATENESS_BUDGET_MS,
+                    f"{len(busy)} fires over {rounds} rounds of the three loads ({load_to - load_from:.1f} s), "
+                    f"p50 {pct(busy, 0.5):.1f} ms; baseline: the same process idle for "
+                    f"{IDLE_SECONDS:.0f} s before the load ({len(idle)} fires, p50 {pct(idle, 0.5):.1f} ms)"))
+    return rows
+
+
+# --- the dashboard's first load in headless Chromium ------------------------------------------------
+
+#: the reads of the dashboard's first load (services/orchestrator/api/dashboard/dashboard.js)
+DASHBOARD_READS = ("/api/status", "/api/timeline", "/api/runs?limit=20", "/api/account", "/api/positions",
+                   "/api/orders?status=open", "/api/fills", "/api/watchlist", "/api/risk", "/api/equity",
+                   "/api/calendar")
+DASHBOARD_BUDGET_MS = 1000.0
+
+
+def bench_dashboard(workdir: Path, cache_dir: Path, repeat: int) -> list[Row]:
+    """The dashboard's first load in a new headless Chromium (empty browser cache), from
+    navigation until every panel is filled (``window.dashboardLoadedMs``), on the
+    year-replayed database with the response cache off (each load computes every read):
+    the worst of ``repeat`` loads. Baseline: the same reads fetched one after another by
+    one client (httpx), as a page without parallel requests would."""
+    import httpx
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    name = "dashboard first load, headless Chromium, year-replayed SQLite"
+    if not (chromium and driver_path):
+        return [Row(name, float("nan"), None, "ms", f"< {DASHBOARD_BUDGET_MS:.0f} ms", False,
+                    "not measured: apt-get install chromium chromium-driver")]
+    os.environ.setdefault("SE_OFFLINE", "true")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    database_url = _year_database(workdir, cache_dir).database_url
+    console = _Console(workdir, cache_dir, database_url, "0")
+    loads: list[float] = []
+    try:
+        time.sleep(2.0)  # its warm-up (the database opened), as a console that has been up a while
+        with httpx.Client(base_url=console.url, timeout=30) as client:
+            sequential = []
+            for _ in range(max(repeat, 1)):
+                started = time.perf_counter()
+                for path in DASHBOARD_READS:
+                    client.get(path).raise_for_status()
+                sequential.append(time.perf_counter() - started)
+        for attempt in range(max(repeat, 1)):
+            profile = Path(tempfile.mkdtemp(prefix="chromium-", dir="/tmp"))  # a short socket path
+            options = webdriver.ChromeOptions()
+            options.binary_location = chromium
+            for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                             "--window-size=1280,2400", f"--user-data-dir={profile / 'profile'}"):
+                options.add_argument(argument)
+            browser = webdriver.Chrome(service=Service(driver_path, env={**os.environ, "TMPDIR": str(profile)}),
+                                       options=options)
+            try:
+                browser.get(console.url)
+                deadline = time.monotonic() + 30
+                while not browser.execute_script("return window.dashboardLoadedMs"):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the dashboard did not load (attempt {attempt + 1})")
+                    time.sleep(0.02)
+                loads.append(float(browser.execute_script("return window.dashboardLoadedMs")))
+            finally:
+                browser.quit()
+                shutil.rmtree(profile, ignore_errors=True)
+        console.stop()
+    finally:
+        console.kill()
+    worst, baseline = max(loads), 1000 * statistics.median(sequential)
+    return [Row(f"{name} (worst of {len(loads)})", worst, baseline, "ms", f"< {DASHBOARD_BUDGET_MS:.0f} ms",
+                worst < DASHBOARD_BUDGET_MS,
+                f"median {statistics.median(loads):.0f} ms; response cache off; baseline: its "
+                f"{len(DASHBOARD_READS)} reads one after another from one client")]
 
 
 MONTH = ("2026-10-20", "2026-11-20")  # the README's "replay a month"
@@ -869,6 +1055,8 @@ BENCHMARKS: dict[str, Callable[[Path, Path, int], list[Row]]] = {
     "month": bench_month_replay,
     "race": bench_race,
     "metrics": bench_metrics,
+    "dashboard": bench_dashboard,
+    "api-load": bench_api_load,
 }
 
 

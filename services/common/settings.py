@@ -246,6 +246,10 @@ class Settings:
     api_token: str = _setting("ORCHESTRATOR_API_TOKEN", parse_api_token, "",
                               "bearer token of the console's changes, and required to listen beyond this "
                               "machine; empty: loopback only", secret=True)
+    api_cache_seconds: float = _setting("ORCHESTRATOR_API_CACHE_SECONDS", parse_non_negative_float, "1",
+                                        "how long the console shares one answer of a read (GET) among the "
+                                        "clients asking; a change made through the console clears it; 0: "
+                                        "every read is computed afresh")
 
     @property
     def tz(self) -> ZoneInfo:

@@ -337,6 +337,13 @@ class RunLedger:
                 query = query.where(JobRun.user_id == user_id)
             return list(session.scalars(query.limit(limit)))
 
+    def scheduled_between(self, start: datetime, end: datetime) -> list[JobRun]:
+        """This account's runs scheduled for ``start <= t < end``, by time then id."""
+        with self._sessions() as session:
+            query = select(JobRun).where(*self._account_rows(), JobRun.scheduled_for >= start,
+                                         JobRun.scheduled_for < end)
+            return list(session.scalars(query.order_by(JobRun.scheduled_for, JobRun.id)))
+
     def page(self, *, job_name: str | None = None, outcome: str | None = None, limit: int = 50,
              before: int | None = None) -> list[JobRun]:
         """This account's runs, newest (highest id) first: the ``limit`` with an id below

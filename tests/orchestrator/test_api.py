@@ -113,7 +113,23 @@ def test_every_endpoint_answers_on_an_empty_database(empty: TestClient) -> None:
     assert empty.get("/docs").status_code == 200
     assert {"/health", "/ready", "/api/status", "/api/jobs", "/api/jobs/{name}/next-runs", "/api/runs",
             "/api/calendar", "/api/account", "/api/positions", "/api/orders", "/api/fills", "/api/equity",
-            "/api/watchlist", "/api/risk"} <= set(_get(empty, "/openapi.json")["paths"])
+            "/api/watchlist", "/api/risk", "/api/timeline"} <= set(_get(empty, "/openapi.json")["paths"])
+    today = _get(empty, "/api/timeline")  # Saturday 2026-11-21 10:00: 48 risk checks, none run
+    assert (today["date"], today["session"], len(today["items"])) == ("2026-11-21", None, 48)
+    assert [item["outcome"] for item in today["items"]] == ["not run"] * 21 + ["upcoming"] * 27
+
+
+def test_the_dashboard_page_and_its_assets_are_served(empty: TestClient) -> None:
+    page = empty.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-cache"
+    for asset in re.findall(r'(?:href|src)="(/dashboard/[^"]+)"', page.text):
+        response = empty.get(asset)
+        assert response.status_code == 200 and response.content, asset
+    assert {"/dashboard/dashboard.js", "/dashboard/dashboard.css"} <= set(re.findall(r'"(/dashboard/[^"]+)"',
+                                                                                      page.text))
+    assert "http" not in re.sub(r"http://www\.w3\.org/2000/svg", "", empty.get("/dashboard/dashboard.js").text), \
+        "the dashboard loads nothing from the network"
 
 
 @pytest.mark.parametrize("path, detail", [
@@ -140,6 +156,7 @@ def test_every_endpoint_answers_on_an_empty_database(empty: TestClient) -> None:
     ("/api/orders?status=pending", "Invalid value for 'status': 'pending' is not an order status; expected one of "
                                    "open, filled, cancelled, rejected, all"),
     ("/api/orders?limit=-1", "Invalid value for 'limit': -1 is not a number of orders; expected 1 or more"),
+    ("/api/timeline?date=2026-13-01", "Invalid value for 'date': '2026-13-01' is not a date; expected YYYY-MM-DD"),
     ("/api/watchlist?date=yesterday", "Invalid value for 'date': 'yesterday' is not a date; expected YYYY-MM-DD"),
 ])
 def test_a_bad_parameter_is_422_with_one_line(empty: TestClient, path: str, detail: str) -> None:
@@ -215,6 +232,20 @@ def test_next_runs_and_the_calendar_know_the_exam_day(api: TestClient) -> None:
     week = _get(api, "/api/calendar?start=2026-11-16&end=2026-11-20")
     assert week[3] == {"date": "2026-11-19", "open": "10:00", "close": "16:30", "status": "special"}
     assert [row["status"] for row in week] == ["regular", "regular", "regular", "special", "regular"]
+
+
+def test_the_timeline_pairs_each_fire_of_the_day_with_its_run(api: TestClient) -> None:
+    exam_day = _get(api, "/api/timeline?date=2026-11-19")  # the exam day: 10:00-16:30
+    assert exam_day["session"] == {"date": "2026-11-19", "open": "10:00", "close": "16:30", "status": "special"}
+    items = exam_day["items"]
+    # 1 signal list, 27 monitoring ticks (10:00 to 16:30), 3 after-close jobs, 48 risk checks: all replayed
+    assert len(items) == 79 and {(item["outcome"], item["origin"], item["scheduled"]) for item in items} == {
+        ("success", "simulate", True)}
+    by_job = {job.name: [item["fire_time"][11:16] for item in items if item["job"] == job.name] for job in JOBS}
+    assert by_job["signal_generation"] == ["09:45"] and by_job["data_collection"] == ["17:00"]
+    assert by_job["position_monitoring"][0] == "10:00" and by_job["position_monitoring"][-1] == "16:30"
+    assert len(by_job["position_monitoring"]) == 27 and len(by_job["risk_checks"]) == 48
+    assert [item["fire_time"] for item in items] == sorted(item["fire_time"] for item in items)
 
 
 def test_runs_are_paged_newest_first_by_a_cursor(api: TestClient) -> None:
@@ -305,6 +336,13 @@ def test_every_time_is_in_the_display_zone(replayed: str, calendar_cache_dir: Pa
                             "&end=2026-11-20T00:00%2B09:00") == [
             {"job": "data_collection", "fire_time": "2026-11-19T08:00:00+00:00"}]
         assert utc.fullmatch(_get(client, "/api/risk")["latest_check"]["checked_at"])
+    with _client(_settings(replayed, calendar_cache_dir, display_timezone="America/New_York")) as client:
+        # New York's 2026-11-18 holds Seoul's exam-day session of 11-19 (10:00-16:30 KST)
+        timeline = _get(client, "/api/timeline?date=2026-11-18")
+        assert timeline["session"] == {"date": "2026-11-19", "open": "20:00", "close": "02:30", "status": "special"}
+        fires = [item["fire_time"] for item in timeline["items"]]
+        assert fires[0] == "2026-11-18T00:00:00-05:00" and all(fire.startswith("2026-11-18T") for fire in fires)
+        assert "2026-11-18T19:45:00-05:00" in fires  # the exam day's signal generation, 09:45 KST
 
 
 # --- serving --------------------------------------------------------------------------------------

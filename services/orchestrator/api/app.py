@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import calendar as month_calendar
 import hmac
+import importlib
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +42,7 @@ from services.common.market_calendar import CalendarError
 from services.common.settings import ConfigurationError, Settings
 from services.orchestrator import ops
 from services.orchestrator.api.metrics import render_metrics
+from services.orchestrator.api.shared_reads import SharedReads
 from services.orchestrator.ledger import first_line
 from services.orchestrator.ops.arguments import InvalidArgument, parse_day, parse_moment
 from services.orchestrator.ops.console import Audit, NoLiveScheduler, QueuedRunNotFound
@@ -47,6 +52,10 @@ from services.orchestrator.ops.watchlist import NoWatchlist
 from services.orchestrator.reports import halt_view
 from services.orchestrator.runtime import Runtime
 
+logger = logging.getLogger(__name__)
+
+#: the dashboard's page, script and style (served at ``/`` and ``/dashboard/``)
+DASHBOARD = Path(__file__).with_name("dashboard")
 #: ``/api/jobs/{name}/next-runs`` without ``end``: this long after ``start``
 DEFAULT_NEXT_RUNS_WINDOW = timedelta(days=7)
 NO_TOKEN = "mutations are refused: no token is set; set ORCHESTRATOR_API_TOKEN and restart to allow them"
@@ -81,11 +90,25 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
     runtime = runtime_factory(settings)
     opening = threading.Lock()  # the database is opened (and migrated) once, by the first request
 
+    def warm_up() -> None:
+        """Open the database and load what the reads use, so the first page is quick."""
+        try:
+            with opening:
+                runtime.session_factory()
+            importlib.import_module("services.trading_engine.queries")
+            importlib.import_module("services.risk_manager.queries")
+            importlib.import_module("services.watchlist_manager.manager")
+        except Exception as exc:  # each request says it again, in one line
+            logger.debug("the console could not open the database yet: %s", first_line(str(exc)))
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        warming = threading.Thread(target=warm_up, name="console-warm-up", daemon=True)
+        warming.start()
         try:
             yield
         finally:
+            await run_in_threadpool(warming.join)
             runtime.close()
 
     app = FastAPI(title="KRX orchestrator console", version="1",
@@ -93,6 +116,8 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
                   lifespan=lifespan)
     app.state.runtime = runtime
     _add_error_handlers(app)
+    app.add_middleware(SharedReads, seconds=settings.api_cache_seconds)
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD), name="dashboard")
 
     def opened() -> Runtime:
         with opening:
@@ -122,6 +147,11 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
     def audit_of(request: Request) -> Audit:
         audit: Audit = request.state.audit
         return audit
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The dashboard: one page reading the endpoints below, refreshing itself."""
+        return FileResponse(DASHBOARD / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/health", tags=["probes"])
     def health() -> dict[str, str]:
@@ -158,6 +188,15 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
         start_at = runtime.clock.now() if start is None else parse_moment(start, "start", tz)
         end_at = start_at + DEFAULT_NEXT_RUNS_WINDOW if end is None else parse_moment(end, "end", tz)
         return ops.schedule.fire_times(runtime, [name], start_at, end_at)
+
+    @app.get("/api/timeline", tags=["scheduler"])
+    def timeline(date: str | None = Query(None, description="YYYY-MM-DD (default: today)"),
+                 rt: Runtime = Opened) -> dict[str, Any]:
+        """The day's fires of every enabled job with the outcome of each one's latest run
+        (``upcoming``, ``not run``), and the day's runs that answer no fire (scheduled:
+        false): {date, now, session, items [job, fire_time, scheduled, outcome, run_id,
+        origin, reason]}."""
+        return ops.schedule.timeline(rt, day(date, "date"))
 
     @app.get("/api/runs", tags=["scheduler"])
     def runs(job: str | None = None, outcome: str | None = None,
