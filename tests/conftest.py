@@ -112,6 +112,9 @@ def in_process_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cac
     for name in list(os.environ):
         if host_setting(name):
             monkeypatch.delenv(name)
+    root = logging.getLogger()  # the CLI logs to the runner's stderr, closed after the test: put back
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(calendar_cache_dir))
     monkeypatch.setattr(runtime_module, "SystemClock", lambda: FixedClock(now))

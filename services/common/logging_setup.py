@@ -71,3 +71,5 @@ def configure_logging(level: str = "INFO", tz: tzinfo | None = None) -> None:
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("matplotlib").setLevel(max(logging.WARNING, root.level))
+    # httpx logs each request's URL at INFO: a webhook's URL is its secret
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -468,3 +468,19 @@ def parse_rate_per_second(text: str) -> float:
 
 def parse_text(text: str) -> str:
     return text.strip()
+
+
+def parse_notify_urls(text: str) -> str:
+    """Apprise URLs, each optionally led by ``info=``, ``warning=`` or ``error=``; kept
+    as given once each is accepted (services.common.notifications.channels)."""
+    from services.common.notifications.channels import parse_channels
+
+    parse_channels(text)
+    return " ".join(text.split())
+
+
+def parse_language(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("ko", "en"):
+        raise ValueError("expected ko or en")
+    return value

@@ -38,10 +38,12 @@ from services.common.setting_values import (
     parse_interval_minutes,
     parse_kis_account,
     parse_kis_environment,
+    parse_language,
     parse_lease_seconds,
     parse_log_level,
     parse_non_negative_float,
     parse_non_negative_int,
+    parse_notify_urls,
     parse_optional_timezone,
     parse_percent,
     parse_percent_or_off,
@@ -236,6 +238,12 @@ class Settings:
                                       "calendar running out); empty: alerts are only logged", secret=True)
     alert_timeout_seconds: float = _setting("ORCHESTRATOR_ALERT_TIMEOUT_SECONDS", parse_timeout_seconds, "5",
                                             "how long one alert POST may take")
+    notify_urls: str = _setting("ORCHESTRATOR_NOTIFY_URLS", parse_notify_urls, "",
+                                "apprise URLs notifications go to (tgram://, discord://, slack://, mailto://, "
+                                "ntfys://, json:// ...), separated by spaces, each optionally led by its lowest "
+                                "level: info=, warning= or error=; empty: none", secret=True)
+    notify_language: str = _setting("ORCHESTRATOR_NOTIFY_LANGUAGE", parse_language, "ko",
+                                    "language of the notifications: ko or en")
     api: bool = _setting("ORCHESTRATOR_API", parse_bool, "true",
                          "`start` serves the console (REST API) too (--api/--no-api)")
     api_host: str = _setting("ORCHESTRATOR_API_HOST", parse_api_host, "127.0.0.1",

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from typer._click import exceptions as click_exceptions  # typer vendors click (0.29+)
 from typer.core import TyperGroup
 
-from services.common import alerts
+from services.common import notifications
 from services.common.database import database_error_line
 from services.common.logging_setup import configure_logging
 from services.common.market_calendar import CalendarError
@@ -162,14 +162,11 @@ def _runtime(settings: Settings) -> Iterator[Runtime]:
 
 @contextmanager
 def _alerting(settings: Settings) -> Iterator[None]:
-    """Alerts go to ``ORCHESTRATOR_ALERT_WEBHOOK_URL`` while the command runs (sent
-    before it ends)."""
-    sink = alerts.install(settings.alert_webhook_url, settings.alert_timeout_seconds, settings.display_tz)
-    try:
+    """Incidents go to the channels (ORCHESTRATOR_NOTIFY_URLS, ORCHESTRATOR_ALERT_WEBHOOK_URL)
+    while the command runs (what is queued is sent before it ends)."""
+    with notifications.install(notifications.channels_of(settings), language=settings.notify_language,
+                               timeout=settings.alert_timeout_seconds, tz=settings.display_tz):
         yield
-    finally:
-        if sink is not None:
-            sink.close()
 
 
 def with_disable_flags(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -355,7 +352,7 @@ def resume(user_id: str | None = UserIdOption, timezone: str | None = DisplayTim
     Example: python -m services.orchestrator.main resume --user-id default_user
     """
     settings = _settings(user_id=user_id, display_timezone=timezone)
-    with _runtime(settings) as runtime:
+    with _alerting(settings), _runtime(settings) as runtime:
         resumed = ops.halts.resume(runtime)
     if resumed is None:
         _echo(f"trading is not halted for {settings.user_id}; nothing to resume")
@@ -451,13 +448,17 @@ def simulate(
                                                                  "ledger.csv."),
     database_url: str | None = typer.Option(None, "--database-url", help="Where the replay goes (default "
                                                "ORCHESTRATOR_SIMULATION_DATABASE_URL, apart from the live one)."),
+    notify: bool = typer.Option(False, "--notify", help="Send the replay's notifications (signal lists, fills, "
+                                "daily reports, incidents) to the configured channels, as live runs do: for a "
+                                "day or a week, not a year."),
     disabled: Any = None,
 ) -> None:
     """Replay the whole schedule from --start to --end on a virtual clock, in paper
     mode: every fire of the enabled jobs in time order, from the scheduler's own
     triggers, through the scheduler's own job wrapper. Prints a summary; --report DIR
     adds the charts and CSVs. A replay resumes one that was interrupted, and never
-    runs a fire twice (one that failed on the database runs again). Exit 1 if a fire
+    runs a fire twice (one that failed on the database runs again). It sends no
+notification unless --notify. Exit 1 if a fire
     failed; exit 2 if --start is before the market-rule tables, or another replay is
     writing to the database.
 
@@ -483,7 +484,8 @@ def simulate(
         def advance(fire: Any, record: Any) -> None:
             progress.update(task, advance=1, description=f"{fire.at:%Y-%m-%d %H:%M} {fire.job}")
 
-        result = ops.replays.run(plan, on_fires=announce, on_fire=advance)
+        with _alerting(plan.settings) if notify else nullcontext():
+            result = ops.replays.run(plan, on_fires=announce, on_fire=advance)
     emit(result.summary.rows(), ["what", "value"], Format.table, title=f"Replay {start_day} to {end_day}")
     for path in result.report_files:
         _echo(f"wrote {path}")
@@ -704,7 +706,27 @@ def serve(
     settings = _settings(api_host=host, api_port=port, user_id=user_id, dry_run=dry_run, display_timezone=timezone)
     server = _console_server(settings)
     _echo(f"console (REST API) of {_who(settings)} at {server.url} (OpenAPI at {server.url}docs); Ctrl-C stops it")
-    server.serve()
+    with _alerting(settings):  # a halt or a resume made through it is sent
+        server.serve()
+
+
+@app.command("notify-test")
+def notify_test(timezone: str | None = DisplayTimezoneOption) -> None:
+    """Send one test message to each notification channel (ORCHESTRATOR_NOTIFY_URLS and
+    ORCHESTRATOR_ALERT_WEBHOOK_URL), now, and print per channel (masked) delivered or
+    why not. Exit 1 if one was not delivered, 2 if none is configured.
+
+    Example: ORCHESTRATOR_NOTIFY_URLS="tgram://BOT_TOKEN/CHAT_ID" python -m services.orchestrator.main notify-test
+    """
+    settings = _settings(display_timezone=timezone)
+    results = ops.notify.test_channels(settings)
+    if not results:
+        _fail("no notification channel is configured; set ORCHESTRATOR_NOTIFY_URLS (apprise URLs, e.g. "
+              "tgram://BOT_TOKEN/CHAT_ID) or ORCHESTRATOR_ALERT_WEBHOOK_URL", EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE)
+    for result in results:
+        _echo(f"{result.channel} ({result.level} and above): {result.result}")
+    raise typer.Exit(EXIT_OK if all(r.delivered for r in results) else EXIT_FAILED)
 
 
 def _console_server(settings: Settings) -> Any:

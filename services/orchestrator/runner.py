@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from services.common.alerts import Alert, raise_alert
+from services.common.alerts import Alert, clear_alert, raise_alert, run_alert_keys
 from services.common.clock import Clock
 from services.common.database import database_error_line
 from services.common.job_api import Account, JobContext, JobResult, Outcome
@@ -73,6 +74,10 @@ class JobRunner:
         self._recovery = Recovery(self)
         self._stopping = threading.Event()
         self._calendar_checked_on: date | None = None
+        #: called with each run's context as it starts, and with its record once recorded
+        #: (trading notices)
+        self.starting_listeners: list[Callable[[JobContext], None]] = []
+        self.finished_listeners: list[Callable[[JobContext, RunRecord], None]] = []
 
     def job(self, name: str) -> JobSpec:
         return get_job(name, self.jobs)
@@ -269,6 +274,7 @@ class JobRunner:
         """Run a fire this process holds the claim of, for this instance's account (from
         its settings, never from a row), and record how it ended."""
         ctx = self.context(job.name, trading_date, fire_time, origin, run_id=run_id)
+        self._tell_listeners(self.starting_listeners, ctx)
         with self.heartbeat.holding(run_id):
             try:
                 result, error = self._execute(job, ctx)
@@ -281,7 +287,17 @@ class JobRunner:
                            reason=None if error else result.reason, error=error,
                            summary=result.summary or None)
         _log_outcome(ctx, record, self.shown(record.scheduled_for))
+        self._tell_listeners(self.finished_listeners, ctx, record)
         return record
+
+    def _tell_listeners(self, listeners: Sequence[Callable[..., None]], ctx: JobContext, *news: Any) -> None:
+        """Each listener hears the run (one that fails is logged, and changes nothing of
+        the run)."""
+        for listener in listeners:
+            try:
+                listener(ctx, *news)
+            except Exception:  # noqa: BLE001 (what hears a run never fails it)
+                logger.exception("%s %s: a listener of runs failed", ctx.job_name, ctx.trading_date)
 
     def _execute(self, job: JobSpec, ctx: JobContext) -> tuple[JobResult, str | None]:
         """Guards, the job's needs (upstream work run first where missing), then the job.
@@ -328,6 +344,7 @@ def _log_outcome(ctx: JobContext, record: RunRecord, scheduled_for: str) -> None
         ctx.log.info("skipped: %s", record.reason)
     else:
         ctx.log.info("%s %s", record.outcome.value, record.summary or "")
+        clear_alert(*run_alert_keys(ctx.account.user_id, ctx.job_name))  # the job works again
 
 
 def _seconds(delta: timedelta) -> int:

@@ -94,10 +94,18 @@ class Runtime:
         return self._session_factory
 
     def runner(self, origin: str = Origin.SCHEDULE.value) -> JobRunner:
-        return JobRunner(
+        """A runner of the account's jobs; what they trade is told to the installed
+        notification channels (``trading_notices``)."""
+        from services.orchestrator.trading_notices import TradingNotices
+
+        runner = JobRunner(
             settings=self.settings, session_factory=self.session_factory(), clock=self.clock,
             calendar=self.calendar, triggers=self.triggers, origin=origin,
         )
+        notices = TradingNotices(self)
+        runner.starting_listeners.append(notices.starting)
+        runner.finished_listeners.append(notices.finished)
+        return runner
 
     def ledger(self) -> RunLedger:
         return RunLedger(self.session_factory(), self.clock, timedelta(seconds=self.settings.run_lease_seconds),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from types import FrameType
@@ -25,11 +26,14 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from services.common.alerts import Alert, raise_alert
 from services.orchestrator.jobs import JobSpec
 from services.orchestrator.queued_runs import POLL_SECONDS, run_queued
 from services.orchestrator.runner import JobRunner
 
 logger = logging.getLogger(__name__)
+
+HOST = socket.gethostname()
 
 MAX_WORKERS = 4
 CATCH_UP_JOB = "catch_up"
@@ -163,15 +167,28 @@ def schedule_catch_up(scheduler: BlockingScheduler, runner: JobRunner, now: date
 
 
 def log_ready(runner: JobRunner) -> None:
-    """One line: the scheduler is ready, and which job fires next, when."""
+    """One line: the scheduler is ready, and which job fires next, when; and the
+    incident ``instance_started`` for the channels."""
     now = runner.clock.now()
     upcoming = [(fire, name) for name in runner.scheduled_jobs()
                 if (fire := runner.triggers[name].get_next_fire_time(None, now)) is not None]
     if not upcoming:
         logger.info("ready: no job is scheduled")
-        return
-    fire, name = min(upcoming)
-    logger.info("ready: next fire %s at %s", name, fire.isoformat(timespec="minutes"))
+    else:
+        fire, name = min(upcoming)
+        logger.info("ready: next fire %s at %s", name, fire.isoformat(timespec="minutes"))
+    account = runner.account
+    raise_alert(logger, Alert("instance_started", f"the scheduler of {account.describe()} started on {HOST}", {
+        "user_id": account.user_id, "dry_run": account.dry_run, "host": HOST,
+        "next_job": min(upcoming)[1] if upcoming else None, "next_fire": min(upcoming)[0] if upcoming else None}))
+
+
+def announce_stop(runner: JobRunner, reason: str) -> None:
+    """The incident ``instance_stopped`` for the channels."""
+    account = runner.account
+    raise_alert(logger, Alert("instance_stopped", f"the scheduler of {account.describe()} on {HOST} stopped "
+                              f"({reason})", {"user_id": account.user_id, "dry_run": account.dry_run,
+                                              "host": HOST, "reason": reason}))
 
 
 class _StopRequested(BaseException):

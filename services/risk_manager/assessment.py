@@ -10,14 +10,16 @@ when the total-loss limit is reached. It reads and writes only the risk tables.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, bindparam, literal, select
+from sqlalchemy import Connection, Row, Select, bindparam, event, literal, select
 
+from services.common.alerts import Alert, raise_alert
 from services.common.database import dialect_insert
 from services.common.job_api import Account
 from services.common.market_calendar import KRX_TZ
@@ -134,9 +136,18 @@ def _record_breaches(connection: Connection, account: Account, day: date, breach
             checked_at=moment, checked_by=checked_by[:32], metrics=metrics.as_summary()).on_conflict_do_nothing()
             .returning(_BREACHES.c.id)).scalar()  # not rowcount: psycopg gives -1 for ON CONFLICT inserts
         if inserted is not None:
-            level = logging.WARNING if breach.action is Action.WARN else logging.ERROR
-            logger.log(level, "risk limit breached for %s on %s (%s): %s", account.user_id, day,
-                       breach.action.value, breach.describe())
+            alert = Alert("limit_breach", f"risk limit breached for {account.user_id} on {day} "
+                          f"({breach.action.value}): {breach.describe()}", {
+                              "user_id": account.user_id, "dry_run": account.dry_run, "trading_date": day.isoformat(),
+                              "limit": breach.limit, "subject": breach.subject, "value": breach.value,
+                              "threshold": breach.threshold, "action": breach.action.value,
+                              "description": breach.describe()})
+            # said once stored: a check that fails and rolls back recorded nothing
+            event.listen(connection, "commit", functools.partial(_say, alert), once=True)
+
+
+def _say(alert: Alert, _connection: Connection) -> None:
+    raise_alert(logger, alert)
 
 
 def _entries_blocked(risk: Row[Any], breaches: list[Breach]) -> str | None:

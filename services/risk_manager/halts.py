@@ -116,5 +116,8 @@ def resume_trading(connection: Connection, user_id: str, *, by: str, at: datetim
         "user_id": user_id, "halted": False, "reason": current.reason, "halted_at": current.halted_at,
         "halted_by": current.halted_by, "resumed_at": at, "resumed_by": by[:32], "baseline_at": baseline_at,
         "baseline_equity": baseline_equity, "live_baseline_equity": live_baseline}], ["user_id"])
-    logger.warning("trading resumed for %s by %s (%s)", user_id, by, current.describe())
+    alert = Alert("trading_resumed", f"trading resumed for {user_id} by {by} ({current.describe()})", {
+        "user_id": user_id, "resumed_by": by, "resumed_at": at, "reason": current.reason})
+
+    event.listen(connection, "commit", lambda _connection: raise_alert(logger, alert), once=True)
     return halt_record(connection, user_id)

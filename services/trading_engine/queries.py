@@ -261,10 +261,28 @@ def orders(connection: Connection, account: Account, statuses: Sequence[str] | N
         statement = statement.where(_ORDERS.c.status.in_(list(statuses)))
     rows = connection.execute(statement.order_by(_ORDERS.c.created_at.desc(), _ORDERS.c.id.desc())
                               .limit(limit)).all()
-    return [OrderLine(int(row.id), row.trading_date, row.created_at, row.ticker, row.side, row.order_type,
-                      int(row.quantity), int(row.filled_quantity),
-                      None if row.limit_price is None else int(row.limit_price), row.status, row.reason,
-                      row.broker_order_id) for row in rows]
+    return [_order_line(row) for row in rows]
+
+
+def latest_ids(connection: Connection, account: Account) -> tuple[int, int]:
+    """The highest order id and fill id of ``account`` so far (0: none)."""
+    order_id = connection.scalar(select(func.max(_ORDERS.c.id)).where(_mine(_ORDERS, account)))
+    fill_id = connection.scalar(select(func.max(_FILLS.c.id)).where(_mine(_FILLS, account)))
+    return int(order_id or 0), int(fill_id or 0)
+
+
+def orders_after(connection: Connection, account: Account, order_id: int) -> list[OrderLine]:
+    """``account``'s orders stored after the one of ``order_id``, oldest first."""
+    rows = connection.execute(select(_ORDERS).where(_mine(_ORDERS, account), _ORDERS.c.id > order_id)
+                              .order_by(_ORDERS.c.id)).all()
+    return [_order_line(row) for row in rows]
+
+
+def _order_line(row: Any) -> OrderLine:
+    return OrderLine(int(row.id), row.trading_date, row.created_at, row.ticker, row.side, row.order_type,
+                     int(row.quantity), int(row.filled_quantity),
+                     None if row.limit_price is None else int(row.limit_price), row.status, row.reason,
+                     row.broker_order_id)
 
 
 @dataclass(frozen=True)
@@ -299,9 +317,19 @@ def fills(connection: Connection, account: Account, start: date, end: date) -> l
     rows = connection.execute(select(_FILLS).where(
         _mine(_FILLS, account), _FILLS.c.trade_date >= start, _FILLS.c.trade_date <= end)
         .order_by(_FILLS.c.filled_at, _FILLS.c.id)).all()
-    return [FillLine(int(row.id), int(row.order_id), row.filled_at, row.trade_date, row.settles_on, row.ticker,
-                     row.side, int(row.quantity), int(row.price), int(row.commission), int(row.tax))
-            for row in rows]
+    return [_fill_line(row) for row in rows]
+
+
+def fills_after(connection: Connection, account: Account, fill_id: int) -> list[FillLine]:
+    """``account``'s fills stored after the one of ``fill_id``, oldest first."""
+    rows = connection.execute(select(_FILLS).where(_mine(_FILLS, account), _FILLS.c.id > fill_id)
+                              .order_by(_FILLS.c.id)).all()
+    return [_fill_line(row) for row in rows]
+
+
+def _fill_line(row: Any) -> FillLine:
+    return FillLine(int(row.id), int(row.order_id), row.filled_at, row.trade_date, row.settles_on, row.ticker,
+                    row.side, int(row.quantity), int(row.price), int(row.commission), int(row.tax))
 
 
 @dataclass(frozen=True)

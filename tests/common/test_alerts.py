@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.common import alerts
+from services.common import notifications
 from services.common.alerts import Alert
 from services.common.clock import FixedClock
 from services.common.job_api import Outcome
+from services.common.notifications import Channel, Level
 from services.risk_manager.halts import halt_trading
 from tests.orchestrator.test_runs import ledger_rows, make_runner
 
@@ -59,14 +60,11 @@ def webhook() -> Iterator[Webhook]:
 
 
 def sent(url: str, action: Any) -> None:
-    """Run ``action`` with alerts going to ``url`` (their times in Seoul's zone); return
-    once they are sent."""
-    sink = alerts.install(url, 2.0, KST)
-    assert sink is not None
-    try:
+    """Run ``action`` with alerts going to the webhook ``url`` (their times in Seoul's
+    zone; retries 10 ms apart); return once they are sent."""
+    channel = Channel(url, Level.WARNING, webhook=True)
+    with notifications.install((channel,), tz=KST, timeout=2.0, backoff=0.01):
         action()
-    finally:
-        sink.close()
 
 
 def test_a_failed_run_is_posted_with_the_documented_body(session_factory, krx_calendar, webhook):
@@ -160,9 +158,11 @@ def test_a_webhook_answering_an_error_fails_nothing(session_factory, krx_calenda
         hook.close()
     assert [r.outcome for r in ledger_rows(session_factory)] == ["failed", "success"]
     assert ok is not None and ok.outcome is Outcome.SUCCESS
-    [warning] = [r.getMessage() for r in caplog.records if "alert webhook" in r.getMessage()]
-    assert warning.startswith(f"alert webhook http://127.0.0.1:{hook.server.server_address[1]}/... failed (HTTP")
+    [warning] = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
+    assert warning.startswith(f"notification to http://127.0.0.1:{hook.server.server_address[1]}/... not "
+                              f"delivered after 3 attempts (HTTP {status}")
     assert "secret" not in warning  # the webhook's path is its credential
+    assert len(hook.bodies) == 3  # tried three times
 
 
 def test_an_unreachable_webhook_fails_nothing(session_factory, krx_calendar, caplog):
@@ -174,18 +174,21 @@ def test_an_unreachable_webhook_fails_nothing(session_factory, krx_calendar, cap
     with caplog.at_level(logging.WARNING):
         sent(url, lambda: runner.run_fire("data_collection", datetime(2026, 10, 20, 16, 0, tzinfo=KST)))
     assert [r.outcome for r in ledger_rows(session_factory)] == ["failed"]
-    [warning] = [r.getMessage() for r in caplog.records if "alert webhook" in r.getMessage()]
+    [warning] = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
     host = url.split("/hooks/")[0]  # the path, the webhook's credential, is never logged
-    assert warning == (f"alert webhook {host}/... failed ([Errno 111] Connection refused); "
-                       "the alert was: data_collection 2026-10-20 failed: RuntimeError: provider answered 503")
+    assert warning == (f"notification to {host}/... not delivered after 3 attempts (ConnectError: [Errno 111] "
+                       "Connection refused): [KRX] 작업 실패 (모의투자)")
+    assert "secret" not in " ".join(r.getMessage() for r in caplog.records)
 
 
-def test_an_empty_webhook_url_installs_no_sink() -> None:
-    assert alerts.install("", 5.0) is None
+def test_no_channel_installs_nothing() -> None:
+    with notifications.install(()) as notifier:
+        assert notifier is None and notifications.current() is None
 
 
 def test_an_alert_names_a_known_event() -> None:
-    with pytest.raises(ValueError, match="expected one of run_failed, run_missed, trading_halted, calendar_ending"):
+    with pytest.raises(ValueError, match="expected one of run_failed, run_missed, trading_halted, calendar_ending, "
+                                         "trading_resumed, instance_started, instance_stopped"):
         Alert("disk_full", "nope")
 
 

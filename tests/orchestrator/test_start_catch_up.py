@@ -33,7 +33,9 @@ def test_the_ready_line_names_the_next_fire(session_factory: Any, krx_calendar: 
     clock = FixedClock(at("2026-11-20T20:10:00"))  # Friday evening: risk checks every 30 minutes
     with caplog.at_level(logging.INFO, logger="services.orchestrator.scheduler"):
         log_ready(make_runner(session_factory, krx_calendar, clock))
-    assert [r.getMessage() for r in caplog.records] == ["ready: next fire risk_checks at 2026-11-20T20:30+09:00"]
+    ready, started = [r.getMessage() for r in caplog.records]
+    assert ready == "ready: next fire risk_checks at 2026-11-20T20:30+09:00"
+    assert started.startswith("the scheduler of default_user (paper) started on ")  # the incident, for the channels
 
 
 def test_the_garbage_collector_is_as_before_after_the_catch_up_even_when_it_fails(

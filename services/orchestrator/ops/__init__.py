@@ -22,6 +22,7 @@ prints, and the caller owns the runtime (it closes it).
   equity snapshots
 - ``risk``: the limits, the latest risk check's metrics, the breaches, the halt
 - ``database``: migrations
+- ``notify``: a test message to each notification channel
 """
 
 from services.orchestrator.ops import (
@@ -33,6 +34,7 @@ from services.orchestrator.ops import (
     emergency,
     halts,
     manual,
+    notify,
     replays,
     risk,
     schedule,
@@ -41,5 +43,5 @@ from services.orchestrator.ops import (
     watchlist,
 )
 
-__all__ = ["account", "arguments", "backfill", "console", "database", "emergency", "halts", "manual", "replays", "risk",
-           "schedule", "service", "status", "watchlist"]
+__all__ = ["account", "arguments", "backfill", "console", "database", "emergency", "halts", "manual", "notify",
+           "replays", "risk", "schedule", "service", "status", "watchlist"]

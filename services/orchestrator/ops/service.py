@@ -12,9 +12,16 @@ from typing import TYPE_CHECKING, Any
 from services.common.settings import Settings
 from services.orchestrator import reports
 from services.orchestrator.jobs import JobSpec
+from services.orchestrator.ledger import first_line
 from services.orchestrator.ops.status import current_halt
 from services.orchestrator.runtime import Runtime
-from services.orchestrator.scheduler import StopOnSignal, build_scheduler, schedule_catch_up, schedule_queued_runs
+from services.orchestrator.scheduler import (
+    StopOnSignal,
+    announce_stop,
+    build_scheduler,
+    schedule_catch_up,
+    schedule_queued_runs,
+)
 
 if TYPE_CHECKING:
     from services.orchestrator.runner import JobRunner
@@ -84,6 +91,7 @@ def run_scheduler(startup: Startup, stop: StopOnSignal, on_ready: Callable[[], N
 
     runner, now = startup.runner, startup.now
     beat: SchedulerBeat | None = None
+    ended = "stopped"
     try:
         runner.check_calendar(now)
         scheduler = build_scheduler(runner, startup.jobs, now)
@@ -93,8 +101,12 @@ def run_scheduler(startup: Startup, stop: StopOnSignal, on_ready: Callable[[], N
         beat = SchedulerBeat(startup.runtime.session_factory(), runner.clock, Account.of(runner.settings))
         beat.start()
         stop.run(scheduler, on_stop=runner.request_stop)
+    except Exception as exc:
+        ended = f"failed: {type(exc).__name__}: {first_line(str(exc))}"
+        raise
     finally:
         if beat is not None:
             beat.stop()
         stop.restore()
+        announce_stop(runner, stop.signal_name or ended)
         runner.close()
