@@ -1,5 +1,5 @@
 """KRX market rules used by the simulator and the paper broker: tick sizes and the
-daily price band. Pure functions, scalar and vectorized (numpy) forms."""
+daily price band in force today. Pure functions, scalar and vectorized (numpy) forms."""
 
 from __future__ import annotations
 
@@ -8,23 +8,21 @@ from typing import Literal
 
 import numpy as np
 
-#: Tick size by price, KOSPI/KOSDAQ/KONEX alike, from :data:`TICK_TABLE_SINCE` on:
-#: (upper bound exclusive, tick). Prices at or above the last bound tick by 1,000.
-#: Before that day the ticks were others (and KOSDAQ's unlike KOSPI's): not covered.
-TICK_TABLE_SINCE = date(2023, 1, 25)
-TICK_TABLE: tuple[tuple[int, int], ...] = (
-    (2_000, 1),
-    (5_000, 5),
-    (20_000, 10),
-    (50_000, 50),
-    (200_000, 100),
-    (500_000, 500),
-)
-TOP_TICK = 1_000
-#: Daily price limit: +-30% of the previous close, from :data:`PRICE_LIMIT_SINCE` on
-#: (+-15% before).
-PRICE_LIMIT_SINCE = date(2015, 6, 15)
-PRICE_LIMIT = 0.30
+from services.common.market_rules import market_rules
+
+_RULES = market_rules()
+_LATEST = date.max  # the rules from their latest change on
+
+#: The rules in force today (services/common/krx_market_rules.csv, where each is dated
+#: and sourced): the tick table KOSPI, KOSDAQ and KONEX share from :data:`TICK_TABLE_SINCE`
+#: on ((upper bound exclusive, tick) pairs; at and above the last bound :data:`TOP_TICK`),
+#: and the daily price limit of +-:data:`PRICE_LIMIT` of the previous close from
+#: :data:`PRICE_LIMIT_SINCE` on. Before those days the rules were others (and KOSDAQ's
+#: ticks unlike KOSPI's): these functions do not cover them.
+TICK_TABLE_SINCE = _RULES.row("tick_table", "KOSPI", _LATEST).since
+TICK_TABLE, TOP_TICK = _RULES.on(_LATEST, "KOSPI").tick_table
+PRICE_LIMIT_SINCE = _RULES.row("price_band", "KOSPI", _LATEST).since
+PRICE_LIMIT = _RULES.on(_LATEST, "KOSPI").price_band_pct / 100
 
 _BOUNDS = np.array([bound for bound, _ in TICK_TABLE], dtype=np.float64)
 _TICKS = np.array([tick for _, tick in TICK_TABLE] + [TOP_TICK], dtype=np.int64)

@@ -248,6 +248,11 @@ def parse_fee_percent(text: str) -> float:
     return value
 
 
+def parse_optional_fee_percent(text: str) -> float | None:
+    """A percentage from 0 up to 5, or None for '' (the dated default)."""
+    return parse_fee_percent(text) if text.strip() else None
+
+
 def parse_percent_or_off(text: str) -> float:
     value = _parse_float(text, "a percentage from 0 (off) to 100")
     if not 0 <= value <= 100:
@@ -275,7 +280,7 @@ class TaxSchedule:
 
 def parse_tax_schedule(text: str) -> TaxSchedule:
     """'2025-01-01=0.15,2026-01-01=0.20' -> the rates sorted by date: each applies from
-    its date until the next one."""
+    its date until the next one ('': none given, the dated KRX rules apply)."""
     rates: dict[date, float] = {}
     accepted = "expected YYYY-MM-DD=percent pairs, e.g. 2025-01-01=0.15,2026-01-01=0.20"
     for part in filter(None, (piece.strip() for piece in text.split(","))):
@@ -290,8 +295,6 @@ def parse_tax_schedule(text: str) -> TaxSchedule:
         if not 0 <= rate < 5:
             raise ValueError(f"rate {number.strip()} for {day}: expected a percentage from 0 up to 5")
         rates[day] = rate
-    if not rates:
-        raise ValueError(accepted)
     return TaxSchedule(tuple(DatedRate(day, rate) for day, rate in sorted(rates.items())))
 
 

@@ -32,7 +32,6 @@ from services.common.setting_values import (
     parse_db_connect_timeout,
     parse_db_statement_timeout,
     parse_entry_rules,
-    parse_fee_percent,
     parse_grace_seconds,
     parse_https_url,
     parse_interval_minutes,
@@ -44,6 +43,7 @@ from services.common.setting_values import (
     parse_non_negative_float,
     parse_non_negative_int,
     parse_notify_urls,
+    parse_optional_fee_percent,
     parse_optional_timezone,
     parse_percent,
     parse_percent_or_off,
@@ -169,12 +169,13 @@ class Settings:
     pykrx_min_interval_seconds: float = _setting(
         "ORCHESTRATOR_PYKRX_MIN_INTERVAL", parse_non_negative_float, "1.0",
         "seconds between two requests to KRX (pykrx provider)")
-    commission_pct: float = _setting("ORCHESTRATOR_COMMISSION_PCT", parse_fee_percent, "0.015",
-                                     "broker commission per side, percent of the trade (floored to KRW)")
+    commission_pct: float | None = _setting("ORCHESTRATOR_COMMISSION_PCT", parse_optional_fee_percent, "",
+                                            "broker commission per side, percent of the trade (floored to KRW); "
+                                            "empty: the dated KRX rules' default (0.015)")
     sell_tax_schedule: TaxSchedule = _setting(
-        "ORCHESTRATOR_SELL_TAX_SCHEDULE", parse_tax_schedule,
-        "2019-06-03=0.25,2021-01-01=0.23,2023-01-01=0.20,2024-01-01=0.18,2025-01-01=0.15,2026-01-01=0.20",
-        "sell-side transaction tax by trade date: date=percent, each from its date on")
+        "ORCHESTRATOR_SELL_TAX_SCHEDULE", parse_tax_schedule, "",
+        "sell-side tax by trade date (securities transaction tax and rural special tax): date=percent, each "
+        "from its date on; empty: the dated KRX rules (services/common/krx_market_rules.csv, from 2000)")
     entry_rules: EntryRules = _setting("ORCHESTRATOR_ENTRY_RULES", parse_entry_rules,
                                 "trend>=0.75,momentum>=0.5,rsi_14<70",
                                 "conditions a watchlist ticker must meet for an entry signal (all of them)")

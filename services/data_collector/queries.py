@@ -29,6 +29,15 @@ def latest_closes_before(connection: Connection, tickers: Sequence[str], before:
     return {ticker: int(close) for ticker, close in rows}
 
 
+def market_caps(connection: Connection, market: str, start: date, end: date) -> list[tuple[date, str, int, int]]:
+    """(day, ticker, close, market cap) of every ``market`` ticker traded from ``start``
+    to ``end`` (a halted day left out): what an index of the market is built from."""
+    rows = connection.execute(select(DailyPrice.date, DailyPrice.ticker, DailyPrice.close, DailyPrice.market_cap)
+                              .where(DailyPrice.market == market, DailyPrice.date.between(start, end),
+                                     DailyPrice.halted.is_(False))).all()
+    return [(day, ticker, int(close), int(cap)) for day, ticker, close, cap in rows]
+
+
 def closes_on(connection: Connection, day: date, tickers: Sequence[str]) -> dict[str, int]:
     """``day``'s closes of the ``tickers`` stored for it."""
     rows = connection.execute(_CLOSES_ON, {"day": day, "tickers": list(tickers)}).all()

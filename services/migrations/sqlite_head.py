@@ -8,7 +8,7 @@ migrations. After adding a migration, write it again:
     python -c "from services.common.database import write_sqlite_head; write_sqlite_head()"
 """
 
-REVISION = "0013_console_audit_queued_runs"
+REVISION = "0014_replay_settings"
 
 STATEMENTS: tuple[str, ...] = (
     (
@@ -239,6 +239,14 @@ STATEMENTS: tuple[str, ...] = (
         '\trun_id INTEGER, \n'
         '\tfinished_at DATETIME, \n'
         '\tPRIMARY KEY (id)\n'
+        ')'
+    ),
+    (
+        'CREATE TABLE replay_settings (\n'
+        '\tuser_id VARCHAR(64) NOT NULL, \n'
+        '\tsettings JSON NOT NULL, \n'
+        '\trecorded_at DATETIME NOT NULL, \n'
+        '\tPRIMARY KEY (user_id)\n'
         ')'
     ),
     (

@@ -448,6 +448,8 @@ def simulate(
                                                                  "ledger.csv."),
     database_url: str | None = typer.Option(None, "--database-url", help="Where the replay goes (default "
                                                "ORCHESTRATOR_SIMULATION_DATABASE_URL, apart from the live one)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Empty the simulation database first and replay from "
+                               "scratch (needed to replay a database with other settings than its replay's)."),
     notify: bool = typer.Option(False, "--notify", help="Send the replay's notifications (signal lists, fills, "
                                 "daily reports, incidents) to the configured channels, as live runs do: for a "
                                 "day or a week, not a year."),
@@ -457,8 +459,10 @@ def simulate(
     mode: every fire of the enabled jobs in time order, from the scheduler's own
     triggers, through the scheduler's own job wrapper. Prints a summary; --report DIR
     adds the charts and CSVs. A replay resumes one that was interrupted, and never
-    runs a fire twice (one that failed on the database runs again). It sends no
-notification unless --notify. Exit 1 if a fire
+    runs a fire twice (one that failed on the database runs again). The settings are
+recorded in the database: replaying it with other settings is refused (exit 2) unless
+--fresh, which empties it and replays from scratch. It sends no notification unless
+--notify. Exit 1 if a fire
     failed; exit 2 if --start is before the market-rule tables, or another replay is
     writing to the database.
 
@@ -485,7 +489,7 @@ notification unless --notify. Exit 1 if a fire
             progress.update(task, advance=1, description=f"{fire.at:%Y-%m-%d %H:%M} {fire.job}")
 
         with _alerting(plan.settings) if notify else nullcontext():
-            result = ops.replays.run(plan, on_fires=announce, on_fire=advance)
+            result = ops.replays.run(plan, on_fires=announce, on_fire=advance, fresh=fresh)
     emit(result.summary.rows(), ["what", "value"], Format.table, title=f"Replay {start_day} to {end_day}")
     for path in result.report_files:
         _echo(f"wrote {path}")

@@ -102,3 +102,14 @@ class QueuedRun(Base):
     status: Mapped[str] = mapped_column(String(16))
     run_id: Mapped[int | None]
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReplaySettings(Base):
+    """The settings a replay of ``user_id`` ran with in this (simulation) database: the
+    values (as text) of those that shape its result (``replay_settings.SHAPING``)."""
+
+    __tablename__ = "replay_settings"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    settings: Mapped[dict[str, str]] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())

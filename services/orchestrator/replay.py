@@ -35,6 +35,7 @@ from services.common.settings import Settings
 from services.orchestrator.jobs import JobSpec
 from services.orchestrator.ledger import DATABASE_ERROR, SIMULATE, RunRecord
 from services.orchestrator.replay_lock import replay_lock
+from services.orchestrator.replay_settings import check_and_record, empty_database
 from services.orchestrator.runner import JobRunner
 from services.orchestrator.runtime import Runtime
 from services.orchestrator.triggers import CalendarTrigger
@@ -53,7 +54,8 @@ def market_rules_start(settings: Settings) -> tuple[date, str]:
 
     return max((TICK_TABLE_SINCE, "the KRX tick-size table"),
                (PRICE_LIMIT_SINCE, "the KRX +-30% daily price limit"),
-               (FeeSchedule.from_settings(settings).taxed_since, "ORCHESTRATOR_SELL_TAX_SCHEDULE"))
+               (FeeSchedule.from_settings(settings).taxed_since,
+                "ORCHESTRATOR_SELL_TAX_SCHEDULE" if settings.sell_tax_schedule.rates else "the dated sell tax"))
 
 
 def check_market_rules(settings: Settings, start: date) -> None:
@@ -128,10 +130,13 @@ class Simulation:
 
 def simulate(settings: Settings, start: date, end: date, *,
              on_fires: Callable[[list[Fire]], None] | None = None,
-             on_fire: Callable[[Fire, RunRecord | None], None] | None = None) -> Simulation:
+             on_fire: Callable[[Fire, RunRecord | None], None] | None = None,
+             check_settings: bool = False, fresh: bool = False) -> Simulation:
     """Replay every enabled job's fires from ``start`` to ``end`` (KRX dates, whatever
-    the configured timezone) in paper mode, into ``settings.database_url``. The caller
-    closes ``runtime``."""
+    the configured timezone) in paper mode, into ``settings.database_url``. With
+    ``check_settings`` the settings are recorded in the database, and a database whose
+    replay was made with other settings is refused (``replay_settings.SettingsChanged``)
+    unless ``fresh``, which empties it first. The caller closes ``runtime``."""
     settings = replace(settings, dry_run=True)
     check_market_rules(settings, start)
     first, last = replay_window(start, end)
@@ -142,6 +147,10 @@ def simulate(settings: Settings, start: date, end: date, *,
     try:
         engine = runtime.session_factory().kw["bind"]  # migrated (under the migration lock) first
         with replay_lock(engine, f"simulate {start}..{end} pid {os.getpid()} on {socket.gethostname()}"):
+            if fresh:
+                empty_database(engine)
+            if check_settings:
+                check_and_record(engine, settings, clock.now())
             jobs = [job for job in runtime.enabled_jobs if job.service_available()]
             for job in jobs:
                 job.run_preflight(settings, clock, runtime.calendar)  # as ``start`` does: e.g. pykrx credentials

@@ -7,7 +7,7 @@ import csv
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date
+from datetime import UTC, date, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,12 +17,24 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.common.job_api import Account
+from services.common.market_calendar import MarketCalendar
 from services.orchestrator.ledger import SIMULATE
 from services.orchestrator.models import JobRun
+from services.orchestrator.performance import Performance, Trade, cap_weighted_index, measure
 from services.orchestrator.replay import replay_window
 from services.risk_manager.queries import halting_days
-from services.trading_engine.queries import equity_before, fill_totals, order_count, paper_opening_cash, snapshots
+from services.trading_engine.queries import (
+    closed_trades,
+    equity_before,
+    fill_totals,
+    order_count,
+    paper_opening_cash,
+    snapshots,
+    traded_amount,
+)
 
+#: the market whose index a replay is measured against (beta, alpha)
+BENCHMARK_MARKET = "KOSPI"
 LEDGER_COLUMNS = ["job", "scheduled_for", "trading_date", "outcome", "reason", "error", "summary"]
 SNAPSHOT_COLUMNS = ["trading_date", "taken_at", "cash", "settled_cash", "market_value", "equity", "exposure",
                     "unrealised_pnl", "positions", "drawdown_pct"]
@@ -43,6 +55,8 @@ class ReplaySummary:
     max_drawdown_pct: float
     halts: int
     jobs: list[str] = field(default_factory=list)
+    performance: Performance | None = None
+    benchmark: str = BENCHMARK_MARKET
 
     @property
     def return_pct(self) -> float:
@@ -59,9 +73,33 @@ class ReplaySummary:
                                          f"tax {self.tax:,})"),
                  ("final equity", f"{self.final_equity:,} KRW (from {self.initial_equity:,})"),
                  ("return", f"{self.return_pct:+.2f}%"),
-                 ("max drawdown", f"{self.max_drawdown_pct:.2f}% (session closes)"),
+                 ("max drawdown", f"{self.max_drawdown_pct:.2f}% (session closes)"
+                                  + (f", {self.performance.max_drawdown_sessions} sessions to recover (or to the "
+                                     "end)" if self.performance else "")),
                  ("halts", f"{self.halts}")]
+        if self.performance is not None:
+            rows += performance_rows(self.performance, self.benchmark)
         return [{"what": what, "value": value} for what, value in rows]
+
+
+def performance_rows(p: Performance, benchmark: str) -> list[tuple[str, str]]:
+    """The statistics a quant reads first, as (what, value) rows ('-': not defined)."""
+    def pct(value: float | None, signed: bool = False) -> str:
+        return "-" if value is None else f"{100 * value:{'+' if signed else ''}.2f}%"
+
+    def num(value: float | None, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    return [
+        ("CAGR", pct(p.cagr, signed=True)),
+        ("volatility (annualized)", pct(p.volatility)),
+        ("Sharpe / Sortino (risk-free 0)", f"{num(p.sharpe)} / {num(p.sortino)}"),
+        ("trades closed", f"{p.trades}, win rate {pct(p.win_rate)}, profit factor {num(p.profit_factor)}, "
+                          f"held {num(p.average_holding_days, 1)} days on average"),
+        ("turnover / exposure", f"{num(p.turnover)}x the average equity / {pct(p.exposure)} on average"),
+        (f"benchmark {benchmark} (stored prices, cap-weighted)", pct(p.benchmark_return, signed=True)),
+        (f"beta / alpha vs {benchmark}", f"{num(p.beta)} / {pct(p.alpha, signed=True)} a year"),
+    ]
 
 
 def max_drawdown_pct(equities: Sequence[int]) -> float:
@@ -75,7 +113,8 @@ def max_drawdown_pct(equities: Sequence[int]) -> float:
 
 
 def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: date, end: date,
-              sessions: int, jobs: Sequence[str], initial_cash: int) -> ReplaySummary:
+              sessions: int, jobs: Sequence[str], initial_cash: int,
+              calendar: MarketCalendar | None = None) -> ReplaySummary:
     first, last = replay_window(start, end)
     with session_factory() as db:
         fires = Counter({(job, outcome): n for job, outcome, n in db.execute(
@@ -87,10 +126,33 @@ def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: 
         fills, commission, tax = fill_totals(connection, paper, start, end)
         halts = halting_days(connection, user_id, start, end)
     initial = starting_equity(session_factory, user_id, start, initial_cash)
-    closes = [int(row["equity"]) for row in daily_snapshots(session_factory, user_id, start, end, initial)]
+    daily = daily_snapshots(session_factory, user_id, start, end, initial)
+    closes = [int(row["equity"]) for row in daily]
     final = closes[-1] if closes else initial
+    performance = None if calendar is None else _performance(session_factory, user_id, start, end, initial, daily,
+                                                             calendar)
     return ReplaySummary(start, end, sessions, dict(fires), int(orders), int(fills), int(commission), int(tax),
-                         initial, final, max_drawdown_pct([initial, *closes]), int(halts), list(jobs))
+                         initial, final, max_drawdown_pct([initial, *closes]), int(halts), list(jobs), performance)
+
+
+def _performance(session_factory: sessionmaker[DbSession], user_id: str, start: date, end: date, initial: int,
+                 daily: list[dict[str, Any]], calendar: MarketCalendar) -> Performance:
+    """The statistics of the window, against the benchmark market's cap-weighted index of
+    the stored prices over the same sessions (from the one before the first)."""
+    from services.data_collector.queries import market_caps
+
+    paper = Account(user_id, dry_run=True)
+    days = [date.fromisoformat(row["trading_date"]) for row in daily]
+    before = calendar.sessions(start - timedelta(days=14), start - timedelta(days=1))
+    index_days = ([before[-1].date] if before else []) + days
+    with session_factory() as db:
+        connection = db.connection()
+        trades = [Trade(opened, closed, pnl) for opened, closed, pnl in closed_trades(connection, paper, start, end)]
+        traded = traded_amount(connection, paper, start, end)
+        caps = market_caps(connection, BENCHMARK_MARKET, index_days[0], end) if index_days else []
+    levels = cap_weighted_index(index_days, caps) if len(index_days) == len(days) + 1 else None
+    return measure([initial, *(int(row["equity"]) for row in daily)], trades=trades, traded=traded,
+                   exposures=[float(row["exposure"]) for row in daily], benchmark=levels)
 
 
 def starting_equity(session_factory: sessionmaker[DbSession], user_id: str, start: date, initial_cash: int) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
 
+from services.common.market_rules import market_rules
 from services.common.settings import Settings
 
 
@@ -20,16 +21,32 @@ class FeeSchedule:
     """Commission per side (percent) and the sell tax by trade date (percent from each
     date on). Amounts are whole KRW, floored."""
 
-    commission_pct: float
+    commission_pct: float  # today's (the latest of ``commission_table``)
     tax_table: tuple[tuple[date, float], ...]
+    #: the commission by trade date, when it changed over time (empty: ``commission_pct`` always)
+    commission_table: tuple[tuple[date, float], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FeeSchedule:
-        return cls(settings.commission_pct, settings.sell_tax_schedule.rates)
+        """The settings' commission and sell-tax schedule or, where they give none, the
+        dated KRX rules' (the tax the same in KOSPI and KOSDAQ on every date)."""
+        rules = market_rules()
+        taxes = tuple(settings.sell_tax_schedule.rates) or rules.sell_tax_schedule()
+        if settings.commission_pct is not None:
+            return cls(settings.commission_pct, taxes)
+        commissions = rules.commission_schedule()
+        return cls(commissions[-1][1], taxes, commissions)
 
-    def commission(self, amount: int) -> int:
-        """The commission on a trade of ``amount`` KRW."""
-        return _floor_percent(amount, self.commission_pct)
+    def commission(self, amount: int, trade_date: date | None = None) -> int:
+        """The commission on a trade of ``amount`` KRW (on ``trade_date``, if the rate
+        changed over time; without it, today's)."""
+        return _floor_percent(amount, self.commission_pct_on(trade_date))
+
+    def commission_pct_on(self, trade_date: date | None) -> float:
+        if trade_date is None or not self.commission_table:
+            return self.commission_pct
+        index = bisect.bisect_right([day for day, _ in self.commission_table], trade_date) - 1
+        return self.commission_table[max(index, 0)][1]
 
     @property
     def taxed_since(self) -> date:
@@ -40,8 +57,7 @@ class FeeSchedule:
         days = [day for day, _ in self.tax_table]
         index = bisect.bisect_right(days, trade_date) - 1
         if index < 0:
-            raise NoTaxRate(f"no sell-tax rate for {trade_date}: ORCHESTRATOR_SELL_TAX_SCHEDULE starts "
-                            f"{self.taxed_since}")
+            raise NoTaxRate(f"no sell-tax rate for {trade_date}: the sell-tax schedule starts {self.taxed_since}")
         return self.tax_table[index][1]
 
     def sell_tax(self, amount: int, trade_date: date) -> int:

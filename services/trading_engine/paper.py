@@ -329,7 +329,7 @@ class PaperBroker:
     def _fill(self, order: Any, quantity: int, price: int, trade_date: date, at: datetime) -> Fill | None:
         side = Side(order.side)
         amount = quantity * price
-        commission = self.fees.commission(amount)
+        commission = self.fees.commission(amount, trade_date)
         try:
             tax = self.fees.sell_tax(amount, trade_date) if side is Side.SELL else 0
         except NoTaxRate as exc:

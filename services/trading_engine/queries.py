@@ -46,6 +46,23 @@ def fill_totals(connection: Connection, account: Account, start: date, end: date
     return int(count), int(commission), int(tax)
 
 
+def traded_amount(connection: Connection, account: Account, start: date, end: date) -> int:
+    """What ``account`` bought and sold from ``start`` to ``end``, in KRW (before fees)."""
+    amount = connection.scalar(select(func.coalesce(func.sum(FillRow.quantity * FillRow.price), 0)).where(
+        FillRow.user_id == account.user_id, FillRow.dry_run.is_(account.dry_run),
+        FillRow.trade_date >= start, FillRow.trade_date <= end))
+    return int(amount or 0)
+
+
+def closed_trades(connection: Connection, account: Account, start: date, end: date) -> list[tuple[date, date, int]]:
+    """``account``'s trades closed from ``start`` to ``end``: (opened on, closed on, P&L
+    after fees and taxes), oldest first."""
+    rows = connection.execute(select(ClosedTrade.opened_on, ClosedTrade.closed_on, ClosedTrade.pnl).where(
+        ClosedTrade.user_id == account.user_id, ClosedTrade.dry_run.is_(account.dry_run),
+        ClosedTrade.closed_on >= start, ClosedTrade.closed_on <= end).order_by(ClosedTrade.fill_id)).all()
+    return [(opened, closed, int(pnl)) for opened, closed, pnl in rows]
+
+
 def equity_before(connection: Connection, account: Account, day: date) -> int | None:
     """``account``'s last snapshotted equity of a trading date before ``day``; None if none."""
     equity = connection.scalar(select(PortfolioSnapshot.equity).where(

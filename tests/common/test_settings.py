@@ -299,8 +299,10 @@ def test_structured_settings_are_parsed_once_into_typed_values() -> None:
     settings = load_settings({}, environ={}, env_file=NO_ENV_FILE)
     assert settings.watchlist_weights.as_dict() == {"trend": 0.3, "momentum": 0.25, "volatility": 0.15,
                                                     "liquidity": 0.15, "value": 0.15}
-    assert settings.sell_tax_schedule.rates[:2] == (DatedRate(date(2019, 6, 3), 0.25),
-                                                    DatedRate(date(2021, 1, 1), 0.23))
+    assert settings.sell_tax_schedule.rates == ()  # none given: the dated KRX rules apply
+    given = load_settings({}, environ={"ORCHESTRATOR_SELL_TAX_SCHEDULE": "2021-01-01=0.23,2019-06-03=0.25"},
+                          env_file=NO_ENV_FILE)
+    assert given.sell_tax_schedule.rates == (DatedRate(date(2019, 6, 3), 0.25), DatedRate(date(2021, 1, 1), 0.23))
     assert settings.entry_rules.conditions == (Condition("trend", ">=", 0.75), Condition("momentum", ">=", 0.5),
                                                Condition("rsi_14", "<", 70.0))
     assert settings.kis_paper_tr_ids == TrIds(buy="VTTC0012U", sell="VTTC0011U", cancel="VTTC0013U",

@@ -16,7 +16,10 @@ from services.trading_engine.fees import FeeSchedule, NoTaxRate
 from tests.conftest import make_settings
 
 #: The default sell-tax table as DESIGN.md section 9 and the settings' help state it.
+#: the sell tax (securities transaction tax and, on KOSPI, the rural special tax) as the
+#: tax law set it: 0.30% in both markets until the 2019 cut, then cut year by year
 DEFAULT_TAX_TABLE = (
+    (date(2000, 1, 1), 0.30),
     (date(2019, 6, 3), 0.25),
     (date(2021, 1, 1), 0.23),
     (date(2023, 1, 1), 0.20),
@@ -105,10 +108,12 @@ def test_sell_tax_is_floored_to_whole_krw(fees: FeeSchedule, amount: int, trade_
 
 
 def test_a_trade_date_before_the_first_rate_raises_no_tax_rate(fees: FeeSchedule) -> None:
-    with pytest.raises(NoTaxRate, match="2019-06-02.*ORCHESTRATOR_SELL_TAX_SCHEDULE starts 2019-06-03"):
-        fees.sell_tax(1_000_000, date(2019, 6, 2))
+    with pytest.raises(NoTaxRate, match="1999-12-31: the sell-tax schedule starts 2000-01-01"):
+        fees.sell_tax(1_000_000, date(1999, 12, 31))
+    assert fees.sell_tax(1_000_000, date(2019, 6, 2)) == 3_000  # 0.30% the day before the 2019 cut
+    given = FeeSchedule.from_settings(make_settings(sell_tax_schedule="2019-06-03=0.25"))
     with pytest.raises(NoTaxRate):
-        fees.sell_tax_pct(date(2015, 1, 2))
+        given.sell_tax_pct(date(2015, 1, 2))
 
 
 def test_a_custom_tax_schedule_from_settings_applies_from_its_date_on() -> None:

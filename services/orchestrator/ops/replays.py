@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services.common.settings import Settings
+from services.common.settings import ConfigurationError, Settings
 from services.orchestrator.jobs import JOB_NAMES
 from services.orchestrator.ops.arguments import InvalidArgument, check_range, require_in_calendar
 from services.orchestrator.runtime import load_market_calendar
@@ -66,16 +66,23 @@ def plan(settings: Settings, start: date, end: date, *, database_url: str | None
 
 
 def run(plan: ReplayPlan, *, on_fires: Callable[[list[Fire]], None] | None = None,
-               on_fire: Callable[[Fire, RunRecord | None], None] | None = None) -> ReplayResult:
+               on_fire: Callable[[Fire, RunRecord | None], None] | None = None, fresh: bool = False,
+               ) -> ReplayResult:
     """Replay every fire of the enabled jobs in time order (``on_fires(fires)`` first,
-    ``on_fire(fire, record)`` after each), then summarize it and write the report."""
+    ``on_fire(fire, record)`` after each), then summarize it and write the report. The
+    settings are recorded in the database: a database replayed with other settings is
+    refused unless ``fresh``, which empties it first."""
     from services.orchestrator.replay import simulate
     from services.orchestrator.replay_lock import ReplayBusy
     from services.orchestrator.replay_report import summarize, write_report
+    from services.orchestrator.replay_settings import SettingsChanged
 
     settings, start, end = plan.settings, plan.start, plan.end
     try:
-        simulation = simulate(settings, start, end, on_fires=on_fires, on_fire=on_fire)
+        simulation = simulate(settings, start, end, on_fires=on_fires, on_fire=on_fire, check_settings=True,
+                              fresh=fresh)
+    except SettingsChanged as exc:
+        raise ConfigurationError(str(exc)) from None
     except ReplayBusy as exc:
         raise InvalidArgument("database_url", f"{exc}: wait for it to end, or replay into another "
                                               "database") from None
@@ -83,7 +90,8 @@ def run(plan: ReplayPlan, *, on_fires: Callable[[list[Fire]], None] | None = Non
     try:
         sessions = len(runtime.calendar.sessions(start, end))
         summary = summarize(runtime.session_factory(), user_id=settings.user_id, start=start, end=end,
-                            sessions=sessions, jobs=jobs, initial_cash=settings.portfolio_value)
+                            sessions=sessions, jobs=jobs, initial_cash=settings.portfolio_value,
+                            calendar=runtime.calendar)
         files = [] if plan.report_dir is None else write_report(
             plan.report_dir, runtime.session_factory(), user_id=settings.user_id, start=start, end=end,
             tz=settings.display_tz, initial_equity=summary.initial_equity)
