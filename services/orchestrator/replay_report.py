@@ -57,6 +57,8 @@ class ReplaySummary:
     jobs: list[str] = field(default_factory=list)
     performance: Performance | None = None
     benchmark: str = BENCHMARK_MARKET
+    #: the benchmark's index level on the day before the first session, then at each close
+    benchmark_levels: list[float] | None = None
 
     @property
     def return_pct(self) -> float:
@@ -129,14 +131,15 @@ def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: 
     daily = daily_snapshots(session_factory, user_id, start, end, initial)
     closes = [int(row["equity"]) for row in daily]
     final = closes[-1] if closes else initial
-    performance = None if calendar is None else _performance(session_factory, user_id, start, end, initial, daily,
-                                                             calendar)
+    performance, levels = (None, None) if calendar is None else _performance(
+        session_factory, user_id, start, end, initial, daily, calendar)
     return ReplaySummary(start, end, sessions, dict(fires), int(orders), int(fills), int(commission), int(tax),
-                         initial, final, max_drawdown_pct([initial, *closes]), int(halts), list(jobs), performance)
+                         initial, final, max_drawdown_pct([initial, *closes]), int(halts), list(jobs), performance,
+                         benchmark_levels=levels)
 
 
 def _performance(session_factory: sessionmaker[DbSession], user_id: str, start: date, end: date, initial: int,
-                 daily: list[dict[str, Any]], calendar: MarketCalendar) -> Performance:
+                 daily: list[dict[str, Any]], calendar: MarketCalendar) -> tuple[Performance, list[float] | None]:
     """The statistics of the window, against the benchmark market's cap-weighted index of
     the stored prices over the same sessions (from the one before the first)."""
     from services.data_collector.queries import market_caps
@@ -152,7 +155,7 @@ def _performance(session_factory: sessionmaker[DbSession], user_id: str, start: 
         caps = market_caps(connection, BENCHMARK_MARKET, index_days[0], end) if index_days else []
     levels = cap_weighted_index(index_days, caps) if len(index_days) == len(days) + 1 else None
     return measure([initial, *(int(row["equity"]) for row in daily)], trades=trades, traded=traded,
-                   exposures=[float(row["exposure"]) for row in daily], benchmark=levels)
+                   exposures=[float(row["exposure"]) for row in daily], benchmark=levels), levels
 
 
 def starting_equity(session_factory: sessionmaker[DbSession], user_id: str, start: date, initial_cash: int) -> int:
@@ -204,14 +207,27 @@ def ledger_rows(session_factory: sessionmaker[DbSession], user_id: str, start: d
 
 
 def write_report(directory: Path, session_factory: sessionmaker[DbSession], *, user_id: str, start: date,
-                 end: date, tz: ZoneInfo, initial_equity: int) -> list[Path]:
-    """``snapshots.csv``, ``ledger.csv`` and ``equity.png`` (equity and drawdown) in ``directory``."""
+                 end: date, tz: ZoneInfo, initial_equity: int, summary: ReplaySummary | None = None,
+                 data_source: str = "") -> list[Path]:
+    """``snapshots.csv``, ``ledger.csv``, ``equity.png`` (equity against the benchmark,
+    the trades marked, and the drawdown; its title gives the range and the data source)
+    and ``report.html`` (the summary and the statistics, the chart, each session's close
+    and the fills) in ``directory``."""
+    from services.trading_engine.queries import fills
+
     directory.mkdir(parents=True, exist_ok=True)
     daily = daily_snapshots(session_factory, user_id, start, end, initial_equity, tz)
+    with session_factory() as db:
+        traded = fills(db.connection(), Account(user_id, dry_run=True), start, end)
     written = [_write_csv(directory / "snapshots.csv", SNAPSHOT_COLUMNS, daily),
                _write_csv(directory / "ledger.csv", LEDGER_COLUMNS, ledger_rows(session_factory, user_id, start,
                                                                                  end, tz))]
-    written.append(_plot_equity(directory / "equity.png", daily, user_id))
+    title = f"Paper account {user_id}, {start} to {end}, data: {data_source or 'unknown'}"
+    levels = summary.benchmark_levels if summary is not None else None
+    benchmark = summary.benchmark if summary is not None else BENCHMARK_MARKET
+    chart = _plot_equity(directory / "equity.png", daily, title, initial_equity, levels, benchmark, traded)
+    written.append(chart)
+    written.append(_write_html(directory / "report.html", title, summary, daily, traded, tz, chart.name))
     return written
 
 
@@ -223,7 +239,8 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Pa
     return path
 
 
-def _plot_equity(path: Path, daily: list[dict[str, Any]], user_id: str) -> Path:
+def _plot_equity(path: Path, daily: list[dict[str, Any]], title: str, initial_equity: int,
+                 levels: list[float] | None, benchmark: str, traded: Sequence[Any]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no screen
@@ -231,11 +248,22 @@ def _plot_equity(path: Path, daily: list[dict[str, Any]], user_id: str) -> Path:
     import matplotlib.pyplot as plt
 
     days = [date.fromisoformat(row["trading_date"]) for row in daily]
+    equity = {day: row["equity"] / 1e6 for day, row in zip(days, daily)}
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6), height_ratios=[3, 1])
-    top.plot(days, [row["equity"] / 1e6 for row in daily], color="tab:blue")
+    top.plot(days, [equity[day] for day in days], color="tab:blue", label="equity at the close")
+    if levels is not None and len(levels) == len(days) + 1 and levels[0] > 0:
+        scale = initial_equity / 1e6 / levels[0]  # the benchmark as if the starting equity were in it
+        top.plot(days, [level * scale for level in levels[1:]], color="tab:gray", linestyle="--",
+                 label=f"{benchmark} (stored prices, cap-weighted)")
+    for side, marker, color in (("buy", "^", "tab:red"), ("sell", "v", "tab:blue")):  # KRX: buys red
+        marked = sorted({fill.trade_date for fill in traded if fill.side == side and fill.trade_date in equity})
+        if marked:
+            top.scatter(marked, [equity[day] for day in marked], marker=marker, color=color, s=28, zorder=3,
+                        label=f"{side}s")
     top.set_ylabel("equity (million KRW)")
-    top.set_title(f"Paper account {user_id}: equity at each session's close")
+    top.set_title(title)
     top.grid(alpha=0.3)
+    top.legend(loc="best", fontsize="small")
     bottom.fill_between(days, [-row["drawdown_pct"] for row in daily], 0, color="tab:red", alpha=0.5)
     bottom.set_ylabel("drawdown (%)")
     bottom.grid(alpha=0.3)
@@ -244,4 +272,40 @@ def _plot_equity(path: Path, daily: list[dict[str, Any]], user_id: str) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+    return path
+
+
+def _write_html(path: Path, title: str, summary: ReplaySummary | None, daily: list[dict[str, Any]],
+                traded: Sequence[Any], tz: ZoneInfo, chart: str) -> Path:
+    """One page, no asset from the network: the summary table, the chart, the sessions
+    and the fills."""
+    from html import escape
+
+    def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+        head = "".join(f"<th>{escape(str(column))}</th>" for column in columns)
+        body = "".join("<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    summary_rows = [] if summary is None else [(row["what"], row["value"]) for row in summary.rows()]
+    sessions = [(row["trading_date"], f"{int(row['equity']):,}", f"{int(row['cash']):,}",
+                 f"{100 * float(row['exposure']):.1f}%", row["positions"], f"{float(row['drawdown_pct']):.2f}%")
+                for row in daily]
+    fills_rows = [(fill.filled_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), fill.ticker, fill.side,
+                   f"{fill.quantity:,}", f"{fill.price:,}", f"{fill.commission:,}", f"{fill.tax:,}")
+                  for fill in traded]
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d2330}}
+table{{border-collapse:collapse;margin:.5rem 0 1.5rem}}
+th,td{{border-bottom:1px solid #e3e6ec;padding:.25rem .6rem;text-align:left}}td:not(:first-child){{text-align:right}}
+img{{max-width:100%}}h2{{margin-top:1.5rem}}</style></head><body>
+<h1>{escape(title)}</h1>
+<h2>Summary</h2>{table(["what", "value"], summary_rows)}
+<h2>Equity, benchmark and trades</h2><img src="{escape(chart)}" alt="equity, benchmark, trades and drawdown">
+<h2>Sessions ({len(sessions)})</h2>{table(["date", "equity", "cash", "exposure", "positions", "drawdown"], sessions)}
+<h2>Fills ({len(fills_rows)})</h2>{table(["filled at", "ticker", "side", "quantity", "price", "commission", "tax"],
+                                          fills_rows)}
+</body></html>
+"""
+    path.write_text(page, encoding="utf-8")
     return path

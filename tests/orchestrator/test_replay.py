@@ -415,6 +415,11 @@ def test_simulate_replays_into_its_own_database_and_writes_the_report(cli: Any, 
     assert len(ledger_csv) == 1 + 48 and ledger_csv[1].startswith("risk_checks,2026-11-21T00:00:00+09:00,")
     assert (tmp_path / "out" / "snapshots.csv").read_text().startswith("trading_date,taken_at,cash,")
     assert (tmp_path / "out" / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "<title>Paper account default_user, 2026-11-21 to 2026-11-21, data: simulated</title>" in page
+    for what in ("CAGR", "Sharpe / Sortino (risk-free 0)", "beta / alpha vs KOSPI", "fires: risk_checks"):
+        assert f"<td>{what}</td>" in page, what
+    assert '<img src="equity.png"' in page and "http" not in page  # nothing loaded from the network
 
 
 def test_simulate_never_writes_to_the_live_database(cli: Any, tmp_path: Path) -> None:

@@ -94,7 +94,8 @@ def run(plan: ReplayPlan, *, on_fires: Callable[[list[Fire]], None] | None = Non
                             calendar=runtime.calendar)
         files = [] if plan.report_dir is None else write_report(
             plan.report_dir, runtime.session_factory(), user_id=settings.user_id, start=start, end=end,
-            tz=settings.display_tz, initial_equity=summary.initial_equity)
+            tz=settings.display_tz, initial_equity=summary.initial_equity, summary=summary,
+            data_source=settings.data_provider)
     finally:
         runtime.close()
     return ReplayResult(summary, list(files), simulation.failed)
