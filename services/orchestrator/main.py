@@ -450,6 +450,9 @@ def simulate(
                                                "ORCHESTRATOR_SIMULATION_DATABASE_URL, apart from the live one)."),
     fresh: bool = typer.Option(False, "--fresh", help="Empty the simulation database first and replay from "
                                "scratch (needed to replay a database with other settings than its replay's)."),
+    sweep: str | None = typer.Option(None, "--sweep", help="NAME=v1,v2,...: one replay per value of the setting "
+                                     "NAME (e.g. ORCHESTRATOR_STOP_LOSS_PCT=3,5,7), each into a SQLite database "
+                                     "of its own beside the simulation database, in parallel processes; one table."),
     notify: bool = typer.Option(False, "--notify", help="Send the replay's notifications (signal lists, fills, "
                                 "daily reports, incidents) to the configured channels, as live runs do: for a "
                                 "day or a week, not a year."),
@@ -473,6 +476,11 @@ recorded in the database: replaying it with other settings is refused (exit 2) u
     start_day, end_day = parse_day(start_text, "start"), parse_day(end_text, "end")
     settings = _settings(user_id=user_id, portfolio_value=portfolio_value, display_timezone=timezone, dry_run=True,
                          **{f"enable_{name}": False for name in disabled})
+    if sweep is not None:
+        _sweep(settings, sweep, start_day, end_day, fresh=fresh, refused={"--report": report is not None,
+                                                                           "--notify": notify,
+                                                                           "--database-url": database_url is not None})
+        return
     plan = ops.replays.plan(settings, start_day, end_day, database_url=database_url, report_dir=report)
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("services").setLevel(logging.WARNING)  # the progress bar, not a line per fire
@@ -494,6 +502,24 @@ recorded in the database: replaying it with other settings is refused (exit 2) u
     for path in result.report_files:
         _echo(f"wrote {path}")
     raise typer.Exit(EXIT_FAILED if result.failed else EXIT_OK)
+
+
+def _sweep(settings: Settings, text: str, start: Any, end: Any, *, fresh: bool, refused: dict[str, bool]) -> None:
+    """``simulate --sweep``: the replays, then one table (exit 1 if a fire failed)."""
+    for option, given in refused.items():
+        if given:
+            raise InvalidArgument("sweep", f"--sweep replays into databases of its own, without {option}; "
+                                           f"expected one of them")
+    sweep = ops.sweeps.parse_sweep(text)
+    ops.replays.plan(settings, start, end)  # the range and the market rules, checked once
+    _echo(f"replaying {start} to {end} once per {sweep.env} value ({', '.join(sweep.values)}), in parallel ...")
+    rows = ops.sweeps.run_sweep(settings, sweep, start, end, fresh=fresh)
+    name = sweep.env.removeprefix("ORCHESTRATOR_").lower()
+    emit([{name: row.value, **row.figures} for row in rows], [name, *ops.sweeps.SWEEP_COLUMNS], Format.table,
+         title=f"Sweep of {sweep.env}, {start} to {end} (fees and taxes in KRW)")
+    for row in rows:
+        _echo(f"{sweep.env}={row.value}: {row.database}")
+    raise typer.Exit(EXIT_FAILED if any(row.failed for row in rows) else EXIT_OK)
 
 
 @app.command()

@@ -17,6 +17,7 @@ prints, and the caller owns the runtime (it closes it).
 - ``emergency``: the emergency stop: halt, cancel every open order, and sell every position
 - ``backfill``: collecting past sessions
 - ``replays``: replaying the schedule on a virtual clock (simulate)
+- ``sweeps``: one replay per value of a setting, in parallel (simulate --sweep)
 - ``watchlist``: a user's watchlist with its entries and exits
 - ``account``: the account at a glance: its summary, positions, orders, fills, daily P&L,
   equity snapshots
@@ -40,8 +41,9 @@ from services.orchestrator.ops import (
     schedule,
     service,
     status,
+    sweeps,
     watchlist,
 )
 
 __all__ = ["account", "arguments", "backfill", "console", "database", "emergency", "halts", "manual", "notify",
-           "replays", "risk", "schedule", "service", "status", "watchlist"]
+           "replays", "risk", "schedule", "service", "status", "sweeps", "watchlist"]
