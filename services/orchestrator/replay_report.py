@@ -59,6 +59,8 @@ class ReplaySummary:
     benchmark: str = BENCHMARK_MARKET
     #: the benchmark's index level on the day before the first session, then at each close
     benchmark_levels: list[float] | None = None
+    #: signal runs that found entries but placed no order, and how many of them sized by half-Kelly
+    unordered_signals: tuple[int, int] = (0, 0)
 
     @property
     def return_pct(self) -> float:
@@ -79,6 +81,11 @@ class ReplaySummary:
                                   + (f", {self.performance.max_drawdown_sessions} sessions to recover (or to the "
                                      "end)" if self.performance else "")),
                  ("halts", f"{self.halts}")]
+        unordered, by_kelly = self.unordered_signals
+        if unordered:
+            rows.append(("signals without orders", f"{unordered} session(s) had entry signals and placed no order"
+                         + (f"; {by_kelly} of them sized by half-Kelly, which bets nothing while the closed trades "
+                            "show no edge" if by_kelly else "")))
         if self.performance is not None:
             rows += performance_rows(self.performance, self.benchmark)
         return [{"what": what, "value": value} for what, value in rows]
@@ -123,6 +130,9 @@ def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: 
             select(JobRun.job_name, JobRun.outcome, func.count()).where(
                 JobRun.user_id == user_id, JobRun.origin == SIMULATE, JobRun.scheduled_for >= first,
                 JobRun.scheduled_for < last).group_by(JobRun.job_name, JobRun.outcome))})
+        signal_summaries: Sequence[dict[str, Any] | None] = db.scalars(select(JobRun.summary).where(
+            JobRun.user_id == user_id, JobRun.origin == SIMULATE, JobRun.job_name == "signal_generation",
+            JobRun.outcome == "success", JobRun.scheduled_for >= first, JobRun.scheduled_for < last)).all()
         paper, connection = Account(user_id, dry_run=True), db.connection()
         orders = order_count(connection, paper, start, end)
         fills, commission, tax = fill_totals(connection, paper, start, end)
@@ -135,7 +145,15 @@ def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: 
         session_factory, user_id, start, end, initial, daily, calendar)
     return ReplaySummary(start, end, sessions, dict(fires), int(orders), int(fills), int(commission), int(tax),
                          initial, final, max_drawdown_pct([initial, *closes]), int(halts), list(jobs), performance,
-                         benchmark_levels=levels)
+                         benchmark_levels=levels, unordered_signals=_unordered(signal_summaries))
+
+
+def _unordered(summaries: Sequence[dict[str, Any] | None]) -> tuple[int, int]:
+    """How many signal runs found entries but placed no order, and how many of those
+    were sized by half-Kelly."""
+    unordered = [summary for summary in summaries
+                 if summary and summary.get("entries", 0) > 0 and summary.get("orders", 0) == 0]
+    return len(unordered), sum(summary.get("sizing") == "half_kelly" for summary in unordered)
 
 
 def _performance(session_factory: sessionmaker[DbSession], user_id: str, start: date, end: date, initial: int,

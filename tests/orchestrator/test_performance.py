@@ -50,3 +50,14 @@ def test_the_index_chains_cap_weighted_returns_of_the_tickers_there_both_days() 
     # D[1]: (300 x +10% + 100 x -10%) / 400 = +5%; D[2]: A alone, unchanged; D[3]: no row at all
     assert cap_weighted_index(D[:4], rows) == [100.0, pytest.approx(105.0), pytest.approx(105.0),
                                                pytest.approx(105.0)]
+
+
+def test_the_summary_says_when_signals_placed_no_order_and_why() -> None:
+    from services.orchestrator.replay_report import ReplaySummary, _unordered
+
+    runs = [{"entries": 18, "orders": 0, "sizing": "half_kelly"}, {"entries": 3, "orders": 3, "sizing": "fixed"},
+            {"entries": 0, "orders": 0, "sizing": "half_kelly"}, {"entries": 2, "orders": 0, "sizing": "fixed"}, None]
+    assert _unordered(runs) == (2, 1)  # entries without orders on two runs, one of them by half-Kelly
+    summary = ReplaySummary(D[0], D[-1], 5, {}, 0, 0, 0, 0, 100, 100, 0.0, 0, unordered_signals=(2, 1))
+    assert {"what": "signals without orders", "value": "2 session(s) had entry signals and placed no order; 1 of "
+            "them sized by half-Kelly, which bets nothing while the closed trades show no edge"} in summary.rows()
