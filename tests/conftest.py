@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
 import tempfile
 import time
 import uuid
@@ -228,3 +229,19 @@ def _skip_reason(report: Any) -> str:
     longrepr = report.longrepr
     reason = str(longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else longrepr)
     return reason.removeprefix("Skipped: ")
+
+
+def read_until(process: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
+    """The output of ``process`` up to the first line holding ``marker``; an
+    AssertionError with what it printed if none comes within ``timeout`` seconds (or
+    it ends first)."""
+    seen, deadline = [], time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"no {marker!r} in the output:\n{''.join(seen)}")

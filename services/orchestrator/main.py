@@ -38,7 +38,7 @@ from services.common.text import did_you_mean, printable
 from services.orchestrator import ops
 from services.orchestrator.jobs import JOB_NAMES, JOBS
 from services.orchestrator.ledger import first_line
-from services.orchestrator.ops.arguments import InvalidArgument, parse_day, parse_moment
+from services.orchestrator.ops.arguments import InvalidArgument, parse_day, parse_moment, parse_optional_day
 from services.orchestrator.output import (
     DocumentFormat,
     Format,
@@ -246,7 +246,7 @@ def run_job(
 
     Example: python -m services.orchestrator.main run-job data_collection --date 2026-11-20
     """
-    day = parse_day(date_text, "date") if date_text is not None else None
+    day = parse_optional_day(date_text, "date")
     settings = _settings(user_id=user_id, dry_run=dry_run, display_timezone=timezone)
     with _alerting(settings), _runtime(settings) as runtime:
         run = ops.manual.run_job(runtime, name, day)
@@ -660,8 +660,8 @@ def fills(
     """
     from services.orchestrator.output import print_fills
 
-    start_day = parse_day(start_text, "start") if start_text is not None else None
-    end_day = parse_day(end_text, "end") if end_text is not None else None
+    start_day = parse_optional_day(start_text, "start")
+    end_day = parse_optional_day(end_text, "end")
     settings = _account_settings(user_id, dry_run, timezone)
     with _runtime(settings) as runtime:
         start_day, end_day = ops.account.date_range(runtime, start_day, end_day)
@@ -698,8 +698,8 @@ def pnl(
     """
     from services.orchestrator.output import print_pnl
 
-    start_day = parse_day(start_text, "start") if start_text is not None else None
-    end_day = parse_day(end_text, "end") if end_text is not None else None
+    start_day = parse_optional_day(start_text, "start")
+    end_day = parse_optional_day(end_text, "end")
     settings = _account_settings(user_id, dry_run, timezone)
     with _runtime(settings) as runtime:
         report = ops.account.pnl(runtime, start_day, end_day)

@@ -22,6 +22,7 @@ from services.orchestrator.ledger import SIMULATE
 from services.orchestrator.models import JobRun
 from services.orchestrator.performance import Performance, Trade, cap_weighted_index, measure
 from services.orchestrator.replay import replay_window
+from services.orchestrator.trading_notices import SIGNALS
 from services.risk_manager.queries import halting_days
 from services.trading_engine.queries import (
     closed_trades,
@@ -131,7 +132,7 @@ def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: 
                 JobRun.user_id == user_id, JobRun.origin == SIMULATE, JobRun.scheduled_for >= first,
                 JobRun.scheduled_for < last).group_by(JobRun.job_name, JobRun.outcome))})
         signal_summaries: Sequence[dict[str, Any] | None] = db.scalars(select(JobRun.summary).where(
-            JobRun.user_id == user_id, JobRun.origin == SIMULATE, JobRun.job_name == "signal_generation",
+            JobRun.user_id == user_id, JobRun.origin == SIMULATE, JobRun.job_name == SIGNALS,
             JobRun.outcome == "success", JobRun.scheduled_for >= first, JobRun.scheduled_for < last)).all()
         paper, connection = Account(user_id, dry_run=True), db.connection()
         orders = order_count(connection, paper, start, end)

@@ -24,12 +24,15 @@ from services.common import notifications
 from services.common.job_api import Account, JobContext, Outcome
 from services.common.market_calendar import KRX_TZ
 from services.common.notifications import Level, Message
+from services.orchestrator.jobs import get_job
 from services.orchestrator.ledger import RunRecord
 
 if TYPE_CHECKING:
     from services.orchestrator.runtime import Runtime
 
-SIGNALS, MONITORING, REPORT_AFTER = "signal_generation", "position_monitoring", "watchlist_update"
+#: the jobs that have a notice: each must be in the registry (checked when this loads)
+SIGNALS, MONITORING, REPORT_AFTER = (get_job(name).name for name in (
+    "signal_generation", "position_monitoring", "watchlist_update"))
 _WEEKDAYS = {"ko": "월화수목금토일", "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
 
 

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -40,6 +39,9 @@ from tests.conftest import (
     make_settings,
     scratch_database,
     subprocess_env,
+)
+from tests.conftest import (
+    read_until as _read_until,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -379,19 +381,6 @@ def _start(args: list[str], cwd: Path, calendar_cache_dir: Path, **env: str) -> 
                             env=subprocess_env(PYTHONPATH=str(REPO), ORCHESTRATOR_CACHE_DIR=str(calendar_cache_dir),
                                                **env),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
-    seen, deadline = [], time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"no {marker!r} in the output:\n{''.join(seen)}")
 
 
 def _stop(process: subprocess.Popen[str]) -> str:

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from services.common.clock import FixedClock
 from services.orchestrator.jobs import JOBS
 from services.orchestrator.models import JobRun
 from services.orchestrator.scheduler import RECOVERY_JOB, StopOnSignal, build_scheduler
+from tests.conftest import read_until as _read_until
 from tests.orchestrator.test_runs import make_runner
 
 KST = ZoneInfo("Asia/Seoul")
@@ -92,19 +92,6 @@ def test_start_runs_until_signalled_and_exits_0(tmp_path: Path, calendar_cache_d
     assert "Traceback" not in banner + output
     assert "scheduler stopped" in output
     assert (tmp_path / "data" / "orchestrator.db").exists()
-
-
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    seen, deadline = [], time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"no {marker!r} in start-up output:\n{''.join(seen)}")
 
 
 def test_a_stop_signal_swallowed_by_a_job_submission_still_stops_the_scheduler(caplog: Any) -> None:

@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from services.orchestrator import ops
 from services.orchestrator.api.metrics import render_metrics
 from services.orchestrator.api.shared_reads import SharedReads
 from services.orchestrator.ledger import first_line
-from services.orchestrator.ops.arguments import InvalidArgument, parse_day, parse_moment
+from services.orchestrator.ops.arguments import InvalidArgument, parse_moment, parse_optional_day
 from services.orchestrator.ops.console import Audit, NoLiveScheduler, QueuedRunNotFound
 from services.orchestrator.ops.emergency import EmergencyStop, emergency_stop
 from services.orchestrator.ops.halts import HaltChange
@@ -126,9 +126,6 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
 
     Opened = Depends(opened)
 
-    def day(text: str | None, name: str) -> date | None:
-        return None if text is None else parse_day(text, name)
-
     def mutation(action: str) -> Any:
         """The token check of a mutation; once passed, the request's audit
         (``request.state.audit``), written with its answer."""
@@ -196,7 +193,7 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
         (``upcoming``, ``not run``), and the day's runs that answer no fire (scheduled:
         false): {date, now, session, items [job, fire_time, scheduled, outcome, run_id,
         origin, reason]}."""
-        return ops.schedule.timeline(rt, day(date, "date"))
+        return ops.schedule.timeline(rt, parse_optional_day(date, "date"))
 
     @app.get("/api/runs", tags=["scheduler"])
     def runs(job: str | None = None, outcome: str | None = None,
@@ -211,7 +208,7 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
                  end: str | None = Query(None, description="YYYY-MM-DD, included (default: its last)"),
                  ) -> list[dict[str, str]]:
         """The KRX sessions, one row per weekday: date, open, close, status."""
-        start_day, end_day = day(start, "start"), day(end, "end")
+        start_day, end_day = parse_optional_day(start, "start"), parse_optional_day(end, "end")
         first = start_day or (end_day or ops.account.today(runtime)).replace(day=1)
         last = end_day or first.replace(day=month_calendar.monthrange(first.year, first.month)[1])
         return ops.schedule.calendar_days(runtime, first, last)
@@ -238,21 +235,21 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
               end: str | None = Query(None, description="YYYY-MM-DD, included (default: today)"),
               rt: Runtime = Opened) -> list[dict[str, Any]]:
         """The fills traded from start to end, oldest first, as ``fills --format json``."""
-        return ops.account.fills(rt, day(start, "start"), day(end, "end"))
+        return ops.account.fills(rt, parse_optional_day(start, "start"), parse_optional_day(end, "end"))
 
     @app.get("/api/equity", tags=["account"])
     def equity(start: str | None = Query(None, description="YYYY-MM-DD (default: 29 days before end)"),
                end: str | None = Query(None, description="YYYY-MM-DD, included (default: today)"),
                rt: Runtime = Opened) -> list[dict[str, Any]]:
         """The portfolio snapshots of the trading dates from start to end, oldest first."""
-        return ops.account.equity(rt, day(start, "start"), day(end, "end"))
+        return ops.account.equity(rt, parse_optional_day(start, "start"), parse_optional_day(end, "end"))
 
     @app.get("/api/watchlist", tags=["account"])
     def watchlist(date: str | None = Query(None, description="YYYY-MM-DD (default: the latest list dated today "
                                                              "or earlier)"),
                   rt: Runtime = Opened) -> dict[str, Any]:
         """The watchlist in force on the date, as ``watchlist --format json`` (404: none yet)."""
-        return ops.watchlist.view(rt, day(date, "date"))
+        return ops.watchlist.view(rt, parse_optional_day(date, "date"))
 
     @app.get("/api/risk", tags=["account"])
     def risk(rt: Runtime = Opened) -> dict[str, Any]:
@@ -331,7 +328,7 @@ def create_app(settings: Settings, runtime_factory: Callable[[Settings], Runtime
             audit.detail["trading_date"] = answer["trading_date"]
             audit.write(connection, 202, f"queued as {answer['queued_id']}")
 
-        return ops.console.queue_run(rt, name, day(text, "date"), audit.client, audited)
+        return ops.console.queue_run(rt, name, parse_optional_day(text, "date"), audit.client, audited)
 
     @app.get("/api/queued-runs/{queued_id}", tags=["console"])
     def queued_run(queued_id: int, rt: Runtime = Opened) -> dict[str, Any]:

@@ -31,6 +31,11 @@ def parse_day(text: str, name: str) -> date:
         raise InvalidArgument(name, f"{text!r} is not a date; expected YYYY-MM-DD") from None
 
 
+def parse_optional_day(text: str | None, name: str) -> date | None:
+    """:func:`parse_day` of an option that may be left out (None)."""
+    return None if text is None else parse_day(text, name)
+
+
 def parse_moment(text: str, name: str, tz: ZoneInfo) -> datetime:
     """An ISO 8601 date or time; without an offset, a time in ``tz``."""
     try:

@@ -13,9 +13,7 @@ from typing import Any
 from services.common.settings import ENV_PREFIX, Settings
 from services.common.text import did_you_mean
 from services.orchestrator.ops.arguments import InvalidArgument
-
-#: settings a sweep cannot vary: where things go, and who trades
-NOT_SWEPT = frozenset({"user_id", "dry_run", "database_url", "simulation_database_url", "cache_dir", "log_level"})
+from services.orchestrator.replay_settings import NOT_SHAPING
 
 
 @dataclass(frozen=True)
@@ -39,16 +37,17 @@ SWEEP_COLUMNS = ("return", "CAGR", "max DD", "Sharpe", "trades", "win rate", "fe
 
 
 def parse_sweep(text: str) -> Sweep:
-    """'NAME=v1,v2,...' (NAME: ORCHESTRATOR_STOP_LOSS_PCT or stop_loss_pct), each value
-    checked as the setting checks it."""
+    """'NAME=v1,v2,...' (NAME: ORCHESTRATOR_STOP_LOSS_PCT or stop_loss_pct, a setting that
+    shapes a replay: ``replay_settings.NOT_SHAPING`` are not), each value checked as the
+    setting checks it."""
     name, _, values_text = text.partition("=")
     values = [value.strip() for value in values_text.split(",") if value.strip()]
     by_env = {field.metadata["env"]: field for field in fields(Settings) if "env" in field.metadata}
     by_name = {field.name: field for field in by_env.values()}
     key = name.strip()
     field = by_env.get(key) or by_env.get(ENV_PREFIX + key.upper()) or by_name.get(key.lower())
-    if field is None or field.name in NOT_SWEPT:
-        known = sorted({name for env, f in by_env.items() if f.name not in NOT_SWEPT for name in (env, f.name)})
+    if field is None or field.name in NOT_SHAPING:
+        known = sorted({name for env, f in by_env.items() if f.name not in NOT_SHAPING for name in (env, f.name)})
         raise InvalidArgument("sweep", f"{key!r} is not a setting a sweep can vary; {did_you_mean(key, known)}"
                               "expected NAME=v1,v2,... with NAME a setting, e.g. ORCHESTRATOR_STOP_LOSS_PCT")
     if len(values) < 2:

@@ -7,8 +7,6 @@ const REFRESH_MS = 10000;        // status, jobs, runs, account, risk ...
 const SLOW_REFRESH_MS = 60000;   // equity snapshots and the calendar
 const TOKEN_KEY = "krx-console-token";
 const SVG = "http://www.w3.org/2000/svg";
-const LANES = ["signal_generation", "position_monitoring", "data_collection", "indicator_calculation",
-               "watchlist_update", "risk_checks"];
 
 const $ = (id) => document.getElementById(id);
 
@@ -103,7 +101,10 @@ function showStatus(status) {
   showJobs(status.jobs);
 }
 
+let jobOrder = [];  // the jobs as /api/status lists them: the timeline's lanes
+
 function showJobs(jobs) {
+  jobOrder = jobs.map((job) => job.job);
   fillRows($("jobs"), jobs.map((job) => {
     const last = job.last_run;
     const next = job.enabled ? (job.next_fire_times[0] ? dayTime(job.next_fire_times[0]) : "none") : "disabled";
@@ -125,7 +126,8 @@ function showTimeline(timeline) {
       (timeline.session.status === "special" ? " (special hours)" : "")
     : " · market closed");
   const width = 960, left = 150, right = 10, laneHeight = 22, top = 18;
-  const lanes = [...LANES, ...new Set(timeline.items.map((i) => i.job).filter((j) => !LANES.includes(j)))];
+  // a lane per job, in the registry's order (as /api/status lists them), then any other job that ran
+  const lanes = [...new Set([...jobOrder, ...timeline.items.map((item) => item.job)])];
   const height = top + lanes.length * laneHeight + 4;
   const x = (minutes) => left + (width - left - right) * minutes / 1440;
   const svg = el("svg:svg", {viewBox: `0 0 ${width} ${height}`, role: "img",
@@ -332,10 +334,11 @@ function refresh() {
 async function refreshOnce() {
   const slow = Date.now() - lastSlow >= SLOW_REFRESH_MS;
   const jobs = [
-    panel("jobs-card", "/api/status", showStatus).then((ok) => ok && slow
-      ? panel("calendar-card", "/api/calendar", (days) => showCalendar(days, $("now").textContent.slice(0, 10)))
-      : ok),
-    panel("timeline-card", "/api/timeline", showTimeline),
+    panel("jobs-card", "/api/status", showStatus).then((ok) => Promise.all([
+      panel("timeline-card", "/api/timeline", showTimeline),  // after the jobs: their order gives the lanes
+      ok && slow ? panel("calendar-card", "/api/calendar",
+                         (days) => showCalendar(days, $("now").textContent.slice(0, 10))) : ok,
+    ])).then((answers) => answers.some(Boolean)),
     panel("runs-card", "/api/runs?limit=20", showRuns),
     panel("account-card", "/api/account", showAccount),
     panel("positions-card", "/api/positions", showPositions),
