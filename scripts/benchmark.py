@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -704,35 +705,65 @@ REPLAY_START, REPLAY_END = datetime(2025, 11, 21).date(), datetime(2026, 11, 20)
 YEAR_DATABASE = "replay.db"  # bench_replay's: the benchmarks on a year-replayed database share it
 
 
+#: the implementation the replay figures stand beside: the last commit before issue 19's speed work
+BASELINE_REVISION = "a6c1eb2"
+
+
 def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
-    """``simulate`` over a year (all six jobs, 300 simulated tickers, SQLite), with each
-    job's share of the time (the time from one fire's end to the next one's is the
-    next fire's)."""
-    from scripts.benchkit.fixtures import make_settings
-    from services.orchestrator.replay import simulate
+    """``simulate`` over a year (all six jobs, simulated tickers, SQLite), 300 tickers and
+    the full 2,800, beside the same replay by :data:`BASELINE_REVISION` (checked out in
+    a worktree) in the same run; each in a fresh process, with each job's share of the
+    time (the time from one fire's end to the next one's is the next fire's). The
+    300-ticker database is the one the other year benchmarks read."""
+    rows = []
+    with _baseline_worktree(workdir) as baseline_root:
+        for universe, budget in ((300, 20.0), (2800, 90.0)):
+            database = workdir / (YEAR_DATABASE if universe == 300 else f"replay-{universe}.db")
+            ours = _year_replay(REPO, database, cache_dir, universe)
+            theirs = _year_replay(baseline_root, workdir / f"baseline-{universe}.db", cache_dir, universe) \
+                if baseline_root is not None else None
+            shares = ", ".join(f"{job} {100 * t / ours['seconds']:.0f}% ({1000 * t / ours['fires_by_job'][job]:.1f}"
+                               f" ms x {ours['fires_by_job'][job]})"
+                               for job, t in sorted(ours["per_job"].items(), key=lambda item: -item[1]))
+            skipped = ours["outcomes"].get("risk_checks:skipped", 0)
+            rows.append(Row(f"replay of a year: {ours['sessions']} sessions, {ours['fires']:,} fires, {universe:,} "
+                            "tickers, SQLite", ours["seconds"], theirs["seconds"] if theirs else None, "s",
+                            f"< {budget:.0f} s", ours["seconds"] < budget and ours["failed"] == 0,
+                            f"baseline: {BASELINE_REVISION}; {skipped:,} risk checks unchanged (skipped); "
+                            f"by job: {shares}"))
+    return rows
 
-    settings = make_settings(database_url=f"sqlite:///{workdir / YEAR_DATABASE}", cache_dir=str(cache_dir),
-                             simulated_universe="300")
-    per_job: dict[str, float] = {}
-    fires: dict[str, int] = {}
-    last = [0.0]
 
-    def clock_fire(fire, record) -> None:  # type: ignore[no-untyped-def]
-        now = time.perf_counter()
-        per_job[fire.job] = per_job.get(fire.job, 0.0) + now - last[0]
-        fires[fire.job] = fires.get(fire.job, 0) + 1
-        last[0] = now
+def _year_replay(root: Path, database: Path, cache_dir: Path, universe: int) -> dict:  # type: ignore[type-arg]
+    """The year replay by the checkout at ``root``, in a fresh process."""
+    import json
 
-    started = time.perf_counter()
-    last[0] = started
-    simulation = simulate(settings, REPLAY_START, REPLAY_END, on_fire=clock_fire)
-    seconds = time.perf_counter() - started
-    sessions = len(simulation.runtime.calendar.sessions(REPLAY_START, REPLAY_END))
-    simulation.runtime.close()
-    shares = ", ".join(f"{job} {100 * t / seconds:.0f}% ({1000 * t / fires[job]:.1f} ms x {fires[job]})"
-                       for job, t in sorted(per_job.items(), key=lambda item: -item[1]))
-    return [Row(f"replay of a year: {sessions} sessions, {len(simulation.fires):,} fires, 300 tickers, SQLite",
-                seconds, None, "s", "< 60 s", seconds < 60, f"by job: {shares}")]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("DATABASE_URL", None)
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "benchkit" / "year_replay.py"), str(database), str(cache_dir),
+         str(universe), REPLAY_START.isoformat(), REPLAY_END.isoformat()],
+        env=env, cwd=root, capture_output=True, text=True, check=True)
+    return json.loads(completed.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _baseline_worktree(workdir: Path) -> Iterator[Path | None]:
+    """:data:`BASELINE_REVISION` checked out under ``workdir`` (None, said once, where git
+    or the revision is not there: a source tarball)."""
+    target = workdir / "baseline"
+    try:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), BASELINE_REVISION],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        print(f"  no baseline: {BASELINE_REVISION} cannot be checked out here", file=sys.stderr)
+        yield None
+        return
+    try:
+        yield target
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(target)], check=False,
+                       capture_output=True)
 
 
 def _year_database(workdir: Path, cache_dir: Path):  # -> Settings

@@ -38,7 +38,7 @@ def main(url: str, job: str, entry_point: str, start: str, end: str, lease: str 
     clock = FixedClock(fires[0])
     runner = JobRunner(settings=settings, session_factory=make_session_factory(engine), clock=clock,
                        calendar=calendar, triggers=triggers,
-                       jobs={**REGISTRY, job: replace(REGISTRY[job], entry_point=entry_point)})
+                       jobs={**REGISTRY, job: replace(REGISTRY[job], entry_point=entry_point, state=None)})
     print("ready", flush=True)
     started = time.perf_counter()
     for fire in fires:

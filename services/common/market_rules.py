@@ -68,12 +68,14 @@ class MarketRules:
 
     def __init__(self, rows: Iterable[Rule]) -> None:
         self.rows = sorted(rows, key=lambda row: (row.rule, row.since))
+        self._of = {(rule, market): [row for row in self.rows if row.rule == rule and row.market in (market, "ALL")]
+                    for rule in RULES for market in MARKETS}
 
     def row(self, rule: str, market: str, day: date) -> Rule:
         """The row of ``rule`` in force for ``market`` on ``day``."""
         if market not in MARKETS:
             raise ValueError(f"market {market!r}; expected one of {', '.join(MARKETS)}")
-        rows = [row for row in self.rows if row.rule == rule and row.market in (market, "ALL")]
+        rows = self._of.get((rule, market), [])
         applying = [row for row in rows if row.since <= day]
         if not applying:
             first = min((row.since for row in rows), default=None)
@@ -94,6 +96,7 @@ class MarketRules:
         return max(min(row.since for row in self.rows if row.rule == rule and row.market in (market, "ALL"))
                    for rule in RULES for market in MARKETS)
 
+    @functools.cache  # noqa: B019 (the rules are read once and live as long as the process)
     def sell_tax_schedule(self) -> tuple[tuple[date, float], ...]:
         """The sell-side tax (both taxes) from each date it changed, the same in both
         markets (a ValueError if the file says otherwise on some date)."""
@@ -108,6 +111,7 @@ class MarketRules:
                 schedule.append((day, kospi))
         return tuple(schedule)
 
+    @functools.cache  # noqa: B019 (as above)
     def commission_schedule(self) -> tuple[tuple[date, float], ...]:
         """The default commission (percent per side) from each date it changed."""
         rows = [row for row in self.rows if row.rule == "commission" and row.market in ("ALL", "KOSPI")]

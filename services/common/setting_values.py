@@ -15,7 +15,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-DATA_PROVIDERS = ("simulated", "pykrx")
+DATA_PROVIDERS = ("simulated", "pykrx", "stored")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 _MINUTES_PER_DAY = 24 * 60
@@ -226,6 +226,11 @@ def parse_database_url(text: str) -> str:
             raise ValueError("an in-memory SQLite database keeps nothing between commands; expected a file "
                              "such as sqlite:///data/orchestrator.db")
     return value
+
+
+def parse_optional_database_url(text: str) -> str:
+    """A database URL, or empty (the caller's default)."""
+    return parse_database_url(text) if text.strip() else ""
 
 
 _URL_PASSWORD = re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")

@@ -43,6 +43,7 @@ from services.common.setting_values import (
     parse_non_negative_float,
     parse_non_negative_int,
     parse_notify_urls,
+    parse_optional_database_url,
     parse_optional_fee_percent,
     parse_optional_timezone,
     parse_percent,
@@ -149,7 +150,8 @@ class Settings:
                                       "a running job renews its claim this often x3; an instance whose claim "
                                       "lapses is taken for dead, and its run recorded failed and run again")
     data_provider: str = _setting("ORCHESTRATOR_DATA_PROVIDER", parse_provider, "simulated",
-                                  "market data source: simulated (offline) or pykrx")
+                                  "market data source: simulated (offline), pykrx (KRX daily bars), or stored "
+                                  "(the history ORCHESTRATOR_HISTORY_DATABASE_URL holds, e.g. from backfill)")
     bootstrap_sessions: int = _setting("ORCHESTRATOR_BOOTSTRAP_SESSIONS", parse_positive_int, "250",
                                        "sessions of history kept complete (caught up on start)")
     simulated_universe: int = _setting("ORCHESTRATOR_SIMULATED_UNIVERSE", parse_universe_size, "300",
@@ -224,6 +226,10 @@ class Settings:
                                             "sqlite:///data/simulation.db",
                                             "where `simulate` replays go by default, apart from the live account",
                                             shown=redact_passwords)
+    history_database_url: str = _setting("ORCHESTRATOR_HISTORY_DATABASE_URL", parse_optional_database_url, "",
+                                         "where the stored provider reads market history (collected there, e.g. "
+                                         "by backfill with pykrx); empty: DATABASE_URL (a replay reads the live "
+                                         "database's history and writes its own)", shown=redact_passwords)
     db_connect_timeout_seconds: int = _setting(
         "ORCHESTRATOR_DB_CONNECT_TIMEOUT_SECONDS", parse_db_connect_timeout, "10",
         "how long connecting to PostgreSQL may take before the command fails")

@@ -31,8 +31,8 @@ from services.common.database import python_values, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult, Origin
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError, Settings
-from services.data_collector.models import CollectedSession, DailyPrice, Fundamental, Stock
-from services.data_collector.providers import MarketDataProvider
+from services.data_collector.models import CollectedSession, DailyPrice, Fundamental, MarketIndex, Stock
+from services.data_collector.providers import MARKETS, MarketDataProvider, MarketSnapshot
 from services.data_collector.providers.factory import make_provider
 from services.data_collector.validation import ValidatedSnapshot, validate_snapshot
 
@@ -71,12 +71,21 @@ def store_snapshot(connection: Connection, validated: ValidatedSnapshot, provide
                                 ["date", "ticker"])
     fundamental_rows = upsert_columns(connection, Fundamental.__table__,
                                       _python_columns(validated.fundamental_columns), ["date", "ticker"])
+    upsert(connection, MarketIndex.__table__, index_rows(validated.snapshot), ["date", "name"])
     upsert(connection, CollectedSession.__table__, [{
         "date": day, "provider": provider, "stock_rows": validated.stock_rows,
         "price_rows": price_rows, "fundamental_rows": fundamental_rows,
         "rejected_rows": validated.rejected_rows, "collected_at": collected_at,
     }], ["date"], keep=["collected_at"])
     return CollectResult(day, validated.stock_rows, price_rows, fundamental_rows, dict(validated.rejected))
+
+
+def index_rows(snapshot: MarketSnapshot) -> list[dict[str, Any]]:
+    """The snapshot's index closes worth storing (a known index, a positive close)."""
+    frame = snapshot.indices
+    return [{"date": snapshot.trading_date, "name": str(name), "close": float(close)}
+            for name, close in zip(frame["name"].tolist(), frame["close"].tolist())
+            if name in MARKETS and close == close and float(close) > 0]
 
 
 def _python_columns(columns: dict[str, Any]) -> dict[str, list[Any]]:
@@ -296,7 +305,7 @@ def history_complete(ctx: JobContext) -> bool:
 
 def run(ctx: JobContext) -> JobResult:
     """``data_collection``: complete the history window, then collect the trading date."""
-    from services.data_collector.providers import SessionNotAvailable, TransientProviderError
+    from services.data_collector.providers import HistoryMissing, SessionNotAvailable, TransientProviderError
     from services.data_collector.validation import InvalidSnapshot
 
     provider = make_provider(ctx.settings, ctx.clock, ctx.calendar)
@@ -314,7 +323,7 @@ def run(ctx: JobContext) -> JobResult:
     try:
         today = collect_session(ctx.trading_date, session_factory=ctx.session_factory,
                                 provider=provider, now=ctx.clock.now)
-    except (InvalidSnapshot, TransientProviderError, SessionNotAvailable) as exc:
+    except (InvalidSnapshot, TransientProviderError, SessionNotAvailable, HistoryMissing) as exc:
         return JobResult.failed(str(exc), **report.summary())
     report.collected.append(today)
     summary = report.summary()

@@ -1,5 +1,5 @@
-"""Market data tables: the stock master, daily prices, fundamentals, and the record of
-which trading dates are complete."""
+"""Market data tables: the stock master, daily prices, fundamentals, market indices, and
+the record of which trading dates are complete."""
 
 from __future__ import annotations
 
@@ -60,6 +60,17 @@ class Fundamental(Base):
     eps: Mapped[int] = mapped_column(BigInteger)
     div: Mapped[float] = mapped_column(Float)
     dps: Mapped[int] = mapped_column(BigInteger)
+
+
+class MarketIndex(Base):
+    """A market index's close as its provider published it (KOSPI, KOSDAQ)."""
+
+    __tablename__ = "market_indices"
+    __table_args__ = _MARKET_TABLE_ARGS
+
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    close: Mapped[float] = mapped_column(Float)
 
 
 class CollectedSession(Base):

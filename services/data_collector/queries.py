@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, String, bindparam, cast, func, select
 
 from services.common.database import fetch_columns, fetch_rows
-from services.data_collector.models import CollectedSession, DailyPrice, Stock
+from services.data_collector.models import CollectedSession, DailyPrice, MarketIndex, Stock
 
 _TICKERS = DailyPrice.ticker.in_(bindparam("tickers", expanding=True))
 _LATEST_BEFORE = select(func.max(CollectedSession.date)).where(CollectedSession.date < bindparam("before"))
@@ -19,6 +19,7 @@ _CLOSES_BEFORE = select(DailyPrice.ticker, DailyPrice.close).where(
     DailyPrice.date == _LATEST_BEFORE.scalar_subquery(), _TICKERS)
 _CLOSES_ON = select(DailyPrice.ticker, DailyPrice.close).where(DailyPrice.date == bindparam("day"), _TICKERS)
 _VOLUMES_ON = select(DailyPrice.ticker, DailyPrice.volume).where(DailyPrice.date == bindparam("day"), _TICKERS)
+_MARKETS_ON = select(DailyPrice.ticker, DailyPrice.market).where(DailyPrice.date == bindparam("day"), _TICKERS)
 _MARKET_ROWS = select(DailyPrice.ticker, DailyPrice.close, DailyPrice.halted).where(
     DailyPrice.date == bindparam("day"), _TICKERS)
 
@@ -48,6 +49,12 @@ def volumes_on(connection: Connection, day: date, tickers: Sequence[str]) -> dic
     """``day``'s traded volumes of the ``tickers`` stored for it."""
     rows = connection.execute(_VOLUMES_ON, {"day": day, "tickers": list(tickers)}).all()
     return {ticker: int(volume) for ticker, volume in rows}
+
+
+def markets_on(connection: Connection, day: date, tickers: Sequence[str]) -> dict[str, str]:
+    """The market (KOSPI, KOSDAQ) each of ``tickers`` was quoted in on ``day``."""
+    rows = connection.execute(_MARKETS_ON, {"day": day, "tickers": list(tickers)}).all()
+    return {ticker: market for ticker, market in rows}
 
 
 def market_rows(connection: Connection, day: date, tickers: Sequence[str]) -> list[tuple[str, int, bool]]:
@@ -140,3 +147,25 @@ def stock_names(connection: Connection) -> dict[str, str]:
 def latest_collected_session(connection: Connection, day: date) -> date | None:
     """The latest session on or before ``day`` whose market data is stored; None if none."""
     return connection.scalar(select(func.max(CollectedSession.date)).where(CollectedSession.date <= day))
+
+
+_BARS_ON = select(DailyPrice.ticker, DailyPrice.open, DailyPrice.high, DailyPrice.low, DailyPrice.close,
+                  DailyPrice.change_pct, DailyPrice.halted).where(DailyPrice.date == bindparam("day"), _TICKERS)
+
+
+def bars_on(connection: Connection, day: date, tickers: Sequence[str]) -> list[tuple[Any, ...]]:
+    """``day``'s (ticker, open, high, low, close, change_pct, halted) of the ``tickers``
+    stored for it."""
+    return [tuple(row) for row in connection.execute(_BARS_ON, {"day": day, "tickers": list(tickers)}).all()]
+
+
+def is_collected(connection: Connection, day: date) -> bool:
+    """Whether ``day``'s market data is stored whole."""
+    return connection.scalar(select(CollectedSession.date).where(CollectedSession.date == day)) is not None
+
+
+def index_closes(connection: Connection, name: str, start: date, end: date) -> dict[date, float]:
+    """The stored closes of the market index ``name`` (KOSPI, KOSDAQ) from ``start`` to ``end``."""
+    rows = connection.execute(select(MarketIndex.date, MarketIndex.close).where(
+        MarketIndex.name == name, MarketIndex.date.between(start, end))).all()
+    return {day: float(close) for day, close in rows}

@@ -8,7 +8,7 @@ migrations. After adding a migration, write it again:
     python -c "from services.common.database import write_sqlite_head; write_sqlite_head()"
 """
 
-REVISION = "0014_replay_settings"
+REVISION = "0015_real_data"
 
 STATEMENTS: tuple[str, ...] = (
     (
@@ -165,6 +165,16 @@ STATEMENTS: tuple[str, ...] = (
         ')'
     ),
     (
+        'CREATE TABLE market_indices (\n'
+        '\tdate DATE NOT NULL, \n'
+        '\tname VARCHAR(16) NOT NULL, \n'
+        '\tclose FLOAT NOT NULL, \n'
+        '\tPRIMARY KEY (date, name)\n'
+        ')\n'
+        ' WITHOUT ROWID\n'
+        '\n'
+    ),
+    (
         'CREATE TABLE orders (\n'
         '\tid INTEGER NOT NULL, \n'
         '\tuser_id VARCHAR(64) NOT NULL, \n'
@@ -193,7 +203,7 @@ STATEMENTS: tuple[str, ...] = (
         '\tuser_id VARCHAR(64) NOT NULL, \n'
         '\tinitial_cash BIGINT NOT NULL, \n'
         '\tcash BIGINT NOT NULL, \n'
-        '\topened_at DATETIME NOT NULL, \n'
+        '\topened_at DATETIME NOT NULL, bars_settled_through DATE, \n'
         '\tPRIMARY KEY (user_id)\n'
         ')'
     ),

@@ -120,6 +120,10 @@ class JobSpec:
     needs: tuple[Need, ...] = ()
     #: what the job leaves and how to tell it is there: every job another one needs has one
     output: Output | None = None
+    #: "module:function(ctx) -> str | None": a fingerprint of everything the job reads (None:
+    #: it cannot tell); a fire whose fingerprint is the one the job's last successful run
+    #: recorded is recorded ``skipped`` (unchanged since) and not run
+    state: str | None = None
 
     @property
     def sessions_only(self) -> bool:
@@ -154,6 +158,10 @@ class JobSpec:
                 f"service {self.service_module} is not installed in this build"
             )
         return _load(self.entry_point)  # type: ignore[no-any-return]
+
+    def state_of(self, ctx: JobContext) -> str | None:
+        """The job's fingerprint of what it would read for ``ctx`` (see :attr:`state`)."""
+        return None if self.state is None else _load(self.state)(ctx)
 
     def work_done(self, ctx: JobContext) -> bool:
         """Whether the job's output for ``ctx.trading_date`` is there (its probe)."""
@@ -220,6 +228,7 @@ JOBS: tuple[JobSpec, ...] = (
         "services.trading_engine.risk_check:run",
         AroundTheClock("risk_check_interval"),
         preflight="services.trading_engine.broker:preflight",
+        state="services.trading_engine.risk_check:state",
     ),
 )
 

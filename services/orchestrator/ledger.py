@@ -44,6 +44,11 @@ _RENEW = update(_RUNS).where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)
                              _RUNS.c.outcome == Outcome.RUNNING.value).values(lease_until=bindparam("until"))
 #: the ledger's own account (not ``user_id``/``dry_run``: an UPDATE reserves its columns' names)
 _MINE = (_RUNS.c.user_id == bindparam("owner")) & (_RUNS.c.dry_run == bindparam("mode"))
+#: a run's summary key holding the fingerprint of what it read (``JobSpec.state``)
+STATE_KEY = "state"
+_LAST_SUCCESS = select(_RUNS.c.scheduled_for, _RUNS.c.summary).where(
+    _MINE, _RUNS.c.job_name == bindparam("job_name"), _RUNS.c.outcome == Outcome.SUCCESS.value).order_by(
+    _RUNS.c.scheduled_for.desc(), _RUNS.c.id.desc()).limit(1)
 _LAPSED_ANY = select(_RUNS).where(text("outcome = 'running'"),  # literal: ix_job_runs_lease holds these rows
                                   _RUNS.c.lease_until < bindparam("now")).order_by(_RUNS.c.id)
 _LAPSED = _LAPSED_ANY.where(_MINE)
@@ -148,6 +153,15 @@ class RunLedger:
                     "attempt": attempt, "lease_until": now + self.lease if running else None}).scalar_one())
         except IntegrityError:
             return None
+
+    def unchanged_since(self, job_name: str, state: str) -> datetime | None:
+        """When the job's last successful run of this account was scheduled, if it
+        recorded ``state`` as what it read (see ``JobSpec.state``); else None."""
+        with self._engine.connect() as connection:
+            row = connection.execute(_LAST_SUCCESS, {**self._mine, "job_name": job_name}).first()
+        if row is None or not isinstance(row.summary, dict) or row.summary.get(STATE_KEY) != state:
+            return None
+        return row.scheduled_for  # type: ignore[no-any-return]
 
     def renew(self, run_ids: Sequence[int]) -> None:
         """Extend the leases of ``run_ids`` (still running) by a lease from now."""

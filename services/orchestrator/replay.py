@@ -29,8 +29,8 @@ from typing import Any
 
 from services.common.clock import FixedClock
 from services.common.job_api import Outcome
-from services.common.krx_market import PRICE_LIMIT_SINCE, TICK_TABLE_SINCE
 from services.common.market_calendar import KRX_TZ
+from services.common.market_rules import RULES_FILE, market_rules
 from services.common.settings import Settings
 from services.orchestrator.jobs import JobSpec
 from services.orchestrator.ledger import DATABASE_ERROR, SIMULATE, RunRecord
@@ -52,8 +52,7 @@ def market_rules_start(settings: Settings) -> tuple[date, str]:
     last (each table declares its own first day)."""
     from services.trading_engine.fees import FeeSchedule
 
-    return max((TICK_TABLE_SINCE, "the KRX tick-size table"),
-               (PRICE_LIMIT_SINCE, "the KRX +-30% daily price limit"),
+    return max((market_rules().first_day(), f"the dated KRX market rules ({RULES_FILE.name})"),
                (FeeSchedule.from_settings(settings).taxed_since,
                 "ORCHESTRATOR_SELL_TAX_SCHEDULE" if settings.sell_tax_schedule.rates else "the dated sell tax"))
 

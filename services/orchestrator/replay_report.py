@@ -37,6 +37,8 @@ from services.trading_engine.queries import (
 #: the market whose index a replay is measured against (beta, alpha)
 BENCHMARK_MARKET = "KOSPI"
 LEDGER_COLUMNS = ["job", "scheduled_for", "trading_date", "outcome", "reason", "error", "summary"]
+#: the benchmark's sources: the index closes the data provider published, or an index of the stored prices
+PUBLISHED, CAP_WEIGHTED = "KRX index closes", "stored prices, cap-weighted"
 SNAPSHOT_COLUMNS = ["trading_date", "taken_at", "cash", "settled_cash", "market_value", "equity", "exposure",
                     "unrealised_pnl", "positions", "drawdown_pct"]
 
@@ -60,6 +62,8 @@ class ReplaySummary:
     benchmark: str = BENCHMARK_MARKET
     #: the benchmark's index level on the day before the first session, then at each close
     benchmark_levels: list[float] | None = None
+    #: where the levels come from: the provider's index closes, or the stored prices
+    benchmark_source: str = CAP_WEIGHTED
     #: signal runs that found entries but placed no order, and how many of them sized by half-Kelly
     unordered_signals: tuple[int, int] = (0, 0)
 
@@ -88,7 +92,7 @@ class ReplaySummary:
                          + (f"; {by_kelly} of them sized by half-Kelly, which bets nothing while the closed trades "
                             "show no edge" if by_kelly else "")))
         if self.performance is not None:
-            rows += performance_rows(self.performance, self.benchmark)
+            rows += performance_rows(self.performance, f"{self.benchmark} ({self.benchmark_source})")
         return [{"what": what, "value": value} for what, value in rows]
 
 
@@ -107,8 +111,8 @@ def performance_rows(p: Performance, benchmark: str) -> list[tuple[str, str]]:
         ("trades closed", f"{p.trades}, win rate {pct(p.win_rate)}, profit factor {num(p.profit_factor)}, "
                           f"held {num(p.average_holding_days, 1)} days on average"),
         ("turnover / exposure", f"{num(p.turnover)}x the average equity / {pct(p.exposure)} on average"),
-        (f"benchmark {benchmark} (stored prices, cap-weighted)", pct(p.benchmark_return, signed=True)),
-        (f"beta / alpha vs {benchmark}", f"{num(p.beta)} / {pct(p.alpha, signed=True)} a year"),
+        (f"benchmark {benchmark}", pct(p.benchmark_return, signed=True)),
+        (f"beta / alpha vs {benchmark.split(' ')[0]}", f"{num(p.beta)} / {pct(p.alpha, signed=True)} a year"),
     ]
 
 
@@ -142,11 +146,12 @@ def summarize(session_factory: sessionmaker[DbSession], *, user_id: str, start: 
     daily = daily_snapshots(session_factory, user_id, start, end, initial)
     closes = [int(row["equity"]) for row in daily]
     final = closes[-1] if closes else initial
-    performance, levels = (None, None) if calendar is None else _performance(
+    performance, levels, source = (None, None, CAP_WEIGHTED) if calendar is None else _performance(
         session_factory, user_id, start, end, initial, daily, calendar)
     return ReplaySummary(start, end, sessions, dict(fires), int(orders), int(fills), int(commission), int(tax),
                          initial, final, max_drawdown_pct([initial, *closes]), int(halts), list(jobs), performance,
-                         benchmark_levels=levels, unordered_signals=_unordered(signal_summaries))
+                         benchmark_levels=levels, benchmark_source=source,
+                         unordered_signals=_unordered(signal_summaries))
 
 
 def _unordered(summaries: Sequence[dict[str, Any] | None]) -> tuple[int, int]:
@@ -158,10 +163,12 @@ def _unordered(summaries: Sequence[dict[str, Any] | None]) -> tuple[int, int]:
 
 
 def _performance(session_factory: sessionmaker[DbSession], user_id: str, start: date, end: date, initial: int,
-                 daily: list[dict[str, Any]], calendar: MarketCalendar) -> tuple[Performance, list[float] | None]:
-    """The statistics of the window, against the benchmark market's cap-weighted index of
-    the stored prices over the same sessions (from the one before the first)."""
-    from services.data_collector.queries import market_caps
+                 daily: list[dict[str, Any]], calendar: MarketCalendar) -> tuple[Performance, list[float] | None, str]:
+    """The statistics of the window against the benchmark market's index over the same
+    sessions (from the one before the first): its closes as the provider published them
+    where they are stored for every one of those sessions, else a cap-weighted index of
+    the stored prices (the simulated market's index)."""
+    from services.data_collector.queries import index_closes, market_caps
 
     paper = Account(user_id, dry_run=True)
     days = [date.fromisoformat(row["trading_date"]) for row in daily]
@@ -171,10 +178,17 @@ def _performance(session_factory: sessionmaker[DbSession], user_id: str, start: 
         connection = db.connection()
         trades = [Trade(opened, closed, pnl) for opened, closed, pnl in closed_trades(connection, paper, start, end)]
         traded = traded_amount(connection, paper, start, end)
-        caps = market_caps(connection, BENCHMARK_MARKET, index_days[0], end) if index_days else []
-    levels = cap_weighted_index(index_days, caps) if len(index_days) == len(days) + 1 else None
+        published = index_closes(connection, BENCHMARK_MARKET, index_days[0], end) if index_days else {}
+        caps = market_caps(connection, BENCHMARK_MARKET, index_days[0], end) \
+            if index_days and not all(day in published for day in index_days) else []
+    complete = bool(index_days) and len(index_days) == len(days) + 1
+    levels: list[float] | None
+    if complete and all(day in published for day in index_days):
+        levels, source = [published[day] for day in index_days], PUBLISHED
+    else:
+        levels, source = (cap_weighted_index(index_days, caps) if complete else None), CAP_WEIGHTED
     return measure([initial, *(int(row["equity"]) for row in daily)], trades=trades, traded=traded,
-                   exposures=[float(row["exposure"]) for row in daily], benchmark=levels), levels
+                   exposures=[float(row["exposure"]) for row in daily], benchmark=levels), levels, source
 
 
 def starting_equity(session_factory: sessionmaker[DbSession], user_id: str, start: date, initial_cash: int) -> int:
@@ -243,7 +257,7 @@ def write_report(directory: Path, session_factory: sessionmaker[DbSession], *, u
                                                                                  end, tz))]
     title = f"Paper account {user_id}, {start} to {end}, data: {data_source or 'unknown'}"
     levels = summary.benchmark_levels if summary is not None else None
-    benchmark = summary.benchmark if summary is not None else BENCHMARK_MARKET
+    benchmark = f"{summary.benchmark} ({summary.benchmark_source})" if summary is not None else BENCHMARK_MARKET
     chart = _plot_equity(directory / "equity.png", daily, title, initial_equity, levels, benchmark, traded)
     written.append(chart)
     written.append(_write_html(directory / "report.html", title, summary, daily, traded, tz, chart.name))
@@ -273,7 +287,7 @@ def _plot_equity(path: Path, daily: list[dict[str, Any]], title: str, initial_eq
     if levels is not None and len(levels) == len(days) + 1 and levels[0] > 0:
         scale = initial_equity / 1e6 / levels[0]  # the benchmark as if the starting equity were in it
         top.plot(days, [level * scale for level in levels[1:]], color="tab:gray", linestyle="--",
-                 label=f"{benchmark} (stored prices, cap-weighted)")
+                 label=benchmark)
     for side, marker, color in (("buy", "^", "tab:red"), ("sell", "v", "tab:blue")):  # KRX: buys red
         marked = sorted({fill.trade_date for fill in traded if fill.side == side and fill.trade_date in equity})
         if marked:

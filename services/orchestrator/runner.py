@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,7 @@ from services.orchestrator.ledger import (
     RECOVERABLE_ORIGINS,
     SCHEDULE,
     SIMULATE,
+    STATE_KEY,
     RunLedger,
     RunRecord,
     first_line,
@@ -255,12 +257,30 @@ class JobRunner:
             if busy is not None:
                 return self._skip_overlapping(job, fire_time, trading_date,
                                               overlap_reason(busy, fire_time, self.settings.display_tz), origin)
+        state = self._state(job, fire_time, trading_date, origin)
+        since = None if state is None else self.ledger.unchanged_since(job.name, state)
+        if since is not None:
+            return self.record_only(job, fire_time, trading_date, Outcome.SKIPPED,
+                                    f"unchanged since the run of {self.shown(since)}: nothing it reads has "
+                                    "changed", origin=origin)
         run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin)
         if run_id is None:
             logger.info("%s %s: already claimed (by another orchestrator, or run first as another job's input); "
                         "leaving it", job.name, self.shown(fire_time))
             return None
-        return self.run_claimed(job, fire_time, trading_date, origin, run_id=run_id)
+        return self.run_claimed(job, fire_time, trading_date, origin, run_id=run_id, state=state)
+
+    def _state(self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str) -> str | None:
+        """The job's fingerprint of what the fire would read (None: it cannot tell, or
+        telling failed: the fire runs)."""
+        if job.state is None:
+            return None
+        try:
+            return job.state_of(self.context(job.name, trading_date, fire_time, origin))
+        except Exception:  # noqa: BLE001 (a fingerprint that fails only means the fire runs)
+            logger.warning("%s %s: could not tell whether its inputs changed; running it", job.name,
+                           self.shown(fire_time), exc_info=True)
+            return None
 
     def context(self, job_name: str, trading_date: date, fire_time: datetime, origin: str, *,
                 run_id: int | None = None) -> JobContext:
@@ -270,9 +290,10 @@ class JobRunner:
                           calendar=self.calendar, run_id=run_id, origin=origin)
 
     def run_claimed(self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str,
-                    *, run_id: int) -> RunRecord:
+                    *, run_id: int, state: str | None = None) -> RunRecord:
         """Run a fire this process holds the claim of, for this instance's account (from
-        its settings, never from a row), and record how it ended."""
+        its settings, never from a row), and record how it ended (a success with the
+        fingerprint ``state`` of what it read, taken before it ran)."""
         ctx = self.context(job.name, trading_date, fire_time, origin, run_id=run_id)
         self._tell_listeners(self.starting_listeners, ctx)
         with self.heartbeat.holding(run_id):
@@ -281,6 +302,8 @@ class JobRunner:
             except BaseException as stop:  # Ctrl-C, SystemExit: recorded, never left to be re-run
                 self.ledger.finish(run_id, Outcome.FAILED, error=f"{INTERRUPTED} {type(stop).__name__}")
                 raise
+        if state is not None and result.status is Outcome.SUCCESS and not error:
+            result = replace(result, summary={**result.summary, STATE_KEY: state})
         self.ledger.finish(run_id, result.status, reason=result.reason if not error else None,
                            error=error, summary=result.summary or None)
         record = RunRecord(run_id, job.name, fire_time, trading_date, result.status,

@@ -26,9 +26,12 @@ from services.common.database import account_transaction
 from services.common.job_api import Account, JobContext
 from services.common.market_calendar import Session
 from services.common.settings import Settings
+from services.trading_engine.bar_settlement import Settlement, settle_daily_bars
 from services.trading_engine.fees import FeeSchedule
+from services.trading_engine.gate import RiskGate
 from services.trading_engine.orders import Broker
 from services.trading_engine.paper import PaperBroker, QuoteSource, settlement_date
+from services.trading_engine.signals import SignalRules
 
 logger = logging.getLogger(__name__)
 
@@ -65,21 +68,42 @@ class TradingAccount(ABC):
         """Whether orders are recorded and not yet at the broker."""
         return False
 
+    def settle(self, connection: Connection, now: datetime) -> Settlement:
+        """Settle the sessions whose daily bar came in since (a paper account on a
+        provider without intraday prices); nothing elsewhere."""
+        return Settlement()
+
     def _clock(self, at: datetime | None) -> Clock:
         return FixedClock(at) if at is not None else self.ctx.clock
 
 
 class PaperTrading(TradingAccount):
     """The paper account: the paper broker in the database, filling at the simulated
-    market's intraday prices (or, with a daily-bar provider, never intraday)."""
+    market's intraday prices, or with a daily-bar provider (pykrx, stored history) on
+    each session's bar once it is stored (:mod:`bar_settlement`)."""
 
     lock_at_begin = True
 
+    def __init__(self, ctx: JobContext) -> None:
+        super().__init__(ctx)
+        self.quote_source = self._quote_source()
+        self.daily_bars = self.quote_source is None
+
     def broker(self, connection: Connection, at: datetime | None = None) -> Broker:
+        return self._paper(connection, self._clock(at))
+
+    def settle(self, connection: Connection, now: datetime) -> Settlement:
+        if not self.daily_bars:
+            return Settlement()
+        return settle_daily_bars(connection, lambda clock: self._paper(connection, clock),
+                                 lambda broker, moment: RiskGate.open(self.ctx, connection, broker, moment, {}),
+                                 self.ctx.calendar, SignalRules.from_settings(self.ctx.settings), now)
+
+    def _paper(self, connection: Connection, clock: Clock) -> PaperBroker:
         settings = self.ctx.settings
         return PaperBroker(connection, user_id=self.account.user_id, fees=FeeSchedule.from_settings(settings),
-                           calendar=self.ctx.calendar, clock=self._clock(at),
-                           initial_cash=settings.portfolio_value, quote_source=self._quote_source())
+                           calendar=self.ctx.calendar, clock=clock, initial_cash=settings.portfolio_value,
+                           quote_source=self.quote_source, expire_at_close=not self.daily_bars)
 
     def _quote_source(self) -> QuoteSource | None:
         """The simulated market's intraday path (its provider made at the first quote)."""

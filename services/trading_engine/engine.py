@@ -24,8 +24,8 @@ from sqlalchemy import Connection, select
 
 from services.common.database import upsert
 from services.common.job_api import Account, JobContext, JobResult
-from services.common.krx_market import price_limits, round_to_tick
-from services.data_collector.queries import closes_on, market_rows
+from services.common.krx_market import TODAY, PriceGrid, grid_on
+from services.data_collector.queries import closes_on, market_rows, markets_on
 from services.indicator_calculator.queries import technical_values
 from services.risk_manager.halts import active_halt
 from services.trading_engine.broker import TradingAccount, market_moment, open_account
@@ -91,13 +91,14 @@ def trade_returns(connection: Connection, account: Account) -> list[float]:
     return [pnl / cost for pnl, cost in rows]
 
 
-def entry_price(previous_close: int, limit_pct: float) -> tuple[OrderType, int]:
-    """Entries are limit buys ``limit_pct`` above the previous close (on the tick grid,
-    inside the band), or market buys funded at the upper band when ``limit_pct`` is 0."""
-    upper = price_limits(previous_close)[1]
+def entry_price(previous_close: int, limit_pct: float, grid: PriceGrid = TODAY) -> tuple[OrderType, int]:
+    """Entries are limit buys ``limit_pct`` above the previous close (on ``grid``'s
+    ticks, inside its band), or market buys funded at the upper band when ``limit_pct``
+    is 0."""
+    upper = grid.price_limits(previous_close)[1]
     if limit_pct <= 0:
         return OrderType.MARKET, upper
-    return OrderType.LIMIT, min(round_to_tick(previous_close * (1 + limit_pct / 100), "up"), upper)
+    return OrderType.LIMIT, min(grid.round_to_tick(previous_close * (1 + limit_pct / 100), "up"), upper)
 
 
 def generate_signals(connection: Connection, broker: Broker, gate: RiskGate, *, day: date, previous: date,
@@ -121,7 +122,9 @@ def generate_signals(connection: Connection, broker: Broker, gate: RiskGate, *, 
     market_value = sum(int(p.quantity * prices.get(p.ticker, p.average_price)) for p in positions)
     cash = broker.cash().available
     open_buys = sum(1 for order in broker.open_orders() if order.side is Side.BUY)
-    priced = [(ticker, *entry_price(int(close), settings.entry_limit_pct))  # type: ignore[attr-defined]
+    markets = markets_on(connection, previous, entries["ticker"].tolist())
+    priced = [(ticker, *entry_price(int(close), settings.entry_limit_pct,  # type: ignore[attr-defined]
+                                    grid_on(day, markets.get(ticker, "KOSPI"))))
               for ticker, close in zip(entries["ticker"], entries["reference_price"])]
     sized = size_entries([(ticker, price) for ticker, _, price in priced], equity=cash + market_value, cash=cash,
                          open_positions=len(positions) + open_buys, fraction=fraction,  # exits free none yet
@@ -228,6 +231,7 @@ def _gated(ctx: JobContext, trading: TradingAccount, previous: date,
     """A transaction, the broker, and the risk gate opened at ``at`` (the risk check
     every order passes; it may halt trading)."""
     with trading.transaction() as connection:
+        trading.settle(connection, at)  # the previous session, on its daily bar (a paper account on daily bars)
         broker = trading.broker(connection, at)
         prices = gate_prices(connection, trading.account.user_id, previous, [p.ticker for p in broker.positions()])
         yield connection, broker, RiskGate.open(ctx, connection, broker, at, prices)

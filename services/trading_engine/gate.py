@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Connection
 
 from services.common.job_api import JobContext
-from services.common.krx_market import price_limits
+from services.common.krx_market import TODAY, PriceGrid, grid_on
+from services.common.market_rules import OutsideMarketRules
 from services.risk_manager.assessment import Assessment, assess
 from services.risk_manager.limits import Commitments, RiskLimits, entry_refusal
 from services.trading_engine.history import account_state
@@ -37,6 +38,7 @@ class RiskGate:
     prices: Mapping[str, int]
     values: dict[str, int] = field(default_factory=dict)  # KRW held or being bought, per ticker
     slots: set[str] = field(default_factory=set)  # tickers that take a position slot: held or being bought
+    grid: PriceGrid = TODAY  # the session's price band (KOSPI's ticks), for market buys' funding price
 
     @classmethod
     def open(cls, ctx: JobContext, connection: Connection, broker: Broker, moment: datetime,
@@ -51,7 +53,7 @@ class RiskGate:
         state = account_state(connection, broker, positions, prices, ctx.trading_date)
         assessment = assess(connection, broker.account, state, limits, day=ctx.trading_date, moment=moment,
                             checked_by=ctx.job_name)
-        gate = cls(assessment, limits, prices)
+        gate = cls(assessment, limits, prices, grid=_session_grid(ctx.trading_date))
         for position in positions:
             gate.values[position.ticker] = position.quantity * int(prices.get(position.ticker)
                                                                    or round(position.average_price))
@@ -102,4 +104,11 @@ class RiskGate:
         if order_type is OrderType.LIMIT:
             return int(limit_price or 0)
         reference = self.prices.get(ticker)
-        return price_limits(int(reference))[1] if reference else 0
+        return self.grid.price_limits(int(reference))[1] if reference else 0
+
+
+def _session_grid(day: date) -> PriceGrid:
+    try:
+        return grid_on(day, "KOSPI")
+    except OutsideMarketRules:
+        return TODAY

@@ -21,6 +21,8 @@ class PaperAccount(Base):
     initial_cash: Mapped[int] = mapped_column(BigInteger)
     cash: Mapped[int] = mapped_column(BigInteger)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: the last session settled on its daily bar (a provider without intraday prices)
+    bars_settled_through: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class OrderRow(Base):

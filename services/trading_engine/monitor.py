@@ -4,7 +4,10 @@ exits (stop loss, trailing stop, take profit) and record a portfolio snapshot.
 
 Prices: in dry run with the simulated provider, its intraday path; with a live
 broker, its quotes; otherwise the latest stored closes (valuation only: nothing
-fills on a stale price). At the session's last tick the day's limit orders expire.
+fills on a stale price). At the session's last tick the day's limit orders expire,
+except in dry run on daily bars (pykrx, stored history): there each tick first
+settles the sessions whose bar came in since (:mod:`bar_settlement`), and a day's
+orders expire when its bar is settled.
 
 Every tick first passes the risk gate: while trading is halted, or after the daily
 loss limit was reached, open buys are cancelled and nothing new opens; protective
@@ -28,11 +31,12 @@ from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import Session
 from services.trading_engine.broker import market_moment, open_account
 from services.trading_engine.gate import RiskGate
-from services.trading_engine.models import PortfolioSnapshot, SignalRow
+from services.trading_engine.models import SignalRow
 from services.trading_engine.order_book import cancel_order, client_order_id, submit
 from services.trading_engine.orders import Broker, OrderRequest, OrderType, Position, Side
 from services.trading_engine.prices import Quotes, current_quotes, participation_caps
 from services.trading_engine.signals import SignalRules, intraday_exits, records
+from services.trading_engine.snapshots import record_snapshot
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def monitor_tick(ctx: JobContext, connection: Connection, broker: Broker, sessio
     selling = {o.ticker for o in pending if o.side is Side.SELL}
     exits = _price_exits(ctx, connection, broker, gate, positions, selling, quotes, moment) if quotes.observed else 0
     expired = broker.end_of_day(day) if moment >= session.close else 0
-    equity = _snapshot(ctx, connection, broker, positions, quotes, moment)
+    equity = record_snapshot(connection, broker, positions, quotes.prices, moment, ctx.trading_date, quotes.observed)
     return TickReport(fills, exits, expired, len(positions), equity, quotes.observed, cancelled,
                       gate.halted is not None, gate.entries_refused is not None, gate.entries_refused)
 
@@ -106,24 +110,6 @@ def _price_exits(ctx: JobContext, connection: Connection, broker: Broker, gate: 
     return len(rows)
 
 
-def _snapshot(ctx: JobContext, connection: Connection, broker: Broker, positions: list[Position],
-              quotes: Quotes, moment: datetime) -> int:
-    cash = broker.cash()
-    reserved = cash.held_back  # for open buys: still cash
-    market_value = sum(p.quantity * quotes.prices.get(p.ticker, int(p.average_price)) for p in positions)
-    cost = sum(p.cost for p in positions)
-    balance = cash.available + reserved
-    equity = balance + market_value
-    upsert(connection, PortfolioSnapshot.__table__, [{
-        "user_id": broker.account.user_id, "dry_run": broker.account.dry_run, "taken_at": moment,
-        "trading_date": ctx.trading_date,
-        "cash": balance, "settled_cash": cash.settled + reserved, "market_value": market_value, "equity": equity,
-        "exposure": round(market_value / equity, 6) if equity > 0 else 0.0,
-        "unrealised_pnl": market_value - cost, "positions": len(positions), "prices_observed": quotes.observed,
-    }], ["user_id", "dry_run", "taken_at"])
-    return equity
-
-
 def run(ctx: JobContext) -> JobResult:
     """``position_monitoring`` for ``ctx.trading_date`` at the tick ``ctx.scheduled_for``.
     Orders recorded and not yet at the broker (live) are sent: the sells an earlier
@@ -136,9 +122,10 @@ def run(ctx: JobContext) -> JobResult:
     trading = open_account(ctx)
     sent_first = trading.send(sells_only=True)  # buys wait for this tick's risk check
     with trading.transaction() as connection:
+        settled = trading.settle(connection, moment)  # sessions whose daily bar came in since (daily bars)
         report = monitor_tick(ctx, connection, trading.broker(connection, moment), session, moment)
     sent = trading.send(buys_refused=report.entries_refused)
-    return JobResult.success(fills=report.fills, exits=report.exits, expired=report.expired,
+    return JobResult.success(**settled.summary(), fills=report.fills, exits=report.exits, expired=report.expired,
                              positions=report.positions, equity=report.equity,
                              prices_observed=report.observed, cancelled=report.cancelled, halted=report.halted,
                              entries_blocked=report.entries_blocked, dry_run=trading.account.dry_run,

@@ -27,9 +27,10 @@ from sqlalchemy import ColumnElement, Connection, Select, Table, and_, bindparam
 
 from services.common.clock import Clock
 from services.common.job_api import Account
-from services.common.krx_market import price_limits, round_to_tick
+from services.common.krx_market import TODAY, PriceGrid, grid_on
 from services.common.market_calendar import KRX_TZ, MarketCalendar
-from services.data_collector.queries import closes_on
+from services.common.market_rules import MARKETS, OutsideMarketRules
+from services.data_collector.queries import closes_on, markets_on
 from services.trading_engine.fees import FeeSchedule, NoTaxRate
 from services.trading_engine.models import ClosedTrade, FillRow, OrderRow, PaperAccount, PositionRow
 from services.trading_engine.orders import (
@@ -56,32 +57,36 @@ QuoteSource = Callable[[datetime], Mapping[str, int]]
 # --- the rules, pure ---------------------------------------------------------------------------
 
 
-def order_price(request: OrderRequest, previous_close: int | None) -> tuple[int | None, str | None]:
-    """The limit on the tick grid (or the upper band price a market buy is funded at),
-    or the reason the order is rejected."""
+def order_price(request: OrderRequest, previous_close: int | None,
+                grid: PriceGrid = TODAY) -> tuple[int | None, str | None]:
+    """The limit on ``grid``'s ticks (or the upper band price a market buy is funded
+    at), or the reason the order is rejected."""
     if request.quantity < 1:
         return None, f"quantity {request.quantity}: expected whole shares, 1 or more"
     if previous_close is None or previous_close <= 0:
         return None, f"no previous close for {request.ticker}: cannot check the price band"
-    lower, upper = price_limits(previous_close)
+    lower, upper = grid.price_limits(previous_close)
     if request.order_type is OrderType.MARKET:
         return (upper if request.side is Side.BUY else lower), None
     if request.limit_price is None or request.limit_price <= 0:
         return None, "a limit order needs a positive limit price"
-    price = round_to_tick(request.limit_price, "up" if request.side is Side.BUY else "down")
+    price = grid.round_to_tick(request.limit_price, "up" if request.side is Side.BUY else "down")
     if not lower <= price <= upper:
         return None, f"limit {price} is outside the daily band {lower}-{upper} (previous close {previous_close})"
     return price, None
 
 
-def execution_price(side: Side, order_type: OrderType, limit: int | None, observed: int) -> int | None:
-    """The fill price at an observed price, or None if the order does not fill there."""
+def execution_price(side: Side, order_type: OrderType, limit: int | None, observed: int, *,
+                    auction: bool = False) -> int | None:
+    """The fill price at an observed price, or None if the order does not fill there. In
+    an ``auction`` (a daily bar's open) a limit order the price trades through fills at
+    that price, as the opening auction fills it; elsewhere at its limit."""
     if order_type is OrderType.MARKET:
         return observed
     assert limit is not None
     if side is Side.BUY:
-        return limit if observed <= limit else None
-    return limit if observed >= limit else None
+        return (observed if auction else limit) if observed <= limit else None
+    return (observed if auction else limit) if observed >= limit else None
 
 
 # --- the statements, built once (a replay runs tens of thousands of jobs) --------------------------
@@ -140,7 +145,7 @@ class PaperBroker:
 
     def __init__(self, connection: Connection, *, user_id: str, fees: FeeSchedule, calendar: MarketCalendar,
                  clock: Clock, initial_cash: int, reference_prices: ReferencePrices | None = None,
-                 quote_source: QuoteSource | None = None) -> None:
+                 quote_source: QuoteSource | None = None, expire_at_close: bool = True) -> None:
         self.connection = connection
         self.account = Account(user_id, dry_run=True)
         self.user_id = user_id
@@ -150,6 +155,9 @@ class PaperBroker:
         self.clock = clock
         self.initial_cash = initial_cash
         self.reference_prices = reference_prices or self._stored_previous_closes
+        #: False on daily bars: the day's limit orders expire when its bar is settled
+        self.expire_at_close = expire_at_close
+        self._markets: dict[tuple[str, date], str] = {}
         self._me = {"owner": user_id}
 
     # -- account ---------------------------------------------------------------------------------
@@ -211,7 +219,10 @@ class PaperBroker:
             return _order_of(existing)
         self.paper_account()
         previous_close = self.reference_prices([request.ticker], request.trading_date).get(request.ticker)
-        price, reason = order_price(request, previous_close)
+        try:
+            price, reason = order_price(request, previous_close, self.grid(request.ticker, request.trading_date))
+        except OutsideMarketRules as exc:
+            price, reason = None, str(exc)
         reserve = 0
         if reason is None and price is not None:
             if request.side is Side.BUY:
@@ -260,7 +271,7 @@ class PaperBroker:
         return Balance(int(account.cash), int(account.initial_cash))
 
     def end_of_day(self, day: date) -> int:
-        return self.expire_day_orders(day)
+        return self.expire_day_orders(day) if self.expire_at_close else 0
 
     def cancel(self, order_id: str, reason: str = "cancelled") -> Order:
         row = self.connection.execute(_ORDER, {**self._me, "order_id": int(order_id)}).one()
@@ -271,9 +282,10 @@ class PaperBroker:
         return _order_of(self.connection.execute(_ORDER, {**self._me, "order_id": row.id}).one())
 
     def match(self, prices: Mapping[str, int], observed_at: datetime,
-              max_quantity: Mapping[str, int] | None = None) -> list[Fill]:
+              max_quantity: Mapping[str, int] | None = None, *, auction: bool = False) -> list[Fill]:
         """Fill the open orders placed before ``observed_at`` that ``prices`` (observed
-        then, on the tick grid) allow; ``max_quantity`` caps each ticker's fill."""
+        then, on the tick grid) allow; ``max_quantity`` caps each ticker's fill;
+        ``auction``: see :func:`execution_price`."""
         fills = []
         orders = self.connection.execute(_MATCHABLE, {**self._me, "observed_at": observed_at}).all()
         trade_date = observed_at.astimezone(KRX_TZ).date()
@@ -285,12 +297,13 @@ class PaperBroker:
                 continue
             reference = references.get(order.ticker)
             if reference is not None:
-                lower, upper = price_limits(reference)
+                lower, upper = self.grid(order.ticker, trade_date).price_limits(reference)
                 if not lower <= observed <= upper:
                     logger.warning("observed %s at %d outside its band %d-%d: not filled", order.ticker, observed,
                                    lower, upper)
                     continue
-            price = execution_price(Side(order.side), OrderType(order.order_type), order.limit_price, observed)
+            price = execution_price(Side(order.side), OrderType(order.order_type), order.limit_price, observed,
+                                    auction=auction)
             if price is None:
                 continue
             quantity = order.quantity - order.filled_quantity
@@ -323,6 +336,16 @@ class PaperBroker:
             return
         self.connection.execute(_MARK, [{**self._me, "mark_ticker": ticker, "mark_price": price}
                                         for ticker, price in prices.items()])
+
+    def grid(self, ticker: str, day: date) -> PriceGrid:
+        """The tick table and band of ``ticker``'s market on ``day`` (its market as quoted
+        the session before; KOSPI's where none is stored). Raises OutsideMarketRules."""
+        key = (ticker, day)
+        if key not in self._markets:
+            previous = self.calendar.previous_session(day)
+            found = markets_on(self.connection, previous.date, [ticker]) if previous is not None else {}
+            self._markets[key] = found.get(ticker, "KOSPI") if found.get(ticker) in MARKETS else "KOSPI"
+        return grid_on(day, self._markets[key])
 
     # -- internals -------------------------------------------------------------------------------
 

@@ -8,10 +8,13 @@ the lower limit rounded up and the upper limit rounded down onto the tick grid.
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pytest
 
 from services.common.krx_market import (
+    grid_on,
     price_limits,
     price_limits_array,
     round_to_tick,
@@ -19,6 +22,7 @@ from services.common.krx_market import (
     tick_size,
     ticks_of,
 )
+from services.common.market_rules import OutsideMarketRules
 
 TICKS = [
     (1, 1), (1_999, 1),
@@ -168,3 +172,22 @@ def test_the_limits_are_the_outermost_ticks_inside_the_30_percent_band():
     # one tick further out is outside the band
     assert (lower - krx_tick(lower - 0.5) < 0.7 * closes).all()
     assert (upper + krx_tick(upper) > 1.3 * closes).all()
+
+
+@pytest.mark.parametrize(("day", "market", "price", "expected"), [
+    (date(2021, 1, 22), "KOSPI", 150_050, 150_500),  # KOSPI 2011 table: 100,000-500,000 in 500s
+    (date(2021, 1, 22), "KOSDAQ", 150_050, 150_100),  # KOSDAQ 2011 table: 100s from 50,000 up
+    (date(2024, 1, 22), "KOSPI", 150_050, 150_100),  # the shared table of 2023-01-25: 50,000-200,000 in 100s
+])
+def test_a_limit_goes_on_the_grid_of_its_market_and_date(day, market, price, expected):
+    assert grid_on(day, market).round_to_tick(price, "up") == expected
+
+
+def test_the_price_band_was_15_percent_before_2015_06_15():
+    assert grid_on(date(2014, 6, 2), "KOSPI").price_limits(10_000) == (8_500, 11_500)
+    assert grid_on(date(2015, 6, 15), "KOSPI").price_limits(10_000) == (7_000, 13_000)
+
+
+def test_a_date_before_the_tables_is_refused_in_one_line():
+    with pytest.raises(OutsideMarketRules, match="2010-12-30 is outside the KRX market rules"):
+        grid_on(date(2010, 12, 30), "KOSDAQ")

@@ -6,6 +6,8 @@
     fundamental_<MARKET>_<YYYYMMDD>[_note].csv  get_market_fundamental(date, market=...)
     tickers_<MARKET>_<YYYYMMDD>[_note].csv      get_market_ticker_list(date, market=...),
                                                 get_market_ticker_name(ticker)
+    index_<MARKET>_<YYYYMMDD>[_note].csv        get_index_ohlcv(date, date, code) of the market's
+                                                index (KOSPI 1001, KOSDAQ 2001), indexed by 날짜
 
 Each CSV is in the shape pykrx 1.2.9 returns (index column 티커, Korean columns);
 see tests/data/README.md for where the rows come from. Like pykrx, the fake answers
@@ -36,7 +38,8 @@ from typing import Any
 import pandas as pd
 
 FIXTURE_DIR = Path(__file__).resolve().parents[1] / "data" / "pykrx"
-KINDS = ("ohlcv", "fundamental", "tickers")
+KINDS = ("ohlcv", "fundamental", "tickers", "index")
+INDEX_MARKETS = {"1001": "KOSPI", "2001": "KOSDAQ"}
 
 
 class FakeTimer:
@@ -77,7 +80,8 @@ class FakePykrxStock:
             kind, market, day, *_note = path.stem.split("_")
             if kind not in KINDS:
                 raise ValueError(f"{path.name}: unknown fixture kind {kind!r}; expected one of {KINDS}")
-            self._frames[(kind, market, day)] = read_fixture(path)
+            self._frames[(kind, market, day)] = read_fixture(path) if kind != "index" else \
+                pd.read_csv(path, encoding="utf-8").set_index("날짜")
         self._names = {ticker: name
                        for (kind, _, _), frame in self._frames.items() if kind == "tickers"
                        for ticker, name in frame["종목명"].items()}
@@ -124,6 +128,11 @@ class FakePykrxStock:
             caps["상장주식수"] = tickers["상장주식수"].reindex(caps.index)
             return caps
         return self._request("get_market_cap", (date,), {"market": market}, answer, pd.DataFrame)
+
+    def get_index_ohlcv(self, fromdate: str, todate: str, ticker: str) -> pd.DataFrame:
+        """One day's row of the index (``fromdate`` = ``todate``: the provider asks for one)."""
+        return self._request("get_index_ohlcv", (fromdate, todate, ticker), {},
+                             lambda: self._frame("index", INDEX_MARKETS.get(ticker, "?"), fromdate), pd.DataFrame)
 
     def get_market_ticker_list(self, date: str | None = None, market: str = "KOSPI") -> list[str]:
         return self._request("get_market_ticker_list", (date,), {"market": market},

@@ -353,7 +353,7 @@ def test_requests_are_spaced_by_min_interval(krx_calendar):
     provider.fetch_session(RECORDED_SESSION)
     second = fake.calls[calls_before:]
     assert {call.function for call in second} == {
-        "get_market_ohlcv", "get_market_fundamental", "get_market_ticker_list"}
+        "get_market_ohlcv", "get_market_fundamental", "get_market_ticker_list", "get_index_ohlcv"}
     # no wait before the first request of the second fetch, 1 s minus the 0.2 s taken before each later one
     assert timer.sleeps[sleeps_before:] == pytest.approx([0.8] * (len(second) - 1))
 
@@ -367,7 +367,7 @@ def test_providers_without_a_clock_of_their_own_share_the_pykrx_throttle(krx_cal
     first.fetch_session(RECORDED_SESSION)
     second.fetch_session(RECORDED_SESSION)
     market_wide = [call.at for call in fake.calls if call.function != "get_market_ticker_name"]
-    assert len(market_wide) == 12
+    assert len(market_wide) == 16  # 8 each: 6 for the markets, 2 for their indices
     assert min(np.diff(market_wide)) >= 1.0 - 1e-9  # the second provider's first request too
 
 
@@ -380,9 +380,9 @@ def test_an_empty_ticker_list_is_a_failed_request_and_is_retried(pykrx, fake):
 
 def test_a_fetch_waits_for_its_market_wide_requests_only(pykrx, timer):
     pykrx.fetch_session(RECORDED_SESSION)
-    # six market-wide requests (OHLCV, fundamentals, ticker list x KOSPI, KOSDAQ) and at most
-    # one for pykrx's name table: six waits of 0.5 s at most, none per ticker
-    assert sum(timer.sleeps) <= 6 * 0.5
+    # eight market-wide requests (OHLCV, fundamentals, ticker list, index x KOSPI, KOSDAQ) and
+    # at most one for pykrx's name table: eight waits of 0.5 s at most, none per ticker
+    assert sum(timer.sleeps) <= 8 * 0.5
 
 
 def test_missing_credentials_are_one_line_naming_the_variables(monkeypatch, krx_calendar):
@@ -553,3 +553,41 @@ def test_a_calendar_update_leaves_the_other_days_of_the_simulated_market_alone()
     same = (a["close"] == b["close"]).mean()
     assert same >= 0.98
     assert np.array_equal(a.index, b.index)
+
+
+def test_the_market_indices_closes_come_with_the_session(pykrx):
+    # KRX's published closes of 2021-01-22: KOSPI 3,140.63, KOSDAQ 979.98
+    indices = pykrx.fetch_session(RECORDED_SESSION).indices
+    assert sorted(zip(indices["name"], indices["close"])) == [("KOSDAQ", 979.98), ("KOSPI", 3140.63)]
+
+
+def test_an_index_krx_does_not_answer_for_is_left_out_and_the_session_kept(pykrx, fake):
+    fake.empty_first("get_index_ohlcv", 3)  # every attempt at KOSPI's
+    snapshot = pykrx.fetch_session(RECORDED_SESSION)
+    assert snapshot.indices["name"].tolist() == ["KOSDAQ"]
+    assert len(snapshot.prices) > 0
+
+
+def test_a_collected_pykrx_session_comes_back_whole_from_stored_history(pykrx, krx_calendar, tmp_path):
+    # the recorded 2021-01-22 through the collector into one database, then read back by the
+    # stored provider (what a replay of real history collects from)
+    from services.common.database import create_db_engine, make_session_factory, migrate
+    from services.data_collector.collector import collect_session
+    from services.data_collector.providers.stored import StoredHistoryProvider
+
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    engine = create_db_engine(url)
+    migrate(engine)
+    clock = FixedClock(kst(2021, 1, 22, 16, 0))
+    collect_session(RECORDED_SESSION, session_factory=make_session_factory(engine), provider=pykrx, now=clock.now)
+    engine.dispose()
+    stored = StoredHistoryProvider(url=url, shown_url=url, calendar=krx_calendar, clock=clock)
+    replayed, original = stored.fetch_session(RECORDED_SESSION), pykrx.fetch_session(RECORDED_SESSION)
+    assert stored.name == "stored(pykrx)"
+    key = ["ticker"]
+    columns = ["ticker", "open", "high", "low", "close", "volume", "value", "change_pct", "market_cap", "market"]
+    assert replayed.prices[columns].sort_values(key).reset_index(drop=True).equals(
+        original.prices[columns].sort_values(key).reset_index(drop=True).astype(replayed.prices[columns].dtypes))
+    assert sorted(zip(replayed.indices["name"], replayed.indices["close"])) == [("KOSDAQ", 979.98),
+                                                                              ("KOSPI", 3140.63)]
+    assert set(replayed.stocks["ticker"]) == set(original.prices["ticker"])

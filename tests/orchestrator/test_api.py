@@ -188,7 +188,7 @@ def test_ready_needs_a_fresh_heartbeat_of_a_scheduler_of_the_account(database_ur
         assert _get(client, "/ready", 503)["reason"].startswith("no scheduler of default_user (paper)")
         beat = SchedulerBeat(factory, FixedClock(NOW - timedelta(seconds=90)), Account("default_user", True))
         beat.beat()
-        assert _get(client, "/ready") == {"ready": True, "reason": None, "revision": "0014_replay_settings",
+        assert _get(client, "/ready") == {"ready": True, "reason": None, "revision": "0015_real_data",
                                           "heartbeat_at": "2026-11-21T09:58:30+09:00"}
     with _client(settings, NOW + timedelta(minutes=1)) as client:  # the beat is now 2.5 minutes old
         assert _get(client, "/ready", 503)["reason"] == (
@@ -240,9 +240,11 @@ def test_the_timeline_pairs_each_fire_of_the_day_with_its_run(api: TestClient) -
     exam_day = _get(api, "/api/timeline?date=2026-11-19")  # the exam day: 10:00-16:30
     assert exam_day["session"] == {"date": "2026-11-19", "open": "10:00", "close": "16:30", "status": "special"}
     items = exam_day["items"]
-    # 1 signal list, 27 monitoring ticks (10:00 to 16:30), 3 after-close jobs, 48 risk checks: all replayed
-    assert len(items) == 79 and {(item["outcome"], item["origin"], item["scheduled"]) for item in items} == {
-        ("success", "simulate", True)}
+    # 1 signal list, 27 monitoring ticks (10:00 to 16:30), 3 after-close jobs, 48 risk checks: all replayed,
+    # the risk checks that found nothing changed since the last one recorded skipped
+    assert len(items) == 79 and {(item["outcome"], item["origin"], item["scheduled"]) for item in items
+                                 if item["job"] != "risk_checks"} == {("success", "simulate", True)}
+    assert {item["outcome"] for item in items if item["job"] == "risk_checks"} == {"success", "skipped"}
     by_job = {job.name: [item["fire_time"][11:16] for item in items if item["job"] == job.name] for job in JOBS}
     assert by_job["signal_generation"] == ["09:45"] and by_job["data_collection"] == ["17:00"]
     assert by_job["position_monitoring"][0] == "10:00" and by_job["position_monitoring"][-1] == "16:30"
@@ -322,7 +324,9 @@ def test_watchlist_and_risk(api: TestClient) -> None:
     assert _get(api, "/api/watchlist?date=2026-11-19")["date"] == "2026-11-19"
     risk = _get(api, "/api/risk")
     check = risk["latest_check"]
-    assert check["scheduled_for"] == "2026-11-20T23:30:00+09:00"  # the last fire of the replay
+    # the last check that ran: after Friday's collection; the later ones found nothing changed
+    assert check["scheduled_for"] == "2026-11-20T16:00:00+09:00"
+    assert check["unchanged_through"] == "2026-11-20T23:30:00+09:00"  # the last fire of the replay
     assert set(check["metrics"]) >= {"equity", "cash", "drawdown_pct", "daily_pnl", "positions", "breaches"}
     assert risk["halt"] is None and isinstance(risk["breaches"], list)
 
@@ -445,6 +449,9 @@ def test_metrics_are_served_in_the_prometheus_format(api: TestClient) -> None:
     runs = {(sample.labels["job"], sample.labels["outcome"]): sample.value
             for sample in families["krx_orchestrator_runs"].samples if sample.name.endswith("_total")}
     replayed = _get(api, "/api/runs?job=risk_checks&outcome=success&limit=1000")["runs"]
-    assert runs[("risk_checks", "success")] == len(replayed) == 240  # 48 a day x 5 days, counted by SQL
+    unchanged = _get(api, "/api/runs?job=risk_checks&outcome=skipped&limit=1000")["runs"]
+    assert runs[("risk_checks", "success")] == len(replayed) > 0
+    assert runs[("risk_checks", "skipped")] == len(unchanged) > 0
+    assert len(replayed) + len(unchanged) == 240  # 48 a day x 5 days, counted by SQL
     [equity] = families["krx_orchestrator_equity_krw"].samples
     assert equity.value == _get(api, "/api/equity")[-1]["equity"] == 98_740_192

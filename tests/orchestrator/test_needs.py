@@ -45,7 +45,7 @@ def faked(**entry_points: str) -> dict[str, Any]:
     probe for every job that declares one."""
     jobs = dict(REGISTRY)
     for name, function in entry_points.items():
-        jobs[name] = replace(jobs[name], entry_point=f"tests.orchestrator.fake_services:{function}")
+        jobs[name] = replace(jobs[name], entry_point=f"tests.orchestrator.fake_services:{function}", state=None)
     for name, job in jobs.items():
         if job.output is not None:
             jobs[name] = replace(job, output=replace(job.output, probe="tests.orchestrator.fake_services:present"))

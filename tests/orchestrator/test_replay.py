@@ -135,8 +135,21 @@ def test_the_first_signals_run_the_missing_watchlist_indicators_and_data_of_the_
 
 def test_every_fire_of_the_week_succeeds_and_is_marked_simulated(exam_week: Any) -> None:
     rows = ledger(exam_week.runtime)
-    assert {(origin, outcome) for _, _, _, origin, outcome, *_ in rows} == {("simulate", "success")}
+    assert {(origin, outcome) for job, _, _, origin, outcome, *_ in rows if job != "risk_checks"} == {
+        ("simulate", "success")}
+    assert {(origin, outcome) for job, _, _, origin, outcome, *_ in rows if job == "risk_checks"} == {
+        ("simulate", "success"), ("simulate", "skipped")}  # skipped: unchanged since the last check
     assert exam_week.failed == 0
+
+
+def test_the_weekends_risk_checks_are_recorded_unchanged_since_fridays_last_change(exam_week: Any) -> None:
+    # Friday 11-20: the 16:00 collection is the last change (watchlist_update changes nothing a
+    # check reads); from 16:30 to Sunday 23:30 every check finds what the 16:00 one read
+    first = datetime(2026, 11, 20, 16, 30, tzinfo=KST)
+    after = [row for row in ledger(exam_week.runtime) if row[0] == "risk_checks" and row[1] >= first]
+    assert len(after) == 15 + 2 * 48
+    assert {(row[4], row[5]) for row in after} == {
+        ("skipped", "unchanged since the run of 2026-11-20T16:00:00+09:00: nothing it reads has changed")}
 
 
 def test_every_session_has_its_data_indicators_watchlist_signals_fills_and_snapshots(exam_week: Any) -> None:
@@ -408,7 +421,8 @@ def test_simulate_replays_into_its_own_database_and_writes_the_report(cli: Any, 
     result = cli("simulate", "--start", "2026-11-21", "--end", "2026-11-21", "--report", "out")  # a Saturday
     assert result.exit_code == 0, result.output
     assert "replaying 48 fires, 2026-11-21 to 2026-11-21" in result.stdout
-    assert "fires: risk_checks" in result.stdout and "48 success" in result.stdout
+    # the first check opens the paper account, the second sees it opened; nothing changes after
+    assert "fires: risk_checks" in result.stdout and "46 skipped, 2 success" in result.stdout
     assert (tmp_path / "data" / "simulation.db").exists() and not (tmp_path / "data" / "orchestrator.db").exists()
     ledger_csv = (tmp_path / "out" / "ledger.csv").read_text().splitlines()
     assert ledger_csv[0] == "job,scheduled_for,trading_date,outcome,reason,error,summary"
@@ -443,9 +457,9 @@ def test_simulate_never_writes_to_the_live_database(cli: Any, tmp_path: Path) ->
      "Error: Invalid value for '--start': '2026-11-31' is not a date; expected YYYY-MM-DD"),
     (["--start", "2026-11-20", "--end", "2030-01-01"],
      "Error: 2030-01-01 is outside the KRX calendar data (2015-01-01 to 2027-12-31)"),
-    (["--start", "2019-05-31", "--end", "2019-06-07"],  # before the tick sizes of 2023-01-25 (and the tax table)
-     "Error: Invalid value for '--start': 2019-05-31 is before 2023-01-25, the first day the KRX tick-size table "
-     "covers; expected 2023-01-25 or later"),
+    (["--start", "2010-05-31", "--end", "2010-06-07"],  # before the tick tables of 2011-01-03
+     "Error: Invalid value for '--start': 2010-05-31 is before 2011-01-03, the first day the dated KRX market rules "
+     "(krx_market_rules.csv) covers; expected 2011-01-03 or later"),
     (["--start", "2026-11-20", "--end", "2026-11-20", "--database-url", "mysql://x/y"],
      "Error: Invalid value for '--database-url': mysql is not supported"),
     (["--start", "2026-11-20", "--end", "2026-11-20", "--report", "README.md"],

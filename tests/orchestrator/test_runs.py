@@ -31,7 +31,8 @@ def registry_with(**entry_points: str) -> dict[str, Any]:
     need nothing (tests/orchestrator/test_needs.py runs jobs with needs)."""
     jobs = dict(REGISTRY)
     for name, function in entry_points.items():
-        jobs[name] = replace(jobs[name], entry_point=f"tests.orchestrator.fake_services:{function}", needs=())
+        jobs[name] = replace(jobs[name], entry_point=f"tests.orchestrator.fake_services:{function}", needs=(),
+                             state=None)
     return jobs
 
 

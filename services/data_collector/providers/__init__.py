@@ -5,11 +5,13 @@ Canonical English columns, tickers as strings (some KRX codes contain letters):
 - ``stocks``: ticker, name, market
 - ``prices``: ticker, date, open, high, low, close, volume, value, change_pct, market_cap, market
 - ``fundamentals``: ticker, date, bps, per, pbr, eps, div, dps
+- ``indices``: name (KOSPI, KOSDAQ), date, close: the market indices' closes, where the
+  provider publishes them (none for the simulated market)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
 
@@ -21,6 +23,7 @@ STOCK_COLUMNS = ["ticker", "name", "market"]
 PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "volume", "value",
                  "change_pct", "market_cap", "market"]
 FUNDAMENTAL_COLUMNS = ["ticker", "date", "bps", "per", "pbr", "eps", "div", "dps"]
+INDEX_COLUMNS = ["name", "date", "close"]
 MARKETS = ("KOSPI", "KOSDAQ")
 
 
@@ -36,6 +39,10 @@ class ProviderUnavailable(ProviderError, ConfigurationError):
     """The provider cannot work here (library missing, no credentials): one clear line."""
 
 
+class HistoryMissing(ProviderError):
+    """The stored history does not hold the session (collect it there first)."""
+
+
 class TransientProviderError(ProviderError):
     """A failure worth retrying (timeout, 5xx, empty answer)."""
 
@@ -48,6 +55,7 @@ class MarketSnapshot:
     stocks: pd.DataFrame
     prices: pd.DataFrame
     fundamentals: pd.DataFrame
+    indices: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INDEX_COLUMNS))
 
 
 class MarketDataProvider(Protocol):

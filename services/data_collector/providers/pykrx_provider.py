@@ -34,6 +34,7 @@ from services.common.market_calendar import MarketCalendar
 from services.common.throttle import THROTTLES, Throttle
 from services.data_collector.providers import (
     FUNDAMENTAL_COLUMNS,
+    INDEX_COLUMNS,
     MARKETS,
     PRICE_COLUMNS,
     STOCK_COLUMNS,
@@ -67,6 +68,10 @@ def import_pykrx_stock() -> Any:
             "pykrx is not installed; run `pip install 'pykrx>=1.2'` or use ORCHESTRATOR_DATA_PROVIDER=simulated"
         ) from None
     return stock
+
+
+#: KRX's index codes of the market indices stored with each session
+INDEX_CODES = {"KOSPI": "1001", "KOSDAQ": "2001"}
 
 
 class PykrxProvider:
@@ -124,7 +129,22 @@ class PykrxProvider:
                 "market": market,
             }, columns=STOCK_COLUMNS))
         return MarketSnapshot(trading_date, pd.concat(stocks, ignore_index=True),
-                              pd.concat(prices, ignore_index=True), pd.concat(fundamentals, ignore_index=True))
+                              pd.concat(prices, ignore_index=True), pd.concat(fundamentals, ignore_index=True),
+                              self._index_closes(day, trading_date))
+
+    def _index_closes(self, day: str, trading_date: date) -> pd.DataFrame:
+        """KOSPI's and KOSDAQ's closes of the day (the benchmark): an index KRX does not
+        answer for is left out, with a warning, and the session is stored without it."""
+        rows = []
+        for name, code in INDEX_CODES.items():
+            try:
+                frame = self._call("get_index_ohlcv", day, day, code)
+            except TransientProviderError as exc:
+                logger.warning("no %s close for %s: %s", name, trading_date, exc)
+                continue
+            if "종가" in frame.columns and len(frame):
+                rows.append((name, trading_date, float(frame["종가"].iloc[-1])))
+        return pd.DataFrame(rows, columns=INDEX_COLUMNS)
 
     def _market_caps(self, day: str, market: str, ohlcv: pd.DataFrame) -> pd.Series | None:
         if "시가총액" in ohlcv.columns:

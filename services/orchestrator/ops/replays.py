@@ -56,7 +56,9 @@ def plan(settings: Settings, start: date, end: date, *, database_url: str | None
                               "(DATABASE_URL); expected another one: a replay never writes to the live account")
     if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
         raise InvalidArgument("report", f"{report_dir} is a file; expected a directory (new or existing)")
-    settings = replace(settings, database_url=url)
+    # the stored provider reads the live database's history (or the one named), never the replay's own
+    settings = replace(settings, database_url=url, history_database_url=settings.history_database_url
+                       or settings.database_url)
     try:
         check_market_rules(settings, start)
     except OutsideMarketRules as exc:
@@ -95,10 +97,17 @@ def run(plan: ReplayPlan, *, on_fires: Callable[[list[Fire]], None] | None = Non
         files = [] if plan.report_dir is None else write_report(
             plan.report_dir, runtime.session_factory(), user_id=settings.user_id, start=start, end=end,
             tz=settings.display_tz, initial_equity=summary.initial_equity, summary=summary,
-            data_source=settings.data_provider)
+            data_source=data_source(settings))
     finally:
         runtime.close()
     return ReplayResult(summary, list(files), simulation.failed)
+
+
+def data_source(settings: Settings) -> str:
+    """What the replay's prices came from, for the report's title."""
+    if settings.data_provider == "stored":
+        return f"KRX history stored in {settings.redacted_database_url(settings.history_database_url)}"
+    return settings.data_provider
 
 
 def _same_database(first: str, second: str) -> bool:

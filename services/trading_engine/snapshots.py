@@ -1,0 +1,32 @@
+"""The portfolio snapshot: the account's cash, market value and equity at a moment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import Connection
+
+from services.common.database import upsert
+from services.trading_engine.models import PortfolioSnapshot
+from services.trading_engine.orders import Broker, Position
+
+
+def record_snapshot(connection: Connection, broker: Broker, positions: Sequence[Position],
+                    prices: Mapping[str, int], moment: datetime, trading_date: date, observed: bool) -> int:
+    """Store (or replace) the snapshot of ``broker``'s account at ``moment``, positions
+    valued at ``prices`` (at cost where none); its equity."""
+    cash = broker.cash()
+    reserved = cash.held_back  # for open buys: still cash
+    market_value = sum(p.quantity * prices.get(p.ticker, int(p.average_price)) for p in positions)
+    cost = sum(p.cost for p in positions)
+    balance = cash.available + reserved
+    equity = balance + market_value
+    upsert(connection, PortfolioSnapshot.__table__, [{
+        "user_id": broker.account.user_id, "dry_run": broker.account.dry_run, "taken_at": moment,
+        "trading_date": trading_date,
+        "cash": balance, "settled_cash": cash.settled + reserved, "market_value": market_value, "equity": equity,
+        "exposure": round(market_value / equity, 6) if equity > 0 else 0.0,
+        "unrealised_pnl": market_value - cost, "positions": len(positions), "prices_observed": observed,
+    }], ["user_id", "dry_run", "taken_at"])
+    return equity

@@ -1,0 +1,54 @@
+"""The risk check's fingerprint: what a check outside the session reads, so a check that
+would read the same is recorded unchanged (the replay tests show the ledger side)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert
+
+from services.common.clock import FixedClock
+from services.common.job_api import JobContext
+from services.common.market_calendar import KRX_TZ
+from services.risk_manager.halts import halt_trading
+from services.trading_engine.models import PaperAccount
+from services.trading_engine.risk_check import state
+from tests.conftest import make_settings
+
+NIGHT = datetime(2026, 11, 17, 22, 0, tzinfo=KRX_TZ)  # a Tuesday night
+SESSION = datetime(2026, 11, 17, 11, 0, tzinfo=KRX_TZ)
+
+
+def ctx(session_factory, krx_calendar, at: datetime, **settings: str) -> JobContext:
+    return JobContext(job_name="risk_checks", trading_date=at.date(), scheduled_for=at,
+                      settings=make_settings(user_id="night", **settings), session_factory=session_factory,
+                      clock=FixedClock(at), calendar=krx_calendar, origin="schedule")
+
+
+def test_the_same_account_at_another_night_hour_has_the_same_fingerprint(session_factory, krx_calendar):
+    first = state(ctx(session_factory, krx_calendar, NIGHT))
+    assert first is not None
+    assert state(ctx(session_factory, krx_calendar, NIGHT.replace(hour=23, minute=30))) == first
+
+
+def test_a_halt_a_cash_change_or_other_limits_change_the_fingerprint(session_factory, krx_calendar):
+    before = state(ctx(session_factory, krx_calendar, NIGHT))
+    assert state(ctx(session_factory, krx_calendar, NIGHT, max_daily_loss_pct="2")) != before
+    with session_factory.begin() as db:
+        db.execute(insert(PaperAccount).values(user_id="night", initial_cash=1_000, cash=1_000, opened_at=NIGHT))
+    opened = state(ctx(session_factory, krx_calendar, NIGHT))
+    assert opened != before
+    with session_factory.begin() as db:
+        halt_trading(db.connection(), "night", "by hand", by="manual", at=NIGHT)
+    assert state(ctx(session_factory, krx_calendar, NIGHT)) != opened
+
+
+def test_the_next_session_day_changes_the_fingerprint(session_factory, krx_calendar):
+    # after midnight the check measures the daily loss of another session
+    assert state(ctx(session_factory, krx_calendar, NIGHT)) != state(
+        ctx(session_factory, krx_calendar, datetime(2026, 11, 18, 0, 30, tzinfo=KRX_TZ)))
+
+
+def test_in_the_session_or_live_every_check_runs(session_factory, krx_calendar):
+    assert state(ctx(session_factory, krx_calendar, SESSION)) is None  # observed prices move
+    assert state(ctx(session_factory, krx_calendar, NIGHT, dry_run="false")) is None  # the broker holds the truth
