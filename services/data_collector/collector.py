@@ -202,7 +202,7 @@ def backfill(
     fetched are stored a few at a time (:class:`_Batch`); ``on_progress(day, status)``
     follows each date once it is stored.
     """
-    from services.data_collector.providers import SessionNotAvailable, TransientProviderError
+    from services.data_collector.providers import HistoryMissing, SessionNotAvailable, TransientProviderError
     from services.data_collector.validation import InvalidSnapshot
 
     ordered = sorted(set(days))
@@ -220,7 +220,7 @@ def backfill(
             batch.store_if_due()  # a slow provider's dates are stored before the next fetch, not after
             try:
                 validated = validate_snapshot(provider.fetch_session(day))
-            except (TransientProviderError, SessionNotAvailable, InvalidSnapshot) as exc:
+            except (TransientProviderError, SessionNotAvailable, InvalidSnapshot, HistoryMissing) as exc:
                 report.failed[day] = str(exc)
                 logger.error("[data_collection %s] failed: %s", day, exc)
                 batch.note(day, "failed")

@@ -76,6 +76,8 @@ class JobRunner:
         self._recovery = Recovery(self)
         self._stopping = threading.Event()
         self._calendar_checked_on: date | None = None
+        #: each job's fingerprint at its last success in this process, and that fire's time
+        self._last_state: dict[str, tuple[str, datetime]] = {}
         #: called with each run's context as it starts, and with its record once recorded
         #: (trading notices)
         self.starting_listeners: list[Callable[[JobContext], None]] = []
@@ -258,7 +260,7 @@ class JobRunner:
                 return self._skip_overlapping(job, fire_time, trading_date,
                                               overlap_reason(busy, fire_time, self.settings.display_tz), origin)
         state = self._state(job, fire_time, trading_date, origin)
-        since = None if state is None else self.ledger.unchanged_since(job.name, state)
+        since = None if state is None else self._unchanged_since(job.name, state)
         if since is not None:
             return self.record_only(job, fire_time, trading_date, Outcome.SKIPPED,
                                     f"unchanged since the run of {self.shown(since)}: nothing it reads has "
@@ -270,10 +272,18 @@ class JobRunner:
             return None
         return self.run_claimed(job, fire_time, trading_date, origin, run_id=run_id, state=state)
 
+    def _unchanged_since(self, job_name: str, state: str) -> datetime | None:
+        """When the job last succeeded reading ``state``: as this process recorded it
+        (equal states assess the same, whoever ran in between), else as the ledger has it."""
+        known = self._last_state.get(job_name)
+        if known is not None and known[0] == state:
+            return known[1]
+        return self.ledger.unchanged_since(job_name, state)
+
     def _state(self, job: JobSpec, fire_time: datetime, trading_date: date, origin: str) -> str | None:
         """The job's fingerprint of what the fire would read (None: it cannot tell, or
         telling failed: the fire runs)."""
-        if job.state is None:
+        if job.state is None or origin not in (SCHEDULE, CATCH_UP, SIMULATE):  # a manual run always runs
             return None
         try:
             return job.state_of(self.context(job.name, trading_date, fire_time, origin))
@@ -304,6 +314,7 @@ class JobRunner:
                 raise
         if state is not None and result.status is Outcome.SUCCESS and not error:
             result = replace(result, summary={**result.summary, STATE_KEY: state})
+            self._last_state[job.name] = (state, fire_time)
         self.ledger.finish(run_id, result.status, reason=result.reason if not error else None,
                            error=error, summary=result.summary or None)
         record = RunRecord(run_id, job.name, fire_time, trading_date, result.status,

@@ -11,10 +11,12 @@ A session is settled in order (:mod:`bar_fills` holds the model):
    each holding's shares (cost unchanged, high-water mark divided) and cancels the
    ticker's orders of the day, priced before it;
 2. the path open -> low -> high -> close: at each point the open orders placed before
-   it fill as the broker's rules allow (at the open, as the opening auction fills
-   them: a limit order the open trades through fills at the open), then the price
-   exits of the positions held into the session that the point calls for are placed
-   and fill at their level;
+   the open fill as the broker's rules allow (at the open, as the opening auction
+   fills them: a limit order the open trades through fills at the open), then the
+   price exits of the positions held into the session that the point calls for are
+   placed and fill at their level. An order placed during the session (a manual run,
+   an exit's capped remainder) sees the close only: a market order fills there, a
+   limit order if the close trades through it, at the close;
 3. the day's limit orders still open expire; the snapshot at the close is stored
    with the day's closes, and the account records the session as settled.
 
@@ -26,24 +28,25 @@ order id of its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from services.common.clock import FixedClock
 from services.common.database import upsert
 from services.common.market_calendar import KRX_TZ, MarketCalendar, Session
 from services.data_collector.adjustments import share_ratio
-from services.data_collector.queries import bars_on, closes_on, is_collected
+from services.data_collector.queries import bars_on, closes_on, is_collected, latest_closes_before
 from services.trading_engine.bar_fills import POINTS, Bar, BarExit, bar_exit, path_moments
 from services.trading_engine.gate import RiskGate
-from services.trading_engine.models import PaperAccount, PositionRow, SignalRow
+from services.trading_engine.models import PaperAccount, PortfolioSnapshot, PositionRow, SignalRow
 from services.trading_engine.order_book import client_order_id, submit
 from services.trading_engine.orders import Fill, OrderRequest, OrderType, Side
-from services.trading_engine.paper import PaperBroker
+from services.trading_engine.paper import PaperBroker, ReferencePrices
 from services.trading_engine.prices import participation_caps
 from services.trading_engine.signals import EXIT_STRENGTH, SignalRules
 from services.trading_engine.snapshots import record_snapshot
@@ -52,8 +55,7 @@ logger = logging.getLogger(__name__)
 
 #: ``clock -> the account's paper broker on the settling transaction, standing at that clock``
 BrokerAt = Callable[[FixedClock], PaperBroker]
-#: ``(broker, moment) -> the risk gate every order passes`` (opened only for an exit to place)
-GateAt = Callable[[PaperBroker, datetime], RiskGate]
+
 #: an exit fills this long after it is placed at its point (it must come after the order)
 _EXIT_LAG = timedelta(milliseconds=1)
 
@@ -84,7 +86,11 @@ def sessions_to_settle(connection: Connection, calendar: MarketCalendar, user_id
         return []
     opened_at, settled = row
     today = now.astimezone(KRX_TZ).date()
-    first = settled + timedelta(days=1) if settled is not None else opened_at.astimezone(KRX_TZ).date()
+    # never a session the account already saw priced: settled, or observed (intraday, before daily bars)
+    seen = connection.scalar(select(func.max(PortfolioSnapshot.trading_date)).where(
+        PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
+        PortfolioSnapshot.prices_observed.is_(True)))
+    first = max([opened_at.astimezone(KRX_TZ).date(), *(day + timedelta(days=1) for day in (settled, seen) if day)])
     due = []
     for session in calendar.sessions(first, today):
         if session.close > now or not is_collected(connection, session.date):
@@ -93,18 +99,18 @@ def sessions_to_settle(connection: Connection, calendar: MarketCalendar, user_id
     return due
 
 
-def settle_daily_bars(connection: Connection, broker_at: BrokerAt, gate_at: GateAt, calendar: MarketCalendar,
-                      rules: SignalRules, now: datetime) -> Settlement:
-    """Settle every session :func:`sessions_to_settle` finds, in order; exits are placed
-    through the risk gate like every order (sells always pass)."""
+def settle_daily_bars(connection: Connection, broker_at: BrokerAt, calendar: MarketCalendar, rules: SignalRules,
+                      now: datetime) -> Settlement:
+    """Settle every session :func:`sessions_to_settle` finds, in order. Exits pass a risk
+    gate like every order: one for exits only, since no assessment is made at a past
+    moment (sells pass every gate)."""
     clock = FixedClock(now)
     broker = broker_at(clock)
     broker.paper_account()  # opened on first use
     result = Settlement()
     for session in sessions_to_settle(connection, calendar, broker.user_id, now):
         previous = calendar.previous_session(session.date)
-        _settle_session(connection, broker, gate_at, clock, session, previous.date if previous else None, rules,
-                        result)
+        _settle_session(connection, broker, clock, session, previous.date if previous else None, rules, result)
         connection.execute(update(PaperAccount).where(PaperAccount.user_id == broker.user_id)
                            .values(bars_settled_through=session.date))
         result.sessions.append(session.date)
@@ -115,30 +121,43 @@ def settle_daily_bars(connection: Connection, broker_at: BrokerAt, gate_at: Gate
     return result
 
 
-def _settle_session(connection: Connection, broker: PaperBroker, gate_at: GateAt, clock: FixedClock,
-                    session: Session, previous: date | None, rules: SignalRules, result: Settlement) -> None:
+def _settle_session(connection: Connection, broker: PaperBroker, clock: FixedClock, session: Session,
+                    previous: date | None, rules: SignalRules, result: Settlement) -> None:
     day = session.date
     clock.set(session.open)
     tickers = sorted({p.ticker for p in broker.positions()} | {o.ticker for o in broker.open_orders()})
     rows = bars_on(connection, day, tickers)
     previous_closes = closes_on(connection, previous, tickers) if previous else {}
-    result.splits += _apply_splits(connection, broker, day, rows, previous_closes)
+    ratios = _apply_splits(connection, broker, day, rows, previous_closes)
+    result.splits += len(ratios)
     bars = {ticker: Bar(int(o), int(h), int(low), int(c)) for ticker, o, h, low, c, _, halted in rows if not halted}
     exits = _exits(broker, bars, day, rules)
     caps = dict(participation_caps(connection, tickers, previous)) if previous else None
-    for point, moment in enumerate(path_moments(session)):
+    references = broker.reference_prices
+    if ratios:  # the band and the volume cap of a split ticker in its new shares
+        broker.reference_prices = _split_references(references, ratios)
+        caps = caps and {ticker: int(cap * ratios.get(ticker, 1)) for ticker, cap in caps.items()}
+    moments = path_moments(session)
+    for point, moment in enumerate(moments):
         clock.set(moment)
         prices = {ticker: bar.path()[point] for ticker, bar in bars.items()}
-        result.fills += _count(broker.match(prices, moment, caps, auction=point == 0), caps)
+        closing = point == len(moments) - 1
+        # the extremes are for the orders placed before the open; one placed later sees the close only
+        result.fills += _count(broker.match(
+            prices, moment, caps, auction=point == 0, placed_before=None if point == 0 or closing else session.open,
+            first_seen_after=session.open if closing else None), caps)
         for ticker, exit_ in exits.items():
             if exit_.point == point:
-                result.exits += _place_exit(connection, broker, gate_at(broker, moment), day, ticker, exit_, moment)
+                result.exits += _place_exit(connection, broker, RiskGate.exits_only(), day, ticker, exit_, moment)
                 result.fills += _count(broker.match({ticker: exit_.price}, moment + _EXIT_LAG, caps), caps)
         broker.mark(prices)
+    broker.reference_prices = references
     clock.set(session.close)
     result.expired += broker.expire_day_orders(day)
-    closes = {ticker: bar.close for ticker, bar in bars.items()}
-    record_snapshot(connection, broker, broker.positions(), closes, session.close, day, True)
+    positions = broker.positions()
+    closes = {**latest_closes_before(connection, [p.ticker for p in positions], day),
+              **{str(row[0]): int(row[4]) for row in rows}}  # a halted ticker: its (unchanged) close
+    record_snapshot(connection, broker, positions, closes, session.close, day, True)
 
 
 def _exits(broker: PaperBroker, bars: Mapping[str, Bar], day: date, rules: SignalRules) -> dict[str, BarExit]:
@@ -174,16 +193,25 @@ def _place_exit(connection: Connection, broker: PaperBroker, gate: RiskGate, day
     return 1
 
 
+def _split_references(references: ReferencePrices, ratios: Mapping[str, Fraction]) -> ReferencePrices:
+    """``references`` with a split ticker's previous close in its new shares."""
+    def adjusted(tickers: Sequence[str], day: date) -> dict[str, int]:
+        closes = dict(references(tickers, day))
+        return {ticker: int(close / ratios[ticker]) if ticker in ratios else close for ticker, close in closes.items()}
+    return adjusted
+
+
 def _apply_splits(connection: Connection, broker: PaperBroker, day: date, rows: list[tuple[Any, ...]],
-                  previous_closes: Mapping[str, int]) -> int:
+                  previous_closes: Mapping[str, int]) -> dict[str, Fraction]:
     """Holdings through a split or reverse split taking effect on ``day``; the ticker's
-    orders of the day (priced before it) are cancelled."""
-    applied = 0
+    orders of the day (priced before it) are cancelled. The ratio of each such ticker."""
+    ratios: dict[str, Fraction] = {}
     held = {p.ticker: p for p in broker.positions()}
     for ticker, _, _, _, close, change_pct, _ in rows:
         ratio = share_ratio(previous_closes.get(str(ticker), 0), int(close), float(change_pct))
         if ratio is None:
             continue
+        ratios[str(ticker)] = ratio
         for order in broker.open_orders():
             if order.ticker == ticker:
                 broker.cancel(order.order_id, f"cancelled: {ticker}'s shares changed {ratio} for 1 on {day}")
@@ -194,8 +222,7 @@ def _apply_splits(connection: Connection, broker: PaperBroker, day: date, rows: 
                 .values(quantity=int(position.quantity * ratio), high_water=int(position.high_water / ratio)))
             logger.info("%s: %d shares become %d (%s for 1 on %s)", ticker, position.quantity,
                         int(position.quantity * ratio), ratio, day)
-            applied += 1
-    return applied
+    return ratios
 
 
 def _count(fills: list[Fill], caps: dict[str, int] | None) -> int:

@@ -28,7 +28,6 @@ from services.common.market_calendar import Session
 from services.common.settings import Settings
 from services.trading_engine.bar_settlement import Settlement, settle_daily_bars
 from services.trading_engine.fees import FeeSchedule
-from services.trading_engine.gate import RiskGate
 from services.trading_engine.orders import Broker
 from services.trading_engine.paper import PaperBroker, QuoteSource, settlement_date
 from services.trading_engine.signals import SignalRules
@@ -95,9 +94,8 @@ class PaperTrading(TradingAccount):
     def settle(self, connection: Connection, now: datetime) -> Settlement:
         if not self.daily_bars:
             return Settlement()
-        return settle_daily_bars(connection, lambda clock: self._paper(connection, clock),
-                                 lambda broker, moment: RiskGate.open(self.ctx, connection, broker, moment, {}),
-                                 self.ctx.calendar, SignalRules.from_settings(self.ctx.settings), now)
+        return settle_daily_bars(connection, lambda clock: self._paper(connection, clock), self.ctx.calendar,
+                                 SignalRules.from_settings(self.ctx.settings), now)
 
     def _paper(self, connection: Connection, clock: Clock) -> PaperBroker:
         settings = self.ctx.settings

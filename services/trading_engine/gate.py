@@ -33,8 +33,8 @@ from services.trading_engine.orders import OPEN_STATUSES, Broker, Order, OrderRe
 
 @dataclass
 class RiskGate:
-    assessment: Assessment
-    limits: RiskLimits
+    assessment: Assessment | None  # None: a gate for protective exits only (:meth:`exits_only`)
+    limits: RiskLimits | None
     prices: Mapping[str, int]
     values: dict[str, int] = field(default_factory=dict)  # KRW held or being bought, per ticker
     slots: set[str] = field(default_factory=set)  # tickers that take a position slot: held or being bought
@@ -62,15 +62,23 @@ class RiskGate:
             gate.placed(order)
         return gate
 
+    @classmethod
+    def exits_only(cls) -> RiskGate:
+        """A gate where no assessment runs (a daily bar's settlement, at a past moment):
+        sells pass, as at every gate; every buy is refused."""
+        return cls(None, None, {})
+
     @property
     def halted(self) -> str | None:
         """The halt in force, described; None when trading is not halted."""
-        halt = self.assessment.halt
+        halt = self.assessment.halt if self.assessment is not None else None
         return halt.describe() if halt is not None else None
 
     @property
     def entries_refused(self) -> str | None:
         """Why no new position may open now (halt or daily loss), if none may."""
+        if self.assessment is None or self.limits is None:
+            return "only protective exits are placed here"
         if self.halted:
             return f"trading halted: {self.halted}"
         if self.assessment.entries_blocked:
@@ -81,6 +89,8 @@ class RiskGate:
         """Why ``request`` may not be placed, or None if it may."""
         if request.side is Side.SELL:
             return None
+        if self.assessment is None or self.limits is None:
+            return "only protective exits are placed here"
         price = self._price_of(request.ticker, request.order_type, request.limit_price)
         if price <= 0:
             return f"no price known for {request.ticker}: cannot check the position limits"

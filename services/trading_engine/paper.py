@@ -282,12 +282,16 @@ class PaperBroker:
         return _order_of(self.connection.execute(_ORDER, {**self._me, "order_id": row.id}).one())
 
     def match(self, prices: Mapping[str, int], observed_at: datetime,
-              max_quantity: Mapping[str, int] | None = None, *, auction: bool = False) -> list[Fill]:
-        """Fill the open orders placed before ``observed_at`` that ``prices`` (observed
-        then, on the tick grid) allow; ``max_quantity`` caps each ticker's fill;
-        ``auction``: see :func:`execution_price`."""
+              max_quantity: Mapping[str, int] | None = None, *, auction: bool = False,
+              first_seen_after: datetime | None = None, placed_before: datetime | None = None) -> list[Fill]:
+        """Fill the open orders placed before ``observed_at`` (or ``placed_before``) that
+        ``prices`` (observed then, on the tick grid) allow; ``max_quantity`` caps each
+        ticker's fill. At an ``auction``, and for an order placed at or after
+        ``first_seen_after`` (the first price it sees), a limit the price trades through
+        fills at that price (see :func:`execution_price`)."""
         fills = []
-        orders = self.connection.execute(_MATCHABLE, {**self._me, "observed_at": observed_at}).all()
+        orders = self.connection.execute(_MATCHABLE, {**self._me, "observed_at": min(
+            observed_at, placed_before or observed_at)}).all()
         trade_date = observed_at.astimezone(KRX_TZ).date()
         references = self.reference_prices(sorted({o.ticker for o in orders if o.ticker in prices}), trade_date) \
             if orders else {}
@@ -302,8 +306,9 @@ class PaperBroker:
                     logger.warning("observed %s at %d outside its band %d-%d: not filled", order.ticker, observed,
                                    lower, upper)
                     continue
+            fresh = auction or (first_seen_after is not None and order.created_at >= first_seen_after)
             price = execution_price(Side(order.side), OrderType(order.order_type), order.limit_price, observed,
-                                    auction=auction)
+                                    auction=fresh)
             if price is None:
                 continue
             quantity = order.quantity - order.filled_quantity

@@ -4,10 +4,10 @@ halts trading.
 
 Its fingerprint (:func:`state`): outside the session a paper account's assessment
 reads only the database, so a check that finds the same session, limits, latest
-collected prices, orders, fills, cash, snapshots and halt as the last one would
-assess the same and is recorded ``skipped`` instead (the nights and weekends of a
-replay). During the session (prices move), and for a live account (its broker holds
-the truth), every check runs."""
+collected prices, orders, fills, cash, snapshots, breaches and halt as the last one
+would assess the same and is recorded ``skipped`` instead (the nights and weekends of
+a replay). During the session (prices move), for a live account (its broker holds
+the truth) and when run by hand (``run-job``), every check runs."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from services.common.market_calendar import KRX_TZ
 from services.data_collector.models import CollectedSession
 from services.risk_manager.assessment import assess
 from services.risk_manager.limits import RiskLimits
-from services.risk_manager.models import TradingHalt
+from services.risk_manager.models import RiskBreach, TradingHalt
 from services.trading_engine.broker import open_account
 from services.trading_engine.history import account_state
 from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot
@@ -32,13 +32,14 @@ def _state_statement() -> Any:
         return select(func.max(column)).where(*where).scalar_subquery()
 
     orders, fills, snapshots = OrderRow.__table__.c, FillRow.__table__.c, PortfolioSnapshot.__table__.c
-    account, halts = PaperAccount.__table__.c, TradingHalt.__table__.c
+    account, halts, breaches = PaperAccount.__table__.c, TradingHalt.__table__.c, RiskBreach.__table__.c
     mine: tuple[Any, Any] = (bindparam("owner"), bindparam("mode"))
     return select(
         latest(CollectedSession.date, CollectedSession.date <= bindparam("today")),
         latest(orders.updated_at, orders.user_id == mine[0], orders.dry_run == mine[1]),
         latest(fills.id, fills.user_id == mine[0], fills.dry_run == mine[1]),
         latest(snapshots.taken_at, snapshots.user_id == mine[0], snapshots.dry_run == mine[1]),
+        latest(breaches.id, breaches.user_id == mine[0], breaches.dry_run == mine[1]),
         select(account.cash).where(account.user_id == mine[0]).scalar_subquery(),
         select(account.bars_settled_through).where(account.user_id == mine[0]).scalar_subquery(),
         *(select(column).where(halts.user_id == mine[0]).scalar_subquery()
@@ -61,8 +62,8 @@ def state(ctx: JobContext) -> str | None:
     if in_session is not None and in_session.open <= moment <= in_session.close:
         return None
     session = ctx.calendar.session_on_or_before(today)
-    with ctx.session_factory() as db:
-        row = db.execute(_STATE, {"owner": ctx.account.user_id, "mode": True, "today": today}).one()
+    with ctx.session_factory.kw["bind"].connect() as connection:  # one read, no ORM session
+        row = connection.execute(_STATE, {"owner": ctx.account.user_id, "mode": True, "today": today}).one()
     return "|".join(str(value) for value in (session.date if session else today, RiskLimits.from_settings(
         ctx.settings), *row))
 

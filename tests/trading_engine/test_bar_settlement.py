@@ -19,7 +19,6 @@ from services.common.market_calendar import KRX_TZ, MarketCalendar
 from services.data_collector.models import CollectedSession, DailyPrice
 from services.trading_engine.bar_settlement import settle_daily_bars
 from services.trading_engine.fees import FeeSchedule
-from services.trading_engine.gate import RiskGate
 from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot, SignalRow
 from services.trading_engine.orders import OrderRequest, OrderStatus, OrderType, Side
 from services.trading_engine.paper import PaperBroker
@@ -56,11 +55,6 @@ def store_bars(connection: Connection, day: date, bars: dict[str, tuple[int, int
         rejected_rows=0, collected_at=kst(day, 16)))
 
 
-def sells_only_gate(broker: PaperBroker, moment: datetime) -> RiskGate:
-    """A gate for the exits settling places: a sell never consults the assessment."""
-    return RiskGate(assessment=None, limits=None, prices={})  # type: ignore[arg-type]
-
-
 class Account:
     def __init__(self, connection: Connection, calendar: MarketCalendar, opened: datetime) -> None:
         self.connection, self.calendar = connection, calendar
@@ -79,7 +73,7 @@ class Account:
         assert order.status is OrderStatus.NEW, order.reason
 
     def settle(self, now: datetime) -> list[date]:
-        return settle_daily_bars(self.connection, self.broker_at, sells_only_gate, self.calendar, RULES, now).sessions
+        return settle_daily_bars(self.connection, self.broker_at, self.calendar, RULES, now).sessions
 
     def fills(self, day: date) -> list[tuple[str, str, int, int, datetime]]:
         rows = self.connection.execute(select(FillRow.ticker, FillRow.side, FillRow.quantity, FillRow.price,
@@ -179,3 +173,53 @@ def test_a_paper_limit_goes_on_its_markets_tick_grid_of_the_day(connection: Conn
     account = Account(connection, krx_calendar, kst(date(2021, 1, 22), 8))
     account.place(kst(date(2021, 1, 22), 8, 45), date(2021, 1, 22), A, Side.BUY, 1, limit=150_050)
     assert connection.scalar(select(OrderRow.limit_price)) == limit
+
+
+def test_an_order_placed_during_the_session_sees_the_close_only(account: Account, connection: Connection):
+    account.settle(kst(WEDNESDAY, 8, 30))
+    store_bars(connection, WEDNESDAY, {A: (10_100, 10_200, 10_000, 10_100, 0.0),
+                                       B: (20_000, 20_000, 20_000, 20_000, 0.0),
+                                       C: (5_000, 5_050, 4_900, 5_000, -5.66)})
+    # placed at 10:00 (a manual run): where the price was then is unknown; the close is a price after it
+    account.place(kst(WEDNESDAY, 10), WEDNESDAY, C, Side.BUY, 10, limit=5_400)
+
+    account.settle(kst(THURSDAY, 8, 45))
+
+    assert account.fills(WEDNESDAY) == [(C, "buy", 10, 5_000, kst(WEDNESDAY, 15, 30))]  # not 5,400, not the low
+
+
+def test_a_halted_holding_is_valued_at_its_stored_close_in_the_settled_snapshot(account: Account,
+                                                                               connection: Connection):
+    account.settle(kst(WEDNESDAY, 8, 30))  # A: 100 shares at 10,000
+    store_bars(connection, WEDNESDAY, {B: (20_000, 20_000, 20_000, 20_000, 0.0),
+                                       C: (5_300, 5_300, 5_300, 5_300, 0.0)})
+    connection.execute(insert(DailyPrice).values(
+        date=WEDNESDAY, ticker=A, open=10_100, high=10_100, low=10_100, close=10_100, volume=0, value=0,
+        change_pct=0.0, market_cap=0, market="KOSPI", halted=True))  # KRX: a halted stock's close only
+
+    account.settle(kst(THURSDAY, 8, 45))
+
+    market_value = connection.scalar(select(PortfolioSnapshot.market_value).where(
+        PortfolioSnapshot.trading_date == WEDNESDAY))
+    assert market_value == 100 * 10_100  # not the average cost 10,001
+    assert account.fills(WEDNESDAY) == []
+
+
+def test_a_stop_on_a_split_day_fills_inside_the_band_of_the_new_shares(account: Account, connection: Connection):
+    account.settle(kst(WEDNESDAY, 8, 30))  # A: 100 shares, average 10,001.5
+    # 50-for-1 (previous close 10,100, base 202); the new shares' average 200.03: stop 190.03 -> 190
+    store_bars(connection, WEDNESDAY, {A: (200, 204, 185, 196, -2.97), B: (20_000, 20_000, 20_000, 20_000, 0.0),
+                                       C: (5_300, 5_300, 5_300, 5_300, 0.0)})
+
+    account.settle(kst(THURSDAY, 8, 45))
+
+    # the band of the day is +-30% of 10,100 / 50 = 202, not of 10,100: the stop fills
+    assert account.fills(WEDNESDAY) == [(A, "sell", 5_000, 190, kst(WEDNESDAY, 11, 10))]
+
+
+def test_a_session_the_account_saw_priced_intraday_is_never_settled_again(account: Account, connection: Connection):
+    # the account traded on intraday prices until Tuesday (a closing snapshot observed then)
+    connection.execute(insert(PortfolioSnapshot).values(
+        user_id=USER, dry_run=True, taken_at=kst(TUESDAY, 15, 30), trading_date=TUESDAY, cash=1, settled_cash=1,
+        market_value=0, equity=1, exposure=0.0, unrealised_pnl=0, positions=0, prices_observed=True))
+    assert account.settle(kst(WEDNESDAY, 8, 45)) == []

@@ -11,6 +11,7 @@ from services.common.clock import FixedClock
 from services.common.job_api import JobContext
 from services.common.market_calendar import KRX_TZ
 from services.risk_manager.halts import halt_trading
+from services.risk_manager.models import RiskBreach
 from services.trading_engine.models import PaperAccount
 from services.trading_engine.risk_check import state
 from tests.conftest import make_settings
@@ -52,3 +53,14 @@ def test_the_next_session_day_changes_the_fingerprint(session_factory, krx_calen
 def test_in_the_session_or_live_every_check_runs(session_factory, krx_calendar):
     assert state(ctx(session_factory, krx_calendar, SESSION)) is None  # observed prices move
     assert state(ctx(session_factory, krx_calendar, NIGHT, dry_run="false")) is None  # the broker holds the truth
+
+
+def test_a_breach_a_trading_job_recorded_changes_the_fingerprint(session_factory, krx_calendar):
+    # a monitoring tick's gate may record the day's daily-loss breach: the next check must see it
+    before = state(ctx(session_factory, krx_calendar, NIGHT))
+    with session_factory.begin() as db:
+        db.execute(insert(RiskBreach).values(
+            user_id="night", dry_run=True, trading_date=NIGHT.date(), limit_name="max_daily_loss_pct", subject="",
+            value=3.5, threshold=3.0, action="block_entries", checked_at=NIGHT, checked_by="position_monitoring",
+            metrics={}))
+    assert state(ctx(session_factory, krx_calendar, NIGHT)) != before
