@@ -8,11 +8,10 @@ profit 15%, trailing stop 8%. Expected values are worked out in the comments."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime
 
 import pytest
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, insert, select
 
 from services.common.clock import FixedClock
 from services.common.market_calendar import KRX_TZ, MarketCalendar
@@ -33,14 +32,6 @@ MONDAY, TUESDAY, WEDNESDAY, THURSDAY = date(2025, 9, 29), date(2025, 9, 30), dat
 
 def kst(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=KRX_TZ)
-
-
-@pytest.fixture
-def connection(migrated_engine: Engine) -> Iterator[Connection]:
-    with migrated_engine.connect() as connection:
-        transaction = connection.begin()
-        yield connection
-        transaction.rollback()
 
 
 def store_bars(connection: Connection, day: date, bars: dict[str, tuple[int, int, int, int, float]],

@@ -71,15 +71,6 @@ def sell(client_order_id: str, day: date, quantity: int, limit: int | None = Non
 
 
 @pytest.fixture
-def connection(migrated_engine: Engine) -> Iterator[Connection]:
-    """A connection on a fresh migrated database (SQLite, and PostgreSQL when set)."""
-    with migrated_engine.connect() as connection:
-        transaction = connection.begin()
-        yield connection
-        transaction.rollback()
-
-
-@pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(kst(2025, 10, 2, 8, 50))
 

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import pandas as pd
 
+from services.common.clock import Clock
+from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError
 
 STOCK_COLUMNS = ["ticker", "name", "market"]
@@ -56,6 +58,16 @@ class MarketSnapshot:
     prices: pd.DataFrame
     fundamentals: pd.DataFrame
     indices: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INDEX_COLUMNS))
+
+
+def require_closed_session(calendar: MarketCalendar, clock: Clock, trading_date: date) -> None:
+    """What every provider refuses: a date that is not a KRX session, or whose close has
+    not happened yet."""
+    session = calendar.session(trading_date)
+    if session is None:
+        raise SessionNotAvailable(f"{trading_date} is not a KRX session")
+    if clock.now() < session.close:
+        raise SessionNotAvailable(f"{trading_date}'s close ({session.close:%H:%M}) has not happened yet")
 
 
 class MarketDataProvider(Protocol):

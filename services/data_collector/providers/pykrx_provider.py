@@ -40,8 +40,8 @@ from services.data_collector.providers import (
     STOCK_COLUMNS,
     MarketSnapshot,
     ProviderUnavailable,
-    SessionNotAvailable,
     TransientProviderError,
+    require_closed_session,
 )
 
 logger = logging.getLogger(__name__)
@@ -110,11 +110,7 @@ class PykrxProvider:
         self._names: dict[str, str] = {}
 
     def fetch_session(self, trading_date: date) -> MarketSnapshot:
-        session = self.calendar.session(trading_date)
-        if session is None:
-            raise SessionNotAvailable(f"{trading_date} is not a KRX session")
-        if self.clock.now() < session.close:
-            raise SessionNotAvailable(f"{trading_date}'s close ({session.close:%H:%M}) has not happened yet")
+        require_closed_session(self.calendar, self.clock, trading_date)
         day = trading_date.strftime("%Y%m%d")
         prices, fundamentals, stocks = [], [], []
         for market in MARKETS:

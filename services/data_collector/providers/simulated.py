@@ -33,6 +33,7 @@ from services.data_collector.providers import (
     STOCK_COLUMNS,
     MarketSnapshot,
     SessionNotAvailable,
+    require_closed_session,
 )
 
 MAX_UNIVERSE = 5_000
@@ -268,13 +269,7 @@ class SimulatedProvider:
         self.market = _market(calendar, seed, universe_size)
 
     def fetch_session(self, trading_date: date) -> MarketSnapshot:
-        session = self.calendar.session(trading_date)
-        if session is None:
-            raise SessionNotAvailable(f"{trading_date} is not a KRX session")
-        if self.clock.now() < session.close:
-            raise SessionNotAvailable(
-                f"{trading_date}'s close ({session.close:%H:%M}) has not happened yet"
-            )
+        require_closed_session(self.calendar, self.clock, trading_date)
         return self.market.snapshot(self.market.index_of[trading_date])
 
     def quotes_at(self, moment: datetime) -> dict[str, int]:

@@ -31,7 +31,7 @@ from services.data_collector.providers import (
     HistoryMissing,
     MarketSnapshot,
     ProviderUnavailable,
-    SessionNotAvailable,
+    require_closed_session,
 )
 
 
@@ -61,11 +61,7 @@ class StoredHistoryProvider:
         return "+".join(sorted(names)) or "empty"
 
     def fetch_session(self, trading_date: date) -> MarketSnapshot:
-        session = self.calendar.session(trading_date)
-        if session is None:
-            raise SessionNotAvailable(f"{trading_date} is not a KRX session")
-        if self.clock.now() < session.close:
-            raise SessionNotAvailable(f"{trading_date}'s close ({session.close:%H:%M}) has not happened yet")
+        require_closed_session(self.calendar, self.clock, trading_date)
         with self.engine.connect() as connection:
             collected = connection.execute(select(CollectedSession.provider).where(
                 CollectedSession.date == trading_date)).first()
