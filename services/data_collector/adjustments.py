@@ -16,7 +16,11 @@ adjustment ratio on such a day (50 on Samsung Electronics' 50-for-1 split of
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import date
 from fractions import Fraction
+
+import pandas as pd
 
 #: a session whose ratio is within this of 1 is an ordinary one (KRX rounds change_pct to 0.01%)
 ORDINARY = 0.005
@@ -30,6 +34,24 @@ def adjustment_ratio(previous_close: int, close: int, change_pct: float) -> floa
         return 1.0
     ratio = previous_close * (1 + change_pct / 100) / close
     return 1.0 if abs(ratio - 1) <= ORDINARY else ratio
+
+
+def back_adjusted(prices: pd.DataFrame, actions: Iterable[tuple[date, str, float]]) -> pd.DataFrame:
+    """``prices`` (ticker, date, open, high, low, close, volume, ...) with each row before
+    an action of its ticker (date, ticker, ratio) divided by the ratio (volume
+    multiplied), so the series compares with the last session's prices. Unchanged (the
+    same frame) when no action falls in it."""
+    factor = pd.Series(1.0, index=prices.index)
+    for day, ticker, ratio in actions:
+        before = (prices["ticker"] == ticker) & (prices["date"] < pd.Timestamp(day))
+        factor[before] *= float(ratio)
+    if (factor == 1.0).all():
+        return prices
+    adjusted = prices.copy()
+    for column in ("open", "high", "low", "close"):
+        adjusted[column] = prices[column].astype(float) / factor
+    adjusted["volume"] = prices["volume"].astype(float) * factor
+    return adjusted
 
 
 def share_ratio(previous_close: int, close: int, change_pct: float) -> Fraction | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, delete, insert, or_, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -31,9 +31,18 @@ from services.common.database import python_values, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult, Origin
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError, Settings
-from services.data_collector.models import CollectedSession, DailyPrice, Fundamental, MarketIndex, Stock
+from services.data_collector.adjustments import adjustment_ratio
+from services.data_collector.models import (
+    CollectedSession,
+    CorporateAction,
+    DailyPrice,
+    Fundamental,
+    MarketIndex,
+    Stock,
+)
 from services.data_collector.providers import MARKETS, MarketDataProvider, MarketSnapshot
 from services.data_collector.providers.factory import make_provider
+from services.data_collector.queries import latest_closes_before
 from services.data_collector.validation import ValidatedSnapshot, validate_snapshot
 
 logger = logging.getLogger(__name__)
@@ -72,12 +81,29 @@ def store_snapshot(connection: Connection, validated: ValidatedSnapshot, provide
     fundamental_rows = upsert_columns(connection, Fundamental.__table__,
                                       _python_columns(validated.fundamental_columns), ["date", "ticker"])
     upsert(connection, MarketIndex.__table__, index_rows(validated.snapshot), ["date", "name"])
+    connection.execute(delete(CorporateAction).where(CorporateAction.date == day))
+    actions = action_rows(connection, day, validated.price_columns)
+    if actions:
+        connection.execute(insert(CorporateAction), actions)
     upsert(connection, CollectedSession.__table__, [{
         "date": day, "provider": provider, "stock_rows": validated.stock_rows,
         "price_rows": price_rows, "fundamental_rows": fundamental_rows,
         "rejected_rows": validated.rejected_rows, "collected_at": collected_at,
     }], ["date"], keep=["collected_at"])
     return CollectResult(day, validated.stock_rows, price_rows, fundamental_rows, dict(validated.rejected))
+
+
+def action_rows(connection: Connection, day: date, prices: dict[str, Any]) -> list[dict[str, Any]]:
+    """The corporate actions of ``day``: the tickers whose previous stored close over
+    their base price (from KRX's change) is not 1 (:mod:`adjustments`)."""
+    tickers = [str(ticker) for ticker in prices["ticker"]]
+    previous = latest_closes_before(connection, tickers, day) if tickers else {}
+    rows = []
+    for ticker, close, change in zip(tickers, python_values(prices["close"]), python_values(prices["change_pct"])):
+        ratio = adjustment_ratio(previous.get(ticker, 0), int(close), float(change))
+        if ratio != 1.0:
+            rows.append({"date": day, "ticker": ticker, "ratio": ratio})
+    return rows
 
 
 def index_rows(snapshot: MarketSnapshot) -> list[dict[str, Any]]:

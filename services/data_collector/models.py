@@ -73,6 +73,19 @@ class MarketIndex(Base):
     close: Mapped[float] = mapped_column(Float)
 
 
+class CorporateAction(Base):
+    """A session on which KRX reset a ticker's base price (a split, a reverse split, a
+    bonus or rights issue): ``ratio`` is the previous close over the base price, what
+    older prices are divided by to compare with this session's (:mod:`adjustments`)."""
+
+    __tablename__ = "corporate_actions"
+    __table_args__ = _MARKET_TABLE_ARGS
+
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    ticker: Mapped[str] = mapped_column(String(12), primary_key=True)
+    ratio: Mapped[float] = mapped_column(Float)
+
+
 class CollectedSession(Base):
     """A trading date whose data is complete: written last, in the same transaction."""
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, String, bindparam, cast, func, select
 
 from services.common.database import fetch_columns, fetch_rows
-from services.data_collector.models import CollectedSession, DailyPrice, MarketIndex, Stock
+from services.data_collector.models import CollectedSession, CorporateAction, DailyPrice, MarketIndex, Stock
 
 _TICKERS = DailyPrice.ticker.in_(bindparam("tickers", expanding=True))
 _LATEST_BEFORE = select(func.max(CollectedSession.date)).where(CollectedSession.date < bindparam("before"))
@@ -162,6 +162,13 @@ def bars_on(connection: Connection, day: date, tickers: Sequence[str]) -> list[t
 def is_collected(connection: Connection, day: date) -> bool:
     """Whether ``day``'s market data is stored whole."""
     return connection.scalar(select(CollectedSession.date).where(CollectedSession.date == day)) is not None
+
+
+def actions_between(connection: Connection, start: date, end: date) -> list[tuple[date, str, float]]:
+    """The corporate actions (date, ticker, ratio) from ``start`` to ``end``."""
+    rows = connection.execute(select(CorporateAction.date, CorporateAction.ticker, CorporateAction.ratio).where(
+        CorporateAction.date.between(start, end))).all()
+    return [(day, str(ticker), float(ratio)) for day, ticker, ratio in rows]
 
 
 def index_closes(connection: Connection, name: str, start: date, end: date) -> dict[date, float]:

@@ -25,10 +25,12 @@ from sqlalchemy.orm import sessionmaker
 from services.common.database import fetch_rows, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult
 from services.common.market_calendar import MarketCalendar
+from services.data_collector.adjustments import back_adjusted
 from services.data_collector.collector import INDICATOR_LOOKBACK_SESSIONS, completed_sessions
 from services.data_collector.queries import (
     FUNDAMENTAL_COLUMNS,
     HISTORY_COLUMNS,
+    actions_between,
     close_window,
     closes_with_fundamentals,
     fundamental_history,
@@ -81,8 +83,10 @@ def _as_datetime(dates: pd.Series) -> pd.Series:
 
 def load_prices(connection: Connection, start: date, end: date,
                 tickers: Sequence[str] | None = None) -> pd.DataFrame:
-    """Prices from ``start`` to ``end`` (of ``tickers`` only, if given)."""
-    return _frame(price_history(connection, start, end, tickers), HISTORY_COLUMNS[2:])
+    """Prices from ``start`` to ``end`` (of ``tickers`` only, if given), adjusted for the
+    corporate actions up to ``end`` (a split's earlier prices divided by its ratio)."""
+    prices = _frame(price_history(connection, start, end, tickers), HISTORY_COLUMNS[2:])
+    return back_adjusted(prices, actions_between(connection, start, end))
 
 
 def load_fundamentals(connection: Connection, start: date, end: date) -> pd.DataFrame:
@@ -110,6 +114,21 @@ def calculate(
 
 def _calculate_batch(targets: list[date], *, session_factory: sessionmaker[DbSession],
                      calendar: MarketCalendar, now: Callable[[], datetime]) -> CalculationResult:
+    """``targets`` in one batch, or one per stretch between corporate actions: each
+    date's indicators read prices adjusted up to that date, not to a later one."""
+    with session_factory() as session:
+        cuts = sorted({day for day, _, _ in actions_between(session.connection(), targets[0], targets[-1])
+                       if day > targets[0]})
+    stretches = [[day for day in targets if low <= day < high]
+                 for low, high in zip([date.min, *cuts], [*cuts, date.max])]
+    results = [_calculate_stretch(stretch, session_factory=session_factory, calendar=calendar, now=now)
+               for stretch in stretches if stretch]
+    return CalculationResult(targets, sum(r.technical_rows for r in results), sum(r.financial_rows for r in results),
+                             results[0].lookback_start)
+
+
+def _calculate_stretch(targets: list[date], *, session_factory: sessionmaker[DbSession],
+                       calendar: MarketCalendar, now: Callable[[], datetime]) -> CalculationResult:
     start = lookback_start(calendar, targets[0])
     with session_factory() as session:
         prices = load_prices(session.connection(), start, targets[-1])
@@ -159,6 +178,7 @@ def _stepped(connection: Connection, sessions: list[date], start: date) -> dict[
     if not previous:
         return None
     closes = close_window(connection, sessions[0], day)
+    adjusted = {ticker for _, ticker, _ in actions_between(connection, sessions[0], day)}
     ranges = range_window(connection, sessions[-incremental.SHORT_WINDOW], day)
     tickers = _tickers_on(closes, day)
     row_of = {ticker: index for index, ticker in enumerate(tickers)}
@@ -167,7 +187,9 @@ def _stepped(connection: Connection, sessions: list[date], start: date) -> dict[
     highs, lows, volumes = _window_matrices(ranges, 3, row_of, column_of, incremental.SHORT_WINDOW)
     state = _state_matrix(previous, row_of)
     known = [close_matrix, highs, lows, volumes, state]
-    can_step = ~np.any([np.isnan(matrix).any(axis=1) for matrix in known], axis=0)
+    # a ticker whose window holds a corporate action steps from prices in two units: it gets a batch
+    can_step = ~np.any([np.isnan(matrix).any(axis=1) for matrix in known], axis=0) & ~np.isin(
+        np.asarray(tickers, dtype=object), list(adjusted))
     if not len(tickers) or can_step.mean() < MIN_STEP_SHARE:
         return None
     stepped = incremental.step(close_matrix[can_step], highs[can_step], lows[can_step], volumes[can_step],

@@ -69,6 +69,16 @@ STATEMENTS: tuple[str, ...] = (
         ')'
     ),
     (
+        'CREATE TABLE corporate_actions (\n'
+        '\tdate DATE NOT NULL, \n'
+        '\tticker VARCHAR(12) NOT NULL, \n'
+        '\tratio FLOAT NOT NULL, \n'
+        '\tPRIMARY KEY (date, ticker)\n'
+        ')\n'
+        ' WITHOUT ROWID\n'
+        '\n'
+    ),
+    (
         'CREATE TABLE daily_prices (\n'
         '\tdate DATE NOT NULL, \n'
         '\tticker VARCHAR(12) NOT NULL, \n'

@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
 from services.common.clock import FixedClock
 from services.common.job_api import JobContext, Outcome
 from services.data_collector import collector as data_collector
+from services.data_collector.models import CorporateAction
 from services.data_collector.providers.simulated import SimulatedProvider
 from services.indicator_calculator import calculator
 from services.indicator_calculator.models import CalculatedSession, TechnicalIndicator
@@ -191,3 +192,52 @@ def test_a_session_missing_in_the_lookback_skips_the_job(session_factory, krx_ca
     assert result.reason == "input missing: no market data for 2026-11-10"
     with session_factory() as session:
         assert session.get(CalculatedSession, D) is None
+
+
+SPLIT = date(2026, 11, 16)  # a 1-for-2 reverse split of one ticker takes effect (a Monday)
+
+
+def _reverse_split(session_factory: Any, ticker: str) -> None:
+    """From SPLIT on, the ticker quoted in new shares, each worth two old ones (its
+    change on SPLIT, against the base price of twice the previous close, unchanged)."""
+    with session_factory.begin() as session:
+        session.execute(text("UPDATE daily_prices SET open = open * 2, high = high * 2, low = low * 2, "
+                             "close = close * 2 WHERE ticker = :t AND date >= :d"), {"t": ticker, "d": SPLIT})
+        session.execute(insert(CorporateAction).values(date=SPLIT, ticker=ticker, ratio=0.5))
+        for table in ("technical_indicators", "financial_indicators", "calculated_sessions"):
+            session.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("stepped", [False, True])
+def test_indicators_read_prices_adjusted_for_a_split(session_factory, krx_calendar, clock, stepped):
+    # in adjusted prices the ticker's history is the same series doubled: every price level
+    # doubles, every ratio (RSI, stochastics) stays
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
+    calculator.calculate([D], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    before = _stored(session_factory, D)
+    ticker = before.index[0]
+    _reverse_split(session_factory, ticker)
+    if stepped:  # D-1 stored: D is a step for the others, a batch for the split ticker
+        calculator.calculate([date(2026, 11, 19)], session_factory=session_factory, calendar=krx_calendar,
+                             now=clock.now)
+    calculator.calculate([D], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    after = _stored(session_factory, D)
+    for column in ("sma_5", "sma_20", "sma_120", "ema_26", "bb_upper", "atr_14", "macd"):
+        assert after.loc[ticker, column] == pytest.approx(2 * before.loc[ticker, column], rel=1e-9), column
+    for column in ("rsi_14", "stoch_k"):
+        assert after.loc[ticker, column] == pytest.approx(before.loc[ticker, column], rel=1e-9), column
+    others = before.index.drop(ticker)
+    assert np.allclose(after.loc[others, "sma_20"], before.loc[others, "sma_20"], rtol=1e-9)
+
+
+def test_a_session_that_resets_a_base_price_is_recorded_as_a_corporate_action(session_factory, krx_calendar,
+                                                                              clock):
+    collect(session_factory, krx_calendar, clock, date(2026, 11, 2), date(2026, 11, 13))
+    with session_factory() as session:
+        ticker, close = session.execute(text("SELECT ticker, close FROM daily_prices WHERE date = :d LIMIT 1"),
+                                         {"d": date(2026, 11, 13)}).one()
+    prices = {"ticker": [ticker], "close": [close // 50], "change_pct": [0.0]}  # a 50-for-1 split, flat
+    with session_factory.begin() as session:
+        rows = data_collector.action_rows(session.connection(), SPLIT, prices)
+    assert rows == [{"date": SPLIT, "ticker": ticker, "ratio": pytest.approx(close / (close // 50))}]

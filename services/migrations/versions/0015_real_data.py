@@ -1,7 +1,9 @@
 """Real data: ``paper_accounts.bars_settled_through``, the last session whose daily bar
 a paper account's orders and price exits were settled on (a provider without intraday
 prices: pykrx, stored history; NULL until the first); and ``market_indices``, the
-KOSPI and KOSDAQ closes a provider publishes (the replay report's benchmark).
+KOSPI and KOSDAQ closes a provider publishes (the replay report's benchmark); and
+``corporate_actions``, the sessions a ticker's base price was reset on, with the
+adjustment ratio (adjusted prices for the indicators).
 
 Revision ID: 0015_real_data
 Revises: 0014_replay_settings
@@ -20,6 +22,13 @@ def upgrade() -> None:
     with op.batch_alter_table("paper_accounts") as batch:
         batch.add_column(sa.Column("bars_settled_through", sa.Date(), nullable=True))
     op.create_table(
+        "corporate_actions",
+        sa.Column("date", sa.Date(), primary_key=True),
+        sa.Column("ticker", sa.String(12), primary_key=True),
+        sa.Column("ratio", sa.Float(), nullable=False),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
         "market_indices",
         sa.Column("date", sa.Date(), primary_key=True),
         sa.Column("name", sa.String(16), primary_key=True),
@@ -30,5 +39,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("market_indices")
+    op.drop_table("corporate_actions")
     with op.batch_alter_table("paper_accounts") as batch:
         batch.drop_column("bars_settled_through")
