@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from datetime import date
 from fractions import Fraction
 
+import numpy as np
 import pandas as pd
 
 #: a session whose ratio is within this of 1 is an ordinary one (KRX rounds change_pct to 0.01%)
@@ -30,10 +31,17 @@ WHOLE = 0.01
 
 def adjustment_ratio(previous_close: int, close: int, change_pct: float) -> float:
     """The previous close over the session's base price; 1.0 on an ordinary session."""
-    if previous_close <= 0 or close <= 0 or change_pct <= -100:
-        return 1.0
-    ratio = previous_close * (1 + change_pct / 100) / close
-    return 1.0 if abs(ratio - 1) <= ORDINARY else ratio
+    return float(adjustment_ratios(np.array([previous_close]), np.array([close]), np.array([change_pct]))[0])
+
+
+def adjustment_ratios(previous_close: np.ndarray, close: np.ndarray, change_pct: np.ndarray) -> np.ndarray:
+    """Vectorized :func:`adjustment_ratio` (a previous close of 0: none, an ordinary session)."""
+    previous_close, close, change_pct = (np.asarray(values, dtype=float)
+                                         for values in (previous_close, close, change_pct))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = previous_close * (1 + change_pct / 100) / close
+    reset = (previous_close > 0) & (close > 0) & (change_pct > -100) & (np.abs(ratio - 1) > ORDINARY)
+    return np.where(reset, ratio, 1.0)
 
 
 def back_adjusted(prices: pd.DataFrame, actions: Iterable[tuple[date, str, float]]) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, and_, delete, insert, or_, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -31,7 +32,7 @@ from services.common.database import python_values, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult, Origin
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError, Settings
-from services.data_collector.adjustments import adjustment_ratio
+from services.data_collector.adjustments import adjustment_ratios
 from services.data_collector.models import (
     CollectedSession,
     CorporateAction,
@@ -42,7 +43,7 @@ from services.data_collector.models import (
 )
 from services.data_collector.providers import MARKETS, MarketDataProvider, MarketSnapshot
 from services.data_collector.providers.factory import make_provider
-from services.data_collector.queries import latest_closes_before
+from services.data_collector.queries import all_closes_before
 from services.data_collector.validation import ValidatedSnapshot, validate_snapshot
 
 logger = logging.getLogger(__name__)
@@ -97,13 +98,13 @@ def action_rows(connection: Connection, day: date, prices: dict[str, Any]) -> li
     """The corporate actions of ``day``: the tickers whose previous stored close over
     their base price (from KRX's change) is not 1 (:mod:`adjustments`)."""
     tickers = [str(ticker) for ticker in prices["ticker"]]
-    previous = latest_closes_before(connection, tickers, day) if tickers else {}
-    rows = []
-    for ticker, close, change in zip(tickers, python_values(prices["close"]), python_values(prices["change_pct"])):
-        ratio = adjustment_ratio(previous.get(ticker, 0), int(close), float(change))
-        if ratio != 1.0:
-            rows.append({"date": day, "ticker": ticker, "ratio": ratio})
-    return rows
+    if not tickers:
+        return []
+    before = all_closes_before(connection, day)
+    ratios = adjustment_ratios(np.array([before.get(ticker, 0) for ticker in tickers]), prices["close"],
+                               prices["change_pct"])
+    return [{"date": day, "ticker": tickers[index], "ratio": float(ratios[index])}
+            for index in np.flatnonzero(ratios != 1.0)]
 
 
 def index_rows(snapshot: MarketSnapshot) -> list[dict[str, Any]]:

@@ -24,6 +24,15 @@ _MARKET_ROWS = select(DailyPrice.ticker, DailyPrice.close, DailyPrice.halted).wh
     DailyPrice.date == bindparam("day"), _TICKERS)
 
 
+_ALL_CLOSES_BEFORE = select(DailyPrice.ticker, DailyPrice.close).where(
+    DailyPrice.date == _LATEST_BEFORE.scalar_subquery())
+
+
+def all_closes_before(connection: Connection, before: date) -> dict[str, int]:
+    """Every ticker's close in the latest collected session before ``before``."""
+    return {ticker: int(close) for ticker, close in connection.execute(_ALL_CLOSES_BEFORE, {"before": before})}
+
+
 def latest_closes_before(connection: Connection, tickers: Sequence[str], before: date) -> dict[str, int]:
     """Each ticker's close in the latest collected session before ``before``."""
     rows = connection.execute(_CLOSES_BEFORE, {"before": before, "tickers": list(tickers)}).all()
