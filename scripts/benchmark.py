@@ -715,6 +715,8 @@ def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
     a worktree) in the same run; each in a fresh process, with each job's share of the
     time (the time from one fire's end to the next one's is the next fire's). The
     300-ticker database is the one the other year benchmarks read."""
+    from services.orchestrator.jobs import JOBS
+
     rows = []
     with _baseline_worktree(workdir) as baseline_root:
         for universe, budget in ((300, 20.0), (2800, 90.0)):
@@ -725,11 +727,13 @@ def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
             shares = ", ".join(f"{job} {100 * t / ours['seconds']:.0f}% ({1000 * t / ours['fires_by_job'][job]:.1f}"
                                f" ms x {ours['fires_by_job'][job]})"
                                for job, t in sorted(ours["per_job"].items(), key=lambda item: -item[1]))
-            skipped = ours["outcomes"].get("risk_checks:skipped", 0)
+            fingerprinted = [job.name for job in JOBS if job.state]
+            skipped = sum(ours["outcomes"].get(f"{name}:skipped", 0) for name in fingerprinted)
             rows.append(Row(f"replay of a year: {ours['sessions']} sessions, {ours['fires']:,} fires, {universe:,} "
                             "tickers, SQLite", ours["seconds"], theirs["seconds"] if theirs else None, "s",
                             f"< {budget:.0f} s", ours["seconds"] < budget and ours["failed"] == 0,
-                            f"baseline: {BASELINE_REVISION}; {skipped:,} risk checks unchanged (skipped); "
+                            f"baseline: {BASELINE_REVISION}; {skipped:,} fires skipped as unchanged "
+                            f"({', '.join(fingerprinted)}); "
                             f"by job: {shares}"))
     return rows
 

@@ -92,6 +92,9 @@ def grid_on(day: date, market: str) -> PriceGrid:
     return PriceGrid(rules.tick_table, rules.price_band_pct / 100)
 
 
+#: the market whose grid applies where a ticker's is not known (no stored row before the date)
+FALLBACK_MARKET = "KOSPI"
+
 TODAY = PriceGrid((TICK_TABLE, TOP_TICK), PRICE_LIMIT)
 
 tick_size = TODAY.tick_size

@@ -46,6 +46,8 @@ _RENEW = update(_RUNS).where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)
 _MINE = (_RUNS.c.user_id == bindparam("owner")) & (_RUNS.c.dry_run == bindparam("mode"))
 #: a run's summary key holding the fingerprint of what it read (``JobSpec.state``)
 STATE_KEY = "state"
+#: how a skipped fire whose fingerprint was unchanged begins its reason
+UNCHANGED = "unchanged since the run of"
 _LAST_SUCCESS = select(_RUNS.c.scheduled_for, _RUNS.c.summary).where(
     _MINE, _RUNS.c.job_name == bindparam("job_name"), _RUNS.c.outcome == Outcome.SUCCESS.value).order_by(
     _RUNS.c.scheduled_for.desc(), _RUNS.c.id.desc()).limit(1)

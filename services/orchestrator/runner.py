@@ -38,6 +38,7 @@ from services.orchestrator.ledger import (
     SCHEDULE,
     SIMULATE,
     STATE_KEY,
+    UNCHANGED,
     RunLedger,
     RunRecord,
     first_line,
@@ -263,8 +264,8 @@ class JobRunner:
         since = None if state is None else self._unchanged_since(job.name, state)
         if since is not None:
             return self.record_only(job, fire_time, trading_date, Outcome.SKIPPED,
-                                    f"unchanged since the run of {self.shown(since)}: nothing it reads has "
-                                    "changed", origin=origin)
+                                    f"{UNCHANGED} {self.shown(since)}: nothing it reads has changed",
+                                    origin=origin)
         run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin)
         if run_id is None:
             logger.info("%s %s: already claimed (by another orchestrator, or run first as another job's input); "

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, select
 
 from services.common.database import upsert
 from services.common.job_api import Account, JobContext, JobResult
-from services.common.krx_market import TODAY, PriceGrid, grid_on
+from services.common.krx_market import FALLBACK_MARKET, TODAY, PriceGrid, grid_on
 from services.data_collector.queries import closes_on, market_rows, markets_on
 from services.indicator_calculator.queries import technical_values
 from services.risk_manager.halts import active_halt
@@ -124,7 +124,7 @@ def generate_signals(connection: Connection, broker: Broker, gate: RiskGate, *, 
     open_buys = sum(1 for order in broker.open_orders() if order.side is Side.BUY)
     markets = markets_on(connection, previous, entries["ticker"].tolist())
     priced = [(ticker, *entry_price(int(close), settings.entry_limit_pct,  # type: ignore[attr-defined]
-                                    grid_on(day, markets.get(ticker, "KOSPI"))))
+                                    grid_on(day, markets.get(ticker, FALLBACK_MARKET))))
               for ticker, close in zip(entries["ticker"], entries["reference_price"])]
     sized = size_entries([(ticker, price) for ticker, _, price in priced], equity=cash + market_value, cash=cash,
                          open_positions=len(positions) + open_buys, fraction=fraction,  # exits free none yet

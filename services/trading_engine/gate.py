@@ -23,7 +23,7 @@ from datetime import date, datetime
 from sqlalchemy import Connection
 
 from services.common.job_api import JobContext
-from services.common.krx_market import TODAY, PriceGrid, grid_on
+from services.common.krx_market import FALLBACK_MARKET, TODAY, PriceGrid, grid_on
 from services.common.market_rules import OutsideMarketRules
 from services.risk_manager.assessment import Assessment, assess
 from services.risk_manager.limits import Commitments, RiskLimits, entry_refusal
@@ -119,6 +119,6 @@ class RiskGate:
 
 def _session_grid(day: date) -> PriceGrid:
     try:
-        return grid_on(day, "KOSPI")
+        return grid_on(day, FALLBACK_MARKET)
     except OutsideMarketRules:
         return TODAY

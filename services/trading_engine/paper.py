@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, Connection, Select, Table, and_, bindparam
 
 from services.common.clock import Clock
 from services.common.job_api import Account
-from services.common.krx_market import TODAY, PriceGrid, grid_on
+from services.common.krx_market import FALLBACK_MARKET, TODAY, PriceGrid, grid_on
 from services.common.market_calendar import KRX_TZ, MarketCalendar
 from services.common.market_rules import MARKETS, OutsideMarketRules
 from services.data_collector.queries import closes_on, markets_on
@@ -349,7 +349,8 @@ class PaperBroker:
         if key not in self._markets:
             previous = self.calendar.previous_session(day)
             found = markets_on(self.connection, previous.date, [ticker]) if previous is not None else {}
-            self._markets[key] = found.get(ticker, "KOSPI") if found.get(ticker) in MARKETS else "KOSPI"
+            market = found.get(ticker)
+            self._markets[key] = market if market in MARKETS else FALLBACK_MARKET
         return grid_on(day, self._markets[key])
 
     # -- internals -------------------------------------------------------------------------------

@@ -472,6 +472,16 @@ def test_simulate_refuses_bad_input_with_one_line(cli: Any, tmp_path: Path, args
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
 
 
+def test_simulate_of_stored_history_that_is_not_there_is_one_line_and_writes_nothing(cli: Any,
+                                                                                     tmp_path: Path) -> None:
+    result = cli("simulate", "--start", "2026-11-20", "--end", "2026-11-20",
+                 env={"ORCHESTRATOR_DATA_PROVIDER": "stored", "ORCHESTRATOR_HISTORY_DATABASE_URL": "sqlite:///nope.db"})
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: ORCHESTRATOR_HISTORY_DATABASE_URL: sqlite:///nope.db does not exist; expected "
+                             "the database backfill collected the history into\n")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "nope.db").exists()
+
+
 def test_simulate_refuses_a_start_before_the_sell_tax_schedule(cli: Any, tmp_path: Path) -> None:
     result = cli("simulate", "--start", "2024-12-30", "--end", "2025-01-03",
                  env={"ORCHESTRATOR_SELL_TAX_SCHEDULE": "2025-01-01=0.15"})

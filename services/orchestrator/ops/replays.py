@@ -63,7 +63,13 @@ def plan(settings: Settings, start: date, end: date, *, database_url: str | None
         check_market_rules(settings, start)
     except OutsideMarketRules as exc:
         raise InvalidArgument("start", str(exc)) from None
-    require_in_calendar(load_market_calendar(settings), start, end)
+    calendar = load_market_calendar(settings)
+    require_in_calendar(calendar, start, end)
+    if settings.data_provider == "stored":  # its source is there and readable, before any progress is shown
+        from services.common.clock import SystemClock
+        from services.data_collector.providers.factory import make_provider
+
+        make_provider(settings, SystemClock(), calendar)
     return ReplayPlan(settings, start, end, report_dir)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.common.job_api import Account, Outcome
+from services.orchestrator.ledger import UNCHANGED
 from services.orchestrator.ops.status import current_halt
 from services.orchestrator.runtime import Runtime
 
@@ -29,7 +30,7 @@ def view(runtime: Runtime, breaches: int = DEFAULT_BREACHES) -> dict[str, Any]:
     latest = checks[0] if checks else None
     newest = runtime.ledger().page(job_name=RISK_JOB, limit=1)
     unchanged = newest[0] if newest and latest is not None and newest[0].id != latest.id and \
-        newest[0].outcome == Outcome.SKIPPED.value and (newest[0].reason or "").startswith("unchanged since") \
+        newest[0].outcome == Outcome.SKIPPED.value and (newest[0].reason or "").startswith(UNCHANGED) \
         else None
     with snapshot_transaction(runtime.session_factory()) as connection:
         rows = recent_breaches(connection, Account.of(settings), breaches)
