@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Date, DateTime, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import URL, Dialect, make_url
@@ -125,6 +126,39 @@ def _sqlite_begin(connection: Any) -> None:
     mode = connection.get_execution_options().get(SQLITE_BEGIN)
     if mode in ("IMMEDIATE", "DEFERRED"):
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+#: a connection execution option: its commits write nothing :func:`write_generation`
+#: counts (the run ledger's rows: they change nothing a job reads)
+UNCOUNTED = "uncounted_commits"
+_sole_writers: WeakKeyDictionary[Engine, list[int]] = WeakKeyDictionary()
+
+
+@contextmanager
+def sole_writer(engine: Engine) -> Iterator[None]:
+    """While this process alone writes ``engine``'s database (a replay holds its replay
+    lock), count the commits on it (:func:`write_generation`)."""
+    commits = [0]
+
+    def committed(connection: Any) -> None:
+        if not connection.get_execution_options().get(UNCOUNTED):
+            commits[0] += 1
+
+    event.listen(engine, "commit", committed)
+    _sole_writers[engine] = commits
+    try:
+        yield
+    finally:
+        _sole_writers.pop(engine, None)
+        event.remove(engine, "commit", committed)
+
+
+def write_generation(engine: Engine) -> int | None:
+    """How many commits (but :data:`UNCOUNTED` ones) this process made on ``engine``
+    while it is its database's sole writer (:func:`sole_writer`): what it read is still
+    what is stored while the number is the same. None when others may write."""
+    commits = _sole_writers.get(engine)
+    return None if commits is None else commits[0]
 
 
 @contextmanager

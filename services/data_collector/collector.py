@@ -23,7 +23,7 @@ from datetime import date, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, delete, insert, or_, select
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -89,8 +89,10 @@ def store_snapshot(connection: Connection, validated: ValidatedSnapshot, provide
     upsert(connection, CollectedSession.__table__, [{
         "date": day, "provider": provider, "stock_rows": validated.stock_rows,
         "price_rows": price_rows, "fundamental_rows": fundamental_rows,
-        "rejected_rows": validated.rejected_rows, "collected_at": collected_at,
-    }], ["date"], keep=["collected_at"])
+        "rejected_rows": validated.rejected_rows, "collected_at": collected_at, "revision": 0,
+    }], ["date"], keep=["collected_at", "revision"])
+    connection.execute(update(CollectedSession).where(CollectedSession.date == day)
+                       .values(revision=CollectedSession.revision + 1))
     return CollectResult(day, validated.stock_rows, price_rows, fundamental_rows, dict(validated.rejected))
 
 

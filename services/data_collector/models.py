@@ -97,4 +97,7 @@ class CollectedSession(Base):
     price_rows: Mapped[int]
     fundamental_rows: Mapped[int]
     rejected_rows: Mapped[int]
-    collected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when the date was first collected
+    #: how many times the date's rows were stored: rows kept between reads are current
+    #: while it is the one read with them (:mod:`indicator_calculator.windows`)
+    revision: Mapped[int] = mapped_column(default=1, server_default="1")

@@ -46,6 +46,7 @@ from services.indicator_calculator.technical import (
     STATE_COLUMNS,
     compute_indicators_with_state,
 )
+from services.indicator_calculator.windows import session_rows
 
 logger = logging.getLogger(__name__)
 
@@ -177,9 +178,9 @@ def _stepped(connection: Connection, sessions: list[date], start: date) -> dict[
     previous = fetch_rows(connection, _PREVIOUS_STATE, {"day": sessions[-2]})
     if not previous:
         return None
-    closes = close_window(connection, sessions[0], day)
+    closes = session_rows(connection, close_window, sessions)
     adjusted = {ticker for _, ticker, _ in actions_between(connection, sessions[0], day)}
-    ranges = range_window(connection, sessions[-incremental.SHORT_WINDOW], day)
+    ranges = session_rows(connection, range_window, sessions[-incremental.SHORT_WINDOW:])
     tickers = _tickers_on(closes, day)
     row_of = {ticker: index for index, ticker in enumerate(tickers)}
     column_of = {session: index for index, session in enumerate(sessions)}

@@ -8,7 +8,7 @@ migrations. After adding a migration, write it again:
     python -c "from services.common.database import write_sqlite_head; write_sqlite_head()"
 """
 
-REVISION = "0015_real_data"
+REVISION = "0016_stored_revisions"
 
 STATEMENTS: tuple[str, ...] = (
     (
@@ -50,7 +50,7 @@ STATEMENTS: tuple[str, ...] = (
         '\tprice_rows INTEGER NOT NULL, \n'
         '\tfundamental_rows INTEGER NOT NULL, \n'
         '\trejected_rows INTEGER NOT NULL, \n'
-        '\tcollected_at DATETIME NOT NULL, \n'
+        "\tcollected_at DATETIME NOT NULL, revision INTEGER DEFAULT '1' NOT NULL, \n"
         '\tPRIMARY KEY (date)\n'
         ')'
     ),

@@ -194,6 +194,7 @@ JOBS: tuple[JobSpec, ...] = (
         DuringSession("position_monitor_interval"),
         preflight="services.trading_engine.broker:preflight",
         trades=True,
+        state="services.trading_engine.monitor:state",
     ),
     JobSpec(
         "data_collection",

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.common.clock import Clock
-from services.common.database import dialect_insert
+from services.common.database import UNCOUNTED, dialect_insert
 from services.common.job_api import Account, Origin, Outcome
 from services.orchestrator.models import JobRun
 
@@ -124,7 +124,8 @@ class RunLedger:
         self._mine = {"owner": account.user_id, "mode": account.dry_run}  # for _MINE
         self._row = {"user_id": account.user_id, "dry_run": account.dry_run}  # for the rows written
         self._sessions = session_factory
-        self._engine: Engine = session_factory.kw["bind"]
+        # its commits write only its own rows: none a job reads (database.UNCOUNTED)
+        self._engine: Engine = session_factory.kw["bind"].execution_options(**{UNCOUNTED: True})
         self._clock = clock
         self._host = socket.gethostname()[:255]
         self._pid = os.getpid()

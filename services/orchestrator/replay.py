@@ -28,6 +28,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from services.common.clock import FixedClock
+from services.common.database import sole_writer
 from services.common.job_api import Outcome
 from services.common.market_calendar import KRX_TZ
 from services.common.market_rules import RULES_FILE, market_rules
@@ -157,7 +158,7 @@ def simulate(settings: Settings, start: date, end: date, *,
             if on_fires is not None:
                 on_fires(fires)
             market = _shared_market(settings, clock, runtime)
-            with _setup_frozen():
+            with _setup_frozen(), sole_writer(engine):
                 records = replay(runtime.runner(origin=SIMULATE), clock, fires, on_fire)
             del market
     except BaseException:

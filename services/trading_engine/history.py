@@ -19,11 +19,11 @@ _ACCOUNT_SNAPSHOTS = (_SNAPSHOTS.c.user_id == bindparam("owner")) & (_SNAPSHOTS.
 _PEAK = select(_SNAPSHOTS.c.equity).where(_ACCOUNT_SNAPSHOTS).order_by(_SNAPSHOTS.c.equity.desc()).limit(1)
 
 
-def _history_statement() -> Select[Any]:
+def past_columns() -> list[Any]:
     """The equity at the close before ``day``, the first and the peak equity (one probe
-    of ix_snapshots_equity) and the realised P&L of an account."""
-    one_row = select(literal(1).label("one")).subquery()
-    return select(
+    of ix_snapshots_equity) and the realised P&L of an account, as labelled scalar
+    subqueries (parameters ``owner``, ``dry_run`` and ``day``)."""
+    return [
         select(_SNAPSHOTS.c.equity).where(_ACCOUNT_SNAPSHOTS, _SNAPSHOTS.c.trading_date < bindparam("day"))
         .order_by(_SNAPSHOTS.c.taken_at.desc()).limit(1).scalar_subquery().label("previous_close"),
         select(_SNAPSHOTS.c.equity).where(_ACCOUNT_SNAPSHOTS).order_by(_SNAPSHOTS.c.taken_at).limit(1)
@@ -32,7 +32,13 @@ def _history_statement() -> Select[Any]:
         select(func.coalesce(func.sum(_TRADES.c.pnl), 0)).where(
             _TRADES.c.user_id == bindparam("owner"), _TRADES.c.dry_run == bindparam("dry_run"))
         .scalar_subquery().label("realised"),
-    ).select_from(one_row)
+    ]
+
+
+def _history_statement() -> Select[Any]:
+    """:func:`past_columns` in one round trip."""
+    one_row = select(literal(1).label("one")).subquery()
+    return select(*past_columns()).select_from(one_row)
 
 
 # built once: read by the risk check every 30 minutes, and before every trading job

@@ -9,6 +9,11 @@ except in dry run on daily bars (pykrx, stored history): there each tick first
 settles the sessions whose bar came in since (:mod:`bar_settlement`), and a day's
 orders expire when its bar is settled.
 
+A tick of a paper account holding nothing, with no open order, that finds the account
+as the previous tick left it (:mod:`fingerprint`: its own snapshot does not count) is
+recorded ``skipped`` (unchanged since); the first tick of a session and its last (the
+closing snapshot) always run.
+
 Every tick first passes the risk gate: while trading is halted, or after the daily
 loss limit was reached, open buys are cancelled and nothing new opens; protective
 exits (stop loss, trailing stop, take profit) are still placed.
@@ -28,8 +33,9 @@ from sqlalchemy import Connection
 
 from services.common.database import upsert
 from services.common.job_api import JobContext, JobResult
-from services.common.market_calendar import Session
+from services.common.market_calendar import KRX_TZ, Session
 from services.trading_engine.broker import market_moment, open_account
+from services.trading_engine.fingerprint import account_fingerprint
 from services.trading_engine.gate import RiskGate
 from services.trading_engine.models import SignalRow
 from services.trading_engine.order_book import cancel_order, client_order_id, submit
@@ -108,6 +114,21 @@ def _price_exits(ctx: JobContext, connection: Connection, broker: Broker, gate: 
                      "client_order_id": request.client_order_id, "created_at": moment})
     upsert(connection, SignalRow.__table__, rows, ["user_id", "dry_run", "trading_date", "ticker", "kind"])
     return len(rows)
+
+
+def state(ctx: JobContext) -> str | None:
+    """What the tick would read, as one string (:mod:`fingerprint`), for a paper account
+    that holds nothing and has no open order (nothing to price, fill or exit); None
+    otherwise, live, and at the session's last tick (the day's closing snapshot, and
+    its orders expire)."""
+    session = ctx.calendar.session(ctx.trading_date)
+    if not ctx.account.dry_run or session is None:
+        return None
+    moment = market_moment(ctx, session, pre_open=False)
+    if moment >= session.close:
+        return None
+    fingerprint = account_fingerprint(ctx, session.date, moment.astimezone(KRX_TZ).date())
+    return None if fingerprint.positions or fingerprint.open_orders else fingerprint.text
 
 
 def run(ctx: JobContext) -> JobResult:

@@ -188,7 +188,7 @@ def test_ready_needs_a_fresh_heartbeat_of_a_scheduler_of_the_account(database_ur
         assert _get(client, "/ready", 503)["reason"].startswith("no scheduler of default_user (paper)")
         beat = SchedulerBeat(factory, FixedClock(NOW - timedelta(seconds=90)), Account("default_user", True))
         beat.beat()
-        assert _get(client, "/ready") == {"ready": True, "reason": None, "revision": "0015_real_data",
+        assert _get(client, "/ready") == {"ready": True, "reason": None, "revision": "0016_stored_revisions",
                                           "heartbeat_at": "2026-11-21T09:58:30+09:00"}
     with _client(settings, NOW + timedelta(minutes=1)) as client:  # the beat is now 2.5 minutes old
         assert _get(client, "/ready", 503)["reason"] == (

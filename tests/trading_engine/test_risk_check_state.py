@@ -1,5 +1,6 @@
-"""The risk check's fingerprint: what a check outside the session reads, so a check that
-would read the same is recorded unchanged (the replay tests show the ledger side)."""
+"""The risk check's fingerprint: what a check outside the session, or of an account
+holding nothing, reads, so a check that would read the same is recorded unchanged (the
+replay tests show the ledger side)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from services.common.job_api import JobContext
 from services.common.market_calendar import KRX_TZ
 from services.risk_manager.halts import halt_trading
 from services.risk_manager.models import RiskBreach
-from services.trading_engine.models import PaperAccount
+from services.trading_engine.models import PaperAccount, PositionRow
 from services.trading_engine.risk_check import state
 from tests.conftest import make_settings
 
@@ -50,9 +51,19 @@ def test_the_next_session_day_changes_the_fingerprint(session_factory, krx_calen
         ctx(session_factory, krx_calendar, datetime(2026, 11, 18, 0, 30, tzinfo=KRX_TZ)))
 
 
-def test_in_the_session_or_live_every_check_runs(session_factory, krx_calendar):
-    assert state(ctx(session_factory, krx_calendar, SESSION)) is None  # observed prices move
+def test_in_the_session_holding_positions_or_live_every_check_runs(session_factory, krx_calendar):
+    with session_factory.begin() as db:
+        db.execute(insert(PositionRow).values(user_id="night", dry_run=True, ticker="005930", quantity=10,
+                                              cost=700_000, opened_on=SESSION.date(), high_water=70_000))
+    assert state(ctx(session_factory, krx_calendar, SESSION)) is None  # their observed prices move
+    assert state(ctx(session_factory, krx_calendar, NIGHT)) is not None  # valued at the stored closes
     assert state(ctx(session_factory, krx_calendar, NIGHT, dry_run="false")) is None  # the broker holds the truth
+
+
+def test_in_the_session_an_account_holding_nothing_reads_no_price(session_factory, krx_calendar):
+    first = state(ctx(session_factory, krx_calendar, SESSION))
+    assert first is not None
+    assert state(ctx(session_factory, krx_calendar, SESSION.replace(minute=30))) == first
 
 
 def test_a_breach_a_trading_job_recorded_changes_the_fingerprint(session_factory, krx_calendar):
