@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import itertools
 import logging
 import os
 import urllib.parse
@@ -132,20 +133,21 @@ def _sqlite_begin(connection: Any) -> None:
 #: counts (the run ledger's rows: they change nothing a job reads)
 UNCOUNTED = "uncounted_commits"
 _sole_writers: WeakKeyDictionary[Engine, list[int]] = WeakKeyDictionary()
+_stretches = itertools.count(1)  # each sole_writer stretch's own number: counts never meet across two
 
 
 @contextmanager
 def sole_writer(engine: Engine) -> Iterator[None]:
     """While this process alone writes ``engine``'s database (a replay holds its replay
     lock), count the commits on it (:func:`write_generation`)."""
-    commits = [0]
+    generation = [next(_stretches), 0]  # the stretch, and its commits
 
     def committed(connection: Any) -> None:
         if not connection.get_execution_options().get(UNCOUNTED):
-            commits[0] += 1
+            generation[1] += 1
 
     event.listen(engine, "commit", committed)
-    _sole_writers[engine] = commits
+    _sole_writers[engine] = generation
     try:
         yield
     finally:
@@ -153,12 +155,12 @@ def sole_writer(engine: Engine) -> Iterator[None]:
         event.remove(engine, "commit", committed)
 
 
-def write_generation(engine: Engine) -> int | None:
-    """How many commits (but :data:`UNCOUNTED` ones) this process made on ``engine``
-    while it is its database's sole writer (:func:`sole_writer`): what it read is still
-    what is stored while the number is the same. None when others may write."""
-    commits = _sole_writers.get(engine)
-    return None if commits is None else commits[0]
+def write_generation(engine: Engine) -> tuple[int, int] | None:
+    """Which stretch of :func:`sole_writer` this is and how many commits (but
+    :data:`UNCOUNTED` ones) this process made on ``engine`` in it: what it read is still
+    what is stored while the pair is the same. None when others may write."""
+    generation = _sole_writers.get(engine)
+    return None if generation is None else (generation[0], generation[1])
 
 
 @contextmanager

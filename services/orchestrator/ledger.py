@@ -157,6 +157,30 @@ class RunLedger:
         except IntegrityError:
             return None
 
+    def skipped_row(self, job_name: str, scheduled_for: datetime, *, trading_date: date | None, origin: str,
+                    reason: str) -> dict[str, Any]:
+        """The row :meth:`claim` writes for a fire recorded ``skipped`` now, for
+        :meth:`write_skipped`."""
+        now = self._clock.now()
+        return {**self._row, "job_name": job_name, "scheduled_for": scheduled_for, "trading_date": trading_date,
+                "origin": origin, "outcome": Outcome.SKIPPED.value, "started_at": now, "finished_at": now,
+                "host": self._host, "pid": self._pid, "instance_id": self.instance_id, "reason": reason,
+                "attempt": 1, "lease_until": None}
+
+    def write_skipped(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Write :meth:`skipped_row` rows in one transaction, in their order; a fire
+        already recorded keeps its row."""
+        if rows:
+            with self._engine.begin() as connection:
+                connection.execute(dialect_insert(connection, _RUNS).on_conflict_do_nothing(
+                    index_elements=["job_name", "user_id", "dry_run", "scheduled_for", "attempt"]), list(rows))
+
+    def recorded_fires(self) -> set[tuple[str, datetime]]:
+        """This account's fires with a row, as (job, fire time)."""
+        query = select(_RUNS.c.job_name, _RUNS.c.scheduled_for).where(*self._account_rows()).distinct()
+        with self._engine.connect() as connection:
+            return {(str(row[0]), row[1]) for row in connection.execute(query)}
+
     def unchanged_since(self, job_name: str, state: str) -> datetime | None:
         """When the job's last successful run of this account was scheduled, if it
         recorded ``state`` as what it read (see ``JobSpec.state``); else None."""

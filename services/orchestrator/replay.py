@@ -93,27 +93,34 @@ def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
     """Run ``fires`` in order on ``clock``, holding the database's replay lock. A fire an
     earlier replay of this database already ran is left as it is (``None``); one a killed
     replay left running, or whose last attempt failed on the database or was interrupted,
-    runs again. Stops after a fire that failed on the database."""
+    runs again. Stops after a fire that failed on the database. The rows of fires skipped
+    as unchanged are written in batches (``JobRunner.batching_unchanged``)."""
     released = runner.ledger.release_interrupted(SIMULATE)
     if released:
         logger.warning("%d fires left running by an interrupted replay will run again", released)
     retry = runner.ledger.retryable(SIMULATE)
     if retry:
         logger.warning("%d fires that failed on the database or were interrupted will run again", len(retry))
-    records = []
-    for fire in fires:
-        clock.set(fire.at)
-        attempt = retry.get((fire.job, fire.at))
-        record = runner.run_fire(fire.job, fire.at, origin=SIMULATE) if attempt is None \
-            else runner.retry_fire(fire.job, fire.at, attempt + 1, origin=SIMULATE)
-        records.append(record)
-        if on_fire is not None:
-            on_fire(fire, record)
-        if record is not None and record.outcome is Outcome.FAILED and (record.error or "").startswith(
-                DATABASE_ERROR):
-            logger.warning("replay stopped at %s %s: %s; replaying the range again runs it again and goes on",
-                           fire.job, fire.at.isoformat(), record.error)
-            break
+    recorded = runner.ledger.recorded_fires()
+    records: list[RunRecord | None] = []
+    with runner.batching_unchanged():
+        for fire in fires:
+            clock.set(fire.at)
+            attempt = retry.get((fire.job, fire.at))
+            if attempt is not None:
+                record = runner.retry_fire(fire.job, fire.at, attempt + 1, origin=SIMULATE)
+            elif (fire.job, fire.at) in recorded:
+                record = None  # as its claim would find: an earlier replay ran it
+            else:
+                record = runner.run_fire(fire.job, fire.at, origin=SIMULATE)
+            records.append(record)
+            if on_fire is not None:
+                on_fire(fire, record)
+            if record is not None and record.outcome is Outcome.FAILED and (record.error or "").startswith(
+                    DATABASE_ERROR):
+                logger.warning("replay stopped at %s %s: %s; replaying the range again runs it again and goes on",
+                               fire.job, fire.at.isoformat(), record.error)
+                break
     return records
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -79,6 +80,8 @@ class JobRunner:
         self._calendar_checked_on: date | None = None
         #: each job's fingerprint at its last success in this process, and that fire's time
         self._last_state: dict[str, tuple[str, datetime]] = {}
+        #: the rows of unchanged fires not yet written (:meth:`batching_unchanged`); None: each at once
+        self._unchanged_rows: list[dict[str, Any]] | None = None
         #: called with each run's context as it starts, and with its record once recorded
         #: (trading notices)
         self.starting_listeners: list[Callable[[JobContext], None]] = []
@@ -155,6 +158,7 @@ class JobRunner:
         :meth:`RunLedger.retryable`); None if another run claimed that attempt."""
         job = self.job(job_name)
         trading_date = self.triggers[job_name].trading_date(fire_time)
+        self.write_unchanged()
         run_id = self.ledger.claim(job_name, fire_time, trading_date=trading_date, origin=origin, attempt=attempt)
         if run_id is None:
             logger.info("%s %s: attempt %d claimed by another run; leaving it", job_name, self.shown(fire_time),
@@ -222,6 +226,7 @@ class JobRunner:
         *, origin: str | None = None,
     ) -> RunRecord | None:
         """Record a fire that does not run (missed, or skipped), and say so."""
+        self.write_unchanged()
         run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin or self.origin,
                                    outcome=outcome, reason=reason)
         if run_id is None:
@@ -263,15 +268,47 @@ class JobRunner:
         state = self._state(job, fire_time, trading_date, origin)
         since = None if state is None else self._unchanged_since(job.name, state)
         if since is not None:
-            return self.record_only(job, fire_time, trading_date, Outcome.SKIPPED,
-                                    f"{UNCHANGED} {self.shown(since)}: nothing it reads has changed",
-                                    origin=origin)
+            reason = f"{UNCHANGED} {self.shown(since)}: nothing it reads has changed"
+            if self._unchanged_rows is not None:
+                return self._record_later(job, fire_time, trading_date, reason, origin)
+            return self.record_only(job, fire_time, trading_date, Outcome.SKIPPED, reason, origin=origin)
+        self.write_unchanged()
         run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin)
         if run_id is None:
             logger.info("%s %s: already claimed (by another orchestrator, or run first as another job's input); "
                         "leaving it", job.name, self.shown(fire_time))
             return None
         return self.run_claimed(job, fire_time, trading_date, origin, run_id=run_id, state=state)
+
+    @contextmanager
+    def batching_unchanged(self) -> Iterator[None]:
+        """While this process alone writes the database (a replay holds its replay lock),
+        the rows of fires skipped as unchanged are kept and written together: before the
+        next run is claimed or recorded, and at the end (in fire order). Their records
+        carry run id 0. A process killed meanwhile leaves them unwritten; the next replay
+        of the range decides those fires again."""
+        self._unchanged_rows = []
+        try:
+            yield
+        finally:
+            try:
+                self.write_unchanged()
+            finally:
+                self._unchanged_rows = None
+
+    def write_unchanged(self) -> None:
+        """Write the rows :meth:`batching_unchanged` keeps (none: nothing to do)."""
+        if self._unchanged_rows:
+            rows, self._unchanged_rows = self._unchanged_rows, []
+            self.ledger.write_skipped(rows)
+
+    def _record_later(self, job: JobSpec, fire_time: datetime, trading_date: date, reason: str,
+                      origin: str) -> RunRecord:
+        assert self._unchanged_rows is not None
+        self._unchanged_rows.append(self.ledger.skipped_row(job.name, fire_time, trading_date=trading_date,
+                                                            origin=origin, reason=reason))
+        logger.info("[%s %s] skipped: %s", job.name, trading_date, reason)
+        return RunRecord(0, job.name, fire_time, trading_date, Outcome.SKIPPED, reason=reason)
 
     def _unchanged_since(self, job_name: str, state: str) -> datetime | None:
         """When the job last succeeded reading ``state``: as this process recorded it

@@ -75,7 +75,8 @@ class AccountFingerprint:
 
 #: per engine: the last fingerprint read for each (account, day, today, limits), with the
 #: write generation it was read at (``database.write_generation``)
-_read: WeakKeyDictionary[Engine, dict[tuple[Any, ...], tuple[int, AccountFingerprint]]] = WeakKeyDictionary()
+_read: WeakKeyDictionary[Engine, dict[tuple[Any, ...], tuple[tuple[int, int], AccountFingerprint]]] = \
+    WeakKeyDictionary()
 
 
 def account_fingerprint(ctx: JobContext, day: date, today: date) -> AccountFingerprint:

@@ -152,6 +152,37 @@ def test_the_weekends_risk_checks_are_recorded_unchanged_since_fridays_last_chan
         ("skipped", "unchanged since the run of 2026-11-20T16:00:00+09:00: nothing it reads has changed")}
 
 
+def test_a_flat_accounts_ticks_run_at_the_open_and_the_close_and_are_unchanged_between(
+        tmp_path: Path, calendar_cache_dir: Path) -> None:
+    # no signal generation: the account never holds anything nor has an open order
+    # (the second day in a replay of its own: the first tick's match comes from the ledger)
+    settings = replay_settings(tmp_path, calendar_cache_dir, enable_signal_generation="false",
+                               enable_risk_checks="false")
+    simulate(settings, date(2026, 11, 17), date(2026, 11, 17)).runtime.close()
+    simulation = simulate(settings, date(2026, 11, 18), date(2026, 11, 18))
+    try:
+        ticks = [(at.astimezone(KST).strftime("%m-%d %H:%M"), outcome, reason)
+                 for job, at, _, _, outcome, reason, *_ in ledger(simulation.runtime) if job == "position_monitoring"]
+        with simulation.runtime.session_factory()() as session:
+            snapshots = session.scalars(select(PortfolioSnapshot.taken_at).order_by(PortfolioSnapshot.taken_at)).all()
+            written = session.scalars(select(JobRun.scheduled_for).order_by(JobRun.id)).all()
+    finally:
+        simulation.runtime.close()
+    # unchanged fires are written in batches: in fire order all the same, their records without a run id
+    assert written == sorted(written)
+    assert {record.run_id for record in simulation.records if record is not None and
+            record.outcome is Outcome.SKIPPED} == {0}
+    # the first day's 09:00 tick opens the account: the 09:15 one is the first to find it as it is
+    for day, ran in (("11-17", ["09:00", "09:15", "15:30"]), ("11-18", ["09:00", "15:30"])):
+        of_day = [tick for tick in ticks if tick[0].startswith(day)]
+        assert len(of_day) == 27
+        assert [at[-5:] for at, outcome, _ in of_day if outcome == "success"] == ran
+        assert {(outcome, reason) for _, outcome, reason in of_day if outcome != "success"} == {
+            ("skipped", f"unchanged since the run of 2026-{day}T{ran[-2]}:00+09:00: nothing it reads has changed")}
+    assert [at.astimezone(KST).strftime("%m-%d %H:%M") for at in snapshots] == [
+        "11-17 09:00", "11-17 09:15", "11-17 15:30", "11-18 09:00", "11-18 15:30"]
+
+
 def test_every_session_has_its_data_indicators_watchlist_signals_fills_and_snapshots(exam_week: Any) -> None:
     def count(session: Any, table: Any, *where: Any) -> int:
         return session.scalar(select(func.count()).select_from(table).where(*where))

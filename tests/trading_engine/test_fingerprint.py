@@ -48,3 +48,15 @@ def test_a_sole_writer_reads_the_fingerprint_again_only_after_a_commit_that_is_n
     assert write_generation(engine) is None  # others may write again: every fingerprint is read
     account_fingerprint(ctx(session_factory, krx_calendar), day, day)
     assert len(reads) == 3
+
+
+def test_a_fingerprint_kept_in_one_replay_is_not_served_in_the_next(session_factory, krx_calendar):
+    # both stretches count from no commit: what the first kept must not pass for the second's
+    engine = session_factory.kw["bind"]
+    day = NIGHT.date()
+    with sole_writer(engine):
+        first = account_fingerprint(ctx(session_factory, krx_calendar), day, day)
+    with session_factory.begin() as db:
+        db.execute(insert(PaperAccount).values(user_id="solo", initial_cash=1_000, cash=1_000, opened_at=NIGHT))
+    with sole_writer(engine):
+        assert account_fingerprint(ctx(session_factory, krx_calendar), day, day) != first

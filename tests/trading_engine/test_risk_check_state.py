@@ -60,7 +60,10 @@ def test_in_the_session_holding_positions_or_live_every_check_runs(session_facto
     assert state(ctx(session_factory, krx_calendar, NIGHT, dry_run="false")) is None  # the broker holds the truth
 
 
-def test_in_the_session_an_account_holding_nothing_reads_no_price(session_factory, krx_calendar):
+def test_in_the_session_an_account_holding_nothing_is_fingerprinted(session_factory, krx_calendar):
+    # nothing held: the assessment values nothing, so no moving price counts
+    with session_factory.begin() as db:
+        db.execute(insert(PaperAccount).values(user_id="night", initial_cash=1_000, cash=1_000, opened_at=NIGHT))
     first = state(ctx(session_factory, krx_calendar, SESSION))
     assert first is not None
     assert state(ctx(session_factory, krx_calendar, SESSION.replace(minute=30))) == first
