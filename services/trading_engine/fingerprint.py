@@ -45,7 +45,7 @@ def _statement() -> Any:
 
     resumed_at = select(halts.baseline_at).where(halts.user_id == owner).scalar_subquery()
     return select(
-        latest(CollectedSession.date, CollectedSession.date <= bindparam("today")),
+        latest(CollectedSession.date, CollectedSession.date <= bindparam("today")).label("collected"),
         latest(orders.updated_at, orders.user_id == owner, orders.dry_run == mode),
         latest(fills.id, fills.user_id == owner, fills.dry_run == mode),
         *past_columns(),
@@ -68,7 +68,8 @@ _FINGERPRINT = _statement()
 
 @dataclass(frozen=True)
 class AccountFingerprint:
-    text: str  # the day, the limits and what was read, as one string
+    text: str  # the day, the limits and what was read, as one string (the latest collected session apart)
+    collected: date | None  # the latest collected session: the stored closes that value positions, the last bar
     positions: int
     open_orders: int
 
@@ -94,8 +95,9 @@ def account_fingerprint(ctx: JobContext, day: date, today: date) -> AccountFinge
     with engine.connect() as connection:  # one read, no ORM session
         row = connection.execute(_FINGERPRINT, {"owner": ctx.account.user_id, "dry_run": True, "today": today,
                                                 "day": day}).one()
-    fingerprint = AccountFingerprint("|".join(str(value) for value in (day, limits, *row)), int(row.positions),
-                                     int(row.open_orders))
+    collected, *read = list[Any](row)  # the statement's first column
+    fingerprint = AccountFingerprint("|".join(str(value) for value in (day, limits, *read)), collected,
+                                     int(row.positions), int(row.open_orders))
     if generation is not None:
         _read[engine] = {key: (generation, fingerprint)}  # the last one: the next fire asks for the same
     return fingerprint

@@ -128,7 +128,9 @@ def state(ctx: JobContext) -> str | None:
     if moment >= session.close:
         return None
     fingerprint = account_fingerprint(ctx, session.date, moment.astimezone(KRX_TZ).date())
-    return None if fingerprint.positions or fingerprint.open_orders else fingerprint.text
+    if fingerprint.positions or fingerprint.open_orders:
+        return None
+    return f"{fingerprint.text}|{fingerprint.collected}"  # a new bar is settled (daily bars)
 
 
 def run(ctx: JobContext) -> JobResult:

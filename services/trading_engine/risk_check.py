@@ -4,9 +4,9 @@ halts trading.
 
 Its fingerprint (:func:`state`): outside the session, or holding no position, a paper
 account's assessment reads only the database, so a check that finds the same session,
-limits, latest collected prices, orders, fills, cash, stored equity, breaches and halt
-as the last one would assess the same and is recorded ``skipped`` instead (nights,
-weekends, and the days a replay's account stays flat). Holding positions during the
+limits, latest collected prices (holding positions), orders, fills, cash, stored
+equity, breaches and halt as the last one would assess the same and is recorded
+``skipped`` instead (nights, weekends, and the days a replay's account stays flat). Holding positions during the
 session (their prices move), for a live account (its broker holds the truth) and when
 run by hand (``run-job``), every check runs."""
 
@@ -34,7 +34,8 @@ def state(ctx: JobContext) -> str | None:
     fingerprint = account_fingerprint(ctx, session.date if session else today, today)
     if fingerprint.positions and in_session is not None and in_session.open <= moment <= in_session.close:
         return None  # their prices move
-    return fingerprint.text
+    # the latest collected closes value the positions: nothing of a flat account
+    return f"{fingerprint.text}|{fingerprint.collected if fingerprint.positions else '-'}"
 
 
 def run(ctx: JobContext) -> JobResult:

@@ -4,13 +4,14 @@ replay tests show the ledger side)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 
 from services.common.clock import FixedClock
 from services.common.job_api import JobContext
 from services.common.market_calendar import KRX_TZ
+from services.data_collector.models import CollectedSession
 from services.risk_manager.halts import halt_trading
 from services.risk_manager.models import RiskBreach
 from services.trading_engine.models import PaperAccount, PositionRow
@@ -78,3 +79,25 @@ def test_a_breach_a_trading_job_recorded_changes_the_fingerprint(session_factory
             value=3.5, threshold=3.0, action="block_entries", checked_at=NIGHT, checked_by="position_monitoring",
             metrics={}))
     assert state(ctx(session_factory, krx_calendar, NIGHT)) != before
+
+
+def test_a_new_collected_session_changes_the_fingerprint_only_of_an_account_holding_positions(
+        session_factory, krx_calendar):
+    # the stored closes value positions; a flat account's assessment reads none
+    with session_factory.begin() as db:
+        db.execute(insert(CollectedSession).values(date=date(2026, 11, 16), provider="simulated", stock_rows=0,
+                                                   price_rows=0, fundamental_rows=0, rejected_rows=0,
+                                                   collected_at=NIGHT))
+    flat = state(ctx(session_factory, krx_calendar, NIGHT))
+    with session_factory.begin() as db:
+        db.execute(insert(PositionRow).values(user_id="night", dry_run=True, ticker="005930", quantity=10,
+                                              cost=700_000, opened_on=SESSION.date(), high_water=70_000))
+    holding = state(ctx(session_factory, krx_calendar, NIGHT))
+    with session_factory.begin() as db:
+        db.execute(insert(CollectedSession).values(date=NIGHT.date(), provider="simulated", stock_rows=0,
+                                                   price_rows=0, fundamental_rows=0, rejected_rows=0,
+                                                   collected_at=NIGHT))
+    assert state(ctx(session_factory, krx_calendar, NIGHT)) != holding
+    with session_factory.begin() as db:
+        db.execute(delete(PositionRow).where(PositionRow.user_id == "night"))
+    assert state(ctx(session_factory, krx_calendar, NIGHT)) == flat
