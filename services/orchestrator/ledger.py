@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Engine, UniqueConstraint, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -42,6 +42,9 @@ _FINISH = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
 _FINISH_HELD = _FINISH.where(_RUNS.c.outcome == Outcome.RUNNING.value)  # fenced: not once taken over
 _RENEW = update(_RUNS).where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)),
                              _RUNS.c.outcome == Outcome.RUNNING.value).values(lease_until=bindparam("until"))
+#: what a fire's row is unique by (the model's uq_job_runs_fire): a second claim of a fire fails
+_FIRE_KEY = next([column.name for column in constraint.columns] for constraint in _RUNS.constraints
+                 if isinstance(constraint, UniqueConstraint) and constraint.name == "uq_job_runs_fire")
 #: the ledger's own account (not ``user_id``/``dry_run``: an UPDATE reserves its columns' names)
 _MINE = (_RUNS.c.user_id == bindparam("owner")) & (_RUNS.c.dry_run == bindparam("mode"))
 #: a run's summary key holding the fingerprint of what it read (``JobSpec.state``)
@@ -144,28 +147,30 @@ class RunLedger:
     ) -> int | None:
         """Insert the fire's row (a running one with a lease); ``None`` if another run
         already holds it."""
-        now = self._clock.now()
-        running = outcome is Outcome.RUNNING
         try:
             with self._engine.begin() as connection:
-                return int(connection.execute(_CLAIM, {
-                    **self._row, "job_name": job_name, "scheduled_for": scheduled_for,
-                    "trading_date": trading_date, "origin": origin,
-                    "outcome": outcome.value, "started_at": now, "finished_at": None if running else now,
-                    "host": self._host, "pid": self._pid, "instance_id": self.instance_id, "reason": reason,
-                    "attempt": attempt, "lease_until": now + self.lease if running else None}).scalar_one())
+                return int(connection.execute(_CLAIM, self._fire_row(
+                    job_name, scheduled_for, trading_date, origin, outcome, self._clock.now(), reason=reason,
+                    attempt=attempt)).scalar_one())
         except IntegrityError:
             return None
+
+    def _fire_row(self, job_name: str, scheduled_for: datetime, trading_date: date | None, origin: str,
+                  outcome: Outcome, now: datetime, *, reason: str | None = None, attempt: int = 1) -> dict[str, Any]:
+        """The row of this account's fire claimed or recorded by this process at ``now``:
+        a running one holds a lease, any other is finished."""
+        running = outcome is Outcome.RUNNING
+        return {**self._row, "job_name": job_name, "scheduled_for": scheduled_for, "trading_date": trading_date,
+                "origin": origin, "outcome": outcome.value, "started_at": now, "finished_at": None if running else now,
+                "host": self._host, "pid": self._pid, "instance_id": self.instance_id, "reason": reason,
+                "attempt": attempt, "lease_until": now + self.lease if running else None}
 
     def skipped_row(self, job_name: str, scheduled_for: datetime, *, trading_date: date | None, origin: str,
                     reason: str) -> dict[str, Any]:
         """The row :meth:`claim` writes for a fire recorded ``skipped`` now, for
         :meth:`write_skipped`."""
-        now = self._clock.now()
-        return {**self._row, "job_name": job_name, "scheduled_for": scheduled_for, "trading_date": trading_date,
-                "origin": origin, "outcome": Outcome.SKIPPED.value, "started_at": now, "finished_at": now,
-                "host": self._host, "pid": self._pid, "instance_id": self.instance_id, "reason": reason,
-                "attempt": 1, "lease_until": None}
+        return self._fire_row(job_name, scheduled_for, trading_date, origin, Outcome.SKIPPED, self._clock.now(),
+                              reason=reason)
 
     def write_skipped(self, rows: Sequence[dict[str, Any]]) -> None:
         """Write :meth:`skipped_row` rows in one transaction, in their order; a fire
@@ -173,7 +178,7 @@ class RunLedger:
         if rows:
             with self._engine.begin() as connection:
                 connection.execute(dialect_insert(connection, _RUNS).on_conflict_do_nothing(
-                    index_elements=["job_name", "user_id", "dry_run", "scheduled_for", "attempt"]), list(rows))
+                    index_elements=_FIRE_KEY), list(rows))
 
     def recorded_fires(self) -> set[tuple[str, datetime]]:
         """This account's fires with a row, as (job, fire time)."""
@@ -239,12 +244,9 @@ class RunLedger:
                 return None
             if rerun is None:
                 return 0
-            return int(connection.execute(_CLAIM, {
-                **self._row, "job_name": rerun.job_name, "scheduled_for": rerun.scheduled_for,
-                "trading_date": rerun.trading_date, "origin": RECOVERY,
-                "outcome": Outcome.RUNNING.value, "started_at": now, "finished_at": None, "host": self._host,
-                "pid": self._pid, "instance_id": self.instance_id, "reason": None, "attempt": rerun.attempt + 1,
-                "lease_until": now + self.lease}).scalar_one())
+            return int(connection.execute(_CLAIM, self._fire_row(
+                rerun.job_name, rerun.scheduled_for, rerun.trading_date, RECOVERY, Outcome.RUNNING, now,
+                attempt=rerun.attempt + 1)).scalar_one())
 
     def record_many(
         self, fires: Sequence[tuple[str, datetime, date | None]], outcome: Outcome, reason: str, *, origin: str,
@@ -258,12 +260,8 @@ class RunLedger:
             for fire in fires:
                 job_name, scheduled_for, trading_date = fire
                 statement = dialect_insert(connection, JobRun.__table__).values(
-                    **self._row, job_name=job_name, scheduled_for=scheduled_for,
-                    trading_date=trading_date, origin=origin, outcome=outcome.value,
-                    started_at=now, finished_at=now, host=self._host, pid=self._pid, instance_id=self.instance_id,
-                    reason=reason,
-                ).on_conflict_do_nothing(
-                    index_elements=["job_name", "user_id", "dry_run", "scheduled_for", "attempt"])
+                    **self._fire_row(job_name, scheduled_for, trading_date, origin, outcome, now, reason=reason),
+                ).on_conflict_do_nothing(index_elements=_FIRE_KEY)
                 run_id = connection.execute(statement.returning(JobRun.__table__.c.id)).scalar()
                 if run_id is not None:
                     written.append((run_id, fire))

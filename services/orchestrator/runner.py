@@ -290,11 +290,17 @@ class JobRunner:
         self._unchanged_rows = []
         try:
             yield
-        finally:
+        except BaseException:  # written if they can be; what stopped the replay is what it reports
             try:
                 self.write_unchanged()
-            finally:
-                self._unchanged_rows = None
+            except SQLAlchemyError as exc:
+                logger.warning("unchanged fires not recorded (%s): replaying the range again decides them again",
+                               database_error_line(exc))
+            raise
+        else:
+            self.write_unchanged()
+        finally:
+            self._unchanged_rows = None
 
     def write_unchanged(self) -> None:
         """Write the rows :meth:`batching_unchanged` keeps (none: nothing to do)."""

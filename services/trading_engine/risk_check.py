@@ -6,9 +6,9 @@ Its fingerprint (:func:`state`): outside the session, or holding no position, a 
 account's assessment reads only the database, so a check that finds the same session,
 limits, latest collected prices (holding positions), orders, fills, cash, stored
 equity, breaches and halt as the last one would assess the same and is recorded
-``skipped`` instead (nights, weekends, and the days a replay's account stays flat). Holding positions during the
-session (their prices move), for a live account (its broker holds the truth) and when
-run by hand (``run-job``), every check runs."""
+``skipped`` instead (nights, weekends, and the days a replay's account stays flat).
+Holding positions during the session (their prices move), for a live account (its
+broker holds the truth) and when run by hand (``run-job``), every check runs."""
 
 from __future__ import annotations
 

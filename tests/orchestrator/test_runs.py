@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from services.common.clock import FixedClock
 from services.common.job_api import Outcome
@@ -310,3 +311,32 @@ def test_history_and_last_runs_read_back_the_ledger(session_factory, krx_calenda
     last = runner.ledger.last_runs()
     assert {name: run.outcome for name, run in last.items()} == {
         "data_collection": "success", "indicator_calculation": "failed"}
+
+
+def test_a_batch_writes_its_unchanged_fires_when_it_ends_and_a_stop_is_reported_over_a_failed_write(
+        session_factory, krx_calendar, monkeypatch):
+    # 22:00 opens the paper account, 22:30 is the first check to find it: 23:00 finds what 22:30 read
+    clock = FixedClock(at("2026-11-17T22:00"))
+    runner = make_runner(session_factory, krx_calendar, clock)
+    with runner.batching_unchanged():
+        records = []
+        for moment in ("2026-11-17T22:00", "2026-11-17T22:30", "2026-11-17T23:00"):
+            clock.set(at(moment))
+            records.append(runner.run_fire("risk_checks", at(moment), origin="simulate"))
+        assert [row.scheduled_for for row in ledger_rows(session_factory)] == [
+            at("2026-11-17T22:00"), at("2026-11-17T22:30")]
+    assert [(record.run_id == 0, record.outcome) for record in records if record is not None] == [
+        (False, Outcome.SUCCESS), (False, Outcome.SUCCESS), (True, Outcome.SKIPPED)]
+    assert [(row.scheduled_for, row.outcome, row.reason) for row in ledger_rows(session_factory)] == [
+        (at("2026-11-17T22:00"), "success", None), (at("2026-11-17T22:30"), "success", None),
+        (at("2026-11-17T23:00"), "skipped",
+         "unchanged since the run of 2026-11-17T22:30:00+09:00: nothing it reads has changed")]
+
+    def unwritable(rows: Any) -> None:
+        raise OperationalError("INSERT INTO job_runs", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(runner.ledger, "write_skipped", unwritable)
+    with pytest.raises(KeyboardInterrupt), runner.batching_unchanged():  # not the failed write
+        clock.set(at("2026-11-17T23:30"))
+        assert runner.run_fire("risk_checks", at("2026-11-17T23:30"), origin="simulate").run_id == 0
+        raise KeyboardInterrupt
