@@ -516,10 +516,11 @@ def database_error_line(exc: BaseException) -> str:
 
 def dialect_insert(connection: Any, table: Any) -> Any:
     """``INSERT`` with ``ON CONFLICT`` support for the connection's dialect."""
-    return _dialect_insert(connection.dialect.name, table)
+    return dialect_insert_for(connection.dialect.name, table)
 
 
-def _dialect_insert(dialect: str, table: Any) -> Any:
+def dialect_insert_for(dialect: str, table: Any) -> Any:
+    """:func:`dialect_insert` for the dialect named ``dialect``."""
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -541,7 +542,7 @@ def _sqlite_dates(values: list[Any]) -> list[Any]:
 def _upsert_statement(dialect: str, table: Any, key_columns: list[str],
                       names: list[str] | None = None, update_where: Any = None,
                       update_only: list[str] | None = None) -> Any:
-    statement = _dialect_insert(dialect, table)
+    statement = dialect_insert_for(dialect, table)
     if names is not None:
         from sqlalchemy import bindparam
 

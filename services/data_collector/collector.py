@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.common.clock import Clock
-from services.common.database import python_values, upsert, upsert_columns
+from services.common.database import fetch_rows, python_values, upsert, upsert_columns
 from services.common.job_api import JobContext, JobResult, Origin
 from services.common.market_calendar import MarketCalendar
 from services.common.settings import ConfigurationError, Settings
@@ -146,9 +146,12 @@ def check_provider(session_factory: sessionmaker[DbSession], provider: MarketDat
 
 
 def completed_sessions(session_factory: sessionmaker[DbSession], start: date, end: date) -> set[date]:
+    """The collected sessions from ``start`` to ``end`` (a window of hundreds, read by
+    each daily job's probe: one driver read, no ORM)."""
     with session_factory() as session:
-        return set(session.scalars(
-            select(CollectedSession.date).where(CollectedSession.date.between(start, end))))
+        rows = fetch_rows(session.connection(), "SELECT date FROM collected_sessions "
+                          "WHERE date >= :start AND date <= :end", {"start": start, "end": end})
+    return {day if isinstance(day, date) else date.fromisoformat(day) for (day,) in rows}  # SQLite: ISO text
 
 
 # --- collecting ------------------------------------------------------------------------------

@@ -95,6 +95,17 @@ def price_history(connection: Connection, start: date, end: date,
     return fetch_columns(connection, sql, params, HISTORY_COLUMNS)
 
 
+def priced_between(connection: Connection, start: date, end: date, tickers: Sequence[str]) -> set[str]:
+    """Those of ``tickers`` with a price stored from ``start`` up to (not on) ``end``,
+    looked up by key on the collected dates, as :func:`price_history` does."""
+    if not tickers:
+        return set()
+    return {str(row[0]) for row in fetch_rows(
+        connection, "SELECT DISTINCT ticker FROM daily_prices WHERE date IN (SELECT date FROM collected_sessions "
+        "WHERE date >= :start AND date < :end) AND ticker IN :tickers",
+        {"start": start, "end": end, "tickers": list(tickers)})}
+
+
 #: the columns of :func:`fundamental_history`, in this order
 FUNDAMENTAL_COLUMNS = ["ticker", "date", "bps", "eps", "dps"]
 

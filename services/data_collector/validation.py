@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
@@ -87,12 +88,13 @@ def validate_snapshot(snapshot: MarketSnapshot) -> ValidatedSnapshot:
     prices = snapshot.prices
     if prices.empty:
         raise InvalidSnapshot(f"{snapshot.trading_date}: empty price frame; the provider returned no rows")
-    if _zero_filled(prices):
+    price_numbers = {name: prices[name] for name in _PRICE_NUMBERS}  # taken out once: it is slow
+    if _zero_filled(prices, price_numbers):
         raise InvalidSnapshot(
             f"{snapshot.trading_date}: zero-filled price frame (KRX answers a holiday this way)"
         )
     rejected: Counter[str] = Counter()
-    good_prices = _valid_prices(prices, snapshot, rejected)
+    good_prices = _valid_prices(prices, price_numbers, snapshot, rejected)
     if not _length(good_prices):
         reasons = ", ".join(f"{reason}: {count}" for reason, count in rejected.most_common())
         raise InvalidSnapshot(f"{snapshot.trading_date}: every price row was rejected ({reasons})")
@@ -107,9 +109,9 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None
         raise InvalidSnapshot(f"{what} frame lacks columns {missing}; expected {columns}")
 
 
-def _zero_filled(prices: pd.DataFrame) -> bool:
-    """Every open, high, low and close is 0."""
-    columns = [prices[name] for name in _PRICE_FIELDS]
+def _zero_filled(prices: pd.DataFrame, numbers: dict[str, pd.Series]) -> bool:
+    """Every open, high, low and close is 0 (``numbers``: ``prices``' columns by name)."""
+    columns = [numbers[name] for name in _PRICE_FIELDS]
     if all(isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf" for column in columns):
         return all(bool((column.to_numpy() == 0).all()) for column in columns)
     return bool((prices[_PRICE_FIELDS] == 0).all(axis=None))
@@ -142,48 +144,64 @@ def _reject_first_failure(keep: np.ndarray, checks: list[tuple[str, npt.ArrayLik
     return kept
 
 
-def _common_row_checks(frame: pd.DataFrame, snapshot: MarketSnapshot, what: str,
+def _common_row_checks(frame: pd.DataFrame, dates: pd.Series, snapshot: MarketSnapshot, what: str,
                        rejected: Counter[str]) -> tuple[list[str], np.ndarray]:
-    """The cleaned tickers, and which rows pass the ticker, date and duplicate checks."""
+    """The cleaned tickers, and which rows pass the ticker, date (``dates``: the frame's
+    date column) and duplicate checks."""
     cleaned, ok = _clean_tickers(frame["ticker"])
     return cleaned, _reject_first_failure(np.ones(len(frame), dtype=bool), [
         (f"{what}: bad ticker", ~ok),
-        (f"{what}: wrong date", _differs(frame["date"], snapshot.trading_date)),
+        (f"{what}: wrong date", _differs(dates, snapshot.trading_date)),
         (f"{what}: duplicate ticker", _duplicated(cleaned)),
     ], rejected)
 
 
 def _differs(column: pd.Series, day: date) -> np.ndarray:
-    """Which values are not ``day`` (``column != day``; compared in Python when every
-    value is a ``date``, as the frames of a day usually hold)."""
-    values = column.tolist()
-    if all(type(value) is date for value in values):
-        return np.fromiter((value != day for value in values), dtype=bool, count=len(values))
+    """Which values are not ``day`` (``column != day``; compared value by value, in
+    numpy, when every value is a ``date``, as the frames of a day usually hold)."""
+    values = column.to_numpy()
+    if not len(values):
+        return np.zeros(0, dtype=bool)
+    if values.dtype == object and _all_of_type(values, date):
+        differs: np.ndarray = values != day
+        return differs
     return cast(np.ndarray, (column != day).to_numpy())
+
+
+def _all_of_type(values: Iterable[Any], kind: type) -> bool:
+    """Every value is exactly a ``kind`` (no subclass); true of no values."""
+    return set(map(type, values)) <= {kind}
 
 
 def _duplicated(values: list[Any]) -> np.ndarray:
     """Which values occur more than once, every copy (pandas' ``duplicated(keep=False)``)."""
-    counts = Counter(values)
-    if len(counts) == len(values):
+    if len(set(values)) == len(values):  # the usual case
         return np.zeros(len(values), dtype=bool)
+    counts = Counter(values)
     return np.fromiter((counts[value] > 1 for value in values), dtype=bool, count=len(values))
 
 
 _SEEN_TICKERS: dict[str, tuple[str, bool]] = {}
+#: The codes of :data:`_SEEN_TICKERS` that are clean already: stripped and valid.
+_CLEAN_TICKERS: set[str] = set()
 
 
 def _clean_tickers(tickers: pd.Series) -> tuple[list[str], np.ndarray]:
     """Tickers as stripped strings, and which are 6 characters of 0-9/A-Z (memoized:
-    the same few thousand codes come every day)."""
-    cleaned, ok = [], np.empty(len(tickers), dtype=bool)
-    for i, raw in enumerate(tickers.tolist()):
+    the same few thousand codes come every day, usually all of them clean)."""
+    values = tickers.tolist()
+    if _all_of_type(values, str) and _CLEAN_TICKERS.issuperset(values):
+        return values, np.ones(len(values), dtype=bool)
+    cleaned, ok = [], np.empty(len(values), dtype=bool)
+    for i, raw in enumerate(values):
         known = _SEEN_TICKERS.get(raw) if isinstance(raw, str) else None
         if known is None:
             text = str(raw).strip()
             known = (text, _TICKER.match(text) is not None)
             if isinstance(raw, str) and len(_SEEN_TICKERS) < 100_000:
                 _SEEN_TICKERS[raw] = known
+                if known == (raw, True):
+                    _CLEAN_TICKERS.add(raw)
         cleaned.append(known[0])
         ok[i] = known[1]
     return cleaned, ok
@@ -192,16 +210,16 @@ def _clean_tickers(tickers: pd.Series) -> tuple[list[str], np.ndarray]:
 def _blank(names: pd.Series) -> np.ndarray:
     """Which names are missing, or empty once stripped (as ``astype(str).str.strip()``)."""
     values = names.tolist()
+    if _all_of_type(values, str):  # no str is missing
+        return ~np.fromiter(map(bool, map(str.strip, values)), dtype=bool, count=len(values))
     blank = np.fromiter((not str(name).strip() for name in values), dtype=bool, count=len(values))
-    if all(type(name) is str for name in values):  # no str is missing
-        return blank
     missing: np.ndarray = names.isna().to_numpy() | blank
     return missing
 
 
-def _numbers(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """``columns`` as a rows x columns float array; anything not a number is NaN."""
-    return np.column_stack([_floats(frame[column]) for column in columns]).reshape(len(frame), len(columns))
+def _numbers(columns: Iterable[pd.Series]) -> np.ndarray:
+    """``columns`` as a columns x rows float array; anything not a number is NaN."""
+    return np.stack([_floats(column) for column in columns])
 
 
 def _floats(column: pd.Series) -> np.ndarray:
@@ -217,7 +235,15 @@ def _floats(column: pd.Series) -> np.ndarray:
 
 def _kept(column: pd.Series, keep: np.ndarray) -> pd.Series:
     """``column``'s kept values (same dtype), indexed from 0 as the arrays of a new frame."""
+    if keep.all() and _indexed_from_zero(column):  # as it is (the usual case)
+        return column
     return (column if keep.all() else column[keep]).reset_index(drop=True)
+
+
+def _indexed_from_zero(column: pd.Series) -> bool:
+    """``column`` is indexed 0, 1, 2... with no index name (as ``reset_index`` leaves it)."""
+    index = column.index
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None
 
 
 def _kept_values(values: list[str], keep: np.ndarray) -> list[str] | pd.Series:
@@ -230,16 +256,19 @@ def _kept_values(values: list[str], keep: np.ndarray) -> list[str] | pd.Series:
 _PRICE_NUMBERS = _PRICE_FIELDS + ["volume", "value", "change_pct", "market_cap"]
 
 
-def _valid_prices(prices: pd.DataFrame, snapshot: MarketSnapshot, rejected: Counter[str]) -> Columns:
-    tickers, keep = _common_row_checks(prices, snapshot, "prices", rejected)
-    numbers = _numbers(prices, _PRICE_NUMBERS)
-    price_values = numbers[:, :4]
-    o, h, lo, c, volume, value, _, market_cap = numbers.T
+def _valid_prices(prices: pd.DataFrame, price_numbers: dict[str, pd.Series], snapshot: MarketSnapshot,
+                  rejected: Counter[str]) -> Columns:
+    """``price_numbers``: the columns of :data:`_PRICE_NUMBERS` by name."""
+    dates = prices["date"]
+    tickers, keep = _common_row_checks(prices, dates, snapshot, "prices", rejected)
+    numbers = _numbers(price_numbers[name] for name in _PRICE_NUMBERS)
+    price_values = numbers[:4]
+    o, h, lo, c, volume, value, _, market_cap = numbers
     with np.errstate(invalid="ignore"):
         keep = _reject_first_failure(keep, [
-            ("prices: NaN or infinite price", (~np.isfinite(price_values)).any(axis=1)),
-            ("prices: non-positive price", (price_values <= 0).any(axis=1)),
-            ("prices: non-integer price", (price_values != np.round(price_values)).any(axis=1)),
+            ("prices: NaN or infinite price", (~np.isfinite(price_values)).any(axis=0)),
+            ("prices: non-positive price", (price_values <= 0).any(axis=0)),
+            ("prices: non-integer price", (price_values != np.round(price_values)).any(axis=0)),
             ("prices: high below low", h < lo),
             ("prices: open or close outside high-low",
              (np.maximum(o, c) > h) | (np.minimum(o, c) < lo)),
@@ -248,12 +277,12 @@ def _valid_prices(prices: pd.DataFrame, snapshot: MarketSnapshot, rejected: Coun
             ("prices: value out of range", (volume > _MAX_INT) | (value > _MAX_INT) | (market_cap > _MAX_INT)),
             ("prices: missing market cap", ~np.isfinite(market_cap)),
         ], rejected)
-    kept = numbers if keep.all() else numbers[keep]
+    kept = numbers if keep.all() else numbers[:, keep]
     # every one is finite now; one row per column
-    integers = np.ascontiguousarray(kept[:, [0, 1, 2, 3, 4, 5, 7]].T).astype(np.int64)
-    change_pct = kept[:, 6]
+    integers = kept[[0, 1, 2, 3, 4, 5, 7]].astype(np.int64)
+    change_pct = kept[6]
     return {
-        "ticker": _kept_values(tickers, keep), "date": _kept(prices["date"], keep),
+        "ticker": _kept_values(tickers, keep), "date": _kept(dates, keep),
         **{column: integers[index] for index, column in enumerate(_PRICE_FIELDS + ["volume", "value"])},
         "change_pct": np.where(np.isnan(change_pct), 0.0, change_pct),
         "market_cap": integers[6], "market": _kept(prices["market"], keep),
@@ -262,14 +291,15 @@ def _valid_prices(prices: pd.DataFrame, snapshot: MarketSnapshot, rejected: Coun
 
 
 def _valid_fundamentals(frame: pd.DataFrame, snapshot: MarketSnapshot, rejected: Counter[str]) -> Columns:
-    tickers, keep = _common_row_checks(frame, snapshot, "fundamentals", rejected)
-    numbers = _numbers(frame, ["bps", "per", "pbr", "eps", "div", "dps"])
+    dates = frame["date"]
+    tickers, keep = _common_row_checks(frame, dates, snapshot, "fundamentals", rejected)
+    numbers = _numbers(frame[name] for name in ["bps", "per", "pbr", "eps", "div", "dps"])
     keep = _reject_first_failure(keep, [
-        ("fundamentals: NaN or infinite value", ~np.isfinite(numbers).all(axis=1)),
+        ("fundamentals: NaN or infinite value", ~np.isfinite(numbers).all(axis=0)),
     ], rejected)
-    bps, per, pbr, eps, div, dps = np.ascontiguousarray((numbers if keep.all() else numbers[keep]).T)
+    bps, per, pbr, eps, div, dps = numbers if keep.all() else numbers[:, keep]
     return {
-        "ticker": _kept_values(tickers, keep), "date": _kept(frame["date"], keep), "bps": bps.astype(np.int64),
+        "ticker": _kept_values(tickers, keep), "date": _kept(dates, keep), "bps": bps.astype(np.int64),
         "per": per, "pbr": pbr, "eps": eps.astype(np.int64), "div": div, "dps": dps.astype(np.int64),
     }
 
@@ -280,7 +310,7 @@ def _valid_stocks(frame: pd.DataFrame, rejected: Counter[str]) -> Columns:
     names = frame["name"]
     keep = _reject(keep, _blank(names), "stocks: missing name", rejected)
     # among the rows kept so far (the others are None here: dropped already)
-    keep = _reject(keep, _duplicated([t if k else None for t, k in zip(tickers, keep.tolist())]),
-                   "stocks: duplicate ticker", rejected)
+    kept_tickers = tickers if keep.all() else [t if k else None for t, k in zip(tickers, keep.tolist())]
+    keep = _reject(keep, _duplicated(kept_tickers), "stocks: duplicate ticker", rejected)
     return {"ticker": _kept_values(tickers, keep), "name": _kept(names, keep),
             "market": _kept(frame["market"], keep)}

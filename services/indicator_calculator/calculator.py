@@ -35,6 +35,7 @@ from services.data_collector.queries import (
     closes_with_fundamentals,
     fundamental_history,
     price_history,
+    priced_between,
     range_window,
 )
 from services.indicator_calculator import incremental
@@ -187,10 +188,11 @@ def _stepped(connection: Connection, sessions: list[date], start: date) -> dict[
     (close_matrix,) = _window_matrices(closes, 1, row_of, column_of, incremental.WINDOW)
     highs, lows, volumes = _window_matrices(ranges, 3, row_of, column_of, incremental.SHORT_WINDOW)
     state = _state_matrix(previous, row_of)
-    known = [close_matrix, highs, lows, volumes, state]
+    known = [close_matrix[:, -incremental.SHORT_WINDOW:], highs, lows, volumes, state]
     # a ticker whose window holds a corporate action steps from prices in two units: it gets a batch
     can_step = ~np.any([np.isnan(matrix).any(axis=1) for matrix in known], axis=0) & ~np.isin(
         np.asarray(tickers, dtype=object), list(adjusted))
+    can_step &= _whole_history_in(connection, close_matrix, tickers, start, sessions[0], can_step)
     if not len(tickers) or can_step.mean() < MIN_STEP_SHARE:
         return None
     stepped = incremental.step(close_matrix[can_step], highs[can_step], lows[can_step], volumes[can_step],
@@ -198,6 +200,24 @@ def _stepped(connection: Connection, sessions: list[date], start: date) -> dict[
     technical = {"ticker": np.asarray(tickers, dtype=object)[can_step], **stepped}
     others = [ticker for ticker, ok in zip(tickers, can_step) if not ok]
     return _with_batch_of(technical, connection, others, start, day) if others else technical
+
+
+def _whole_history_in(connection: Connection, closes: np.ndarray, tickers: list[str], start: date,
+                      first: date, asked: np.ndarray) -> np.ndarray:
+    """Per ticker (row of the close window from ``first``; those of ``asked`` only):
+    whether the window holds all the prices a batch from ``start`` would read. It does
+    for a ticker priced in every session of the window, and for one listed in it (priced
+    from some session on, and never from ``start`` up to the window): its longer
+    averages are NaN in both. A gap anywhere else (suspended without rows) is not."""
+    missing = np.isnan(closes)
+    leading = missing.argmin(axis=1)  # the NaNs before the first price (a ticker of the window has one)
+    whole: np.ndarray = ~missing.any(axis=1)
+    listed = asked & (leading > 0) & (missing.sum(axis=1) == leading)
+    if listed.any():
+        names = np.asarray(tickers, dtype=object)
+        earlier = priced_between(connection, start, first, list(names[listed]))
+        whole |= listed & ~np.isin(names, list(earlier))
+    return whole
 
 
 def _with_batch_of(technical: dict[str, np.ndarray], connection: Connection, tickers: list[str],

@@ -12,6 +12,7 @@ and re-runs that account's fires only.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.common.clock import Clock
-from services.common.database import UNCOUNTED, dialect_insert
+from services.common.database import UNCOUNTED, dialect_insert, dialect_insert_for
 from services.common.job_api import Account, Origin, Outcome
 from services.orchestrator.models import JobRun
 
@@ -45,6 +46,15 @@ _RENEW = update(_RUNS).where(_RUNS.c.id.in_(bindparam("run_ids", expanding=True)
 #: what a fire's row is unique by (the model's uq_job_runs_fire): a second claim of a fire fails
 _FIRE_KEY = next([column.name for column in constraint.columns] for constraint in _RUNS.constraints
                  if isinstance(constraint, UniqueConstraint) and constraint.name == "uq_job_runs_fire")
+
+
+@functools.cache
+def _insert_skipped(dialect: str) -> Any:
+    """:meth:`RunLedger.write_skipped`'s statement, built once per dialect (a replay
+    writes a batch before each of its thousands of runs)."""
+    return dialect_insert_for(dialect, _RUNS).on_conflict_do_nothing(index_elements=_FIRE_KEY)
+
+
 #: the ledger's own account (not ``user_id``/``dry_run``: an UPDATE reserves its columns' names)
 _MINE = (_RUNS.c.user_id == bindparam("owner")) & (_RUNS.c.dry_run == bindparam("mode"))
 #: a run's summary key holding the fingerprint of what it read (``JobSpec.state``)
@@ -177,8 +187,7 @@ class RunLedger:
         already recorded keeps its row."""
         if rows:
             with self._engine.begin() as connection:
-                connection.execute(dialect_insert(connection, _RUNS).on_conflict_do_nothing(
-                    index_elements=_FIRE_KEY), list(rows))
+                connection.execute(_insert_skipped(connection.dialect.name), list(rows))
 
     def recorded_fires(self) -> set[tuple[str, datetime]]:
         """This account's fires with a row, as (job, fire time)."""

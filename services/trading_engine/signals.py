@@ -52,6 +52,8 @@ class SignalRules:
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """``frame``'s rows as dicts of plain Python values, like ``to_dict("records")``
     but without building a row object per row (signals are read at every tick)."""
+    if frame.empty:  # the usual tick
+        return []
     columns = list(frame.columns)
     return [dict(zip(columns, values)) for values in zip(*(frame[column].tolist() for column in columns))]
 
@@ -62,7 +64,36 @@ _EMPTY = pd.DataFrame({"ticker": pd.Series(dtype=str), "kind": pd.Series(dtype=s
 
 
 def _empty() -> pd.DataFrame:
-    return _EMPTY.copy()
+    return _EMPTY.copy(deep=False)  # copy-on-write: the caller cannot alter _EMPTY
+
+
+def _signal_frame(tickers: Any, kind: str, reasons: list[str], strength: Any,
+                  reference_price: np.ndarray) -> pd.DataFrame:
+    """Signals in the columns of :data:`SIGNAL_COLUMNS`."""
+    return pd.DataFrame({"ticker": tickers, "kind": kind, "reason": reasons, "strength": strength,
+                         "reference_price": reference_price})
+
+
+def _floats(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as floats, NaN where missing."""
+    values: np.ndarray = frame[name].to_numpy(dtype=float, na_value=np.nan)
+    return values
+
+
+def _trading(frame: pd.DataFrame) -> np.ndarray:
+    """Whether each row is priced and not halted (a missing halt flag counts as halted)."""
+    halted = frame["halted"]
+    flags = halted.to_numpy() if halted.dtype == bool else halted.fillna(True).astype(bool).to_numpy()
+    trading: np.ndarray = ~np.isnan(_floats(frame, "close")) & ~flags
+    return trading
+
+
+def _best_first(score: np.ndarray, tickers: np.ndarray) -> np.ndarray:
+    """Positions by descending score, ties by ticker; a missing score comes last
+    (as ``sort_values(["score", "ticker"], ascending=[False, True])``)."""
+    by_ticker = np.argsort(tickers.astype(str), kind="stable")
+    order: np.ndarray = by_ticker[np.argsort(-score[by_ticker], kind="stable")]
+    return order
 
 
 def entry_signals(candidates: pd.DataFrame, held: set[str], rules: SignalRules) -> pd.DataFrame:
@@ -71,18 +102,20 @@ def entry_signals(candidates: pd.DataFrame, held: set[str], rules: SignalRules) 
     macd_hist, volume_ratio_20), strongest first."""
     if candidates.empty:
         return _empty()
-    usable = candidates[~candidates["ticker"].isin(held) & candidates["close"].notna()
-                        & ~candidates["halted"].fillna(True).astype(bool)]
-    passed = pd.Series(True, index=usable.index)
+    tickers = candidates["ticker"].to_numpy()
+    passed = np.array([ticker not in held for ticker in tickers.tolist()], dtype=bool) & _trading(candidates)
     for name, op, value in rules.entry_conditions:
-        passed &= _OPERATORS[op](usable[name].astype(float), value).fillna(False).astype(bool)
-    chosen = usable[passed].sort_values(["score", "ticker"], ascending=[False, True])
-    if chosen.empty:
+        passed &= _OPERATORS[op](_floats(candidates, name), value)
+    chosen = np.flatnonzero(passed)
+    if not len(chosen):
         return _empty()
-    reasons = [_entry_reason(row, rules) for row in records(chosen)]
-    return pd.DataFrame({"ticker": chosen["ticker"].to_numpy(), "kind": "entry", "reason": reasons,
-                         "strength": chosen["score"].astype(float).round(6).to_numpy(),
-                         "reference_price": chosen["close"].astype("int64").to_numpy()})
+    score = _floats(candidates, "score")
+    chosen = chosen[_best_first(score[chosen], tickers[chosen])]
+    names = list(dict.fromkeys(["rank", "score", *(name for name, _, _ in rules.entry_conditions)]))
+    rows = [dict(zip(names, values))
+            for values in zip(*(candidates[name].to_numpy()[chosen].tolist() for name in names))]
+    return _signal_frame(tickers[chosen], "entry", [_entry_reason(row, rules) for row in rows],
+                         np.round(score[chosen], 6), _floats(candidates, "close")[chosen].astype("int64"))
 
 
 def _entry_reason(row: Mapping[str, Any], rules: SignalRules) -> str:
@@ -99,32 +132,38 @@ def exit_signals(positions: pd.DataFrame, market: pd.DataFrame, watchlist: set[s
     if positions.empty:
         return _empty()
     rows = positions.merge(market, on="ticker", how="inner")
-    rows = rows[rows["close"].notna() & ~rows["halted"].fillna(True).astype(bool)]
+    rows = rows[_trading(rows)]
     if rows.empty:
         return _empty()
-    close = rows["close"].astype(float)
-    high = np.maximum(rows["high_water"].astype(float), close)
-    reason = price_exit_reasons(close.to_numpy(), rows["average_price"].astype(float).to_numpy(),
-                                high.to_numpy(), rules)
+    close = _floats(rows, "close")
+    high = np.maximum(_floats(rows, "high_water"), close)
+    reason = price_exit_reasons(close, _floats(rows, "average_price"), high, rules)
     if rules.exit_on_trend_break:
-        broke = (close < rows["sma_60"].astype(float)).fillna(False).to_numpy()
+        broke = close < _floats(rows, "sma_60")
         reason = np.where((reason == "") & broke, "trend break", reason)
     if rules.exit_on_watchlist_drop:
-        dropped = ~rows["ticker"].isin(watchlist).to_numpy()
+        dropped = np.array([ticker not in watchlist for ticker in rows["ticker"].tolist()], dtype=bool)
         reason = np.where((reason == "") & dropped, "dropped from the watchlist", reason)
-    chosen = rows[reason != ""]
-    if chosen.empty:
+    return _exit_frame(rows["ticker"].to_numpy(), reason, close, rows["average_price"].to_numpy(), "close")
+
+
+def _exit_frame(tickers: np.ndarray, reason: np.ndarray, close: np.ndarray, average_price: np.ndarray,
+                price_label: str) -> pd.DataFrame:
+    """The exits of the rows with a ``reason``, at ``close``, detailed against the
+    average cost (the price called ``price_label``)."""
+    chosen = np.flatnonzero(reason != "")
+    if not len(chosen):
         return _empty()
-    reasons = reason[reason != ""]
-    details = [_exit_detail(kind, row) for kind, row in zip(reasons, records(chosen))]
-    return pd.DataFrame({"ticker": chosen["ticker"].to_numpy(), "kind": "exit", "reason": details,
-                         "strength": [EXIT_STRENGTH[kind] for kind in reasons],
-                         "reference_price": chosen["close"].astype("int64").to_numpy()})
+    kinds: list[str] = reason[chosen].tolist()
+    details = [_exit_detail(kind, price, cost, price_label) for kind, price, cost in
+               zip(kinds, close[chosen].tolist(), average_price[chosen].tolist())]
+    return _signal_frame(tickers[chosen], "exit", details, [EXIT_STRENGTH[kind] for kind in kinds],
+                         close[chosen].astype("int64"))
 
 
-def _exit_detail(kind: str, row: Mapping[str, object]) -> str:
-    close, cost = float(row["close"]), float(row["average_price"])  # type: ignore[arg-type]
-    return f"{kind}: close {close:.0f} vs average cost {cost:.0f} ({close / cost - 1:+.2%})"
+def _exit_detail(kind: str, close: float, cost: float, price_label: str = "close") -> str:
+    close, cost = float(close), float(cost)
+    return f"{kind}: {price_label} {close:.0f} vs average cost {cost:.0f} ({close / cost - 1:+.2%})"
 
 
 def price_exit_reasons(price: np.ndarray, average_price: np.ndarray, high_water: np.ndarray,
@@ -150,20 +189,12 @@ def intraday_exits(positions: pd.DataFrame, prices: Mapping[str, int], rules: Si
     are left alone)."""
     if positions.empty:
         return _empty()
-    priced = np.array([ticker in prices for ticker in positions["ticker"].tolist()], dtype=bool)
-    if not priced.any():
+    tickers = positions["ticker"].to_numpy()
+    priced = [i for i, ticker in enumerate(tickers.tolist()) if ticker in prices]
+    if not priced:
         return _empty()
-    rows = positions[priced].copy()
-    close = np.array([prices[ticker] for ticker in rows["ticker"].tolist()], dtype=float)
-    high = np.maximum(rows["high_water"].to_numpy(dtype=float), close)
-    reason = price_exit_reasons(close, rows["average_price"].to_numpy(dtype=float), high, rules)
-    if not (reason != "").any():  # the usual tick: nothing to sell, no frame to build
-        return _empty()
-    rows["close"] = close
-    chosen = rows[reason != ""]
-    reasons = reason[reason != ""]
-    details = [_exit_detail(kind, row).replace("close", "price", 1) for kind, row in
-               zip(reasons, records(chosen))]
-    return pd.DataFrame({"ticker": chosen["ticker"].to_numpy(), "kind": "exit", "reason": details,
-                         "strength": [EXIT_STRENGTH[kind] for kind in reasons],
-                         "reference_price": chosen["close"].astype("int64").to_numpy()})
+    close = np.array([prices[ticker] for ticker in tickers[priced].tolist()], dtype=float)
+    high = np.maximum(_floats(positions, "high_water")[priced], close)
+    average_price = positions["average_price"].to_numpy()[priced]
+    reason = price_exit_reasons(close, average_price.astype(float), high, rules)
+    return _exit_frame(tickers[priced], reason, close, average_price, "price")

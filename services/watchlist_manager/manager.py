@@ -29,8 +29,8 @@ from services.watchlist_manager.queries import has_watchlist
 from services.watchlist_manager.scoring import (
     FACTORS,
     WatchlistRules,
-    eligibility,
-    score_eligible,
+    is_eligible,
+    rank_eligible,
 )
 
 logger = logging.getLogger(__name__)
@@ -39,14 +39,20 @@ logger = logging.getLogger(__name__)
 UNIVERSE_COLUMNS = ["ticker", "close", "value", "halted", *SCREENING_COLUMNS]
 
 
-def load_universe(connection: Connection, day: date) -> pd.DataFrame:
-    """Prices, technical and financial indicators of one date, one row per ticker."""
+def universe_columns(connection: Connection, day: date) -> dict[str, np.ndarray]:
+    """Prices, technical and financial indicators of one date as arrays, one entry per
+    ticker (``halted`` bool, the numbers float with NaN for a NULL)."""
     indicators = screening_values(connection, day)
     rows = [(*prices, *indicators[prices[0]]) for prices in day_prices(connection, day) if prices[0] in indicators]
     columns = dict(zip(UNIVERSE_COLUMNS, zip(*rows) if rows else [()] * len(UNIVERSE_COLUMNS)))
-    return pd.DataFrame({
-        name: list(values) if name == "ticker" else np.array(values, dtype=bool if name == "halted" else float)
-        for name, values in columns.items()})  # a NULL indicator is NaN
+    return {name: np.array(values, dtype=object if name == "ticker" else bool if name == "halted" else float)
+            for name, values in columns.items()}
+
+
+def load_universe(connection: Connection, day: date) -> pd.DataFrame:
+    """:func:`universe_columns` as a frame, one row per ticker."""
+    return pd.DataFrame({name: values.tolist() if name == "ticker" else values
+                         for name, values in universe_columns(connection, day).items()})
 
 
 def previous_list(connection: Connection, user_id: str, day: date) -> tuple[date | None, pd.DataFrame]:
@@ -70,20 +76,30 @@ class UpdateResult:
 
 def update_watchlist(connection: Connection, user_id: str, day: date, rules: WatchlistRules) -> UpdateResult:
     """Replace the user's watchlist of ``day`` (idempotent); the caller owns the transaction."""
-    universe = load_universe(connection, day)
-    eligible = (eligibility(universe, rules) == "").to_numpy()
-    chosen = score_eligible(universe[eligible], rules).head(rules.size)
+    universe = universe_columns(connection, day)
+    eligible = is_eligible(universe, rules)
+    chosen = _best_of(universe, eligible, rules)
     before = _previous_entries(connection, user_id, day)
     connection.execute(_DELETE_DAY, {"user_id": user_id, "day": day})
     upsert_columns(connection, WatchlistEntry.__table__, _entry_columns(chosen, before, user_id, day),
                    ["user_id", "date", "ticker"])
-    tickers = chosen["ticker"].tolist()
+    tickers = chosen["ticker"]
     entries = sorted(set(tickers) - set(before))
     exits = sorted(set(before) - set(tickers))
     eligible_count = int(eligible.sum())
-    upsert(connection, WatchlistRun.__table__, [{"user_id": user_id, "date": day, "size": len(chosen),
+    upsert(connection, WatchlistRun.__table__, [{"user_id": user_id, "date": day, "size": len(tickers),
                                                  "eligible": eligible_count}], ["user_id", "date"])
-    return UpdateResult(len(chosen), eligible_count, entries, exits)
+    return UpdateResult(len(tickers), eligible_count, entries, exits)
+
+
+def _best_of(universe: dict[str, np.ndarray], eligible: np.ndarray, rules: WatchlistRules) -> dict[str, list[Any]]:
+    """The top ``rules.size`` of the ``eligible`` tickers, best first: ticker, close,
+    score, rank and factors as lists of plain values."""
+    order, score, factors = rank_eligible({name: values[eligible] for name, values in universe.items()}, rules)
+    top = order[:rules.size]
+    return {"ticker": universe["ticker"][eligible][top].tolist(), "close": universe["close"][eligible][top].tolist(),
+            "score": score[top].tolist(), "rank": list(range(1, len(top) + 1)),
+            **{name: factors[name][top].tolist() for name in FACTORS}}
 
 
 #: The user's entries of the run before ``day`` (none without one, or when it chose nobody).
@@ -101,17 +117,16 @@ def _previous_entries(connection: Connection, user_id: str, day: date) -> dict[s
     return {ticker: (entered_on, entry_close) for ticker, entered_on, entry_close in rows}
 
 
-def _entry_columns(chosen: pd.DataFrame, before: dict[str, tuple[date, int]], user_id: str,
+def _entry_columns(chosen: dict[str, list[Any]], before: dict[str, tuple[date, int]], user_id: str,
                    day: date) -> dict[str, list[Any]]:
     """The chosen rows as stored: a ticker already on the list keeps the date and close
     it entered at."""
-    tickers = chosen["ticker"].tolist()
-    closes = [int(close) for close in chosen["close"].tolist()]
+    tickers = chosen["ticker"]
+    closes = [int(close) for close in chosen["close"]]
     entered = [before.get(ticker, (day, close)) for ticker, close in zip(tickers, closes)]
     return {
         "user_id": [user_id] * len(tickers), "date": [day] * len(tickers), "ticker": tickers,
-        "rank": chosen["rank"].tolist(), "score": chosen["score"].tolist(),
-        **{factor: chosen[factor].tolist() for factor in FACTORS},
+        "rank": chosen["rank"], "score": chosen["score"], **{factor: chosen[factor] for factor in FACTORS},
         "close": closes, "entered_on": [on for on, _ in entered],
         "entry_close": [int(close) for _, close in entered],
     }

@@ -18,6 +18,7 @@ sma_20, rsi_14 and atr_14 known. Ties in score are broken by ticker.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,19 +53,29 @@ class WatchlistRules:
                    min_value=settings.watchlist_min_value, weights=settings.watchlist_weights.as_dict())
 
 
+#: the reasons a ticker is left out, in the order they are checked
+EXCLUSIONS = ("halted", "price below the minimum", "traded value below the minimum", "indicators in warm-up")
+
+
+def _exclusions(columns: Mapping[str, np.ndarray], rules: WatchlistRules) -> list[np.ndarray]:
+    """For each of :data:`EXCLUSIONS`, whether it applies to each ticker."""
+    warming_up = np.isnan(columns["sma_20"]) | np.isnan(columns["rsi_14"]) | np.isnan(columns["atr_14"])
+    return [columns["halted"], columns["close"] < rules.min_price, columns["value"] < rules.min_value,
+            warming_up]
+
+
+def is_eligible(columns: Mapping[str, np.ndarray], rules: WatchlistRules) -> np.ndarray:
+    """Whether each ticker of ``columns`` (arrays: bool ``halted``, float prices and
+    indicators, NaN where missing) passes the filters."""
+    eligible: np.ndarray = ~np.logical_or.reduce(_exclusions(columns, rules))
+    return eligible
+
+
 def eligibility(frame: pd.DataFrame, rules: WatchlistRules) -> pd.Series:
     """Why each ticker is left out ('' when it is eligible)."""
-    warming_up = np.zeros(len(frame), dtype=bool)
-    for column in ("sma_20", "rsi_14", "atr_14"):
-        warming_up |= frame[column].isna().to_numpy()
-    reasons = np.select(
-        [frame["halted"].astype(bool).to_numpy(),
-         (frame["close"] < rules.min_price).to_numpy(),
-         (frame["value"] < rules.min_value).to_numpy(),
-         warming_up],
-        ["halted", "price below the minimum", "traded value below the minimum", "indicators in warm-up"],
-        default="",
-    )
+    columns = {name: _column(frame, name) for name in ("close", "value", "sma_20", "rsi_14", "atr_14")}
+    columns["halted"] = frame["halted"].astype(bool).to_numpy()
+    reasons = np.select(_exclusions(columns, rules), list(EXCLUSIONS), default="")
     return pd.Series(reasons, index=frame.index)
 
 
@@ -90,10 +101,12 @@ def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
     return values
 
 
-def factor_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    close, sma_20, sma_60, sma_120, rsi, macd_hist, atr, value, per, pbr = (
-        _column(frame, name) for name in ("close", "sma_20", "sma_60", "sma_120", "rsi_14", "macd_hist",
-                                          "atr_14", "value", "per", "pbr"))
+_FACTOR_INPUTS = ("close", "sma_20", "sma_60", "sma_120", "rsi_14", "macd_hist", "atr_14", "value", "per", "pbr")
+
+
+def factor_values(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each factor of each ticker of ``columns`` (float arrays, NaN where missing)."""
+    close, sma_20, sma_60, sma_120, rsi, macd_hist, atr, value, per, pbr = (columns[name] for name in _FACTOR_INPUTS)
     with np.errstate(divide="ignore", invalid="ignore"):
         trend = ((close > sma_20).astype(float) + (close > sma_60) + (close > sma_120) + (sma_20 > sma_60)) / 4
         rsi_score = np.clip(1 - np.abs(rsi - 60) / 40, 0, 1)
@@ -102,9 +115,26 @@ def factor_scores(frame: pd.DataFrame) -> pd.DataFrame:
         volatility = 1 - _rank(atr / close)  # eligible tickers all have an ATR
         earnings_yield = np.where(per > 0, 1 / per, 0.0)
         book_yield = np.where(pbr > 0, 1 / pbr, 0.0)
-    return pd.DataFrame({"trend": trend, "momentum": momentum, "volatility": volatility,
-                         "liquidity": _rank(value), "value": 0.5 * _rank(earnings_yield) + 0.5 * _rank(book_yield)},
-                        index=frame.index)
+    return {"trend": trend, "momentum": momentum, "volatility": volatility,
+            "liquidity": _rank(value), "value": 0.5 * _rank(earnings_yield) + 0.5 * _rank(book_yield)}
+
+
+def factor_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`factor_values` of ``frame``'s rows."""
+    return pd.DataFrame(factor_values({name: _column(frame, name) for name in _FACTOR_INPUTS}), index=frame.index)
+
+
+def rank_eligible(columns: Mapping[str, np.ndarray],
+                  rules: WatchlistRules) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The positions of the (eligible) tickers of ``columns`` best first (ties by
+    ticker), with each one's weighted score and factors."""
+    factors = factor_values(columns)
+    total = sum(rules.weights.values())
+    score = sum((factors[name] * weight for name, weight in rules.weights.items()),
+                np.zeros(len(columns["ticker"]))) / total
+    by_ticker = np.argsort(columns["ticker"].astype(str), kind="stable")
+    order = by_ticker[np.argsort(-score[by_ticker], kind="stable")]
+    return order, score, factors
 
 
 def score_universe(frame: pd.DataFrame, rules: WatchlistRules) -> pd.DataFrame:
@@ -119,15 +149,11 @@ def score_eligible(eligible: pd.DataFrame, rules: WatchlistRules) -> pd.DataFram
     """:func:`score_universe` of tickers already known to be eligible."""
     if eligible.empty:
         return pd.DataFrame(columns=["ticker", "close", "score", "rank", *FACTORS])
-    factors = factor_scores(eligible)
-    total = sum(rules.weights.values())
-    score = sum(factors[name].to_numpy() * weight for name, weight in rules.weights.items()) / total
-    tickers = eligible["ticker"].to_numpy()
-    by_ticker = np.argsort(tickers.astype(str), kind="stable")
-    order = by_ticker[np.argsort(-score[by_ticker], kind="stable")]  # best score first, ties by ticker
+    columns = {name: _column(eligible, name) for name in _FACTOR_INPUTS}
+    order, score, factors = rank_eligible({**columns, "ticker": eligible["ticker"].to_numpy()}, rules)
     return pd.DataFrame({"ticker": eligible["ticker"].array[order], "close": eligible["close"].array[order],
                          "score": score[order], "rank": np.arange(1, len(order) + 1),
-                         **{name: factors[name].to_numpy()[order] for name in FACTORS}})
+                         **{name: factors[name][order] for name in FACTORS}})
 
 
 def select_watchlist(frame: pd.DataFrame, rules: WatchlistRules) -> pd.DataFrame:

@@ -241,3 +241,68 @@ def test_a_session_that_resets_a_base_price_is_recorded_as_a_corporate_action(se
     with session_factory.begin() as session:
         rows = data_collector.action_rows(session.connection(), SPLIT, prices)
     assert rows == [{"date": SPLIT, "ticker": ticker, "ratio": pytest.approx(close / (close // 50))}]
+
+
+def _keep_prices_of(session_factory: Any, ticker: str, *, from_day: date, until: date | None = None) -> None:
+    """Delete ``ticker``'s prices before ``from_day`` (listed then), or from ``from_day``
+    up to ``until`` (a gap without rows)."""
+    where = "date < :f" if until is None else "date >= :f AND date < :u"
+    with session_factory.begin() as session:
+        session.execute(text(f"DELETE FROM daily_prices WHERE ticker = :t AND {where}"),
+                        {"t": ticker, "f": from_day, "u": until})
+
+
+def _a_ticker(session_factory: Any) -> str:
+    with session_factory() as session:
+        return str(session.execute(text("SELECT min(ticker) FROM daily_prices WHERE date = :d"), {"d": D}).scalar())
+
+
+def _batch_of(session_factory: Any, calendar: Any, ticker: str, day: date) -> pd.Series:
+    with session_factory() as session:
+        prices = calculator.load_prices(session.connection(), calculator.lookback_start(calendar, day), day)
+    return compute_indicators(prices[prices["ticker"] == ticker]).iloc[-1]
+
+
+def _assert_values_equal(got: pd.Series, expected: pd.Series) -> None:
+    for column in ("sma_5", "sma_60", "sma_120", "ema_26", "rsi_14", "macd_signal", "atr_14", "bb_upper",
+                   "stoch_d", "volume_ratio_20"):
+        if np.isnan(expected[column]):
+            assert np.isnan(got[column]), column
+        else:
+            assert got[column] == pytest.approx(expected[column], rel=1e-9), column
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_ticker_listed_inside_the_window_steps_once_its_averages_have_values(
+        session_factory, krx_calendar, clock, monkeypatch):
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
+    ticker, listed = _a_ticker(session_factory), date(2026, 8, 3)  # 80 sessions before D: no sma_120
+    _keep_prices_of(session_factory, ticker, from_day=listed)
+    previous = date(2026, 11, 19)
+    calculator.calculate([previous], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    monkeypatch.setattr(calculator, "_with_batch_of", lambda *a, **k: pytest.fail("batch used"))
+    calculator.calculate([D], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    expected = _batch_of(session_factory, krx_calendar, ticker, D)
+    assert np.isnan(expected["sma_120"]) and not np.isnan(expected["sma_60"])
+    _assert_values_equal(_stored(session_factory, D).loc[ticker], expected)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_ticker_with_a_gap_at_the_start_of_its_window_gets_a_batch(session_factory, krx_calendar, clock,
+                                                                      monkeypatch):
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
+    ticker = _a_ticker(session_factory)  # no rows in the window's first 30 sessions, priced before them
+    window = [s.date for s in krx_calendar.sessions(date(2026, 1, 1), D)][-calculator.incremental.WINDOW:]
+    _keep_prices_of(session_factory, ticker, from_day=window[0], until=window[30])
+    previous = date(2026, 11, 19)
+    calculator.calculate([previous], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    batched: list[list[str]] = []
+    with_batch_of = calculator._with_batch_of
+    monkeypatch.setattr(calculator, "_with_batch_of",
+                        lambda technical, connection, tickers, *a: batched.append(tickers) or with_batch_of(
+                            technical, connection, tickers, *a))
+    calculator.calculate([D], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    assert batched == [[ticker]]
+    expected = _batch_of(session_factory, krx_calendar, ticker, D)
+    assert not np.isnan(expected["sma_120"])  # from the prices before the gap
+    _assert_values_equal(_stored(session_factory, D).loc[ticker], expected)

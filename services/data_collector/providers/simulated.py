@@ -23,12 +23,14 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
 
 from services.common.clock import Clock
 from services.common.krx_market import price_limits_array, round_to_ticks
 from services.common.market_calendar import KRX_TZ, MarketCalendar
 from services.data_collector.providers import (
     FUNDAMENTAL_COLUMNS,
+    INDEX_COLUMNS,
     PRICE_COLUMNS,
     STOCK_COLUMNS,
     MarketSnapshot,
@@ -138,6 +140,8 @@ class SimulatedMarket:
         self.seed = seed
         self.universe = build_universe(seed, universe_size, weekday_index(HORIZON) + 1)
         self.calendar: MarketCalendar | None = None
+        self._listings: OrderedDict[bytes, _Listing] = OrderedDict()
+        self._quarter: tuple[int, _QuarterFigures] | None = None
 
     def _day_draws(self, index: int, *, walk_only: bool = False) -> dict[str, np.ndarray]:
         """The weekday's draws; ``walk_only``: just the first three, all the walk uses
@@ -190,10 +194,22 @@ class SimulatedMarket:
         u = self.universe
         return (u.listed_from <= index) & (index <= u.listed_until)
 
+    def _listing(self, weekday: int) -> _Listing:
+        """The tickers listed on ``weekday`` (the set changes a few times a year, so the
+        last few are kept)."""
+        listed = self.listed(weekday)
+        key = listed.tobytes()
+        listing = self._listings.get(key)
+        if listing is None:
+            listing = self._listings[key] = _Listing.of(listed, self.universe)
+            while len(self._listings) > _LISTINGS_KEPT:
+                self._listings.popitem(last=False)
+        return listing
+
     def snapshot(self, index: int) -> MarketSnapshot:
         day, weekday = self.sessions[index], int(self.weekdays[index])
         u, draws = self.universe, self._day_draws(weekday)
-        listed = self.listed(weekday)
+        listing = self._listing(weekday)
         path = self.fair_path
         previous = round_to_ticks(path[index - 1] if index > 0 else u.base_price)
         lower, upper = price_limits_array(previous)
@@ -207,38 +223,80 @@ class SimulatedMarket:
         moved = np.abs(close / previous - 1)
         volume = np.where(halted, 0, (u.liquidity * draws["volume"] * (1 + 8 * moved)).astype(np.int64))
         value = (volume * (open_ + high + low + close) / 4).astype(np.int64)
-        prices = _listed_frame(listed, PRICE_COLUMNS, {
-            "ticker": u.tickers, "date": day, "open": open_, "high": high, "low": low,
+        prices = listing.frame(PRICE_COLUMNS, {
+            "date": day, "open": open_, "high": high, "low": low,
             "close": close, "volume": volume, "value": value,
             "change_pct": np.round((close / previous - 1) * 100, 2),
-            "market_cap": close * u.shares, "market": u.markets,
+            "market_cap": close * u.shares,
         })
-        stocks = _listed_frame(listed, STOCK_COLUMNS, {"ticker": u.tickers, "name": u.names, "market": u.markets})
-        return MarketSnapshot(day, stocks, prices, _listed_frame(listed, FUNDAMENTAL_COLUMNS,
-                                                                   self._fundamentals(day, close)))
+        fundamentals = listing.frame(FUNDAMENTAL_COLUMNS, self._fundamentals(day, close))
+        return MarketSnapshot(day, listing.stocks.copy(), prices, fundamentals, _NO_INDICES.copy())
 
     def _fundamentals(self, day: date, close: np.ndarray) -> dict[str, object]:
         """Every ticker's fundamentals of ``day`` (columns of :data:`FUNDAMENTAL_COLUMNS`)."""
-        u = self.universe
         quarter = (day.year - 2015) * 4 + (day.month - 1) // 3
-        noise = np.random.default_rng([self.seed, _QUARTER, quarter]).normal(0, 0.05, len(u.tickers))
-        eps = np.round(u.eps0 * (1 + u.eps_growth) ** quarter * (1 + noise)).astype(np.int64)
-        bps = np.round(u.bps0 * 1.01 ** quarter).astype(np.int64).clip(1, None)
-        dps = np.where(eps > 0, np.round(eps * u.payout / 10) * 10, 0).astype(np.int64)
+        eps, bps, dps = self._quarter_figures(quarter)
         safe_eps = np.where(eps > 0, eps, 1)
         return {
-            "ticker": u.tickers, "date": day, "bps": bps,
+            "date": day, "bps": bps,
             "per": np.where(eps > 0, np.round(close / safe_eps, 2), 0.0),
             "pbr": np.round(close / bps, 2), "eps": eps,
             "div": np.round(dps / close * 100, 2), "dps": dps,
         }
 
+    def _quarter_figures(self, quarter: int) -> _QuarterFigures:
+        """Every ticker's EPS, BPS and DPS in ``quarter`` (counted from 2015; the last
+        quarter's are kept: a quarter's sessions come one after another)."""
+        if self._quarter is not None and self._quarter[0] == quarter:
+            return self._quarter[1]
+        u = self.universe
+        noise = np.random.default_rng([self.seed, _QUARTER, quarter]).normal(0, 0.05, len(u.tickers))
+        eps = np.round(u.eps0 * (1 + u.eps_growth) ** quarter * (1 + noise)).astype(np.int64)
+        bps = np.round(u.bps0 * 1.01 ** quarter).astype(np.int64).clip(1, None)
+        dps = np.where(eps > 0, np.round(eps * u.payout / 10) * 10, 0).astype(np.int64)
+        self._quarter = quarter, (eps, bps, dps)
+        return eps, bps, dps
 
-def _listed_frame(listed: np.ndarray, columns: list[str], values: dict[str, object]) -> pd.DataFrame:
-    """A frame of the listed tickers' rows of ``values`` (arrays over the universe, or
-    one value for every row), in the order of ``columns``."""
-    return pd.DataFrame({column: value[listed] if isinstance(value := values[column], np.ndarray) else value
-                         for column in columns}, index=pd.RangeIndex(int(listed.sum())))
+
+#: No index closes (the default of :class:`MarketSnapshot`), copied rather than built anew
+_NO_INDICES = pd.DataFrame(columns=INDEX_COLUMNS)
+#: EPS, BPS and DPS of every ticker in one quarter
+_QuarterFigures = tuple[np.ndarray, np.ndarray, np.ndarray]
+_LISTINGS_KEPT = 4
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """The listed tickers of a session: which rows of the universe, and their stock
+    frame, whose columns (as a frame holds them) are copied into each frame built."""
+
+    listed: np.ndarray  # bool over the universe
+    stocks: pd.DataFrame  # STOCK_COLUMNS: the same every session of the listing
+    text: dict[str, ExtensionArray]  # the stock frame's columns
+
+    @classmethod
+    def of(cls, listed: np.ndarray, u: Universe) -> _Listing:
+        universe_columns = {"ticker": u.tickers, "name": u.names, "market": u.markets}
+        stocks = pd.DataFrame({column: universe_columns[column][listed] for column in STOCK_COLUMNS},
+                              index=pd.RangeIndex(int(listed.sum())))
+        return cls(listed, stocks, {column: stocks[column].array for column in STOCK_COLUMNS})
+
+    def frame(self, columns: list[str], values: dict[str, object]) -> pd.DataFrame:
+        """A frame of the listed tickers' rows, in the order of ``columns``: the text
+        columns, and ``values`` (arrays over the universe, or one object for every row:
+        the date)."""
+        rows = int(self.listed.sum())
+        data = {column: self._column(column, values, rows) for column in columns}
+        return pd.DataFrame(data, index=pd.RangeIndex(rows), copy=False)  # every column is new
+
+    def _column(self, column: str, values: dict[str, object], rows: int) -> object:
+        """A new array of ``column`` for :meth:`frame`."""
+        if column in self.text:
+            return self.text[column].copy()
+        value = values[column]
+        if isinstance(value, np.ndarray):
+            return value[self.listed]
+        return np.full(rows, value, dtype=object)
 
 
 def intraday_path(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
@@ -283,17 +341,29 @@ class SimulatedProvider:
             raise SessionNotAvailable(f"{moment.isoformat()} has not happened yet")
         bars = _day_bars(self.market, day)
         fraction = (min(moment, session.close) - session.open) / (session.close - session.open)
-        prices = intraday_path(bars["open"].to_numpy(), bars["high"].to_numpy(), bars["low"].to_numpy(),
-                               bars["close"].to_numpy(), fraction, bars["high_first"].to_numpy())
-        return dict(zip(bars["ticker"].tolist(), prices.tolist()))
+        prices = intraday_path(bars.open, bars.high, bars.low, bars.close, fraction, bars.high_first)
+        return dict(zip(bars.tickers, prices.tolist()))
+
+
+@dataclass(frozen=True)
+class _DayBars:
+    """The traded tickers' day bars of a session, as arrays (a frame's columns are slow
+    to take out at every tick), and whether each reaches its high before its low."""
+
+    tickers: list[str]
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    high_first: np.ndarray
 
 
 #: Day bars of recent sessions (small), so the ticks of a day do not rebuild the walk.
-_DAY_BARS: OrderedDict[tuple[int, int, int, date, date], pd.DataFrame] = OrderedDict()
+_DAY_BARS: OrderedDict[tuple[int, int, int, date, date], _DayBars] = OrderedDict()
 _DAY_BARS_KEPT = 4
 
 
-def _day_bars(market: SimulatedMarket, day: date) -> pd.DataFrame:
+def _day_bars(market: SimulatedMarket, day: date) -> _DayBars:
     calendar = market.calendar
     key = (market.seed, len(market.universe.tickers), id(calendar), getattr(calendar, "last_date", day), day)
     bars = _DAY_BARS.get(key)
@@ -303,8 +373,9 @@ def _day_bars(market: SimulatedMarket, day: date) -> pd.DataFrame:
         weekday = weekday_index(day)
         first = np.random.default_rng([market.seed, _INTRADAY, weekday]).random(len(market.universe.tickers)) < 0.5
         order = pd.Series(first, index=market.universe.tickers)
-        bars = traded[["ticker", "open", "high", "low", "close"]].assign(
-            high_first=order.reindex(traded["ticker"]).to_numpy())
+        bars = _DayBars(traded["ticker"].tolist(), open=traded["open"].to_numpy(), high=traded["high"].to_numpy(),
+                        low=traded["low"].to_numpy(), close=traded["close"].to_numpy(),
+                        high_first=order.reindex(traded["ticker"]).to_numpy())
         _DAY_BARS[key] = bars
         while len(_DAY_BARS) > _DAY_BARS_KEPT:
             _DAY_BARS.popitem(last=False)
