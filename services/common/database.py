@@ -8,8 +8,9 @@ import itertools
 import logging
 import os
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -439,6 +440,47 @@ def fetch_rows(connection: Any, sql: str, params: dict[str, Any]) -> list[tuple[
         return rows
     finally:
         result.close()
+
+
+def fetch_compiled(connection: Any, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of a Core ``statement`` read thousands of times (a replay's fingerprints):
+    compiled once per dialect, its parameters bound as SQLAlchemy binds them, and run
+    with the driver's cursor, without SQLAlchemy's per-execution cache lookup and
+    result objects. Values are what the driver gives (SQLite dates are ISO text)."""
+    prepared = _prepared(connection.dialect, statement)
+    bound = {**prepared.defaults, **{name: prepared.bind(name, value) for name, value in params.items()}}
+    arguments: Any = tuple(bound[name] for name in prepared.order) if prepared.order is not None else bound
+    result = connection.exec_driver_sql(prepared.sql, arguments)  # SQLAlchemy's errors, disconnects handled
+    try:
+        rows: list[tuple[Any, ...]] = result.cursor.fetchall()
+        return rows
+    finally:
+        result.close()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    sql: str
+    order: tuple[str, ...] | None  # the parameters' order (positional drivers), else None: named
+    defaults: dict[str, Any]  # the statement's own values (its literals, limits), bound
+    processors: dict[str, Callable[[Any], Any]]
+
+    def bind(self, name: str, value: Any) -> Any:
+        process = self.processors.get(name)
+        return value if process is None or value is None else process(value)
+
+
+@functools.lru_cache(maxsize=32)
+def _prepared(dialect: Any, statement: Any) -> _Prepared:
+    compiled = statement.compile(dialect=dialect)
+    if compiled.post_compile_params:
+        raise ValueError("fetch_compiled takes no expanding IN: its SQL would change with each list")
+    processors = dict(compiled._bind_processors)
+    given = compiled.construct_params({name: None for name, bind in compiled.binds.items() if bind.required})
+    defaults = {name: (processors[name](value) if name in processors and value is not None else value)
+                for name, value in given.items()}
+    order = tuple(compiled.positiontup) if compiled.positional else None
+    return _Prepared(str(compiled), order, defaults, processors)
 
 
 def python_values(values: Any) -> list[Any]:

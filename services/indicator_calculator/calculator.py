@@ -47,7 +47,7 @@ from services.indicator_calculator.technical import (
     STATE_COLUMNS,
     compute_indicators_with_state,
 )
-from services.indicator_calculator.windows import session_rows
+from services.indicator_calculator.windows import WindowRead, session_rows
 
 logger = logging.getLogger(__name__)
 
@@ -179,9 +179,9 @@ def _stepped(connection: Connection, sessions: list[date], start: date) -> dict[
     previous = fetch_rows(connection, _PREVIOUS_STATE, {"day": sessions[-2]})
     if not previous:
         return None
-    closes = session_rows(connection, close_window, sessions)
+    closes = session_rows(connection, _CLOSES, sessions)
     adjusted = {ticker for _, ticker, _ in actions_between(connection, sessions[0], day)}
-    ranges = session_rows(connection, range_window, sessions[-incremental.SHORT_WINDOW:])
+    ranges = session_rows(connection, _RANGES, sessions[-incremental.SHORT_WINDOW:])
     tickers = _tickers_on(closes, day)
     row_of = {ticker: index for index, ticker in enumerate(tickers)}
     column_of = {session: index for index, session in enumerate(sessions)}
@@ -244,13 +244,27 @@ def _tickers_on(window: Sequence[Any], day: date) -> list[str]:
     return []
 
 
+def _parsed(read: WindowRead) -> WindowRead:
+    """``read`` with each row's joined values parsed into integer arrays: a window row
+    kept between steps (:mod:`windows`) is parsed once."""
+    def parsed(connection: Connection, start: date, end: date) -> list[Any]:
+        return [(day, tickers, *(np.fromstring(text, dtype=np.int64, sep=",") for text in texts))
+                for day, tickers, *texts in read(connection, start, end)]
+    return parsed
+
+
+# built once: the windows are kept per read (windows.session_rows)
+_CLOSES, _RANGES = _parsed(close_window), _parsed(range_window)
+
+
 def _window_matrices(window: Sequence[Any], count: int, row_of: dict[str, int], column_of: dict[date, int],
                      width: int) -> list[np.ndarray]:
-    """A window read (date, tickers, values1..values``count``) as ``count`` ticker x session
-    matrices of the last ``width`` sessions of ``column_of``; NaN where a ticker has no row."""
+    """A window read (date, tickers, values1..values``count``: :func:`_parsed`) as ``count``
+    ticker x session matrices of the last ``width`` sessions of ``column_of``; NaN where
+    a ticker has no row."""
     first = len(column_of) - width
     places: list[tuple[np.ndarray, int]] = []
-    texts: list[list[str]] = [[] for _ in range(count)]
+    series: list[list[np.ndarray]] = [[] for _ in range(count)]  # each matrix's sessions
     rows_of_text: dict[str, np.ndarray] = {}  # most sessions list the same tickers
     for day, tickers, *values in window:
         column = column_of.get(day)
@@ -260,20 +274,20 @@ def _window_matrices(window: Sequence[Any], count: int, row_of: dict[str, int], 
         if rows is None:
             rows = rows_of_text[tickers] = np.array([row_of.get(ticker, -1) for ticker in tickers.split(",")])
         places.append((rows, column - first))
-        for text, value in zip(texts, values):
-            text.append(value)
-    return [_matrix(len(row_of), width, places, text) for text in texts]
+        for sessions, value in zip(series, values):
+            sessions.append(value)
+    return [_matrix(len(row_of), width, places, sessions) for sessions in series]
 
 
-def _matrix(height: int, width: int, places: list[tuple[np.ndarray, int]], texts: list[str]) -> np.ndarray:
-    """A height x width matrix from texts of comma-separated integers, each text's values
-    placed at (its rows, its column); rows -1 are left out."""
+def _matrix(height: int, width: int, places: list[tuple[np.ndarray, int]], sessions: list[np.ndarray]) -> np.ndarray:
+    """A height x width matrix of sessions' values, each session's placed at (its rows,
+    its column); rows -1 are left out."""
     matrix = np.full((height, width), np.nan)
     if not places:
         return matrix
     rows = np.concatenate([placed for placed, _ in places])
     columns = np.repeat([column for _, column in places], [len(placed) for placed, _ in places])
-    numbers = np.fromstring(",".join(texts), dtype=np.int64, sep=",")
+    numbers = np.concatenate(sessions)
     if len(numbers) != len(rows):
         raise ValueError(f"{len(numbers)} values for {len(rows)} tickers in an indicator window")
     kept = rows >= 0

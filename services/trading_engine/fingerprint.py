@@ -18,9 +18,9 @@ from datetime import date
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import Engine, bindparam, func, or_, select
 
-from services.common.database import write_generation
+from services.common.database import fetch_compiled, write_generation
 from services.common.job_api import JobContext
 from services.data_collector.models import CollectedSession
 from services.risk_manager.limits import RiskLimits
@@ -58,7 +58,8 @@ def _statement() -> Any:
           for column in (halts.halted, halts.halted_at, halts.resumed_at, halts.baseline_at, halts.baseline_equity)),
         count(PositionRow.__table__, positions.user_id == owner, positions.dry_run == mode).label("positions"),
         count(OrderRow.__table__, orders.user_id == owner, orders.dry_run == mode,
-              orders.status.in_([status.value for status in OPEN_STATUSES])).label("open_orders"),
+              or_(*(orders.status == status for status in sorted(status.value for status in OPEN_STATUSES))))
+        .label("open_orders"),
     )
 
 
@@ -93,11 +94,16 @@ def account_fingerprint(ctx: JobContext, day: date, today: date) -> AccountFinge
         if kept is not None and kept[0] == generation:
             return kept[1]
     with engine.connect() as connection:  # one read, no ORM session
-        row = connection.execute(_FINGERPRINT, {"owner": ctx.account.user_id, "dry_run": True, "today": today,
-                                                "day": day}).one()
-    collected, *read = list[Any](row)  # the statement's first column
-    fingerprint = AccountFingerprint("|".join(str(value) for value in (day, limits, *read)), collected,
-                                     int(row.positions), int(row.open_orders))
+        (row,) = fetch_compiled(connection, _FINGERPRINT, {"owner": ctx.account.user_id, "dry_run": True,
+                                                           "today": today, "day": day})
+    collected, *read, positions, open_orders = row  # the statement's first and last columns
+    fingerprint = AccountFingerprint("|".join(str(value) for value in (day, limits, *read, positions, open_orders)),
+                                     _as_date(collected), int(positions), int(open_orders))
     if generation is not None:
         _read[engine] = {key: (generation, fingerprint)}  # the last one: the next fire asks for the same
     return fingerprint
+
+
+def _as_date(value: date | str | None) -> date | None:
+    """A date as the driver gives it (SQLite: ISO text)."""
+    return date.fromisoformat(value) if isinstance(value, str) else value

@@ -96,9 +96,11 @@ def _price_exits(ctx: JobContext, connection: Connection, broker: Broker, gate: 
     """Place the intraday exits the observed prices call for (not for a ticker already
     being sold)."""
     account, day = broker.account, ctx.trading_date
-    frame = pd.DataFrame({"ticker": [p.ticker for p in positions if p.ticker not in selling],
-                          "average_price": [p.average_price for p in positions if p.ticker not in selling],
-                          "high_water": [p.high_water for p in positions if p.ticker not in selling]})
+    unsold = [p for p in positions if p.ticker not in selling]
+    if not unsold:  # nothing to exit (a flat account's every tick)
+        return 0
+    frame = pd.DataFrame({"ticker": [p.ticker for p in unsold], "average_price": [p.average_price for p in unsold],
+                          "high_water": [p.high_water for p in unsold]})
     exits = intraday_exits(frame, quotes.prices, SignalRules.from_settings(ctx.settings))
     quantities = {p.ticker: p.quantity for p in positions}
     rows = []

@@ -23,7 +23,19 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from services.common.clock import Clock
 from services.common.job_api import Account
@@ -93,7 +105,8 @@ def execution_price(side: Side, order_type: OrderType, limit: int | None, observ
 
 _ACCOUNTS, _ORDERS = PaperAccount.__table__, OrderRow.__table__
 _FILLS, _POSITIONS = FillRow.__table__, PositionRow.__table__
-_OPEN = [status.value for status in OPEN_STATUSES]
+# one bound value each, not an expanding list (its SQL would be rendered again at each execution)
+_OPEN = [literal(status.value) for status in sorted(OPEN_STATUSES, key=lambda status: status.value)]
 
 
 def _mine(table: Table) -> ColumnElement[bool]:

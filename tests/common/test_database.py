@@ -283,3 +283,33 @@ def test_a_paper_account_transaction_holds_the_sqlite_write_lock_from_its_first_
     finally:
         impatient.dispose()
         engine.dispose()
+
+
+def test_a_compiled_read_binds_as_sqlalchemy_does_and_gives_the_drivers_values(session_factory: Any) -> None:
+    from sqlalchemy import bindparam, func, select
+
+    from services.common.database import fetch_compiled
+
+    seoul = ZoneInfo("Asia/Seoul")
+    with session_factory.begin() as session:
+        for hour, mode in ((9, True), (10, True), (11, False)):
+            at = datetime(2026, 11, 19, hour, 0, tzinfo=seoul)
+            session.add(JobRun(job_name="j", user_id="u", scheduled_for=at, trading_date=at.date(), origin="manual",
+                               dry_run=mode, outcome="success", started_at=at, host="h", pid=hour))
+    runs = JobRun.__table__.c
+    latest = select(runs.pid).where(runs.user_id == bindparam("owner"), runs.dry_run == bindparam("mode"),
+                                    runs.scheduled_for >= bindparam("since"), runs.outcome == "success",
+                                    runs.trading_date == bindparam("day")).order_by(runs.pid.desc()).limit(1)
+    statement = select(latest.scalar_subquery(), select(func.count()).where(
+        runs.dry_run == bindparam("mode")).scalar_subquery(), select(func.max(runs.trading_date)).scalar_subquery())
+    with session_factory() as session:
+        connection = session.connection()
+        # 09:30 KST is 00:30 UTC: bound as UTC, as SQLAlchemy binds it, it admits the 10:00 run only
+        since = datetime(2026, 11, 19, 9, 30, tzinfo=seoul)
+        rows = fetch_compiled(connection, statement, {"owner": "u", "mode": True, "since": since,
+                                                       "day": datetime(2026, 11, 19).date()})
+        assert [tuple(str(value) for value in row) for row in rows] == [("10", "2", "2026-11-19")]
+        assert fetch_compiled(connection, statement, {"owner": "u", "mode": False, "since": since,
+                                                      "day": datetime(2026, 11, 19).date()})[0][:2] == (11, 1)
+    with pytest.raises(ValueError, match="no expanding IN"):
+        fetch_compiled(connection, select(runs.pid).where(runs.pid.in_([1, 2])), {})
