@@ -448,6 +448,8 @@ def fetch_compiled(connection: Any, statement: Any, params: dict[str, Any]) -> l
     with the driver's cursor, without SQLAlchemy's per-execution cache lookup and
     result objects. Values are what the driver gives (SQLite dates are ISO text)."""
     prepared = _prepared(connection.dialect, statement)
+    if not prepared.required.issubset(params):
+        raise ValueError(f"no value for the parameters {sorted(prepared.required.difference(params))}")
     bound = {**prepared.defaults, **{name: prepared.bind(name, value) for name, value in params.items()}}
     arguments: Any = tuple(bound[name] for name in prepared.order) if prepared.order is not None else bound
     result = connection.exec_driver_sql(prepared.sql, arguments)  # SQLAlchemy's errors, disconnects handled
@@ -464,6 +466,7 @@ class _Prepared:
     order: tuple[str, ...] | None  # the parameters' order (positional drivers), else None: named
     defaults: dict[str, Any]  # the statement's own values (its literals, limits), bound
     processors: dict[str, Callable[[Any], Any]]
+    required: frozenset[str]  # the parameters without a value of their own
 
     def bind(self, name: str, value: Any) -> Any:
         process = self.processors.get(name)
@@ -476,11 +479,12 @@ def _prepared(dialect: Any, statement: Any) -> _Prepared:
     if compiled.post_compile_params:
         raise ValueError("fetch_compiled takes no expanding IN: its SQL would change with each list")
     processors = dict(compiled._bind_processors)
-    given = compiled.construct_params({name: None for name, bind in compiled.binds.items() if bind.required})
+    required = frozenset(bind.key for bind in compiled.binds.values() if bind.required)
+    given = compiled.construct_params(dict.fromkeys(required))
     defaults = {name: (processors[name](value) if name in processors and value is not None else value)
                 for name, value in given.items()}
     order = tuple(compiled.positiontup) if compiled.positional else None
-    return _Prepared(str(compiled), order, defaults, processors)
+    return _Prepared(str(compiled), order, defaults, processors, required)
 
 
 def python_values(values: Any) -> list[Any]:

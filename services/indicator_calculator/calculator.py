@@ -41,7 +41,7 @@ from services.data_collector.queries import (
 from services.indicator_calculator import incremental
 from services.indicator_calculator.financial import FINANCIAL_COLUMNS, compute_financials, financial_values
 from services.indicator_calculator.models import CalculatedSession, FinancialIndicator, TechnicalIndicator
-from services.indicator_calculator.queries import is_calculated
+from services.indicator_calculator.queries import calculated_from, is_calculated
 from services.indicator_calculator.technical import (
     INDICATOR_COLUMNS,
     STATE_COLUMNS,
@@ -192,7 +192,7 @@ def _stepped(connection: Connection, sessions: list[date], start: date) -> dict[
     # a ticker whose window holds a corporate action steps from prices in two units: it gets a batch
     can_step = ~np.any([np.isnan(matrix).any(axis=1) for matrix in known], axis=0) & ~np.isin(
         np.asarray(tickers, dtype=object), list(adjusted))
-    can_step &= _whole_history_in(connection, close_matrix, tickers, start, sessions[0], can_step)
+    can_step &= _whole_history_in(connection, close_matrix, tickers, sessions[-2], sessions[0], can_step)
     if not len(tickers) or can_step.mean() < MIN_STEP_SHARE:
         return None
     stepped = incremental.step(close_matrix[can_step], highs[can_step], lows[can_step], volumes[can_step],
@@ -202,20 +202,23 @@ def _stepped(connection: Connection, sessions: list[date], start: date) -> dict[
     return _with_batch_of(technical, connection, others, start, day) if others else technical
 
 
-def _whole_history_in(connection: Connection, closes: np.ndarray, tickers: list[str], start: date,
+def _whole_history_in(connection: Connection, closes: np.ndarray, tickers: list[str], previous: date,
                       first: date, asked: np.ndarray) -> np.ndarray:
     """Per ticker (row of the close window from ``first``; those of ``asked`` only):
-    whether the window holds all the prices a batch from ``start`` would read. It does
-    for a ticker priced in every session of the window, and for one listed in it (priced
-    from some session on, and never from ``start`` up to the window): its longer
-    averages are NaN in both. A gap anywhere else (suspended without rows) is not."""
+    whether the window holds every price its stored state of ``previous`` was computed
+    from, so that one step gives what a batch gives. It does for a ticker priced in
+    every session of the window, and for one listed in it: priced from some session on,
+    and never from the lookback start ``previous`` was calculated from up to the window
+    (by induction, none of the steps since read an older price); its longer averages are
+    NaN in both. A gap anywhere else (suspended without rows, relisted) is not."""
     missing = np.isnan(closes)
     leading = missing.argmin(axis=1)  # the NaNs before the first price (a ticker of the window has one)
     whole: np.ndarray = ~missing.any(axis=1)
     listed = asked & (leading > 0) & (missing.sum(axis=1) == leading)
-    if listed.any():
+    since = calculated_from(connection, previous) if listed.any() else None
+    if since is not None:
         names = np.asarray(tickers, dtype=object)
-        earlier = priced_between(connection, start, first, list(names[listed]))
+        earlier = priced_between(connection, since, first, list(names[listed]))
         whole |= listed & ~np.isin(names, list(earlier))
     return whole
 

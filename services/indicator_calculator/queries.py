@@ -37,6 +37,13 @@ def screening_values(connection: Connection, day: date) -> dict[str, tuple[objec
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
+def calculated_from(connection: Connection, day: date) -> date | None:
+    """The first session of the lookback ``day``'s indicators were calculated from
+    (None when they were not calculated)."""
+    return connection.execute(select(CalculatedSession.lookback_start).where(
+        CalculatedSession.date == day)).scalar()
+
+
 def is_calculated(connection: Connection, day: date) -> bool:
     """Whether the indicators of ``day`` are stored."""
     return connection.scalar(select(CalculatedSession.date).where(CalculatedSession.date == day)) is not None

@@ -311,5 +311,7 @@ def test_a_compiled_read_binds_as_sqlalchemy_does_and_gives_the_drivers_values(s
         assert [tuple(str(value) for value in row) for row in rows] == [("10", "2", "2026-11-19")]
         assert fetch_compiled(connection, statement, {"owner": "u", "mode": False, "since": since,
                                                       "day": datetime(2026, 11, 19).date()})[0][:2] == (11, 1)
+        with pytest.raises(ValueError, match=r"no value for the parameters \['day', 'since'\]"):
+            fetch_compiled(connection, statement, {"owner": "u", "mode": True})
     with pytest.raises(ValueError, match="no expanding IN"):
         fetch_compiled(connection, select(runs.pid).where(runs.pid.in_([1, 2])), {})

@@ -306,3 +306,27 @@ def test_a_ticker_with_a_gap_at_the_start_of_its_window_gets_a_batch(session_fac
     expected = _batch_of(session_factory, krx_calendar, ticker, D)
     assert not np.isnan(expected["sma_120"])  # from the prices before the gap
     _assert_values_equal(_stored(session_factory, D).loc[ticker], expected)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_ticker_relisted_inside_its_window_gets_a_batch_while_its_state_holds_an_older_price(
+        session_factory, krx_calendar, clock, monkeypatch):
+    collect(session_factory, krx_calendar, clock, date(2025, 9, 1), D)
+    ticker, previous = _a_ticker(session_factory), date(2026, 11, 19)
+    window = [s.date for s in krx_calendar.sessions(date(2026, 1, 1), D)][-calculator.incremental.WINDOW:]
+    # priced on the first session of the previous date's lookback (one before D's), then not
+    # until 30 sessions into D's window: D's own lookback holds only the recent prices
+    older = calculator.lookback_start(krx_calendar, previous)
+    assert older < calculator.lookback_start(krx_calendar, D)
+    with session_factory.begin() as session:
+        session.execute(text("DELETE FROM daily_prices WHERE ticker = :t AND date > :o AND date < :r"),
+                        {"t": ticker, "o": older, "r": window[30]})
+    calculator.calculate([previous], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    batched: list[list[str]] = []
+    with_batch_of = calculator._with_batch_of
+    monkeypatch.setattr(calculator, "_with_batch_of",
+                        lambda technical, connection, tickers, *a: batched.append(tickers) or with_batch_of(
+                            technical, connection, tickers, *a))
+    calculator.calculate([D], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
+    assert batched == [[ticker]]
+    _assert_values_equal(_stored(session_factory, D).loc[ticker], _batch_of(session_factory, krx_calendar, ticker, D))
