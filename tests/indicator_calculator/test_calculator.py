@@ -252,6 +252,17 @@ def _keep_prices_of(session_factory: Any, ticker: str, *, from_day: date, until:
                         {"t": ticker, "f": from_day, "u": until})
 
 
+def _batches_calculating(day: date, session_factory: Any, calendar: Any, clock: FixedClock,
+                         monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Calculate ``day``: the tickers of each batch of their own it ran."""
+    batched: list[list[str]] = []
+    with_batch_of = calculator._with_batch_of
+    monkeypatch.setattr(calculator, "_with_batch_of", lambda technical, connection, tickers, *rest: batched.append(
+        tickers) or with_batch_of(technical, connection, tickers, *rest))
+    calculator.calculate([day], session_factory=session_factory, calendar=calendar, now=clock.now)
+    return batched
+
+
 def _a_ticker(session_factory: Any) -> str:
     with session_factory() as session:
         return str(session.execute(text("SELECT min(ticker) FROM daily_prices WHERE date = :d"), {"d": D}).scalar())
@@ -296,13 +307,7 @@ def test_a_ticker_with_a_gap_at_the_start_of_its_window_gets_a_batch(session_fac
     _keep_prices_of(session_factory, ticker, from_day=window[0], until=window[30])
     previous = date(2026, 11, 19)
     calculator.calculate([previous], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
-    batched: list[list[str]] = []
-    with_batch_of = calculator._with_batch_of
-    monkeypatch.setattr(calculator, "_with_batch_of",
-                        lambda technical, connection, tickers, *a: batched.append(tickers) or with_batch_of(
-                            technical, connection, tickers, *a))
-    calculator.calculate([D], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
-    assert batched == [[ticker]]
+    assert _batches_calculating(D, session_factory, krx_calendar, clock, monkeypatch) == [[ticker]]
     expected = _batch_of(session_factory, krx_calendar, ticker, D)
     assert not np.isnan(expected["sma_120"])  # from the prices before the gap
     _assert_values_equal(_stored(session_factory, D).loc[ticker], expected)
@@ -318,15 +323,7 @@ def test_a_ticker_relisted_inside_its_window_gets_a_batch_while_its_state_holds_
     # until 30 sessions into D's window: D's own lookback holds only the recent prices
     older = calculator.lookback_start(krx_calendar, previous)
     assert older < calculator.lookback_start(krx_calendar, D)
-    with session_factory.begin() as session:
-        session.execute(text("DELETE FROM daily_prices WHERE ticker = :t AND date > :o AND date < :r"),
-                        {"t": ticker, "o": older, "r": window[30]})
+    _keep_prices_of(session_factory, ticker, from_day=krx_calendar.next_session(older).date, until=window[30])
     calculator.calculate([previous], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
-    batched: list[list[str]] = []
-    with_batch_of = calculator._with_batch_of
-    monkeypatch.setattr(calculator, "_with_batch_of",
-                        lambda technical, connection, tickers, *a: batched.append(tickers) or with_batch_of(
-                            technical, connection, tickers, *a))
-    calculator.calculate([D], session_factory=session_factory, calendar=krx_calendar, now=clock.now)
-    assert batched == [[ticker]]
+    assert _batches_calculating(D, session_factory, krx_calendar, clock, monkeypatch) == [[ticker]]
     _assert_values_equal(_stored(session_factory, D).loc[ticker], _batch_of(session_factory, krx_calendar, ticker, D))
