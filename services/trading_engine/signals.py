@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from services.common.settings import Settings
+from services.watchlist_manager.scoring import best_first
 
 SIGNAL_COLUMNS = ["ticker", "kind", "reason", "strength", "reference_price"]
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
@@ -88,14 +89,6 @@ def _trading(frame: pd.DataFrame) -> np.ndarray:
     return trading
 
 
-def _best_first(score: np.ndarray, tickers: np.ndarray) -> np.ndarray:
-    """Positions by descending score, ties by ticker; a missing score comes last
-    (as ``sort_values(["score", "ticker"], ascending=[False, True])``)."""
-    by_ticker = np.argsort(tickers.astype(str), kind="stable")
-    order: np.ndarray = by_ticker[np.argsort(-score[by_ticker], kind="stable")]
-    return order
-
-
 def entry_signals(candidates: pd.DataFrame, held: set[str], rules: SignalRules) -> pd.DataFrame:
     """Entry signals among ``candidates`` (the previous session's watchlist joined with
     its prices and indicators: ticker, close, halted, score, rank, factors, rsi_14,
@@ -110,7 +103,7 @@ def entry_signals(candidates: pd.DataFrame, held: set[str], rules: SignalRules) 
     if not len(chosen):
         return _empty()
     score = _floats(candidates, "score")
-    chosen = chosen[_best_first(score[chosen], tickers[chosen])]
+    chosen = chosen[best_first(score[chosen], tickers[chosen])]  # as the watchlist ranks
     names = list(dict.fromkeys(["rank", "score", *(name for name, _, _ in rules.entry_conditions)]))
     rows = [dict(zip(names, values))
             for values in zip(*(candidates[name].to_numpy()[chosen].tolist() for name in names))]

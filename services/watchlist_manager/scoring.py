@@ -132,9 +132,15 @@ def rank_eligible(columns: Mapping[str, np.ndarray],
     total = sum(rules.weights.values())
     score = sum((factors[name] * weight for name, weight in rules.weights.items()),
                 np.zeros(len(columns["ticker"]))) / total
-    by_ticker = np.argsort(columns["ticker"].astype(str), kind="stable")
-    order = by_ticker[np.argsort(-score[by_ticker], kind="stable")]
-    return order, score, factors
+    return best_first(score, columns["ticker"]), score, factors
+
+
+def best_first(score: np.ndarray, tickers: np.ndarray) -> np.ndarray:
+    """Positions by descending score, ties by ticker; a missing score comes last
+    (as ``sort_values(["score", "ticker"], ascending=[False, True])``)."""
+    by_ticker = np.argsort(tickers.astype(str), kind="stable")
+    order: np.ndarray = by_ticker[np.argsort(-score[by_ticker], kind="stable")]
+    return order
 
 
 def score_universe(frame: pd.DataFrame, rules: WatchlistRules) -> pd.DataFrame:

@@ -26,6 +26,8 @@ PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "volume", "va
                  "change_pct", "market_cap", "market"]
 FUNDAMENTAL_COLUMNS = ["ticker", "date", "bps", "per", "pbr", "eps", "div", "dps"]
 INDEX_COLUMNS = ["name", "date", "close"]
+#: no index closes (a snapshot's default), copied rather than built anew for each snapshot
+_NO_INDICES = pd.DataFrame(columns=INDEX_COLUMNS)
 MARKETS = ("KOSPI", "KOSDAQ")
 
 
@@ -57,7 +59,7 @@ class MarketSnapshot:
     stocks: pd.DataFrame
     prices: pd.DataFrame
     fundamentals: pd.DataFrame
-    indices: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INDEX_COLUMNS))
+    indices: pd.DataFrame = field(default_factory=lambda: _NO_INDICES.copy())
 
 
 def require_closed_session(calendar: MarketCalendar, clock: Clock, trading_date: date) -> None:

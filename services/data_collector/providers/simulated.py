@@ -30,7 +30,6 @@ from services.common.krx_market import price_limits_array, round_to_ticks
 from services.common.market_calendar import KRX_TZ, MarketCalendar
 from services.data_collector.providers import (
     FUNDAMENTAL_COLUMNS,
-    INDEX_COLUMNS,
     PRICE_COLUMNS,
     STOCK_COLUMNS,
     MarketSnapshot,
@@ -230,7 +229,7 @@ class SimulatedMarket:
             "market_cap": close * u.shares,
         })
         fundamentals = listing.frame(FUNDAMENTAL_COLUMNS, self._fundamentals(day, close))
-        return MarketSnapshot(day, listing.stocks.copy(), prices, fundamentals, _NO_INDICES.copy())
+        return MarketSnapshot(day, listing.stocks.copy(), prices, fundamentals)
 
     def _fundamentals(self, day: date, close: np.ndarray) -> dict[str, object]:
         """Every ticker's fundamentals of ``day`` (columns of :data:`FUNDAMENTAL_COLUMNS`)."""
@@ -258,8 +257,6 @@ class SimulatedMarket:
         return eps, bps, dps
 
 
-#: No index closes (the default of :class:`MarketSnapshot`), copied rather than built anew
-_NO_INDICES = pd.DataFrame(columns=INDEX_COLUMNS)
 #: EPS, BPS and DPS of every ticker in one quarter
 _QuarterFigures = tuple[np.ndarray, np.ndarray, np.ndarray]
 _LISTINGS_KEPT = 4
