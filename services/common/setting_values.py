@@ -346,6 +346,17 @@ KIS_ENVIRONMENTS = ("paper", "live")
 KIS_CALLS = ("buy", "sell", "cancel", "balance", "fills", "quote")
 
 
+#: where dry run's intraday prices come from on a real data provider (pykrx, stored)
+PAPER_QUOTES = ("auto", "kis", "off")
+
+
+def parse_paper_quotes(text: str) -> str:
+    value = text.strip().lower()
+    if value not in PAPER_QUOTES:
+        raise ValueError("expected auto (KIS quotes when KIS_APP_KEY and KIS_APP_SECRET are set), kis or off")
+    return value
+
+
 def parse_kis_environment(text: str) -> str:
     value = text.strip().lower()
     if value not in KIS_ENVIRONMENTS:

@@ -46,6 +46,7 @@ from services.common.setting_values import (
     parse_optional_database_url,
     parse_optional_fee_percent,
     parse_optional_timezone,
+    parse_paper_quotes,
     parse_percent,
     parse_percent_or_off,
     parse_port,
@@ -197,6 +198,10 @@ class Settings:
                                             "fixed-fraction size of a new position, percent of equity")
     kelly_min_trades: int = _setting("ORCHESTRATOR_KELLY_MIN_TRADES", parse_non_negative_int, "30",
                                      "closed trades needed before sizing by half-Kelly (0: never)")
+    paper_quotes: str = _setting(
+        "ORCHESTRATOR_PAPER_QUOTES", parse_paper_quotes, "auto",
+        "intraday prices of dry run on a real data provider: auto (KIS quotes, read only, when KIS_APP_KEY and "
+        "KIS_APP_SECRET are set), kis (required) or off; a session no tick priced settles on its daily bar")
     kis_environment: str = _setting("ORCHESTRATOR_KIS_ENVIRONMENT", parse_kis_environment, "paper",
                                     "KIS account used with --no-dry-run: paper (모의투자) or live")
     kis_paper_host: str = _setting("ORCHESTRATOR_KIS_PAPER_HOST", parse_https_url,
@@ -213,9 +218,11 @@ class Settings:
         "KIS tr_ids on the live host")
     kis_requests_per_second: float = _setting("ORCHESTRATOR_KIS_REQUESTS_PER_SECOND", parse_rate_per_second,
                                               "2", "most KIS API requests per second (paper accounts allow few)")
-    kis_app_key: str = _setting("KIS_APP_KEY", parse_text, "", "KIS open API app key (--no-dry-run)",
+    kis_app_key: str = _setting("KIS_APP_KEY", parse_text, "",
+                                "KIS open API app key (--no-dry-run; with the secret, dry run's quotes)",
                                 secret=True)
-    kis_app_secret: str = _setting("KIS_APP_SECRET", parse_text, "", "KIS open API app secret (--no-dry-run)",
+    kis_app_secret: str = _setting("KIS_APP_SECRET", parse_text, "",
+                                   "KIS open API app secret (--no-dry-run; with the key, dry run's quotes)",
                                    secret=True)
     kis_account: str = _setting("KIS_ACCOUNT", parse_kis_account, "",
                                 "KIS account number 12345678-01 (--no-dry-run)", secret=True)

@@ -144,7 +144,7 @@ def simulate(settings: Settings, start: date, end: date, *,
     ``check_settings`` the settings are recorded in the database, and a database whose
     replay was made with other settings is refused (``replay_settings.SettingsChanged``)
     unless ``fresh``, which empties it first. The caller closes ``runtime``."""
-    settings = replace(settings, dry_run=True)
+    settings = replace(settings, dry_run=True, paper_quotes="off")  # KIS quotes are now's, never a past day's
     check_market_rules(settings, start)
     first, last = replay_window(start, end)
     clock = FixedClock(first)

@@ -23,8 +23,9 @@ from services.orchestrator.models import ReplaySettings
 #: settings that change nothing of a replay's orders, fills and ledger
 NOT_SHAPING = frozenset({
     "display_timezone", "user_id", "dry_run", "misfire_grace_seconds", "run_lease_seconds",
-    "pykrx_min_interval_seconds", "kis_environment", "kis_paper_host", "kis_live_host", "kis_paper_tr_ids",
-    "kis_live_tr_ids", "kis_requests_per_second", "kis_app_key", "kis_app_secret", "kis_account", "database_url",
+    "pykrx_min_interval_seconds", "paper_quotes", "kis_environment", "kis_paper_host", "kis_live_host",
+    "kis_paper_tr_ids", "kis_live_tr_ids", "kis_requests_per_second", "kis_app_key", "kis_app_secret", "kis_account",
+    "database_url",
     "simulation_database_url", "history_database_url", "db_connect_timeout_seconds", "db_statement_timeout_seconds",
     "cache_dir",
     "log_level", "alert_webhook_url", "alert_timeout_seconds", "notify_urls", "notify_language", "api", "api_host",

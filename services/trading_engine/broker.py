@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,11 +28,16 @@ from services.common.market_calendar import Session
 from services.common.settings import Settings
 from services.trading_engine.bar_settlement import Settlement, settle_daily_bars
 from services.trading_engine.fees import FeeSchedule
+from services.trading_engine.kis_api.quotes import KisQuotes, QuoteConfig, check_paper_quotes, kis_quotes_wanted
 from services.trading_engine.orders import Broker
-from services.trading_engine.paper import PaperBroker, QuoteSource, settlement_date
+from services.trading_engine.paper import PaperBroker, Pricing, QuoteSource, settlement_date
 from services.trading_engine.signals import SignalRules
 
 logger = logging.getLogger(__name__)
+
+#: a tick is priced from KIS's quotes only if it runs this close to its moment: KIS
+#: gives prices now, not at a past tick (catch-up, ``run-job --date``)
+QUOTES_NOW = timedelta(minutes=2)
 
 
 class TradingAccount(ABC):
@@ -78,21 +83,21 @@ class TradingAccount(ABC):
 
 class PaperTrading(TradingAccount):
     """The paper account: the paper broker in the database, filling at the simulated
-    market's intraday prices, or with a daily-bar provider (pykrx, stored history) on
-    each session's bar once it is stored (:mod:`bar_settlement`)."""
+    market's intraday prices; with a real provider (pykrx, stored history) at KIS's
+    quotes when ``ORCHESTRATOR_PAPER_QUOTES`` allows, and on each session no tick
+    priced, at its daily bar once it is stored (:mod:`bar_settlement`)."""
 
     lock_at_begin = True
 
     def __init__(self, ctx: JobContext) -> None:
         super().__init__(ctx)
-        self.quote_source = self._quote_source()
-        self.daily_bars = self.quote_source is None
+        self.pricing, self.quote_source = self._pricing()
 
     def broker(self, connection: Connection, at: datetime | None = None) -> Broker:
         return self._paper(connection, self._clock(at))
 
     def settle(self, connection: Connection, now: datetime) -> Settlement:
-        if not self.daily_bars:
+        if self.pricing is Pricing.INTRADAY:
             return Settlement()
         return settle_daily_bars(connection, lambda clock: self._paper(connection, clock), self.ctx.calendar,
                                  SignalRules.from_settings(self.ctx.settings), now)
@@ -101,21 +106,43 @@ class PaperTrading(TradingAccount):
         settings = self.ctx.settings
         return PaperBroker(connection, user_id=self.account.user_id, fees=FeeSchedule.from_settings(settings),
                            calendar=self.ctx.calendar, clock=clock, initial_cash=settings.portfolio_value,
-                           quote_source=self.quote_source, expire_at_close=not self.daily_bars)
+                           quote_source=self.quote_source, pricing=self.pricing)
 
-    def _quote_source(self) -> QuoteSource | None:
+    def _pricing(self) -> tuple[Pricing, QuoteSource | None]:
+        settings = self.ctx.settings
+        if settings.data_provider == "simulated":
+            return Pricing.INTRADAY, self._simulated_quotes()
+        if kis_quotes_wanted(settings):
+            return Pricing.LIVE_QUOTES, self._kis_quotes()
+        return Pricing.DAILY_BARS, None
+
+    def _simulated_quotes(self) -> QuoteSource:
         """The simulated market's intraday path (its provider made at the first quote)."""
         settings, clock, calendar = self.ctx.settings, self.ctx.clock, self.ctx.calendar
-        if settings.data_provider != "simulated":
-            return None
 
-        def quotes_at(moment: datetime) -> Mapping[str, int]:
+        def quotes_at(tickers: Sequence[str], moment: datetime) -> Mapping[str, int]:
             from services.data_collector.providers.factory import make_provider
 
             provider: Any = make_provider(settings, clock, calendar)
             return provider.quotes_at(moment)  # type: ignore[no-any-return]
 
         return quotes_at
+
+    def _kis_quotes(self) -> QuoteSource:
+        """KIS's current prices, read only, for a tick that runs at its moment
+        (:data:`QUOTES_NOW`); a late one observes nothing."""
+        settings, clock = self.ctx.settings, self.ctx.clock
+        source = KisQuotes(QuoteConfig.from_settings(settings), clock=clock,
+                           cache_dir=Path(settings.cache_dir or _default_cache_dir()))
+
+        def quotes_now(tickers: Sequence[str], moment: datetime) -> Mapping[str, int]:
+            late = abs(clock.now() - moment)
+            if late > QUOTES_NOW:
+                logger.info("tick at %s runs %s after its moment: KIS's quotes are not its prices", moment, late)
+                return {}
+            return source.prices(tickers)
+
+        return quotes_now
 
 
 class LiveTrading(TradingAccount):
@@ -176,8 +203,11 @@ def market_moment(ctx: JobContext, session: Session, *, pre_open: bool) -> datet
 
 
 def preflight(settings: Settings, clock: object, calendar: object) -> None:
-    """``start`` and ``run-job`` refuse live trading without a sound KIS configuration."""
+    """``start`` and ``run-job`` refuse live trading without a sound KIS configuration,
+    and dry run told to read KIS's quotes (``ORCHESTRATOR_PAPER_QUOTES=kis``) without
+    what that needs."""
     if settings.dry_run:
+        check_paper_quotes(settings)
         return
     from services.trading_engine import kis
 

@@ -12,6 +12,9 @@ Rules (DESIGN.md section 9):
   order at its limit when the observed price trades through it. An observation may
   cap the quantity (partial fills). Limit orders end with their trading date
   (cancelled at the close); market orders wait for the next observed price.
+- Where observations come from is the account's :class:`Pricing`: the simulated
+  market's intraday path, KIS's quotes at the moment of a tick, or (nothing observed)
+  each session's daily bar once it is stored (:mod:`bar_settlement`).
 - Every fill pays commission (floored KRW); sells pay the sell tax of the trade date.
   Fills settle T+2 sessions, but sale proceeds fund new buys at once.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import (
@@ -44,7 +48,14 @@ from services.common.market_calendar import KRX_TZ, MarketCalendar
 from services.common.market_rules import MARKETS, OutsideMarketRules
 from services.data_collector.queries import closes_on, markets_on
 from services.trading_engine.fees import FeeSchedule, NoTaxRate
-from services.trading_engine.models import ClosedTrade, FillRow, OrderRow, PaperAccount, PositionRow
+from services.trading_engine.models import (
+    ClosedTrade,
+    FillRow,
+    OrderRow,
+    PaperAccount,
+    PortfolioSnapshot,
+    PositionRow,
+)
 from services.trading_engine.orders import (
     OPEN_STATUSES,
     Balance,
@@ -62,8 +73,21 @@ logger = logging.getLogger(__name__)
 
 #: ``(tickers, trading_date) -> {ticker: previous session's close}``
 ReferencePrices = Callable[[Sequence[str], date], Mapping[str, int]]
-#: every ticker's price at a moment of the session (the simulated market's intraday path)
-QuoteSource = Callable[[datetime], Mapping[str, int]]
+#: ``(tickers, moment) -> prices observed at moment``: the simulated market's intraday
+#: path (every ticker's), or KIS's quotes now ({}: none observed)
+QuoteSource = Callable[[Sequence[str], datetime], Mapping[str, int]]
+
+
+class Pricing(Enum):
+    """Where a paper account's prices come from, and so when a day's limit orders end."""
+
+    #: every tick observes (the simulated market): they expire at the session's last tick
+    INTRADAY = "intraday"
+    #: no tick observes (pykrx, stored history): the session's bar settles them
+    DAILY_BARS = "daily bars"
+    #: a tick at "now" observes KIS's quotes: a session a tick priced ends at its last
+    #: tick, as INTRADAY; one no tick priced (KIS unreachable) settles on its bar
+    LIVE_QUOTES = "live quotes"
 
 
 # --- the rules, pure ---------------------------------------------------------------------------
@@ -136,6 +160,9 @@ _MATCHABLE = _open_orders_of(_ORDERS.c.created_at < bindparam("observed_at"))
 _EXPIRING = _open_orders_of(_ORDERS.c.order_type == OrderType.LIMIT.value,
                             _ORDERS.c.trading_date <= bindparam("day"))
 _ORDER = select(_ORDERS).where(_mine(_ORDERS), _ORDERS.c.id == bindparam("order_id"))
+_SNAPSHOTS = PortfolioSnapshot.__table__
+_PRICED_ON = select(_SNAPSHOTS.c.taken_at).where(_mine(_SNAPSHOTS), _SNAPSHOTS.c.trading_date == bindparam("day"),
+                                                 _SNAPSHOTS.c.prices_observed.is_(True)).limit(1)
 _BY_CLIENT_ID = select(_ORDERS).where(_ORDERS.c.user_id == bindparam("owner"),
                                       _ORDERS.c.client_order_id == bindparam("client_order_id"))
 _SELLING = select(func.coalesce(func.sum(_ORDERS.c.quantity - _ORDERS.c.filled_quantity), 0)).where(
@@ -158,7 +185,7 @@ class PaperBroker:
 
     def __init__(self, connection: Connection, *, user_id: str, fees: FeeSchedule, calendar: MarketCalendar,
                  clock: Clock, initial_cash: int, reference_prices: ReferencePrices | None = None,
-                 quote_source: QuoteSource | None = None, expire_at_close: bool = True) -> None:
+                 quote_source: QuoteSource | None = None, pricing: Pricing = Pricing.INTRADAY) -> None:
         self.connection = connection
         self.account = Account(user_id, dry_run=True)
         self.user_id = user_id
@@ -168,8 +195,8 @@ class PaperBroker:
         self.clock = clock
         self.initial_cash = initial_cash
         self.reference_prices = reference_prices or self._stored_previous_closes
-        #: False on daily bars: the day's limit orders expire when its bar is settled
-        self.expire_at_close = expire_at_close
+        self.pricing = pricing
+        self._priced_days: set[date] = set()  # sessions this broker observed prices of
         self._markets: dict[tuple[str, date], str] = {}
         self._me = {"owner": user_id}
 
@@ -264,10 +291,10 @@ class PaperBroker:
 
     def quotes(self, tickers: Sequence[str], moment: datetime) -> dict[str, int]:
         """The quote source's prices at ``moment`` (the simulated market's intraday
-        path); none without a source (a provider with daily bars only)."""
+        path, KIS's quotes); none without a source (a provider with daily bars only)."""
         if self.quote_source is None:
             return {}
-        everything = self.quote_source(moment)
+        everything = self.quote_source(tickers, moment)
         return {ticker: everything[ticker] for ticker in tickers if ticker in everything}
 
     def observe(self, prices: Mapping[str, int], moment: datetime, caps: Mapping[str, int] | None = None) -> int:
@@ -275,6 +302,8 @@ class PaperBroker:
         high-water marks to them."""
         if not prices:
             return 0
+        if self.pricing is Pricing.LIVE_QUOTES:
+            self._start_priced_session(moment.astimezone(KRX_TZ).date())
         fills = self.match(prices, moment, caps)
         self.mark(prices)
         return len(fills)
@@ -284,7 +313,26 @@ class PaperBroker:
         return Balance(int(account.cash), int(account.initial_cash))
 
     def end_of_day(self, day: date) -> int:
-        return self.expire_day_orders(day) if self.expire_at_close else 0
+        """At the session's last tick, its limit orders expire, unless the session's bar
+        will settle them (daily bars; live quotes when no tick priced it)."""
+        if self.pricing is Pricing.INTRADAY or (self.pricing is Pricing.LIVE_QUOTES and self._priced(day)):
+            return self.expire_day_orders(day)
+        return 0
+
+    def _priced(self, day: date) -> bool:
+        """Whether a tick observed prices of session ``day`` (a bar never settles it then)."""
+        return day in self._priced_days or self.connection.scalar(_PRICED_ON, {**self._me, "day": day}) is not None
+
+    def _start_priced_session(self, day: date) -> None:
+        """At the first prices observed of session ``day``, the limit orders of earlier
+        sessions still open expire: once this session is priced no bar settles those
+        (a close tick that never ran, a session whose bar never came)."""
+        if day not in self._priced_days and not self._priced(day):
+            expired = self.expire_day_orders(day - timedelta(days=1))
+            if expired:
+                logger.info("%d limit order(s) of sessions before %s expired: no bar settles them once %s is "
+                            "priced", expired, day, day)
+        self._priced_days.add(day)
 
     def cancel(self, order_id: str, reason: str = "cancelled") -> Order:
         row = self.connection.execute(_ORDER, {**self._me, "order_id": int(order_id)}).one()

@@ -102,6 +102,19 @@ def test_a_replay_of_stored_history_trades_and_is_the_same_twice(replayed: str, 
     assert ledger(f"sqlite:///{tmp_path / 'replay.db'}") == first
 
 
+def test_a_replay_never_prices_from_kis_even_told_to_with_keys_set(replayed: str, live_database: str,
+                                                                  tmp_path: Path, calendar_cache_dir: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a replay made a KIS quote source: KIS gives today's prices, not a past day's")
+
+    monkeypatch.setattr("services.trading_engine.broker.KisQuotes", refuse)
+    result = replay_into(tmp_path, live_database, calendar_cache_dir, paper_quotes="kis", kis_app_key="k" * 36,
+                         kis_app_secret="s" * 180)
+    assert result.failed == 0
+    assert ledger(f"sqlite:///{tmp_path / 'replay.db'}") == ledger(replayed)
+
+
 def test_every_fill_lies_inside_its_sessions_stored_bar(replayed: str):
     engine = create_db_engine(replayed)
     with engine.connect() as connection:

@@ -20,7 +20,7 @@ from services.trading_engine.bar_settlement import settle_daily_bars
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.models import FillRow, OrderRow, PaperAccount, PortfolioSnapshot, SignalRow
 from services.trading_engine.orders import OrderRequest, OrderStatus, OrderType, Side
-from services.trading_engine.paper import PaperBroker
+from services.trading_engine.paper import PaperBroker, Pricing
 from services.trading_engine.signals import SignalRules
 from tests.conftest import make_settings
 
@@ -54,7 +54,7 @@ class Account:
 
     def broker_at(self, clock: FixedClock) -> PaperBroker:
         return PaperBroker(self.connection, user_id=USER, fees=FeeSchedule.from_settings(make_settings()),
-                           calendar=self.calendar, clock=clock, initial_cash=10_000_000, expire_at_close=False)
+                           calendar=self.calendar, clock=clock, initial_cash=10_000_000, pricing=Pricing.DAILY_BARS)
 
     def place(self, at: datetime, day: date, ticker: str, side: Side, quantity: int, limit: int | None = None) -> None:
         self.clock.set(at)

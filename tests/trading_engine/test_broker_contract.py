@@ -88,7 +88,7 @@ def paper_desk(session_factory: Any, krx_calendar: Any) -> Desk:
     def make(connection: Any, moment: datetime) -> Broker:
         return PaperBroker(connection, user_id=USER, fees=FeeSchedule.from_settings(settings), calendar=krx_calendar,
                            clock=FixedClock(moment), initial_cash=OPENING_CASH,
-                           quote_source=lambda at: {TICKER: PRICE})
+                           quote_source=lambda tickers, at: {TICKER: PRICE})
 
     return Desk(session_factory, make, send=lambda: None, fill_at_exchange=lambda order, price: None)
 

@@ -57,6 +57,11 @@ def at(day: date, hh: int, mm: int) -> datetime:
 
 @pytest.fixture
 def market(session_factory: Any) -> Any:
+    return seed_market(session_factory)
+
+
+def seed_market(session_factory: Any) -> Any:
+    """The previous session's data and the paper account of the module's doc."""
     with session_factory.begin() as session:
         c = session.connection()
         for ticker, close, sma_60 in (("WIN", 20_000, 18_000.0), ("LATE", 30_000, 28_000.0),

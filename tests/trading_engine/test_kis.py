@@ -587,7 +587,7 @@ def test_requests_are_spaced_by_the_rate_limit(
 
 def test_clients_of_one_host_and_app_key_share_the_process_throttle(
         kis: FakeKis, clock: FakeTime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("services.trading_engine.kis.client.THROTTLES",
+    monkeypatch.setattr("services.trading_engine.kis_api.client.THROTTLES",
                         ThrottleRegistry(monotonic=clock.monotonic, sleep=clock.sleep))
     config = KisConfig.from_settings(_settings(kis))  # 2 requests a second
     first, second = (KisClient(config, cache_dir=tmp_path, clock=clock) for _ in range(2))
@@ -729,7 +729,8 @@ def test_a_plain_http_host_off_the_loopback_is_refused_before_anything_is_sent(t
 def test_logs_and_errors_never_show_the_secret_key_token_or_account(
         kis: FakeKis, make_broker: Callable[..., KisBroker], clock: FakeTime,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="services.trading_engine.kis")
+    for adapter in ("services.trading_engine.kis", "services.trading_engine.kis_api"):
+        caplog.set_level(logging.DEBUG, logger=adapter)
     broker = make_broker(kis)
     broker.place_order(_request(client_order_id="a"))
     kis.script.append("refuse")

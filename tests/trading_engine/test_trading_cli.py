@@ -62,10 +62,18 @@ BAD_TRADING_SETTINGS = [
      "Error: ORCHESTRATOR_KIS_PAPER_TR_IDS='buy=VTTC0012U': no tr_id for sell, cancel, balance, fills, quote"),
     ({"ORCHESTRATOR_KIS_LIVE_HOST": "openapi.koreainvestment.com"},
      "Error: ORCHESTRATOR_KIS_LIVE_HOST='openapi.koreainvestment.com': expected a URL such as"),
+    ({"ORCHESTRATOR_PAPER_QUOTES": "maybe"},
+     "Error: ORCHESTRATOR_PAPER_QUOTES='maybe': expected auto (KIS quotes when KIS_APP_KEY and KIS_APP_SECRET "
+     "are set), kis or off"),
+    ({"ORCHESTRATOR_PAPER_QUOTES": "kis"},
+     "Error: ORCHESTRATOR_PAPER_QUOTES=kis prices dry run from KIS, but ORCHESTRATOR_DATA_PROVIDER=simulated"),
+    ({"ORCHESTRATOR_PAPER_QUOTES": "kis", "ORCHESTRATOR_DATA_PROVIDER": "pykrx", "KIS_APP_SECRET": SECRET},
+     "Error: ORCHESTRATOR_PAPER_QUOTES=kis needs KIS_APP_KEY, not set in the environment or .env"),
 ]
 
 
-@pytest.mark.parametrize("env, message", BAD_TRADING_SETTINGS, ids=[next(iter(e)) for e, _ in BAD_TRADING_SETTINGS])
+@pytest.mark.parametrize("env, message", BAD_TRADING_SETTINGS,
+                         ids=[f"{next(iter(e))}={next(iter(e.values()))}" for e, _ in BAD_TRADING_SETTINGS])
 def test_bad_trading_settings_exit_2_with_one_line(cli: Any, env: dict[str, str], message: str) -> None:
     result = cli("run-job", "position_monitoring", env=env)
     assert result.exit_code == 2

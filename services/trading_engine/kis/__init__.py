@@ -4,16 +4,11 @@ One module per concept, each testable alone:
 
 - :mod:`.config`: :class:`KisConfig` and :func:`check_live_config`: which host,
   tr_ids, credentials and account, checked before anything is sent.
-- :mod:`.transport`: HTTP on one pooled ``httpx`` client with timeouts, https only
-  (http on the loopback only), paced by the process's throttle of the host and app key
-  (:mod:`services.common.throttle`, the pacing the pykrx provider uses too).
-- :mod:`.auth`: the access token (``/oauth2/tokenP``), cached in memory and in a 0600
-  file, reused until five minutes before it expires, asked for at most once a minute.
-- :mod:`.client`: :class:`KisClient`: headers, paging, KIS's answers as the typed
-  errors of :mod:`.errors`, and the retry policy (tenacity, exponential backoff).
-- :mod:`.parsing`: KIS's rows read into ours.
 - :mod:`.broker`: :class:`KisBroker`, the
   :class:`~services.trading_engine.orders.Broker` protocol on top of the client.
+
+The HTTP, token and pacing layer beneath it is :mod:`services.trading_engine.kis_api`
+(which never imports this package, so dry run may use it for quotes).
 
 Request and answer shapes follow KIS's own samples (github.com/koreainvestment/
 open-trading-api, ``examples_llm/domestic_stock/*`` and ``examples_llm/kis_auth.py``).
@@ -31,19 +26,18 @@ Limits, stated plainly:
   order), with estimated fees; see its docstring.
 """
 
-from services.trading_engine.kis.auth import TOKEN_PATH
-from services.trading_engine.kis.broker import KisBroker, make_kis_broker
-from services.trading_engine.kis.client import (
+from services.trading_engine.kis.broker import (
     BALANCE_PATH,
     CANCEL_PATH,
     DAILY_ORDERS_PATH,
     ORDER_PATH,
-    QUOTE_PATH,
-    KisClient,
-    KisResponse,
+    KisBroker,
+    make_kis_broker,
 )
 from services.trading_engine.kis.config import KisConfig, check_live_config, mask_account
-from services.trading_engine.kis.errors import (
+from services.trading_engine.kis_api.auth import TOKEN_PATH
+from services.trading_engine.kis_api.client import KisClient, KisResponse
+from services.trading_engine.kis_api.errors import (
     KisAuthError,
     KisError,
     KisOrderRejected,
@@ -52,7 +46,8 @@ from services.trading_engine.kis.errors import (
     KisTokenRateLimited,
     KisTransportError,
 )
-from services.trading_engine.kis.parsing import add_weekdays
+from services.trading_engine.kis_api.parsing import add_weekdays
+from services.trading_engine.kis_api.quotes import QUOTE_PATH
 
 __all__ = [
     "BALANCE_PATH",

@@ -13,17 +13,10 @@ from typing import Any
 from services.common.clock import Clock
 from services.common.settings import Settings
 from services.trading_engine.fees import FeeSchedule
-from services.trading_engine.kis.client import (
-    BALANCE_PATH,
-    CANCEL_PATH,
-    DAILY_ORDERS_PATH,
-    ORDER_PATH,
-    QUOTE_PATH,
-    KisClient,
-)
 from services.trading_engine.kis.config import KisConfig
-from services.trading_engine.kis.errors import KisError, KisOrderRejected, KisRefused
-from services.trading_engine.kis.parsing import (
+from services.trading_engine.kis_api.client import KisClient
+from services.trading_engine.kis_api.errors import KisError, KisOrderRejected, KisRefused
+from services.trading_engine.kis_api.parsing import (
     SEOUL,
     add_weekdays,
     order_from_row,
@@ -36,6 +29,7 @@ from services.trading_engine.kis.parsing import (
     text,
     whole,
 )
+from services.trading_engine.kis_api.quotes import current_price
 from services.trading_engine.orders import (
     Cash,
     Fill,
@@ -49,6 +43,11 @@ from services.trading_engine.orders import (
 )
 
 logger = logging.getLogger(__name__)
+
+ORDER_PATH = "/uapi/domestic-stock/v1/trading/order-cash"
+CANCEL_PATH = "/uapi/domestic-stock/v1/trading/order-rvsecncl"
+BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-balance"
+DAILY_ORDERS_PATH = "/uapi/domestic-stock/v1/trading/inquire-daily-ccld"
 
 
 class KisBroker:
@@ -279,16 +278,7 @@ class KisBroker:
 
     def quotes(self, tickers: list[str]) -> dict[str, int]:
         """Current prices (inquire-price ``stck_prpr``), one paced request per ticker."""
-        prices = {}
-        for ticker in tickers:
-            answer = self._client.get(QUOTE_PATH, self._config.tr_ids["quote"],
-                                      {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": ticker})
-            output = rows(answer.body.get("output"))
-            price = whole(output[0], "stck_prpr") if output else 0
-            if price <= 0:
-                raise KisError(f"KIS inquire-price gave no current price for {ticker}; expected stck_prpr > 0")
-            prices[ticker] = price
-        return prices
+        return {ticker: current_price(self._client, self._config.tr_ids["quote"], ticker) for ticker in tickers}
 
 
 def _two_weekdays_later(day: date) -> date:

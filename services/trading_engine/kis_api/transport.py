@@ -16,7 +16,7 @@ import httpx
 from services.common.setting_values import parse_https_url
 from services.common.settings import ConfigurationError
 from services.common.throttle import Throttle
-from services.trading_engine.kis.errors import KisTransportError
+from services.trading_engine.kis_api.errors import KisTransportError
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 from services.common.clock import Clock
 from services.common.market_calendar import KRX_TZ
 from services.common.private_files import FILE_MODE, make_private_dir
-from services.trading_engine.kis.config import KisConfig
-from services.trading_engine.kis.errors import KisAuthError, KisTokenRateLimited, KisTransportError
-from services.trading_engine.kis.transport import Answer
+from services.trading_engine.kis_api.app import KisApp
+from services.trading_engine.kis_api.errors import KisAuthError, KisTokenRateLimited, KisTransportError
+from services.trading_engine.kis_api.transport import Answer
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class TokenKeeper:
     """Gives a valid token, issuing one through ``send`` when none is cached or it is
     within five minutes of expiring. Not thread-safe: the client calls it under its lock."""
 
-    def __init__(self, config: KisConfig, token_file: TokenFile, send: Send, clock: Clock) -> None:
+    def __init__(self, config: KisApp, token_file: TokenFile, send: Send, clock: Clock) -> None:
         self._config = config
         self._file = token_file
         self._send = send

@@ -30,25 +30,19 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from services.common.clock import Clock, SystemClock
 from services.common.throttle import THROTTLES, Throttle, interval_of
-from services.trading_engine.kis.auth import TokenFile, TokenKeeper
-from services.trading_engine.kis.config import KisConfig
-from services.trading_engine.kis.errors import (
+from services.trading_engine.kis_api.app import KisApp
+from services.trading_engine.kis_api.auth import TokenFile, TokenKeeper
+from services.trading_engine.kis_api.errors import (
     KisAuthError,
     KisError,
     KisRateLimited,
     KisRefused,
     KisTransportError,
 )
-from services.trading_engine.kis.parsing import field
-from services.trading_engine.kis.transport import Answer, KisHttp
+from services.trading_engine.kis_api.parsing import field
+from services.trading_engine.kis_api.transport import Answer, KisHttp
 
 logger = logging.getLogger(__name__)
-
-ORDER_PATH = "/uapi/domestic-stock/v1/trading/order-cash"
-CANCEL_PATH = "/uapi/domestic-stock/v1/trading/order-rvsecncl"
-BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-balance"
-DAILY_ORDERS_PATH = "/uapi/domestic-stock/v1/trading/inquire-daily-ccld"
-QUOTE_PATH = "/uapi/domestic-stock/v1/quotations/inquire-price"
 
 # KIS gateway answers (msg_cd)
 EXPIRED_TOKEN = "EGW00123"  # 기간이 만료된 token 입니다 (HTTP 500)
@@ -72,7 +66,7 @@ class KisResponse:
     tr_cont: str
 
 
-def throttle_name(config: KisConfig) -> str:
+def throttle_name(config: KisApp) -> str:
     """The process-wide throttle of a host and app key (KIS limits requests per app key)."""
     app = hashlib.sha256(config.app_key.encode("utf-8")).hexdigest()[:12]
     return f"kis {config.host} app {app}"
@@ -95,13 +89,15 @@ class KisClient:
     either, the client paces itself on them (tests pass fakes and never sleep),
     otherwise it shares the process's throttle of its host and app key. ``retries`` is
     how often a failed call is sent again, after ``backoff`` seconds, doubling each
-    time. Calls from several threads are serialised (one request at a time). Close the
-    client (or use it as a context manager) to close its connections.
+    time. A ``read_only`` client sends GETs only: a POST (an order, a cancel) is refused
+    before anything leaves (its token is still issued). Calls from several threads are
+    serialised (one request at a time). Close the client (or use it as a context
+    manager) to close its connections.
     """
 
     def __init__(
         self,
-        config: KisConfig,
+        config: KisApp,
         *,
         cache_dir: Path,
         clock: Clock | None = None,
@@ -111,8 +107,10 @@ class KisClient:
         retries: int = 3,
         backoff: float = 1.0,
         transport: httpx.BaseTransport | None = None,
+        read_only: bool = False,
     ) -> None:
         self._config = config
+        self._read_only = read_only
         self._sleep = sleep or time.sleep
         self._retries = retries
         self._backoff = backoff
@@ -161,6 +159,9 @@ class KisClient:
     # requests
 
     def _call(self, method: str, path: str, tr_id: str, payload: Mapping[str, str], tr_cont: str) -> KisResponse:
+        if self._read_only and method != "GET":
+            raise KisError(f"KIS {method} {path} tr_id={tr_id}: refused, this client only reads (quotes); "
+                           "orders go through the live adapter")
         retrying = Retrying(
             stop=stop_after_attempt(self._retries + 1),
             wait=wait_exponential(multiplier=self._backoff, max=MAX_BACKOFF),

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from services.common.market_calendar import KRX_TZ
-from services.trading_engine.kis.errors import KisError
+from services.trading_engine.kis_api.errors import KisError
 from services.trading_engine.orders import Order, OrderStatus, OrderType, Side
 
 SEOUL = KRX_TZ
