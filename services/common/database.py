@@ -391,24 +391,31 @@ def head_revision() -> str | None:
 
 
 def upsert(connection: Any, table: Any, rows: list[dict[str, Any]], key_columns: list[str],
-           keep: list[str] | None = None) -> int:
+           keep: list[str] | None = None, update_where: UpdateWhere | None = None) -> int:
     """Bulk ``INSERT ... ON CONFLICT (keys) DO UPDATE`` (SQLite and PostgreSQL).
 
     Idempotent: writing the same rows again leaves the table as it was. Columns in
-    ``keep`` keep their first value (e.g. when a date was first collected).
+    ``keep`` keep their first value (e.g. when a date was first collected). A stored
+    row is replaced only where ``update_where(table, excluded)`` holds, if given (a
+    module-level function: the statement is built once per shape).
     """
     if not rows:
         return 0
     names = tuple(c.name for c in table.columns if c.name not in keep) if keep else None
-    connection.execute(_cached_upsert_statement(connection.dialect.name, table, tuple(key_columns), names), rows)
+    statement = _cached_upsert_statement(connection.dialect.name, table, tuple(key_columns), names, update_where)
+    connection.execute(statement, rows)
     return len(rows)
+
+
+#: ``(table, excluded) -> condition``: when an upsert replaces the stored row
+UpdateWhere = Callable[[Any, Any], Any]
 
 
 @functools.lru_cache(maxsize=128)
 def _cached_upsert_statement(dialect: str, table: Any, key_columns: tuple[str, ...],
-                             update_only: tuple[str, ...] | None) -> Any:
+                             update_only: tuple[str, ...] | None, update_where: UpdateWhere | None = None) -> Any:
     """:func:`upsert`'s statement, built once per table and shape (jobs upsert at every tick)."""
-    return _upsert_statement(dialect, table, list(key_columns),
+    return _upsert_statement(dialect, table, list(key_columns), update_where=update_where,
                              update_only=None if update_only is None else list(update_only))
 
 

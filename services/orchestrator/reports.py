@@ -115,6 +115,12 @@ def job_statuses(
     return statuses
 
 
+#: where dry run's fills are priced, as ``status`` says it
+PAPER_PRICES = {"intraday": "the simulated market's intraday path",
+                "live quotes": "KIS quotes (read only); a session no tick priced settles on its daily bar",
+                "daily bars": "daily bars (each session settled once its bar is collected)"}
+
+
 def settings_summary(settings: Settings) -> dict[str, Any]:
     return {
         "user_id": settings.user_id,
@@ -123,11 +129,18 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
         "dry_run": settings.dry_run,
         "portfolio_value": settings.portfolio_value,
         "data_provider": settings.data_provider,
+        **({"paper_prices": _paper_prices(settings)} if settings.dry_run else {}),
         "database_url": settings.redacted_database_url(),
         "market_open_time": settings.market_open_time.strftime("%H:%M"),
         "market_close_time": settings.market_close_time.strftime("%H:%M"),
         "misfire_grace_seconds": settings.misfire_grace_seconds,
     }
+
+
+def _paper_prices(settings: Settings) -> str:
+    from services.trading_engine.broker import paper_pricing
+
+    return PAPER_PRICES[paper_pricing(settings).value]
 
 
 def halt_view(halt: Any, tz: ZoneInfo) -> dict[str, Any] | None:

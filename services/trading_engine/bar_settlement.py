@@ -1,9 +1,10 @@
 """Settling a paper account on daily bars, when the data provider has no intraday prices
-(pykrx, stored history): nothing is observed during the session, so each session is
-settled once its bar is stored (``data_collection``), by the next trading run
-(``signal_generation`` before the next open, or a ``position_monitoring`` tick), in
-that run's transaction and before it acts. The same code settles a live dry run and a
-replay of stored history.
+(pykrx, stored history) and no tick of a session was priced from KIS's quotes: each
+such session is settled once its bar is stored (``data_collection``), by the next
+trading run (``signal_generation`` before the next open, or a ``position_monitoring``
+tick), in that run's transaction and before it acts. The same code settles a live dry
+run and a replay of stored history. Before it, the limit orders of earlier sessions no
+bar will settle (a session priced intraday) expire.
 
 A session is settled in order (:mod:`bar_fills` holds the model):
 
@@ -76,20 +77,25 @@ class Settlement:
         return {"bar_sessions_settled": len(self.sessions), "bar_fills": self.fills, "bar_exits": self.exits}
 
 
-def sessions_to_settle(connection: Connection, calendar: MarketCalendar, user_id: str,
-                       now: datetime) -> list[Session]:
-    """The sessions after the last settled one (or from the account's opening) whose close
-    is past and whose bar is stored, in order, up to the first whose bar is not."""
+def last_priced_session(connection: Connection, user_id: str) -> date | None:
+    """The last session the paper account saw priced: settled on its bar, or observed
+    intraday (KIS's quotes, the simulated market). No session up to it is ever settled."""
+    return connection.scalar(select(func.max(PortfolioSnapshot.trading_date)).where(
+        PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
+        PortfolioSnapshot.prices_observed.is_(True)))
+
+
+def sessions_to_settle(connection: Connection, calendar: MarketCalendar, user_id: str, now: datetime,
+                       seen: date | None) -> list[Session]:
+    """The sessions after the last settled one (or from the account's opening) and after
+    ``seen`` (:func:`last_priced_session`) whose close is past and whose bar is stored, in
+    order, up to the first whose bar is not."""
     row = connection.execute(select(PaperAccount.opened_at, PaperAccount.bars_settled_through).where(
         PaperAccount.user_id == user_id)).first()
     if row is None:
         return []
     opened_at, settled = row
     today = now.astimezone(KRX_TZ).date()
-    # never a session the account already saw priced: settled, or observed (intraday, before daily bars)
-    seen = connection.scalar(select(func.max(PortfolioSnapshot.trading_date)).where(
-        PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
-        PortfolioSnapshot.prices_observed.is_(True)))
     first = max([opened_at.astimezone(KRX_TZ).date(), *(day + timedelta(days=1) for day in (settled, seen) if day)])
     due = []
     for session in calendar.sessions(first, today):
@@ -108,7 +114,9 @@ def settle_daily_bars(connection: Connection, broker_at: BrokerAt, calendar: Mar
     broker = broker_at(clock)
     broker.paper_account()  # opened on first use
     result = Settlement()
-    for session in sessions_to_settle(connection, calendar, broker.user_id, now):
+    seen = last_priced_session(connection, broker.user_id)
+    result.expired += _end_unsettleable_orders(broker, seen, now)
+    for session in sessions_to_settle(connection, calendar, broker.user_id, now, seen):
         previous = calendar.previous_session(session.date)
         _settle_session(connection, broker, clock, session, previous.date if previous else None, rules, result)
         connection.execute(update(PaperAccount).where(PaperAccount.user_id == broker.user_id)
@@ -119,6 +127,22 @@ def settle_daily_bars(connection: Connection, broker_at: BrokerAt, calendar: Mar
                     result.fills, result.exits, result.expired)
     clock.set(now)
     return result
+
+
+def _end_unsettleable_orders(broker: PaperBroker, seen: date | None, now: datetime) -> int:
+    """Expire the limit orders of the sessions before today that no bar will settle: up
+    to the last one the account saw priced (a KIS-priced session whose closing tick
+    never ran; one whose bar never came before a later session was priced). A day order
+    never outlives its session into the next, holding cash back or filling on a later
+    bar; today's priced session ends its own at its closing tick."""
+    if seen is None:
+        return 0
+    over = min(seen, now.astimezone(KRX_TZ).date() - timedelta(days=1))
+    expired = broker.expire_day_orders(over)
+    if expired:
+        logger.warning("%d limit order(s) of sessions up to %s expired: no daily bar settles them once a later "
+                       "session, or their own, was priced intraday", expired, over)
+    return expired
 
 
 def _settle_session(connection: Connection, broker: PaperBroker, clock: FixedClock, session: Session,

@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from services.common.clock import Clock, FixedClock
-from services.common.database import account_transaction
+from services.common.database import account_transaction, snapshot_transaction
 from services.common.job_api import Account, JobContext
-from services.common.market_calendar import Session
+from services.common.market_calendar import KRX_TZ, Session
 from services.common.settings import Settings
 from services.trading_engine.bar_settlement import Settlement, settle_daily_bars
 from services.trading_engine.fees import FeeSchedule
@@ -44,7 +44,8 @@ class TradingAccount(ABC):
     """One run's account: ``account`` (user and mode) and its broker."""
 
     #: take the database's write lock when the transaction begins (SQLite): a paper
-    #: account's reads are all in the database; a live one first reads KIS over HTTP
+    #: account's reads are all in the database (KIS's quotes are fetched before it
+    #: begins); a live one first reads KIS over HTTP
     lock_at_begin: bool
 
     def __init__(self, ctx: JobContext) -> None:
@@ -91,7 +92,25 @@ class PaperTrading(TradingAccount):
 
     def __init__(self, ctx: JobContext) -> None:
         super().__init__(ctx)
+        self.kis_quotes: KisTickQuotes | None = None
         self.pricing, self.quote_source = self._pricing()
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """As every account's; on KIS's quotes, those of the account's tickers are
+        fetched first, so that no HTTP call holds the database's lock."""
+        if self.kis_quotes is not None and self._quotes_wanted_now():
+            with snapshot_transaction(self.ctx.session_factory) as connection:
+                paper = self._paper(connection, self.ctx.clock)
+                tickers = sorted({p.ticker for p in paper.positions()} | {o.ticker for o in paper.open_orders()})
+            self.kis_quotes.fetch(tickers)
+        return super().transaction()
+
+    def _quotes_wanted_now(self) -> bool:
+        """Whether the run stands at its moment inside a session (a tick may be priced)."""
+        now = self.ctx.clock.now()
+        session = self.ctx.calendar.session(now.astimezone(KRX_TZ).date())
+        return (session is not None and session.open <= now <= session.close + QUOTES_NOW
+                and abs(now - self.ctx.scheduled_for) <= QUOTES_NOW)
 
     def broker(self, connection: Connection, at: datetime | None = None) -> Broker:
         return self._paper(connection, self._clock(at))
@@ -109,12 +128,16 @@ class PaperTrading(TradingAccount):
                            quote_source=self.quote_source, pricing=self.pricing)
 
     def _pricing(self) -> tuple[Pricing, QuoteSource | None]:
-        settings = self.ctx.settings
-        if settings.data_provider == "simulated":
-            return Pricing.INTRADAY, self._simulated_quotes()
-        if kis_quotes_wanted(settings):
-            return Pricing.LIVE_QUOTES, self._kis_quotes()
-        return Pricing.DAILY_BARS, None
+        pricing = paper_pricing(self.ctx.settings)
+        if pricing is Pricing.INTRADAY:
+            return pricing, self._simulated_quotes()
+        if pricing is Pricing.LIVE_QUOTES:
+            settings = self.ctx.settings
+            source = KisQuotes(QuoteConfig.from_settings(settings), clock=self.ctx.clock,
+                               cache_dir=Path(settings.cache_dir or _default_cache_dir()))
+            self.kis_quotes = KisTickQuotes(source, self.ctx.clock)
+            return pricing, self.kis_quotes
+        return pricing, None
 
     def _simulated_quotes(self) -> QuoteSource:
         """The simulated market's intraday path (its provider made at the first quote)."""
@@ -128,21 +151,45 @@ class PaperTrading(TradingAccount):
 
         return quotes_at
 
-    def _kis_quotes(self) -> QuoteSource:
-        """KIS's current prices, read only, for a tick that runs at its moment
-        (:data:`QUOTES_NOW`); a late one observes nothing."""
-        settings, clock = self.ctx.settings, self.ctx.clock
-        source = KisQuotes(QuoteConfig.from_settings(settings), clock=clock,
-                           cache_dir=Path(settings.cache_dir or _default_cache_dir()))
 
-        def quotes_now(tickers: Sequence[str], moment: datetime) -> Mapping[str, int]:
-            late = abs(clock.now() - moment)
-            if late > QUOTES_NOW:
-                logger.info("tick at %s runs %s after its moment: KIS's quotes are not its prices", moment, late)
+class KisTickQuotes:
+    """A paper account's :data:`QuoteSource` on KIS for one run: the quotes of the
+    account's tickers fetched before its transaction (:meth:`fetch`), given to a tick
+    that runs at its moment (:data:`QUOTES_NOW`); a late one observes nothing. A ticker
+    not fetched before (an order placed since) is asked for then; after a failed fetch
+    nothing is asked again in the transaction."""
+
+    def __init__(self, source: KisQuotes, clock: Clock) -> None:
+        self._source = source
+        self._clock = clock
+        self._fetched: dict[str, int] | None = None  # None: nothing fetched before the transaction
+        self._failed = False
+
+    def fetch(self, tickers: Sequence[str]) -> None:
+        self._fetched = self._source.prices(tickers)
+        self._failed = bool(tickers) and not self._fetched
+
+    def __call__(self, tickers: Sequence[str], moment: datetime) -> Mapping[str, int]:
+        late = abs(self._clock.now() - moment)
+        if late > QUOTES_NOW:
+            logger.info("tick at %s runs %s after its moment: KIS's quotes are not its prices", moment, late)
+            return {}
+        if self._fetched is None:
+            return self._source.prices(tickers)
+        missing = [ticker for ticker in tickers if ticker not in self._fetched]
+        if missing:
+            fetched = {} if self._failed else self._source.prices(missing)
+            if not fetched:
                 return {}
-            return source.prices(tickers)
+            self._fetched.update(fetched)
+        return {ticker: self._fetched[ticker] for ticker in tickers}
 
-        return quotes_now
+
+def paper_pricing(settings: Settings) -> Pricing:
+    """Where a paper account of ``settings`` takes its prices from."""
+    if settings.data_provider == "simulated":
+        return Pricing.INTRADAY
+    return Pricing.LIVE_QUOTES if kis_quotes_wanted(settings) else Pricing.DAILY_BARS
 
 
 class LiveTrading(TradingAccount):

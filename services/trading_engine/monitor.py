@@ -3,11 +3,13 @@ positions, fill the pending paper orders the observed prices allow, apply the pr
 exits (stop loss, trailing stop, take profit) and record a portfolio snapshot.
 
 Prices: in dry run with the simulated provider, its intraday path; with a live
-broker, its quotes; otherwise the latest stored closes (valuation only: nothing
-fills on a stale price). At the session's last tick the day's limit orders expire,
-except in dry run on daily bars (pykrx, stored history): there each tick first
-settles the sessions whose bar came in since (:mod:`bar_settlement`), and a day's
-orders expire when its bar is settled.
+broker, its quotes; in dry run on a real provider with KIS keys, KIS's quotes (read
+only, for a tick that runs at its moment); otherwise the latest stored closes
+(valuation only: nothing fills on a stale price). At the session's last tick the day's
+limit orders expire, except in dry run on daily bars (pykrx, stored history, and a
+session no KIS quote priced): there each tick first settles the sessions whose bar
+came in since (:mod:`bar_settlement`), and a day's orders expire when its bar is
+settled.
 
 A tick of a paper account holding nothing, with no open order, that finds the account
 as the previous tick left it (:mod:`fingerprint`: its own snapshot does not count) is

@@ -327,7 +327,7 @@ class PaperBroker:
         """At the first prices observed of session ``day``, the limit orders of earlier
         sessions still open expire: once this session is priced no bar settles those
         (a close tick that never ran, a session whose bar never came)."""
-        if day not in self._priced_days and not self._priced(day):
+        if not self._priced(day):
             expired = self.expire_day_orders(day - timedelta(days=1))
             if expired:
                 logger.info("%d limit order(s) of sessions before %s expired: no bar settles them once %s is "

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, or_
 
 from services.common.database import upsert
 from services.trading_engine.models import PortfolioSnapshot
 from services.trading_engine.orders import Broker, Position
 
 
+def _keeps_observed_prices(table: Any, excluded: Any) -> Any:
+    """A snapshot valued at observed prices is never replaced by one valued at stale
+    closes (a tick re-run late, after KIS's prices are no longer its own): the session
+    stays priced intraday, and no daily bar settles it again."""
+    return or_(table.c.prices_observed.is_(False), excluded.prices_observed.is_(True))
+
+
 def record_snapshot(connection: Connection, broker: Broker, positions: Sequence[Position],
                     prices: Mapping[str, int], moment: datetime, trading_date: date, observed: bool) -> int:
-    """Store (or replace) the snapshot of ``broker``'s account at ``moment``, positions
-    valued at ``prices`` (at cost where none); its equity."""
+    """Store (or replace, unless observed prices would give way to stale ones) the
+    snapshot of ``broker``'s account at ``moment``, positions valued at ``prices`` (at
+    cost where none); its equity."""
     cash = broker.cash()
     reserved = cash.held_back  # for open buys: still cash
     market_value = sum(p.quantity * prices.get(p.ticker, int(p.average_price)) for p in positions)
@@ -28,5 +37,5 @@ def record_snapshot(connection: Connection, broker: Broker, positions: Sequence[
         "cash": balance, "settled_cash": cash.settled + reserved, "market_value": market_value, "equity": equity,
         "exposure": round(market_value / equity, 6) if equity > 0 else 0.0,
         "unrealised_pnl": market_value - cost, "positions": len(positions), "prices_observed": observed,
-    }], ["user_id", "dry_run", "taken_at"])
+    }], ["user_id", "dry_run", "taken_at"], update_where=_keeps_observed_prices)
     return equity

@@ -108,6 +108,9 @@ class FakeKis:
     valid_tokens: set[str] = field(default_factory=set)
     last_token_at: float | None = None
     prices: dict[str, str] = field(default_factory=lambda: {"005930": "71500", "035720": "40850"})
+    #: inquire-price fields given as they are, by ticker (a halt: temp_stop_yn Y; a malformed price)
+    quote_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    on_request: Callable[[Recorded], None] | None = None  # called with each request, before its answer
     cash_summary: dict[str, str] | None = None  # replaces output2 of inquire-balance when set
     orders: list[dict[str, str]] = field(default_factory=list)
     next_odno: int = 12345
@@ -155,8 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
                 body = None
         headers = {name.lower(): value for name, value in self.headers.items()}
         self.drop = False
+        recorded = Recorded(method, split.path, headers, query, body)
+        if state.on_request is not None:
+            state.on_request(recorded)
         with state.lock:
-            state.requests.append(Recorded(method, split.path, headers, query, body))
+            state.requests.append(recorded)
             status, answer, extra = self._answer(state, method, split.path, headers, query, body)
         if split.path == ORDER_PATH and state.order_pause:
             time.sleep(state.order_pause)
@@ -376,12 +382,14 @@ def _price(state: FakeKis, query: dict[str, str]) -> tuple[int, Any]:
     price = state.prices.get(query["FID_INPUT_ISCD"])
     if price is None:
         return 200, {"rt_cd": "1", "msg_cd": "FAKE0404", "msg1": "no such ticker in the fake"}
-    return 200, {"rt_cd": "0", "msg_cd": "MCA00000", "msg1": "정상처리 되었습니다.",
-                 "output": {"iscd_stat_cls_code": "55", "rprs_mrkt_kor_name": "KOSPI200", "stck_prpr": price,
-                            "prdy_vrss": "500", "prdy_vrss_sign": "2", "prdy_ctrt": "0.70",
-                            "acml_vol": "10523400", "stck_oprc": "71000", "stck_hgpr": "71800",
-                            "stck_lwpr": "70900", "stck_mxpr": "92300", "stck_llam": "49700",
-                            "stck_sdpr": "71000", "aspr_unit": "100", "stck_shrn_iscd": query["FID_INPUT_ISCD"]}}
+    base = int(price)  # the day's limits +-30% around it (the tick grid does not matter here)
+    output = {"iscd_stat_cls_code": "55", "temp_stop_yn": "N", "rprs_mrkt_kor_name": "KOSPI200", "stck_prpr": price,
+              "prdy_vrss": "0", "prdy_vrss_sign": "3", "prdy_ctrt": "0.00", "acml_vol": "10523400",
+              "stck_oprc": price, "stck_hgpr": price, "stck_lwpr": price, "stck_mxpr": str(base * 13 // 10),
+              "stck_llam": str(base * 7 // 10), "stck_sdpr": price, "aspr_unit": "100",
+              "stck_shrn_iscd": query["FID_INPUT_ISCD"]}
+    output.update(state.quote_fields.get(query["FID_INPUT_ISCD"], {}))
+    return 200, {"rt_cd": "0", "msg_cd": "MCA00000", "msg1": "정상처리 되었습니다.", "output": output}
 
 
 class _Server(ThreadingHTTPServer):

@@ -9,6 +9,7 @@ adapter is made unimportable in every test here."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -22,12 +23,15 @@ from services.common.clock import FixedClock
 from services.common.job_api import JobContext, JobResult, Outcome
 from services.common.settings import ConfigurationError
 from services.data_collector.models import CollectedSession, DailyPrice
+from services.orchestrator.ops.service import note_paper_quotes
+from services.orchestrator.reports import settings_summary
 from services.trading_engine import engine, monitor
-from services.trading_engine.broker import preflight
+from services.trading_engine.broker import paper_pricing, preflight
 from services.trading_engine.kis_api.client import KisClient
 from services.trading_engine.kis_api.errors import KisError
 from services.trading_engine.kis_api.quotes import KisQuotes, QuoteConfig
 from services.trading_engine.models import FillRow, OrderRow, PortfolioSnapshot
+from services.trading_engine.paper import Pricing
 from tests.conftest import make_settings
 from tests.trading_engine.fake_kis_server import ORDER_PATH, PRICE_PATH, TOKEN_PATH, FakeKis, serve
 from tests.trading_engine.live_crash_worker import APP_KEY, APP_SECRET
@@ -161,17 +165,110 @@ def test_a_session_no_tick_priced_keeps_its_orders_for_its_bar(
     assert fills(account) == {"HELD": ("sell", 100, 8_800), "WIN": ("buy", 24, 20_100)}
 
 
-def test_the_first_priced_tick_of_a_session_ends_the_limit_orders_no_bar_will_settle(
+def test_a_priced_session_whose_closing_tick_never_ran_ends_its_limit_orders_at_the_next_run(
         account: Any, krx_calendar: Any, kis: FakeKis, tmp_path: Path) -> None:
     settings = paper_settings(kis, tmp_path)
     run(engine, account, krx_calendar, settings, D20, at(D20, 8, 45))
     kis.prices = {"HELD": "8900", "WIN": "21000"}
-    run(monitor, account, krx_calendar, settings, D20, at(D20, 9, 0))  # priced; its close tick never runs
-    kis.prices = {"WIN": "20000"}  # would trade through the limit of 20,200
-    monday = run(monitor, account, krx_calendar, settings, D23, at(D23, 9, 0))
-    assert monday.summary["prices_observed"] is True and monday.summary["fills"] == 0
+    run(monitor, account, krx_calendar, settings, D20, at(D20, 9, 0))  # priced; its closing tick never runs
+    kis.prices = {}  # KIS down all Monday: the order would otherwise wait for Monday's bar
+    run(monitor, account, krx_calendar, settings, D23, at(D23, 9, 0))
     win = order_of(account, "WIN")
     assert (win.status, win.reserved_cash, win.reason.endswith("expired at the close")) == ("cancelled", 0, True)
+    # Monday's bar (WIN's low 19,900 under its limit) is settled on Tuesday: WIN's order is over
+    store_bar(account, D23, {"WIN": (20_000, 20_300, 19_900, 20_100), "HELD": (8_800, 8_900, 8_700, 8_850)})
+    tuesday = run(monitor, account, krx_calendar, settings, D23 + timedelta(days=1), at(D23, 9, 0) + timedelta(days=1))
+    assert tuesday.summary["bar_sessions_settled"] == 1
+    assert fills(account) == {"HELD": ("sell", 100, 8_900)}
+
+
+def test_the_first_priced_tick_of_a_session_ends_the_limit_orders_of_one_whose_bar_never_came(
+        account: Any, krx_calendar: Any, kis: FakeKis, tmp_path: Path) -> None:
+    settings = paper_settings(kis, tmp_path)
+    run(engine, account, krx_calendar, settings, D20, at(D20, 8, 45))
+    kis.prices = {"HELD": "8900"}  # WIN unquoted: 11-20 is not priced, and its bar never comes
+    run(monitor, account, krx_calendar, settings, D20, at(D20, 9, 0))
+    run(monitor, account, krx_calendar, settings, D20, at(D20, 15, 30))
+    kis.prices = {"HELD": "8900", "WIN": "20000"}  # would trade through WIN's limit of 20,200
+    monday = run(monitor, account, krx_calendar, settings, D23, at(D23, 9, 0))
+    assert (monday.summary["prices_observed"], monday.summary["fills"]) == (True, 1)
+    assert fills(account) == {"HELD": ("sell", 100, 8_900)}  # the market sell waits for a price; the limit ends
+    win = order_of(account, "WIN")
+    assert (win.status, win.reserved_cash, win.reason.endswith("expired at the close")) == ("cancelled", 0, True)
+
+
+def test_a_session_priced_before_kis_failed_at_its_close_still_ends_its_limit_orders_there(
+        account: Any, krx_calendar: Any, kis: FakeKis, tmp_path: Path) -> None:
+    settings = paper_settings(kis, tmp_path)
+    run(engine, account, krx_calendar, settings, D20, at(D20, 8, 45))
+    kis.prices = {"HELD": "8900", "WIN": "21000"}
+    run(monitor, account, krx_calendar, settings, D20, at(D20, 9, 0))
+    kis.prices = {}
+    closing = run(monitor, account, krx_calendar, settings, D20, at(D20, 15, 30))  # a new run: what it reads
+    assert (closing.summary["prices_observed"], closing.summary["expired"]) == (False, 1)
+
+
+def test_a_priced_tick_run_again_late_keeps_its_observed_snapshot_and_its_session_off_the_bar(
+        account: Any, krx_calendar: Any, kis: FakeKis, tmp_path: Path) -> None:
+    settings = paper_settings(kis, tmp_path)
+    run(engine, account, krx_calendar, settings, D20, at(D20, 8, 45))
+    kis.prices = {"HELD": "8900", "WIN": "21000"}
+    closing = run(monitor, account, krx_calendar, settings, D20, at(D20, 15, 30))
+    again = run(monitor, account, krx_calendar, settings, D20, at(D20, 15, 30), late=timedelta(hours=2))
+    assert (closing.summary["prices_observed"], again.summary["prices_observed"]) == (True, False)
+    snapshot = rows(account, PortfolioSnapshot, PortfolioSnapshot.trading_date == D20)
+    assert [(s.prices_observed, s.equity) for s in snapshot] == [(True, closing.summary["equity"])]
+    store_bar(account, D20, {"WIN": (20_900, 21_100, 20_000, 20_500), "HELD": (8_900, 9_000, 8_800, 8_950)})
+    monday = run(monitor, account, krx_calendar, settings, D23, at(D23, 9, 0))
+    assert "bar_sessions_settled" not in monday.summary
+    assert fills(account) == {"HELD": ("sell", 100, 8_900)}
+
+
+def test_kis_is_asked_before_the_ticks_transaction_takes_the_databases_lock(
+        account: Any, krx_calendar: Any, kis: FakeKis, tmp_path: Path) -> None:
+    engine_ = account.kw["bind"]
+    if engine_.dialect.name != "sqlite":
+        pytest.skip("the whole database's write lock is SQLite's (PostgreSQL locks the account only)")
+    settings = paper_settings(kis, tmp_path)
+    run(engine, account, krx_calendar, settings, D20, at(D20, 8, 45))
+    writable: list[bool] = []
+
+    def try_to_write(request: Any) -> None:
+        if request.path == PRICE_PATH:
+            other = sqlite3.connect(engine_.url.database, timeout=0)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                writable.append(True)
+            except sqlite3.OperationalError:  # database is locked
+                writable.append(False)
+            finally:
+                other.close()
+
+    kis.on_request = try_to_write
+    kis.prices = {"HELD": "8900", "WIN": "20100"}
+    result = run(monitor, account, krx_calendar, settings, D20, at(D20, 9, 0))
+    assert result.summary["fills"] == 2 and writable == [True, True]
+
+
+@pytest.mark.parametrize(("fields", "logged"), [
+    ({"temp_stop_yn": "Y"}, "KIS reports WIN halted (거래정지)"),
+    ({"iscd_stat_cls_code": "58"}, "KIS reports WIN halted (거래정지)"),
+    ({"stck_prpr": "NaN"}, "unreadable answer"),
+    ({"stck_prpr": "Infinity"}, "unreadable answer"),
+    ({"stck_prpr": "1e400"}, "outside the day's limits"),
+    ({"stck_prpr": "210000"}, "outside the day's limits 14000..26000"),
+], ids=["temp_stop_yn", "거래정지", "NaN", "Infinity", "1e400", "10x"])
+def test_a_halted_ticker_or_a_price_kis_cannot_mean_leaves_the_tick_unpriced(
+        account: Any, krx_calendar: Any, kis: FakeKis, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        fields: dict[str, str], logged: str) -> None:
+    settings = paper_settings(kis, tmp_path)
+    run(engine, account, krx_calendar, settings, D20, at(D20, 8, 45))
+    kis.prices = {"HELD": "8900", "WIN": "20000"}
+    kis.quote_fields = {"WIN": fields}
+    result = run(monitor, account, krx_calendar, settings, D20, at(D20, 9, 0))
+    assert result.status is Outcome.SUCCESS
+    assert (result.summary["prices_observed"], result.summary["fills"]) == (False, 0)
+    assert logged in caplog.text
 
 
 def test_a_quote_client_refuses_to_post_before_anything_leaves(kis: FakeKis, tmp_path: Path) -> None:
@@ -216,3 +313,37 @@ def test_auto_and_off_need_nothing(tmp_path: Path) -> None:
     for values in ({"paper_quotes": "auto", "data_provider": "pykrx"}, {"paper_quotes": "off"},
                    {"paper_quotes": "auto", "data_provider": "simulated", "kis_app_key": APP_KEY}):
         preflight(make_settings(**values), None, None)
+
+
+KEYS = {"kis_app_key": APP_KEY, "kis_app_secret": APP_SECRET}
+
+
+@pytest.mark.parametrize(("values", "pricing"), [
+    ({"data_provider": "simulated", **KEYS}, Pricing.INTRADAY),
+    ({"data_provider": "pykrx"}, Pricing.DAILY_BARS),
+    ({"data_provider": "pykrx", "kis_app_key": APP_KEY}, Pricing.DAILY_BARS),  # the secret too, or no quotes
+    ({"data_provider": "pykrx", **KEYS}, Pricing.LIVE_QUOTES),
+    ({"data_provider": "stored", **KEYS}, Pricing.LIVE_QUOTES),
+    ({"data_provider": "pykrx", "paper_quotes": "off", **KEYS}, Pricing.DAILY_BARS),
+    ({"data_provider": "pykrx", "paper_quotes": "kis", **KEYS}, Pricing.LIVE_QUOTES),
+])
+def test_a_paper_account_takes_kis_quotes_on_a_real_provider_when_the_keys_are_set(values: dict[str, str],
+                                                                                   pricing: Pricing) -> None:
+    assert paper_pricing(make_settings(**values)) is pricing
+
+
+def test_status_says_where_dry_run_prices_come_from_and_nothing_of_it_when_live() -> None:
+    assert settings_summary(make_settings(data_provider="pykrx", **KEYS))["paper_prices"] == (
+        "KIS quotes (read only); a session no tick priced settles on its daily bar")
+    assert settings_summary(make_settings(data_provider="pykrx"))["paper_prices"] == (
+        "daily bars (each session settled once its bar is collected)")
+    assert "paper_prices" not in settings_summary(make_settings(dry_run="false", **KEYS))
+
+
+def test_start_says_when_dry_run_reads_kis_quotes(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    note_paper_quotes(make_settings(data_provider="pykrx"))
+    assert caplog.text == ""
+    note_paper_quotes(make_settings(data_provider="pykrx", **KEYS))
+    assert ("dry run prices its ticks from KIS quotes at https://openapivts.koreainvestment.com:29443 (read only; "
+            "orders stay paper; ORCHESTRATOR_PAPER_QUOTES=off for daily bars only)") in caplog.text

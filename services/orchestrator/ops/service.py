@@ -58,6 +58,17 @@ def warn_live(settings: Settings) -> None:
     logger.warning("!" * 72)
 
 
+def note_paper_quotes(settings: Settings) -> None:
+    """A line saying that dry run reads KIS's quotes (``auto`` does when the keys are set)."""
+    from services.trading_engine.broker import paper_pricing
+    from services.trading_engine.paper import Pricing
+
+    if paper_pricing(settings) is Pricing.LIVE_QUOTES:
+        host = settings.kis_live_host if settings.kis_environment == "live" else settings.kis_paper_host
+        logger.info("dry run prices its ticks from KIS quotes at %s (read only; orders stay paper; "
+                    "ORCHESTRATOR_PAPER_QUOTES=off for daily bars only)", host)
+
+
 def start_up(runtime: Runtime) -> Startup:
     """Check every job that will be scheduled, and hand the runs a dead process left
     unfinished to the recovery sweep."""
@@ -72,6 +83,8 @@ def start_up(runtime: Runtime) -> Startup:
     now = runtime.clock.now()
     if not settings.dry_run:
         warn_live(settings)
+    else:
+        note_paper_quotes(settings)
     scheduled = {job.name for job in jobs}
     schedule = [ScheduledJob(
         s.name, "scheduled" if s.name in scheduled else ("disabled" if not s.enabled else "not installed"),

@@ -29,7 +29,7 @@ from services.trading_engine.kis_api.parsing import (
     text,
     whole,
 )
-from services.trading_engine.kis_api.quotes import current_price
+from services.trading_engine.kis_api.quotes import current_quote
 from services.trading_engine.orders import (
     Cash,
     Fill,
@@ -278,7 +278,7 @@ class KisBroker:
 
     def quotes(self, tickers: list[str]) -> dict[str, int]:
         """Current prices (inquire-price ``stck_prpr``), one paced request per ticker."""
-        return {ticker: current_price(self._client, self._config.tr_ids["quote"], ticker) for ticker in tickers}
+        return {ticker: current_quote(self._client, self._config.tr_ids["quote"], ticker).price for ticker in tickers}
 
 
 def _two_weekdays_later(day: date) -> date:

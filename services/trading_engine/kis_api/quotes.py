@@ -26,33 +26,50 @@ from services.common.clock import Clock
 from services.common.settings import ConfigurationError, Settings
 from services.trading_engine.kis_api.client import KisClient
 from services.trading_engine.kis_api.errors import KisError
-from services.trading_engine.kis_api.parsing import rows, whole
+from services.trading_engine.kis_api.parsing import rows, text, whole
 
 logger = logging.getLogger(__name__)
 
 QUOTE_PATH = "/uapi/domestic-stock/v1/quotations/inquire-price"
+#: ``iscd_stat_cls_code`` (종목상태구분코드) of a ticker whose trading is halted (거래정지)
+HALTED_STATUS = "58"
 
 
-def current_price(client: KisClient, tr_id: str, ticker: str) -> int:
-    """``ticker``'s current price (``stck_prpr``), one paced GET; raises :class:`KisError`."""
+@dataclass(frozen=True)
+class Quote:
+    """One ticker's current price, and whether its trading is halted (the price is then
+    its last trade's, not one an order could fill at now)."""
+
+    price: int
+    halted: bool
+
+
+def current_quote(client: KisClient, tr_id: str, ticker: str) -> Quote:
+    """``ticker``'s inquire-price (one paced GET): ``stck_prpr``, inside the day's limits
+    (``stck_llam``..``stck_mxpr``) when KIS gives them; halted when ``temp_stop_yn`` is Y
+    or the status is 거래정지. Raises :class:`KisError` for an answer that is not that."""
     answer = client.get(QUOTE_PATH, tr_id, {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": ticker})
-    output = rows(answer.body.get("output"))
-    price = whole(output[0], "stck_prpr") if output else 0
+    try:
+        output = rows(answer.body.get("output"))
+        row = output[0] if output else {}
+        price, lower, upper = whole(row, "stck_prpr"), whole(row, "stck_llam"), whole(row, "stck_mxpr")
+    except (TypeError, ValueError, ArithmeticError) as exc:  # NaN, Infinity, an output that is no row
+        raise KisError(f"KIS inquire-price for {ticker}: unreadable answer ({exc}); expected stck_prpr, "
+                       "stck_llam and stck_mxpr as numbers") from None
     if price <= 0:
         raise KisError(f"KIS inquire-price gave no current price for {ticker}; expected stck_prpr > 0")
-    return price
-
-
-def _has_credentials(settings: Settings) -> bool:
-    return bool(settings.kis_app_key and settings.kis_app_secret)
+    if upper > 0 and not lower <= price <= upper:
+        raise KisError(f"KIS inquire-price gave {ticker} at {price}, outside the day's limits {lower}..{upper}")
+    halted = text(row, "temp_stop_yn") == "Y" or text(row, "iscd_stat_cls_code") == HALTED_STATUS
+    return Quote(price, halted)
 
 
 def kis_quotes_wanted(settings: Settings) -> bool:
-    """Whether a paper account prices its ticks from KIS: ``kis``, or ``auto`` with the
-    app key and secret set; never on the simulated market, which prices its own ticks."""
-    if settings.data_provider == "simulated" or settings.paper_quotes == "off":
-        return False
-    return settings.paper_quotes == "kis" or _has_credentials(settings)
+    """Whether a paper account on a real provider prices its ticks from KIS: ``kis``, or
+    ``auto`` with the app key and secret set."""
+    if settings.paper_quotes == "auto":
+        return bool(settings.kis_app_key and settings.kis_app_secret)
+    return settings.paper_quotes == "kis"
 
 
 def check_paper_quotes(settings: Settings) -> None:
@@ -99,25 +116,33 @@ class QuoteConfig:
 class KisQuotes:
     """A paper account's quote source: every asked ticker's current price from KIS, or
     none. Each call opens a read-only client and closes it (a tick's requests share
-    one connection; the token is kept in ``cache_dir``'s file across calls). ``monotonic``,
-    ``sleep``, ``transport`` and ``retries`` are for tests, as :class:`KisClient` takes them."""
+    one connection; the token is kept in ``cache_dir``'s file across calls). A tick may
+    go unpriced, so a failed request is retried once, after ``timeout`` seconds at most.
+    ``monotonic``, ``sleep`` and ``transport`` are for tests, as :class:`KisClient` takes them."""
 
     def __init__(self, config: QuoteConfig, *, cache_dir: Path, clock: Clock,
                  transport: httpx.BaseTransport | None = None, monotonic: Callable[[], float] | None = None,
-                 sleep: Callable[[float], None] | None = None, retries: int = 3) -> None:
+                 sleep: Callable[[float], None] | None = None, retries: int = 1, timeout: float = 5.0) -> None:
         self._tr_id = config.tr_id
         self._client = partial(KisClient, config, cache_dir=cache_dir, clock=clock, transport=transport,
-                               monotonic=monotonic, sleep=sleep, retries=retries, read_only=True)
+                               monotonic=monotonic, sleep=sleep, retries=retries, timeout=timeout, read_only=True)
 
     def prices(self, tickers: Sequence[str]) -> dict[str, int]:
         """Every one of ``tickers``' current prices, or {} if KIS did not give them all
-        (logged): a tick never mixes KIS's prices with stale ones."""
+        or one is halted (logged): a tick never mixes KIS's prices with stale ones, and a
+        halted ticker fills nothing (its session settles on its bar, which knows the halt)."""
         if not tickers:
             return {}
         try:
             with self._client() as client:
-                return {ticker: current_price(client, self._tr_id, ticker) for ticker in tickers}
+                quotes = {ticker: current_quote(client, self._tr_id, ticker) for ticker in tickers}
         except (KisError, ConfigurationError) as exc:
             logger.warning("KIS quotes unavailable, this tick is not priced (a session no tick priced settles "
                            "on its daily bar): %s", exc)
             return {}
+        halted = sorted(ticker for ticker, quote in quotes.items() if quote.halted)
+        if halted:
+            logger.warning("KIS reports %s halted (거래정지): this tick is not priced (a session no tick priced "
+                           "settles on its daily bar)", ", ".join(halted))
+            return {}
+        return {ticker: quote.price for ticker, quote in quotes.items()}
