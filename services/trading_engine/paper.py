@@ -330,8 +330,8 @@ class PaperBroker:
         if not self._priced(day):
             expired = self.expire_day_orders(day - timedelta(days=1))
             if expired:
-                logger.info("%d limit order(s) of sessions before %s expired: no bar settles them once %s is "
-                            "priced", expired, day, day)
+                logger.warning("%d limit order(s) of sessions before %s expired: no bar settles them once %s is "
+                               "priced", expired, day, day)
         self._priced_days.add(day)
 
     def cancel(self, order_id: str, reason: str = "cancelled") -> Order:
