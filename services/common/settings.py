@@ -279,6 +279,16 @@ class Settings:
         return ZoneInfo(self.timezone)
 
     @property
+    def kis_host(self) -> str:
+        """The KIS host of ``ORCHESTRATOR_KIS_ENVIRONMENT`` (paper or live)."""
+        return self.kis_live_host if self.kis_environment == "live" else self.kis_paper_host
+
+    @property
+    def kis_tr_ids(self) -> TrIds:
+        """The KIS tr_ids of ``ORCHESTRATOR_KIS_ENVIRONMENT`` (paper or live)."""
+        return self.kis_live_tr_ids if self.kis_environment == "live" else self.kis_paper_tr_ids
+
+    @property
     def display_zone(self) -> str:
         """The name of the zone every time is shown in."""
         return self.display_timezone or self.timezone

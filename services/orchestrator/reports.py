@@ -115,12 +115,6 @@ def job_statuses(
     return statuses
 
 
-#: where dry run's fills are priced, as ``status`` says it
-PAPER_PRICES = {"intraday": "the simulated market's intraday path",
-                "live quotes": "KIS quotes (read only); a session no tick priced settles on its daily bar",
-                "daily bars": "daily bars (each session settled once its bar is collected)"}
-
-
 def settings_summary(settings: Settings) -> dict[str, Any]:
     return {
         "user_id": settings.user_id,
@@ -138,9 +132,9 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
 
 
 def _paper_prices(settings: Settings) -> str:
-    from services.trading_engine.broker import paper_pricing
+    from services.trading_engine.broker import PAPER_PRICES, paper_pricing
 
-    return PAPER_PRICES[paper_pricing(settings).value]
+    return PAPER_PRICES[paper_pricing(settings)]
 
 
 def halt_view(halt: Any, tz: ZoneInfo) -> dict[str, Any] | None:

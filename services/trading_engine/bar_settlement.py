@@ -35,7 +35,7 @@ from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, select, update
 
 from services.common.clock import FixedClock
 from services.common.database import upsert
@@ -44,13 +44,13 @@ from services.data_collector.adjustments import share_ratio
 from services.data_collector.queries import bars_on, closes_on, is_collected, latest_closes_before
 from services.trading_engine.bar_fills import POINTS, Bar, BarExit, bar_exit, path_moments
 from services.trading_engine.gate import RiskGate
-from services.trading_engine.models import PaperAccount, PortfolioSnapshot, PositionRow, SignalRow
+from services.trading_engine.models import PaperAccount, PositionRow, SignalRow
 from services.trading_engine.order_book import client_order_id, submit
 from services.trading_engine.orders import Fill, OrderRequest, OrderType, Side
 from services.trading_engine.paper import PaperBroker, ReferencePrices
 from services.trading_engine.prices import participation_caps
 from services.trading_engine.signals import EXIT_STRENGTH, SignalRules
-from services.trading_engine.snapshots import record_snapshot
+from services.trading_engine.snapshots import last_priced_session, record_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +75,6 @@ class Settlement:
         if not self.sessions:
             return {}
         return {"bar_sessions_settled": len(self.sessions), "bar_fills": self.fills, "bar_exits": self.exits}
-
-
-def last_priced_session(connection: Connection, user_id: str) -> date | None:
-    """The last session the paper account saw priced: settled on its bar, or observed
-    intraday (KIS's quotes, the simulated market). No session up to it is ever settled."""
-    return connection.scalar(select(func.max(PortfolioSnapshot.trading_date)).where(
-        PortfolioSnapshot.user_id == user_id, PortfolioSnapshot.dry_run.is_(True),
-        PortfolioSnapshot.prices_observed.is_(True)))
 
 
 def sessions_to_settle(connection: Connection, calendar: MarketCalendar, user_id: str, now: datetime,

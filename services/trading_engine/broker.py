@@ -185,6 +185,12 @@ class KisTickQuotes:
         return {ticker: self._fetched[ticker] for ticker in tickers}
 
 
+#: where a paper account's fills are priced, as ``status`` says it
+PAPER_PRICES = {Pricing.INTRADAY: "the simulated market's intraday path",
+                Pricing.LIVE_QUOTES: "KIS quotes (read only); a session no tick priced settles on its daily bar",
+                Pricing.DAILY_BARS: "daily bars (each session settled once its bar is collected)"}
+
+
 def paper_pricing(settings: Settings) -> Pricing:
     """Where a paper account of ``settings`` takes its prices from."""
     if settings.data_provider == "simulated":

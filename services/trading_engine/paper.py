@@ -48,14 +48,7 @@ from services.common.market_calendar import KRX_TZ, MarketCalendar
 from services.common.market_rules import MARKETS, OutsideMarketRules
 from services.data_collector.queries import closes_on, markets_on
 from services.trading_engine.fees import FeeSchedule, NoTaxRate
-from services.trading_engine.models import (
-    ClosedTrade,
-    FillRow,
-    OrderRow,
-    PaperAccount,
-    PortfolioSnapshot,
-    PositionRow,
-)
+from services.trading_engine.models import ClosedTrade, FillRow, OrderRow, PaperAccount, PositionRow
 from services.trading_engine.orders import (
     OPEN_STATUSES,
     Balance,
@@ -68,6 +61,7 @@ from services.trading_engine.orders import (
     Position,
     Side,
 )
+from services.trading_engine.snapshots import priced_on
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +154,6 @@ _MATCHABLE = _open_orders_of(_ORDERS.c.created_at < bindparam("observed_at"))
 _EXPIRING = _open_orders_of(_ORDERS.c.order_type == OrderType.LIMIT.value,
                             _ORDERS.c.trading_date <= bindparam("day"))
 _ORDER = select(_ORDERS).where(_mine(_ORDERS), _ORDERS.c.id == bindparam("order_id"))
-_SNAPSHOTS = PortfolioSnapshot.__table__
-_PRICED_ON = select(_SNAPSHOTS.c.taken_at).where(_mine(_SNAPSHOTS), _SNAPSHOTS.c.trading_date == bindparam("day"),
-                                                 _SNAPSHOTS.c.prices_observed.is_(True)).limit(1)
 _BY_CLIENT_ID = select(_ORDERS).where(_ORDERS.c.user_id == bindparam("owner"),
                                       _ORDERS.c.client_order_id == bindparam("client_order_id"))
 _SELLING = select(func.coalesce(func.sum(_ORDERS.c.quantity - _ORDERS.c.filled_quantity), 0)).where(
@@ -321,7 +312,7 @@ class PaperBroker:
 
     def _priced(self, day: date) -> bool:
         """Whether a tick observed prices of session ``day`` (a bar never settles it then)."""
-        return day in self._priced_days or self.connection.scalar(_PRICED_ON, {**self._me, "day": day}) is not None
+        return day in self._priced_days or priced_on(self.connection, self.user_id, day)
 
     def _start_priced_session(self, day: date) -> None:
         """At the first prices observed of session ``day``, the limit orders of earlier

@@ -6,11 +6,31 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_
+from sqlalchemy import Connection, and_, bindparam, func, or_, select
 
 from services.common.database import upsert
 from services.trading_engine.models import PortfolioSnapshot
 from services.trading_engine.orders import Broker, Position
+
+_SNAPSHOTS = PortfolioSnapshot.__table__
+#: the paper account's snapshots at observed prices (intraday, or a settled daily bar)
+_PRICED = and_(_SNAPSHOTS.c.user_id == bindparam("owner"), _SNAPSHOTS.c.dry_run.is_(True),
+               _SNAPSHOTS.c.prices_observed.is_(True))
+_LAST_PRICED = select(func.max(_SNAPSHOTS.c.trading_date)).where(_PRICED)
+_PRICED_ON = select(_SNAPSHOTS.c.taken_at).where(_PRICED, _SNAPSHOTS.c.trading_date == bindparam("day")).limit(1)
+
+
+def last_priced_session(connection: Connection, user_id: str) -> date | None:
+    """The last session ``user_id``'s paper account saw priced: settled on its bar, or
+    observed intraday (KIS's quotes, the simulated market). No bar settles it, nor any
+    session before it."""
+    last: date | None = connection.scalar(_LAST_PRICED, {"owner": user_id})
+    return last
+
+
+def priced_on(connection: Connection, user_id: str, day: date) -> bool:
+    """Whether ``user_id``'s paper account saw session ``day`` priced."""
+    return connection.scalar(_PRICED_ON, {"owner": user_id, "day": day}) is not None
 
 
 def _keeps_observed_prices(table: Any, excluded: Any) -> Any:

@@ -216,8 +216,10 @@ def test_a_priced_tick_run_again_late_keeps_its_observed_snapshot_and_its_sessio
     closing = run(monitor, account, krx_calendar, settings, D20, at(D20, 15, 30))
     again = run(monitor, account, krx_calendar, settings, D20, at(D20, 15, 30), late=timedelta(hours=2))
     assert (closing.summary["prices_observed"], again.summary["prices_observed"]) == (True, False)
+    # HELD sold 100 x 8,900 (888,087 net, test_engine), WIN's order expired: cash 9,888,087, nothing held
     snapshot = rows(account, PortfolioSnapshot, PortfolioSnapshot.trading_date == D20)
-    assert [(s.prices_observed, s.equity) for s in snapshot] == [(True, closing.summary["equity"])]
+    assert [(s.prices_observed, s.equity) for s in snapshot] == [(True, 9_888_087)]
+    assert closing.summary["equity"] == 9_888_087
     store_bar(account, D20, {"WIN": (20_900, 21_100, 20_000, 20_500), "HELD": (8_900, 9_000, 8_800, 8_950)})
     monday = run(monitor, account, krx_calendar, settings, D23, at(D23, 9, 0))
     assert "bar_sessions_settled" not in monday.summary

@@ -51,10 +51,9 @@ class Startup:
 
 def warn_live(settings: Settings) -> None:
     """A warning that orders go to a real KIS account."""
-    host = settings.kis_live_host if settings.kis_environment == "live" else settings.kis_paper_host
     logger.warning("!" * 72)
     logger.warning("LIVE TRADING (--no-dry-run): orders go to the KIS %s account at %s",
-                   settings.kis_environment.upper(), host)
+                   settings.kis_environment.upper(), settings.kis_host)
     logger.warning("!" * 72)
 
 
@@ -64,9 +63,8 @@ def note_paper_quotes(settings: Settings) -> None:
     from services.trading_engine.paper import Pricing
 
     if paper_pricing(settings) is Pricing.LIVE_QUOTES:
-        host = settings.kis_live_host if settings.kis_environment == "live" else settings.kis_paper_host
         logger.info("dry run prices its ticks from KIS quotes at %s (read only; orders stay paper; "
-                    "ORCHESTRATOR_PAPER_QUOTES=off for daily bars only)", host)
+                    "ORCHESTRATOR_PAPER_QUOTES=off for daily bars only)", settings.kis_host)
 
 
 def start_up(runtime: Runtime) -> Startup:

@@ -45,12 +45,11 @@ class KisConfig:
         """The configuration in force; raises :class:`ConfigurationError` (one line) if
         :func:`check_live_config` finds a problem."""
         check_live_config(settings)
-        paper = settings.kis_environment == "paper"
         digits = settings.kis_account.replace("-", "")
         return cls(
             environment=settings.kis_environment,
-            host=settings.kis_paper_host if paper else settings.kis_live_host,
-            tr_ids=MappingProxyType((settings.kis_paper_tr_ids if paper else settings.kis_live_tr_ids).as_dict()),
+            host=settings.kis_host,
+            tr_ids=MappingProxyType(settings.kis_tr_ids.as_dict()),
             app_key=settings.kis_app_key,
             app_secret=settings.kis_app_secret,
             cano=digits[:8],

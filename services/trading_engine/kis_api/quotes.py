@@ -102,9 +102,7 @@ class QuoteConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QuoteConfig:
-        paper = settings.kis_environment == "paper"
-        tr_ids = settings.kis_paper_tr_ids if paper else settings.kis_live_tr_ids
-        return cls(host=settings.kis_paper_host if paper else settings.kis_live_host, tr_id=tr_ids.quote,
+        return cls(host=settings.kis_host, tr_id=settings.kis_tr_ids.quote,
                    app_key=settings.kis_app_key, app_secret=settings.kis_app_secret,
                    requests_per_second=settings.kis_requests_per_second)
 
