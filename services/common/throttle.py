@@ -6,21 +6,33 @@ the previous caller's, and sleeps until then. Slots are taken under a lock and s
 for outside it, so callers on several threads each get their own slot. The clock and
 the sleep are injected: tests pass fakes and never wait.
 
-:data:`THROTTLES` keeps one throttle per name for the process (``"pykrx"``, one per KIS
-host and app key), so every client of the same service in the process shares its pace.
+:data:`THROTTLES` keeps one throttle per name for the process (``"pykrx"``), so every
+client of the same service in the process shares its pace. A :class:`SharedThrottle`
+paces every process that names the same file (KIS's limit is per app key, whichever
+process asks: a live instance and a paper one reading quotes share it).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
 Monotonic = Callable[[], float]
+WallClock = Callable[[], float]
 Sleep = Callable[[float], None]
+
+
+class Pace(Protocol):
+    """What a paced client needs: the next slot, slept for."""
+
+    def wait(self) -> float: ...
 
 
 class Throttle:
@@ -58,6 +70,68 @@ class Throttle:
         if delay > 0:
             self._sleep(delay)
         return delay
+
+
+class SharedThrottle:
+    """:class:`Throttle` across processes: the next free slot is kept in ``path`` (wall
+    clock seconds), read and moved under an exclusive ``flock``, so processes (and
+    threads) pacing on the same file start their calls ``interval`` seconds apart. A
+    slot more than :data:`FAR_SLOT` seconds ahead is taken for a wall clock set back,
+    and not waited for. Where the file cannot be used (a read-only directory), the
+    ``fallback`` paces this process alone, with a warning."""
+
+    def __init__(self, path: Path, interval: float, *, fallback: Pace, wall: WallClock = time.time,
+                 sleep: Sleep = time.sleep) -> None:
+        self.path = Path(path)
+        self.interval = _checked_interval(interval)
+        self._fallback = fallback
+        self._wall = wall
+        self._sleep = sleep
+        self._warned = False
+
+    def wait(self) -> float:
+        """Take the next free slot of every process pacing on the file, sleeping until it
+        comes; returns the seconds slept."""
+        try:
+            start, now = self._take_slot()
+        except OSError as exc:
+            if not self._warned:
+                logger.warning("cannot pace through %s (%s); pacing this process alone", self.path, exc.strerror)
+                self._warned = True
+            return self._fallback.wait()
+        delay = start - now
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+    def _take_slot(self) -> tuple[float, float]:
+        """The slot taken, and now."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+b") as file:  # created if missing; never truncated before the lock
+            fcntl.flock(file, fcntl.LOCK_EX)  # released when the file closes
+            file.seek(0)
+            now = self._wall()
+            start = _next_slot(file.read(64), now)
+            file.seek(0)
+            file.truncate()
+            file.write(repr(start + self.interval).encode("ascii"))
+            file.flush()
+        return start, now
+
+
+#: seconds: a shared slot further ahead than this is not waited for (a wall clock set back;
+#: see :class:`SharedThrottle`), far beyond any real queue of KIS requests
+FAR_SLOT = 120.0
+
+
+def _next_slot(stored: bytes, now: float) -> float:
+    """When the next call may start: the stored slot, or now if it has passed, is
+    unreadable, or lies implausibly far ahead."""
+    try:
+        slot = float(stored.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return now
+    return slot if now < slot <= now + FAR_SLOT else now
 
 
 class ThrottleRegistry:

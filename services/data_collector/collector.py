@@ -74,8 +74,8 @@ def store_snapshot(connection: Connection, validated: ValidatedSnapshot, provide
                    collected_at: datetime) -> CollectResult:
     """Upsert one validated date; the caller owns the transaction."""
     day = validated.snapshot.trading_date
-    stocks = _python_columns(validated.stock_columns)
-    stocks["updated_on"] = [day] * validated.stock_rows
+    stocks = _may_change_the_master(connection, _python_columns(validated.stock_columns))
+    stocks["updated_on"] = [day] * len(stocks["ticker"])
     upsert_columns(connection, Stock.__table__, stocks, ["ticker"], update_where=_renamed_later)
     price_rows = upsert_columns(connection, DailyPrice.__table__, _python_columns(validated.price_columns),
                                 ["date", "ticker"])
@@ -119,6 +119,22 @@ def index_rows(snapshot: MarketSnapshot) -> list[dict[str, Any]]:
 
 def _python_columns(columns: dict[str, Any]) -> dict[str, list[Any]]:
     return {name: python_values(values) for name, values in columns.items()}
+
+
+def _may_change_the_master(connection: Connection, stocks: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The rows of ``stocks`` (ticker, name, market) that :func:`_renamed_later` may
+    write: new tickers and changed names or markets. The others it would leave as they
+    are, so they are not sent (thousands of rows a session, most the same every day)."""
+    stored = {ticker: (name, market) for ticker, name, market in fetch_rows(connection, _STOCK_MASTER, {})}
+    changed = [index for index, (ticker, name, market) in enumerate(zip(stocks["ticker"], stocks["name"],
+                                                                        stocks["market"]))
+               if stored.get(ticker) != (name, market)]
+    if len(changed) == len(stocks["ticker"]):
+        return stocks
+    return {column: [values[index] for index in changed] for column, values in stocks.items()}
+
+
+_STOCK_MASTER = "SELECT ticker, name, market FROM stocks"
 
 
 def _renamed_later(table: Any, excluded: Any) -> Any:

@@ -52,6 +52,16 @@ class TradingAccount(ABC):
         self.ctx = ctx
         self.account: Account = ctx.account
 
+    def __enter__(self) -> TradingAccount:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # noqa: B027 (a paper account holds nothing beyond the database)
+        """Release what the run held beyond the database (a live account: its KIS
+        connections). ``with open_account(ctx) as trading:`` closes it."""
+
     def transaction(self) -> AbstractContextManager[Connection]:
         """The transaction the job reads and changes its account in (its connection):
         one writer per account at a time, so every read in it sees one committed state
@@ -212,6 +222,9 @@ class LiveTrading(TradingAccount):
             settings, cache_dir=Path(settings.cache_dir or _default_cache_dir()), clock=ctx.clock,
             settlement_date=lambda day: settlement_date(ctx.calendar, day))
 
+    def close(self) -> None:
+        self.adapter.close()
+
     def broker(self, connection: Connection, at: datetime | None = None) -> Broker:
         from services.trading_engine.live_broker import LiveBroker
 
@@ -241,7 +254,8 @@ def _default_cache_dir() -> str:
 
 
 def open_account(ctx: JobContext) -> TradingAccount:
-    """The account of ``ctx``'s instance: paper unless its settings say live."""
+    """The account of ``ctx``'s instance: paper unless its settings say live (a context
+    manager: the run's KIS connections are closed at its end)."""
     return PaperTrading(ctx) if ctx.account.dry_run else LiveTrading(ctx)
 
 

@@ -192,7 +192,12 @@ def run(ctx: JobContext) -> JobResult:
     previous_session = ctx.calendar.previous_session(ctx.trading_date)
     if previous_session is None:
         return JobResult.skipped(f"input missing: no session before {ctx.trading_date} in the calendar")
-    previous, trading = previous_session.date, open_account(ctx)
+    with open_account(ctx) as trading:
+        return _generate(ctx, trading, previous_session.date)
+
+
+def _generate(ctx: JobContext, trading: TradingAccount, previous: date) -> JobResult:
+    """:func:`run` on the run's account."""
     dry_run = trading.account.dry_run
     halted = _halted(ctx)
     if halted:

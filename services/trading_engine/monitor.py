@@ -146,14 +146,14 @@ def run(ctx: JobContext) -> JobResult:
     if session is None:
         return JobResult.skipped(f"not a session: {ctx.trading_date}")
     moment = market_moment(ctx, session, pre_open=False)
-    trading = open_account(ctx)
-    sent_first = trading.send(sells_only=True)  # buys wait for this tick's risk check
-    with trading.transaction() as connection:
-        settled = trading.settle(connection, moment)  # sessions whose daily bar came in since (daily bars)
-        report = monitor_tick(ctx, connection, trading.broker(connection, moment), session, moment)
-    sent = trading.send(buys_refused=report.entries_refused)
+    with open_account(ctx) as trading:
+        sent_first = trading.send(sells_only=True)  # buys wait for this tick's risk check
+        with trading.transaction() as connection:
+            settled = trading.settle(connection, moment)  # sessions whose daily bar came in since (daily bars)
+            report = monitor_tick(ctx, connection, trading.broker(connection, moment), session, moment)
+        sent = trading.send(buys_refused=report.entries_refused)
     return JobResult.success(**settled.summary(), fills=report.fills, exits=report.exits, expired=report.expired,
                              positions=report.positions, equity=report.equity,
                              prices_observed=report.observed, cancelled=report.cancelled, halted=report.halted,
-                             entries_blocked=report.entries_blocked, dry_run=trading.account.dry_run,
+                             entries_blocked=report.entries_blocked, dry_run=ctx.account.dry_run,
                              **{key: sent_first.get(key, 0) + count for key, count in sent.items()})

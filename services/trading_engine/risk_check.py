@@ -45,8 +45,7 @@ def run(ctx: JobContext) -> JobResult:
     today = moment.astimezone(KRX_TZ).date()
     session = ctx.calendar.session_on_or_before(today)
     day = session.date if session is not None else today
-    trading = open_account(ctx)
-    with trading.transaction() as connection:
+    with open_account(ctx) as trading, trading.transaction() as connection:
         broker = trading.broker(connection, moment)
         positions = broker.positions()
         prices = valuation_prices(broker, connection, ctx.calendar, [p.ticker for p in positions], moment)
@@ -58,4 +57,4 @@ def run(ctx: JobContext) -> JobResult:
                  metrics.daily_pnl_pct, metrics.drawdown_pct, metrics.positions,
                  "; TRADING HALTED" if assessment.halt else "")
     return JobResult.success(**assessment.summary(), session=day.isoformat(), priced=len(prices),
-                             dry_run=trading.account.dry_run)
+                             dry_run=ctx.account.dry_run)

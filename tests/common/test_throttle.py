@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from services.common.throttle import Throttle, ThrottleRegistry, interval_of
+from services.common.throttle import FAR_SLOT, SharedThrottle, Throttle, ThrottleRegistry, interval_of
+from tests.conftest import subprocess_env
 
 
 class FakeClock:
@@ -116,3 +121,66 @@ def test_asking_the_registry_with_another_interval_changes_it() -> None:
     registry = ThrottleRegistry(monotonic=clock.monotonic, sleep=clock.sleep)
     throttle = registry.get("kis", 0.5)
     assert registry.get("kis", 0.05) is throttle and throttle.interval == 0.05
+
+
+# --- paced across processes (one file) ----------------------------------------------------------
+
+
+def shared(path: Path, clock: FakeClock, interval: float = 0.5) -> SharedThrottle:
+    """A process's view of the pace kept in ``path``, on ``clock`` (as wall clock)."""
+    return SharedThrottle(path, interval, fallback=Throttle(interval, monotonic=clock.monotonic, sleep=clock.sleep),
+                          wall=clock.monotonic, sleep=clock.sleep)
+
+
+def test_throttles_on_one_file_share_its_slots_as_two_processes_would(tmp_path: Path) -> None:
+    clock = FrozenClock(1_000.0)
+    live, paper = shared(tmp_path / "pace", clock), shared(tmp_path / "pace", clock)
+    waits = [throttle.wait() for throttle in (live, paper, live, paper)]
+    assert waits == [0.0, 0.5, 1.0, 1.5]
+
+
+def test_a_slot_already_past_is_not_waited_for(tmp_path: Path) -> None:
+    clock = FakeClock(1_000.0)
+    first, second = shared(tmp_path / "pace", clock), shared(tmp_path / "pace", clock)
+    assert first.wait() == 0.0
+    clock.advance(2.0)
+    assert second.wait() == 0.0 and clock.sleeps == []
+
+
+@pytest.mark.parametrize("stored", [b"", b"not a time", b"nan", b"inf", str(1_000.0 + FAR_SLOT + 1).encode()])
+def test_an_unreadable_or_implausibly_far_slot_is_not_waited_for(tmp_path: Path, stored: bytes) -> None:
+    (tmp_path / "pace").write_bytes(stored)  # a far slot: the wall clock was set back
+    clock = FrozenClock(1_000.0)
+    throttle = shared(tmp_path / "pace", clock)
+    assert [throttle.wait(), throttle.wait()] == [0.0, 0.5]
+
+
+def test_where_the_file_cannot_be_used_the_process_paces_alone_and_says_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "pace").mkdir()  # a directory where the file should be
+    clock = FrozenClock(1_000.0)
+    throttle = shared(tmp_path / "pace", clock)
+    with caplog.at_level(logging.WARNING, logger="services.common.throttle"):
+        assert [throttle.wait(), throttle.wait()] == [0.0, 0.5]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"cannot pace through {tmp_path / 'pace'} (Is a directory); pacing this process alone"]
+
+
+TAKE_SLOTS = """
+import sys
+from pathlib import Path
+from services.common.throttle import SharedThrottle, Throttle
+throttle = SharedThrottle(Path(sys.argv[1]), 0.25, fallback=Throttle(0.25), wall=lambda: 1000.0,
+                          sleep=lambda seconds: None)
+print(" ".join(repr(throttle.wait()) for _ in range(int(sys.argv[2]))))
+"""
+
+
+def test_processes_on_one_file_each_get_their_own_slots(tmp_path: Path) -> None:
+    processes, calls = 4, 25
+    started = [subprocess.Popen([sys.executable, "-c", TAKE_SLOTS, str(tmp_path / "pace"), str(calls)],
+                                stdout=subprocess.PIPE, text=True, env=subprocess_env(),
+                                cwd=Path(__file__).resolve().parents[2]) for _ in range(processes)]
+    waits = [float(wait) for process in started for wait in process.communicate(timeout=60)[0].split()]
+    # the wall clock stands still: the n-th slot handed out is n intervals away, each given once
+    assert sorted(waits) == [n * 0.25 for n in range(processes * calls)]

@@ -5,6 +5,7 @@ commission 0.015 % floored, the 2026 sell tax 0.20 % floored)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -20,7 +21,6 @@ import httpx
 import pytest
 
 from services.common.settings import ConfigurationError
-from services.common.throttle import ThrottleRegistry
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.kis import (
     KisAuthError,
@@ -35,6 +35,7 @@ from services.trading_engine.kis import (
     check_live_config,
     make_kis_broker,
 )
+from services.trading_engine.kis_api import client as client_module
 from services.trading_engine.orders import (
     Cash,
     Fill,
@@ -585,17 +586,19 @@ def test_requests_are_spaced_by_the_rate_limit(
     assert clock.sleeps == [0.25, 0.25, 0.25]
 
 
-def test_clients_of_one_host_and_app_key_share_the_process_throttle(
+def test_clients_of_one_host_and_app_key_share_one_pace_through_the_cache_dir(
         kis: FakeKis, clock: FakeTime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("services.trading_engine.kis_api.client.THROTTLES",
-                        ThrottleRegistry(monotonic=clock.monotonic, sleep=clock.sleep))
+    monkeypatch.setattr("services.trading_engine.kis_api.client.shared_pace",
+                        functools.partial(client_module.shared_pace, wall=clock.epoch, sleep=clock.sleep))
     config = KisConfig.from_settings(_settings(kis))  # 2 requests a second
-    first, second = (KisClient(config, cache_dir=tmp_path, clock=clock) for _ in range(2))
+    first, second = (KisClient(config, cache_dir=tmp_path, clock=clock) for _ in range(2))  # as two processes
     quote = {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "005930"}
     first.get(PRICE_PATH, "FHKST01010100", quote)  # the token at once, the quote half a second later
     second.get(PRICE_PATH, "FHKST01010100", quote)  # the same token file, the same pace
     assert clock.sleeps == [0.5, 0.5]
     assert len(kis.token_requests()) == 1
+    pace = [path for path in tmp_path.iterdir() if path.name.startswith("kis-pace-")]
+    assert len(pace) == 1 and kis.app_key not in pace[0].name + pace[0].read_text()
 
 
 def test_too_many_requests_egw00201_is_retried_after_a_pause(

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import insert, select
 
@@ -29,7 +30,7 @@ from services.common.clock import FixedClock
 from services.common.database import create_db_engine, make_session_factory
 from services.common.job_api import Outcome
 from services.risk_manager.halts import halt_trading
-from services.trading_engine import engine, live_orders, monitor
+from services.trading_engine import engine, live_orders, monitor, risk_check
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.kis import KisBroker, KisClient, KisConfig
 from services.trading_engine.live_broker import LiveBroker
@@ -285,6 +286,31 @@ def test_the_next_monitoring_tick_sends_what_a_crashed_signal_run_left(
     assert tick.status is Outcome.SUCCESS and tick.summary["dry_run"] is False
     assert (tick.summary["sent"], tick.summary["in_doubt"], tick.summary["exits"]) == (3, 0, 0)
     assert posts(kis) == {SELL_POST: 1, ("035720", "VTTC0011U"): 1, ("035420", "VTTC0012U"): 1}
+
+
+def test_every_live_run_closes_the_kis_connections_it_opened(
+        kis: FakeKis, session_factory: Any, clock: FakeTime, krx_calendar: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[httpx.Client] = []
+    real_init = httpx.Client.__init__
+
+    def noting(client: httpx.Client, *args: Any, **kwargs: Any) -> None:
+        real_init(client, *args, **kwargs)
+        opened.append(client)
+
+    monkeypatch.setattr(httpx.Client, "__init__", noting)
+    kis.prices.update({"000660": "181000", "035420": "20100"})
+    worker.seed_market(session_factory, [USER])
+    settings = fast_settings(kis, tmp_path)
+    signals = engine.run(worker.live_context(session_factory, krx_calendar, settings, clock, USER))
+    clock.advance(15 * 60)  # 09:00, the first tick
+    tick = monitor.run(worker.live_context(session_factory, krx_calendar, settings, clock, USER,
+                                           job="position_monitoring", when=clock.now()))
+    check = risk_check.run(worker.live_context(session_factory, krx_calendar, settings, clock, USER,
+                                               job="risk_checks", when=clock.now()))
+    assert [signals.status, tick.status, check.status] == [Outcome.SUCCESS] * 3
+    assert signals.summary["sent"] == 3 and kis.api_requests()  # each run spoke to KIS
+    assert len(opened) == 3 and all(client.is_closed for client in opened)
 
 
 def test_after_the_daily_loss_limit_the_next_tick_sends_the_left_sells_and_cancels_the_left_buy(

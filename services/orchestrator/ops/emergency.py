@@ -82,18 +82,18 @@ def emergency_stop(runtime: Runtime, reason: str, flatten: bool = False,
     ctx = JobContext(job_name=JOB_NAME, trading_date=day, scheduled_for=now, settings=runtime.settings,
                      session_factory=runtime.session_factory(), clock=runtime.clock, calendar=runtime.calendar,
                      origin=MANUAL)
-    trading = open_account(ctx)
-    with trading.transaction() as connection:
-        current, made = halt_trading(connection, ctx.account.user_id, text, by=HALTED_BY_HAND, at=now)
-        broker = trading.broker(connection)
-        pending = broker.open_orders()
-        cancelled = sum(cancel_order(broker, order, f"cancelled: {REASON_PREFIX}{text}") for order in pending)
-        positions = broker.positions()
-        exits = _flatten(ctx, connection, broker, f"{REASON_PREFIX}{text}", now) if flatten and positions else 0
-        result = EmergencyStop(current, made, cancelled, len(pending) - cancelled, exits, len(positions), day, {})
-        if also is not None:
-            also(connection, result)
-    sent = trading.send(buys_refused=f"trading halted: {current.describe()}")
+    with open_account(ctx) as trading:
+        with trading.transaction() as connection:
+            current, made = halt_trading(connection, ctx.account.user_id, text, by=HALTED_BY_HAND, at=now)
+            broker = trading.broker(connection)
+            pending = broker.open_orders()
+            cancelled = sum(cancel_order(broker, order, f"cancelled: {REASON_PREFIX}{text}") for order in pending)
+            positions = broker.positions()
+            exits = _flatten(ctx, connection, broker, f"{REASON_PREFIX}{text}", now) if flatten and positions else 0
+            result = EmergencyStop(current, made, cancelled, len(pending) - cancelled, exits, len(positions), day, {})
+            if also is not None:
+                also(connection, result)
+        sent = trading.send(buys_refused=f"trading halted: {current.describe()}")
     return replace(result, sent=sent) if sent else result
 
 

@@ -6,6 +6,7 @@ One module per concept, each testable alone:
   tr_ids, credentials and account, checked before anything is sent.
 - :mod:`.broker`: :class:`KisBroker`, the
   :class:`~services.trading_engine.orders.Broker` protocol on top of the client.
+- :mod:`.order_rows`: the rows of KIS's order answers (inquire-daily-ccld) as orders.
 
 The HTTP, token and pacing layer beneath it is :mod:`services.trading_engine.kis_api`
 (which never imports this package, so dry run may use it for quotes).
@@ -35,6 +36,7 @@ from services.trading_engine.kis.broker import (
     make_kis_broker,
 )
 from services.trading_engine.kis.config import KisConfig, check_live_config, mask_account
+from services.trading_engine.kis.order_rows import add_weekdays
 from services.trading_engine.kis_api.auth import TOKEN_PATH
 from services.trading_engine.kis_api.client import KisClient, KisResponse
 from services.trading_engine.kis_api.errors import (
@@ -46,7 +48,6 @@ from services.trading_engine.kis_api.errors import (
     KisTokenRateLimited,
     KisTransportError,
 )
-from services.trading_engine.kis_api.parsing import add_weekdays
 from services.trading_engine.kis_api.quotes import QUOTE_PATH
 
 __all__ = [

@@ -14,9 +14,7 @@ from services.common.clock import Clock
 from services.common.settings import Settings
 from services.trading_engine.fees import FeeSchedule
 from services.trading_engine.kis.config import KisConfig
-from services.trading_engine.kis_api.client import KisClient
-from services.trading_engine.kis_api.errors import KisError, KisOrderRejected, KisRefused
-from services.trading_engine.kis_api.parsing import (
+from services.trading_engine.kis.order_rows import (
     SEOUL,
     add_weekdays,
     order_from_row,
@@ -25,10 +23,10 @@ from services.trading_engine.kis_api.parsing import (
     row_moment,
     row_side,
     row_time,
-    rows,
-    text,
-    whole,
 )
+from services.trading_engine.kis_api.client import KisClient
+from services.trading_engine.kis_api.errors import KisError, KisOrderRejected, KisRefused
+from services.trading_engine.kis_api.parsing import rows, text, whole
 from services.trading_engine.kis_api.quotes import current_quote
 from services.trading_engine.orders import (
     Cash,

@@ -29,7 +29,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from services.common.clock import Clock, SystemClock
-from services.common.throttle import THROTTLES, Throttle, interval_of
+from services.common.throttle import THROTTLES, Pace, SharedThrottle, Throttle, interval_of
 from services.trading_engine.kis_api.app import KisApp
 from services.trading_engine.kis_api.auth import TokenFile, TokenKeeper
 from services.trading_engine.kis_api.errors import (
@@ -72,6 +72,22 @@ def throttle_name(config: KisApp) -> str:
     return f"kis {config.host} app {app}"
 
 
+def pace_file(cache_dir: Path, config: KisApp) -> Path:
+    """The file every process of a host and app key paces on (beside the token file;
+    named by hashes, it holds no key)."""
+    name = hashlib.sha256(throttle_name(config).encode("utf-8")).hexdigest()[:32]
+    return Path(cache_dir) / f"kis-pace-{name}"
+
+
+def shared_pace(cache_dir: Path, config: KisApp, *, wall: Callable[[], float] = time.time,
+                sleep: Callable[[float], None] = time.sleep) -> Pace:
+    """The pace of a host and app key, shared by every process using ``cache_dir`` (the
+    process's own throttle where the file cannot be used)."""
+    interval = interval_of(config.requests_per_second)
+    return SharedThrottle(pace_file(cache_dir, config), interval, wall=wall, sleep=sleep,
+                          fallback=THROTTLES.get(throttle_name(config), interval))
+
+
 def worth_retrying(error: BaseException, method: str) -> bool:
     """Whether a failed ``method`` request may be sent again (see the module's doc)."""
     if isinstance(error, KisRateLimited):
@@ -87,7 +103,8 @@ class KisClient:
     ``cache_dir`` holds the token file (see :class:`~.auth.TokenFile`). ``clock`` (wall
     time, for token expiry) is injectable; so are ``monotonic`` and ``sleep``: given
     either, the client paces itself on them (tests pass fakes and never sleep),
-    otherwise it shares the process's throttle of its host and app key. ``retries`` is
+    otherwise it shares the pace of its host and app key with every process using
+    ``cache_dir`` (:func:`shared_pace`). ``retries`` is
     how often a failed call is sent again, after ``backoff`` seconds, doubling each
     time. A ``read_only`` client sends GETs only: a POST (an order, a cancel) is refused
     before anything leaves (its token is still issued). Calls from several threads are
@@ -114,11 +131,12 @@ class KisClient:
         self._sleep = sleep or time.sleep
         self._retries = retries
         self._backoff = backoff
-        interval = interval_of(config.requests_per_second)
+        throttle: Pace
         if monotonic is None and sleep is None:
-            throttle = THROTTLES.get(throttle_name(config), interval)
+            throttle = shared_pace(cache_dir, config)
         else:
-            throttle = Throttle(interval, monotonic=monotonic or time.monotonic, sleep=self._sleep)
+            throttle = Throttle(interval_of(config.requests_per_second), monotonic=monotonic or time.monotonic,
+                                sleep=self._sleep)
         self._http = KisHttp(config.host, throttle=throttle, timeout=timeout, transport=transport)
         self._tokens = TokenKeeper(config, TokenFile(cache_dir, config.host, config.app_key), self._http.send,
                                    clock or SystemClock())

@@ -1,5 +1,5 @@
 """HTTP to one KIS host: one pooled :class:`httpx.Client` with timeouts, paced by a
-:class:`~services.common.throttle.Throttle`. Every request is one attempt: a failure
+throttle (:mod:`services.common.throttle`). Every request is one attempt: a failure
 comes back as :class:`~.errors.KisTransportError` saying whether the request left and
 whether it may be asked again; the retry policy is the client's."""
 
@@ -15,7 +15,7 @@ import httpx
 
 from services.common.setting_values import parse_https_url
 from services.common.settings import ConfigurationError
-from services.common.throttle import Throttle
+from services.common.throttle import Pace
 from services.trading_engine.kis_api.errors import KisTransportError
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class KisHttp:
     """Sends one request at a time slot of ``throttle`` to ``host`` (https, or http on
     the loopback only) and reads its answer; redirects are not followed."""
 
-    def __init__(self, host: str, *, throttle: Throttle, timeout: float,
+    def __init__(self, host: str, *, throttle: Pace, timeout: float,
                  transport: httpx.BaseTransport | None = None) -> None:
         try:
             self.host = parse_https_url(host)
