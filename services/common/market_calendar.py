@@ -1,7 +1,9 @@
 """The KRX market calendar: pandas-market-calendars underneath, reviewed overrides on top.
 
 The session table is built once per process and cached on disk, so a cold CLI call does
-not pay the ~1.5 s the library needs to build its schedule. The cache file's name is a
+not pay the second the library needs to build its schedule (of which it would spend
+another second on holidays from 1970 to 2200 first: :func:`_library_days` asks for the
+calendar's years only). The cache file's name is a
 key of all that decides the table (the cache format, the library versions, the date
 range, the overrides file and this module's code): a file from another version of any
 of them is never read. The cache lives in the configured directory; only when that one
@@ -26,6 +28,7 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.common.private_files import make_private_dir, open_private
@@ -306,19 +309,36 @@ def get_calendar(cache_dir: str = "") -> MarketCalendar:
 
 
 def _library_sessions(start: date, end: date) -> list[Session]:
+    """The library's schedule of ``start``..``end`` (``MarketCalendar.schedule``), its
+    sessions as ours."""
     import warnings
 
     import pandas_market_calendars as mcal
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # discontinued lunch-break columns
-        schedule = mcal.get_calendar(LIBRARY_CALENDAR).schedule(start.isoformat(), end.isoformat())
+        calendar = mcal.get_calendar(LIBRARY_CALENDAR)
+        schedule = calendar.schedule_from_days(_library_days(calendar, start, end))
     opens = schedule["market_open"].dt.tz_convert(KRX_TZ)
     closes = schedule["market_close"].dt.tz_convert(KRX_TZ)
     return [
         Session(day.date(), o.to_pydatetime(), c.to_pydatetime())
         for day, o, c in zip(schedule.index, opens, closes)
     ]
+
+
+def _library_days(calendar: Any, start: date, end: date) -> Any:
+    """The library's valid days of ``start``..``end`` (``MarketCalendar.valid_days``),
+    its regular holidays computed for those years only: ``valid_days`` first computes
+    them for 1970-2200, a second of a cold start."""
+    import pandas as pd
+    from pandas.tseries.offsets import CustomBusinessDay
+
+    holidays = list(calendar.adhoc_holidays)
+    if calendar.regular_holidays is not None:
+        holidays += list(calendar.regular_holidays.holidays(start.isoformat(), end.isoformat()))
+    return pd.date_range(start.isoformat(), end.isoformat(), normalize=True, tz="UTC",
+                         freq=CustomBusinessDay(holidays=holidays, weekmask=calendar.weekmask))
 
 
 def _library_versions() -> str:

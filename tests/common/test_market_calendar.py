@@ -33,7 +33,24 @@ ANSWERS = Path(__file__).parents[1] / "data" / "krx_sessions_2024_2026.csv"
 KRX_TZ = "Asia/Seoul"
 
 
-# --- fixtures (the session's calendar, built once per run: the library needs ~2 s) ------
+# --- the library's schedule -------------------------------------------------------------------
+
+
+def test_the_librarys_sessions_are_read_as_its_own_schedule_gives_them() -> None:
+    import pandas_market_calendars as mcal
+
+    start, end = market_calendar.CALENDAR_START, date(2027, 12, 31)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        schedule = mcal.get_calendar(market_calendar.LIBRARY_CALENDAR).schedule(start.isoformat(), end.isoformat())
+    expected = [(day.date(), opens.tz_convert(KRX_TZ).to_pydatetime(), closes.tz_convert(KRX_TZ).to_pydatetime())
+                for day, opens, closes in zip(schedule.index, schedule["market_open"], schedule["market_close"])]
+    sessions = market_calendar._library_sessions(start, end)  # read faster than schedule() (a cold start)
+    assert [(session.date, session.open, session.close) for session in sessions] == expected
+    assert len(sessions) > 3_000
+
+
+# --- fixtures (the session's calendar, built once per run: the library needs ~1 s) ------
 
 
 @pytest.fixture(scope="module")
