@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
+
+from services.common.private_files import make_private_dir, open_private
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +109,8 @@ class SharedThrottle:
 
     def _take_slot(self) -> tuple[float, float]:
         """The slot taken, and now."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b") as file:  # created if missing; never truncated before the lock
+        make_private_dir(self.path.parent)  # the cache dir, as the token file beside it
+        with os.fdopen(open_private(self.path, os.O_RDWR), "r+b") as file:  # 0600, created if missing
             fcntl.flock(file, fcntl.LOCK_EX)  # released when the file closes
             file.seek(0)
             now = self._wall()
