@@ -6,10 +6,11 @@ the previous caller's, and sleeps until then. Slots are taken under a lock and s
 for outside it, so callers on several threads each get their own slot. The clock and
 the sleep are injected: tests pass fakes and never wait.
 
-:data:`THROTTLES` keeps one throttle per name for the process (``"pykrx"``), so every
-client of the same service in the process shares its pace. A :class:`SharedThrottle`
-paces every process that names the same file (KIS's limit is per app key, whichever
-process asks: a live instance and a paper one reading quotes share it).
+:data:`THROTTLES` keeps one throttle per name for the process (``"pykrx"``; KIS's,
+where its pacing file cannot be used), so every client of the same service in the
+process shares its pace. A :class:`SharedThrottle` paces every process that names the
+same file (KIS's limit is per app key, whichever process asks: a live instance and a
+paper one reading quotes share it).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from services.common.private_files import make_private_dir, open_private
 logger = logging.getLogger(__name__)
 
 Monotonic = Callable[[], float]
-WallClock = Callable[[], float]
 Sleep = Callable[[float], None]
 
 
@@ -76,19 +76,21 @@ class Throttle:
 
 
 class SharedThrottle:
-    """:class:`Throttle` across processes: the next free slot is kept in ``path`` (wall
-    clock seconds), read and moved under an exclusive ``flock``, so processes (and
-    threads) pacing on the same file start their calls ``interval`` seconds apart. A
-    slot more than :data:`FAR_SLOT` seconds ahead is taken for a wall clock set back,
-    and not waited for. Where the file cannot be used (a read-only directory), the
-    ``fallback`` paces this process alone, with a warning."""
+    """:class:`Throttle` across processes: the next free slot is kept in ``path``, read
+    and moved under an exclusive ``flock`` (and, within the process, a lock of the
+    path), so processes and threads pacing on the same file start their calls
+    ``interval`` seconds apart. Slots are on ``CLOCK_MONOTONIC``, which every process of
+    the machine shares and no wall-clock step moves. A slot more than
+    :data:`FAR_SLOTS` intervals ahead (the file outlived a reboot) is not waited for.
+    Where the file cannot be used (a read-only directory), the ``fallback`` paces this
+    process alone, with a warning."""
 
-    def __init__(self, path: Path, interval: float, *, fallback: Pace, wall: WallClock = time.time,
+    def __init__(self, path: Path, interval: float, *, fallback: Pace, clock: Monotonic = time.monotonic,
                  sleep: Sleep = time.sleep) -> None:
         self.path = Path(path)
         self.interval = _checked_interval(interval)
         self._fallback = fallback
-        self._wall = wall
+        self._clock = clock
         self._sleep = sleep
         self._warned = False
 
@@ -96,7 +98,8 @@ class SharedThrottle:
         """Take the next free slot of every process pacing on the file, sleeping until it
         comes; returns the seconds slept."""
         try:
-            start, now = self._take_slot()
+            with _path_lock(self.path):  # flock may not exclude threads (NFS emulates it per process)
+                start, now = self._take_slot()
         except OSError as exc:
             if not self._warned:
                 logger.warning("cannot pace through %s (%s); pacing this process alone", self.path, exc.strerror)
@@ -112,9 +115,8 @@ class SharedThrottle:
         make_private_dir(self.path.parent)  # the cache dir, as the token file beside it
         with os.fdopen(open_private(self.path, os.O_RDWR), "r+b") as file:  # 0600, created if missing
             fcntl.flock(file, fcntl.LOCK_EX)  # released when the file closes
-            file.seek(0)
-            now = self._wall()
-            start = _next_slot(file.read(64), now)
+            now = self._clock()
+            start = _next_slot(file.read(64), now, self.interval)
             file.seek(0)
             file.truncate()
             file.write(repr(start + self.interval).encode("ascii"))
@@ -122,19 +124,29 @@ class SharedThrottle:
         return start, now
 
 
-#: seconds: a shared slot further ahead than this is not waited for (a wall clock set back;
-#: see :class:`SharedThrottle`), far beyond any real queue of KIS requests
-FAR_SLOT = 120.0
+#: a shared slot further ahead than this many intervals is not waited for (see
+#: :class:`SharedThrottle`): far beyond any real queue of requests
+FAR_SLOTS = 64
 
 
-def _next_slot(stored: bytes, now: float) -> float:
+def _next_slot(stored: bytes, now: float, interval: float) -> float:
     """When the next call may start: the stored slot, or now if it has passed, is
     unreadable, or lies implausibly far ahead."""
     try:
         slot = float(stored.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         return now
-    return slot if now < slot <= now + FAR_SLOT else now
+    return slot if now < slot <= now + FAR_SLOTS * max(interval, 1.0) else now
+
+
+_PATH_LOCKS: dict[Path, threading.Lock] = {}
+_PATH_LOCKS_LOCK = threading.Lock()
+
+
+def _path_lock(path: Path) -> threading.Lock:
+    """The process's lock of a pacing file."""
+    with _PATH_LOCKS_LOCK:
+        return _PATH_LOCKS.setdefault(path.resolve(), threading.Lock())
 
 
 class ThrottleRegistry:

@@ -74,11 +74,11 @@ def store_snapshot(connection: Connection, validated: ValidatedSnapshot, provide
                    collected_at: datetime) -> CollectResult:
     """Upsert one validated date; the caller owns the transaction."""
     day = validated.snapshot.trading_date
+    price_rows = upsert_columns(connection, DailyPrice.__table__, _python_columns(validated.price_columns),
+                                ["date", "ticker"])  # first: SQLite's write lock is held from here on
     stocks = _may_change_the_master(connection, _python_columns(validated.stock_columns))
     stocks["updated_on"] = [day] * len(stocks["ticker"])
     upsert_columns(connection, Stock.__table__, stocks, ["ticker"], update_where=_renamed_later)
-    price_rows = upsert_columns(connection, DailyPrice.__table__, _python_columns(validated.price_columns),
-                                ["date", "ticker"])
     fundamental_rows = upsert_columns(connection, Fundamental.__table__,
                                       _python_columns(validated.fundamental_columns), ["date", "ticker"])
     upsert(connection, MarketIndex.__table__, index_rows(validated.snapshot), ["date", "name"])
@@ -124,8 +124,11 @@ def _python_columns(columns: dict[str, Any]) -> dict[str, list[Any]]:
 def _may_change_the_master(connection: Connection, stocks: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """The rows of ``stocks`` (ticker, name, market) that :func:`_renamed_later` may
     write: new tickers and changed names or markets. The others it would leave as they
-    are, so they are not sent (thousands of rows a session, most the same every day)."""
-    stored = {ticker: (name, market) for ticker, name, market in fetch_rows(connection, _STOCK_MASTER, {})}
+    are, so they are not sent (thousands of rows a session, most the same every day).
+    The stored rows are read where no other writer can change them before the commit:
+    after a write on SQLite (its lock is held), locked on PostgreSQL."""
+    locked = " FOR UPDATE" if connection.dialect.name == "postgresql" else ""
+    stored = {ticker: (name, market) for ticker, name, market in fetch_rows(connection, _STOCK_MASTER + locked, {})}
     changed = [index for index, (ticker, name, market) in enumerate(zip(stocks["ticker"], stocks["name"],
                                                                         stocks["market"]))
                if stored.get(ticker) != (name, market)]

@@ -2,11 +2,13 @@
 reach that broker. Made once per run, from the instance's own settings
 (:func:`open_account`); in dry run the live adapter is not even imported.
 
-The paper and the live account differ in three things only, and those live here:
+The paper and the live account differ in four things only, and those live here:
 which broker a transaction gets (:meth:`TradingAccount.broker`), whether the
 transaction takes the database's write lock at once (a live one first talks to KIS),
-and sending: a live account's orders are recorded in the job's transaction and sent
-after it commits (:meth:`TradingAccount.send`); the paper broker places them in it.
+sending: a live account's orders are recorded in the job's transaction and sent
+after it commits (:meth:`TradingAccount.send`; the paper broker places them in it),
+and closing: a live account's KIS connections end with its run
+(``with open_account(ctx) as trading:``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.throttle import FAR_SLOT, SharedThrottle, Throttle, ThrottleRegistry, interval_of
+from services.common.throttle import FAR_SLOTS, SharedThrottle, Throttle, ThrottleRegistry, interval_of
 from tests.conftest import subprocess_env
 
 
@@ -127,9 +127,9 @@ def test_asking_the_registry_with_another_interval_changes_it() -> None:
 
 
 def shared(path: Path, clock: FakeClock, interval: float = 0.5) -> SharedThrottle:
-    """A process's view of the pace kept in ``path``, on ``clock`` (as wall clock)."""
+    """A process's view of the pace kept in ``path``, on ``clock`` (the machine's monotonic clock)."""
     return SharedThrottle(path, interval, fallback=Throttle(interval, monotonic=clock.monotonic, sleep=clock.sleep),
-                          wall=clock.monotonic, sleep=clock.sleep)
+                          clock=clock.monotonic, sleep=clock.sleep)
 
 
 def test_throttles_on_one_file_share_its_slots_as_two_processes_would(tmp_path: Path) -> None:
@@ -147,12 +147,18 @@ def test_a_slot_already_past_is_not_waited_for(tmp_path: Path) -> None:
     assert second.wait() == 0.0 and clock.sleeps == []
 
 
-@pytest.mark.parametrize("stored", [b"", b"not a time", b"nan", b"inf", str(1_000.0 + FAR_SLOT + 1).encode()])
+@pytest.mark.parametrize("stored", [b"", b"not a time", b"nan", b"inf", str(1_000.0 + FAR_SLOTS + 1).encode()])
 def test_an_unreadable_or_implausibly_far_slot_is_not_waited_for(tmp_path: Path, stored: bytes) -> None:
-    (tmp_path / "pace").write_bytes(stored)  # a far slot: the wall clock was set back
+    (tmp_path / "pace").write_bytes(stored)  # a far slot: a file from before a reboot
     clock = FrozenClock(1_000.0)
     throttle = shared(tmp_path / "pace", clock)
     assert [throttle.wait(), throttle.wait()] == [0.0, 0.5]
+
+
+def test_a_long_queue_at_a_low_rate_is_still_paced(tmp_path: Path) -> None:
+    clock = FrozenClock(1_000.0)
+    throttle = shared(tmp_path / "pace", clock, interval=10.0)  # 0.1 requests a second
+    assert [throttle.wait() for _ in range(13)] == [10.0 * n for n in range(13)]
 
 
 def test_where_the_file_cannot_be_used_the_process_paces_alone_and_says_so(
@@ -170,7 +176,7 @@ TAKE_SLOTS = """
 import sys
 from pathlib import Path
 from services.common.throttle import SharedThrottle, Throttle
-throttle = SharedThrottle(Path(sys.argv[1]), 0.25, fallback=Throttle(0.25), wall=lambda: 1000.0,
+throttle = SharedThrottle(Path(sys.argv[1]), 0.25, fallback=Throttle(0.25), clock=lambda: 1000.0,
                           sleep=lambda seconds: None)
 print(" ".join(repr(throttle.wait()) for _ in range(int(sys.argv[2]))))
 """
@@ -182,5 +188,5 @@ def test_processes_on_one_file_each_get_their_own_slots(tmp_path: Path) -> None:
                                 stdout=subprocess.PIPE, text=True, env=subprocess_env(),
                                 cwd=Path(__file__).resolve().parents[2]) for _ in range(processes)]
     waits = [float(wait) for process in started for wait in process.communicate(timeout=60)[0].split()]
-    # the wall clock stands still: the n-th slot handed out is n intervals away, each given once
+    # the clock stands still: the n-th slot handed out is n intervals away, each given once
     assert sorted(waits) == [n * 0.25 for n in range(processes * calls)]

@@ -284,6 +284,29 @@ def test_a_rename_is_kept_only_from_the_newest_date(session_factory, provider, c
     assert all(name.endswith(" new") for name in names)
 
 
+def test_the_stock_master_takes_a_later_rename_and_keeps_the_date_it_last_changed(session_factory, provider, clock):
+    class Naming:
+        name = "naming"
+
+        def __init__(self, label: str) -> None:
+            self.label = label
+
+        def fetch_session(self, trading_date: date) -> MarketSnapshot:
+            snapshot = provider.fetch_session(trading_date)
+            return replace(snapshot, stocks=snapshot.stocks.assign(name=snapshot.stocks["name"] + self.label))
+
+    def master() -> set[tuple[str, date]]:
+        with session_factory() as session:
+            return {(row.name[-4:], row.updated_on) for row in session.execute(select(Stock.name, Stock.updated_on))}
+
+    collect_session(date(2026, 11, 18), session_factory=session_factory, provider=Naming(" old"), now=clock.now)
+    assert master() == {(" old", date(2026, 11, 18))}
+    collect_session(date(2026, 11, 19), session_factory=session_factory, provider=Naming(" new"), now=clock.now)
+    assert master() == {(" new", date(2026, 11, 19))}
+    collect_session(date(2026, 11, 20), session_factory=session_factory, provider=Naming(" new"), now=clock.now)
+    assert master() == {(" new", date(2026, 11, 19))}  # the same names: the rows are left as they were
+
+
 def test_data_of_another_provider_or_simulated_market_is_never_mixed_in(session_factory, krx_calendar, clock):
     from services.data_collector.collector import ProviderMismatch
 

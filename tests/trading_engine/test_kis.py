@@ -589,7 +589,7 @@ def test_requests_are_spaced_by_the_rate_limit(
 def test_clients_of_one_host_and_app_key_share_one_pace_through_the_cache_dir(
         kis: FakeKis, clock: FakeTime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("services.trading_engine.kis_api.client.shared_pace",
-                        functools.partial(client_module.shared_pace, wall=clock.epoch, sleep=clock.sleep))
+                        functools.partial(client_module.shared_pace, clock=clock.monotonic, sleep=clock.sleep))
     config = KisConfig.from_settings(_settings(kis))  # 2 requests a second
     first, second = (KisClient(config, cache_dir=tmp_path, clock=clock) for _ in range(2))  # as two processes
     quote = {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "005930"}

@@ -67,7 +67,8 @@ class KisResponse:
 
 
 def throttle_name(config: KisApp) -> str:
-    """The process-wide throttle of a host and app key (KIS limits requests per app key)."""
+    """The name of a host and app key's pace (KIS limits requests per app key): of the
+    process's throttle where the pacing file cannot be used, and hashed, of that file."""
     app = hashlib.sha256(config.app_key.encode("utf-8")).hexdigest()[:12]
     return f"kis {config.host} app {app}"
 
@@ -79,12 +80,12 @@ def pace_file(cache_dir: Path, config: KisApp) -> Path:
     return Path(cache_dir) / f"kis-pace-{name}"
 
 
-def shared_pace(cache_dir: Path, config: KisApp, *, wall: Callable[[], float] = time.time,
+def shared_pace(cache_dir: Path, config: KisApp, *, clock: Callable[[], float] = time.monotonic,
                 sleep: Callable[[float], None] = time.sleep) -> Pace:
     """The pace of a host and app key, shared by every process using ``cache_dir`` (the
     process's own throttle where the file cannot be used)."""
     interval = interval_of(config.requests_per_second)
-    return SharedThrottle(pace_file(cache_dir, config), interval, wall=wall, sleep=sleep,
+    return SharedThrottle(pace_file(cache_dir, config), interval, clock=clock, sleep=sleep,
                           fallback=THROTTLES.get(throttle_name(config), interval))
 
 
