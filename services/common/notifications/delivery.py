@@ -14,8 +14,6 @@ import socket
 from datetime import UTC, tzinfo
 from urllib.parse import unquote
 
-import httpx
-
 from services.common.alerts import TEXT_PREFIX
 from services.common.notifications.channels import Channel, Level, quiet_secret_loggers
 from services.common.notifications.messages import Message
@@ -63,6 +61,8 @@ def _post_webhook(url: str, message: Message, timeout: float, tz: tzinfo, test: 
     else:
         body = alert.body(socket.gethostname(), message.at, tz)
     data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+    import httpx  # here: an instance without a webhook never loads it (12 MB of an idle start)
+
     try:
         response = httpx.post(url, content=data, timeout=timeout,
                               headers={"Content-Type": "application/json; charset=utf-8"})
