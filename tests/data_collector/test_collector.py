@@ -265,46 +265,39 @@ def test_the_job_fails_when_its_own_date_is_entirely_bad(session_factory, krx_ca
     assert count(session_factory, DailyPrice) == 0
 
 
-def test_a_rename_is_kept_only_from_the_newest_date(session_factory, provider, clock):
-    class Renaming:
-        name = "renaming"
+class Renaming:
+    """``provider``'s sessions, every stock's name ending in ``label``."""
 
-        def __init__(self, label: str) -> None:
-            self.label = label
+    name = "renaming"
 
-        def fetch_session(self, trading_date: date) -> MarketSnapshot:
-            snapshot = provider.fetch_session(trading_date)
-            stocks = snapshot.stocks.assign(name=snapshot.stocks["name"] + self.label)
-            return replace(snapshot, stocks=stocks)
+    def __init__(self, provider: Any, label: str) -> None:
+        self.provider, self.label = provider, label
 
-    collect_session(date(2026, 11, 19), session_factory=session_factory, provider=Renaming(" new"), now=clock.now)
-    collect_session(date(2026, 11, 18), session_factory=session_factory, provider=Renaming(" old"), now=clock.now)
+    def fetch_session(self, trading_date: date) -> MarketSnapshot:
+        snapshot = self.provider.fetch_session(trading_date)
+        return replace(snapshot, stocks=snapshot.stocks.assign(name=snapshot.stocks["name"] + self.label))
+
+
+def stock_master(session_factory) -> set[tuple[str, date]]:
+    """The stock master's (name's last four characters, updated_on) pairs."""
     with session_factory() as session:
-        names = set(session.scalars(select(Stock.name)))
-    assert all(name.endswith(" new") for name in names)
+        return {(row.name[-4:], row.updated_on) for row in session.execute(select(Stock.name, Stock.updated_on))}
+
+
+def test_a_rename_is_kept_only_from_the_newest_date(session_factory, provider, clock):
+    for day, label in ((date(2026, 11, 19), " new"), (date(2026, 11, 18), " old")):
+        collect_session(day, session_factory=session_factory, provider=Renaming(provider, label), now=clock.now)
+    assert stock_master(session_factory) == {(" new", date(2026, 11, 19))}
 
 
 def test_the_stock_master_takes_a_later_rename_and_keeps_the_date_it_last_changed(session_factory, provider, clock):
-    class Naming:
-        name = "naming"
+    def collect(day: date, label: str) -> set[tuple[str, date]]:
+        collect_session(day, session_factory=session_factory, provider=Renaming(provider, label), now=clock.now)
+        return stock_master(session_factory)
 
-        def __init__(self, label: str) -> None:
-            self.label = label
-
-        def fetch_session(self, trading_date: date) -> MarketSnapshot:
-            snapshot = provider.fetch_session(trading_date)
-            return replace(snapshot, stocks=snapshot.stocks.assign(name=snapshot.stocks["name"] + self.label))
-
-    def master() -> set[tuple[str, date]]:
-        with session_factory() as session:
-            return {(row.name[-4:], row.updated_on) for row in session.execute(select(Stock.name, Stock.updated_on))}
-
-    collect_session(date(2026, 11, 18), session_factory=session_factory, provider=Naming(" old"), now=clock.now)
-    assert master() == {(" old", date(2026, 11, 18))}
-    collect_session(date(2026, 11, 19), session_factory=session_factory, provider=Naming(" new"), now=clock.now)
-    assert master() == {(" new", date(2026, 11, 19))}
-    collect_session(date(2026, 11, 20), session_factory=session_factory, provider=Naming(" new"), now=clock.now)
-    assert master() == {(" new", date(2026, 11, 19))}  # the same names: the rows are left as they were
+    assert collect(date(2026, 11, 18), " old") == {(" old", date(2026, 11, 18))}
+    assert collect(date(2026, 11, 19), " new") == {(" new", date(2026, 11, 19))}
+    assert collect(date(2026, 11, 20), " new") == {(" new", date(2026, 11, 19))}  # the same names: left as they were
 
 
 def test_data_of_another_provider_or_simulated_market_is_never_mixed_in(session_factory, krx_calendar, clock):
