@@ -83,7 +83,7 @@ class SharedThrottle:
     the machine shares and no wall-clock step moves. A slot more than
     :data:`FAR_SLOTS` intervals ahead (the file outlived a reboot) is not waited for.
     Where the file cannot be used (a read-only directory), the ``fallback`` paces this
-    process alone, with a warning."""
+    process alone, with a warning (once per file and process)."""
 
     def __init__(self, path: Path, interval: float, *, fallback: Pace, clock: Monotonic = time.monotonic,
                  sleep: Sleep = time.sleep) -> None:
@@ -92,7 +92,6 @@ class SharedThrottle:
         self._fallback = fallback
         self._clock = clock
         self._sleep = sleep
-        self._warned = False
 
     def wait(self) -> float:
         """Take the next free slot of every process pacing on the file, sleeping until it
@@ -101,9 +100,9 @@ class SharedThrottle:
             with _path_lock(self.path):  # flock may not exclude threads (NFS emulates it per process)
                 start, now = self._take_slot()
         except OSError as exc:
-            if not self._warned:
+            if self.path not in _WARNED:  # once per process: a client is made per run
                 logger.warning("cannot pace through %s (%s); pacing this process alone", self.path, exc.strerror)
-                self._warned = True
+                _WARNED.add(self.path)
             return self._fallback.wait()
         delay = start - now
         if delay > 0:
@@ -140,6 +139,7 @@ def _next_slot(stored: bytes, now: float, interval: float) -> float:
 
 
 _PATH_LOCKS: dict[Path, threading.Lock] = {}
+_WARNED: set[Path] = set()  # the pacing files this process could not use, said once
 _PATH_LOCKS_LOCK = threading.Lock()
 
 

@@ -165,9 +165,9 @@ def test_where_the_file_cannot_be_used_the_process_paces_alone_and_says_so(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "pace").mkdir()  # a directory where the file should be
     clock = FrozenClock(1_000.0)
-    throttle = shared(tmp_path / "pace", clock)
+    throttle, next_run = shared(tmp_path / "pace", clock), shared(tmp_path / "pace", clock)
     with caplog.at_level(logging.WARNING, logger="services.common.throttle"):
-        assert [throttle.wait(), throttle.wait()] == [0.0, 0.5]
+        assert [throttle.wait(), throttle.wait(), next_run.wait()] == [0.0, 0.5, 0.0]  # each its own fallback
     assert [record.getMessage() for record in caplog.records] == [
         f"cannot pace through {tmp_path / 'pace'} (Is a directory); pacing this process alone"]
 
