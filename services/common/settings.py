@@ -246,7 +246,7 @@ class Settings:
         "SQLite waits up to 30 s for a lock instead")
     cache_dir: str = _setting("ORCHESTRATOR_CACHE_DIR", parse_text, "",
                               "where the calendar cache, the KIS token and KIS's request pacing live "
-                              "(default ~/.cache/krx-orchestrator): instances sharing it share KIS's "
+                              "(default ~/.cache/krx-orchestrator): instances on one machine sharing it share KIS's "
                               "per-second limit")
     log_level: str = _setting("LOG_LEVEL", parse_log_level, "INFO", "logging level")
     alert_webhook_url: str = _setting("ORCHESTRATOR_ALERT_WEBHOOK_URL", parse_webhook_url, "",
