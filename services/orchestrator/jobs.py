@@ -124,6 +124,9 @@ class JobSpec:
     #: it cannot tell); a fire whose fingerprint is the one the job's last successful run
     #: recorded is recorded ``skipped`` (unchanged since) and not run
     state: str | None = None
+    #: reads and writes market data only, never an account's: a replay may run its fires
+    #: ahead of the account's, in a process of its own (``replay_ahead``)
+    market_only: bool = False
 
     @property
     def sessions_only(self) -> bool:
@@ -204,6 +207,7 @@ JOBS: tuple[JobSpec, ...] = (
         catch_up_on_start=True,
         preflight="services.data_collector.collector:preflight",
         output=Output("market data", "services.data_collector.collector:history_complete"),
+        market_only=True,
     ),
     JobSpec(
         "indicator_calculation",
@@ -213,6 +217,7 @@ JOBS: tuple[JobSpec, ...] = (
         catch_up_on_start=True,
         needs=(Need("data_collection"),),
         output=Output("indicators", "services.indicator_calculator.calculator:indicators_stored"),
+        market_only=True,
     ),
     JobSpec(
         "watchlist_update",
@@ -222,6 +227,7 @@ JOBS: tuple[JobSpec, ...] = (
         catch_up_on_start=True,
         needs=(Need("indicator_calculation"),),
         output=Output("watchlist", "services.watchlist_manager.manager:watchlist_stored"),
+        market_only=True,
     ),
     JobSpec(
         "risk_checks",

@@ -15,6 +15,10 @@ its run skips the job and says why, as the services did when they ran each other
 ("input missing: no watchlist for 2026-11-19 (watchlist_update run 12 skipped: input
 missing: no indicators for ...)"); an upstream run the database failed fails the job
 with that error (it says nothing of the input: a replay stops there and runs both again).
+
+A runner's ``produce_upstream`` replaces how the missing work is made: a replay whose
+market-data fires run ahead in a process of their own takes it from there
+(:mod:`replay_ahead`).
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ def _meet(runner: JobRunner, need: Need, ctx: JobContext) -> Unmet | None:
     if upstream.work_done(upstream_ctx):
         return None
     ctx.log.info("no %s for %s: running %s first", output.name, day, upstream.name)
-    produced = _produce(runner, upstream, day, SIMULATE if ctx.origin == SIMULATE else CATCH_UP)
+    produce = runner.produce_upstream or produce_here
+    produced = produce(runner, upstream, day, SIMULATE if ctx.origin == SIMULATE else CATCH_UP)
     if isinstance(produced, str):
         return missing(f"{upstream.name}: {produced}")
     if produced.outcome is Outcome.SUCCESS or upstream.work_done(upstream_ctx):
@@ -77,8 +82,9 @@ def _meet(runner: JobRunner, need: Need, ctx: JobContext) -> Unmet | None:
     return missing(f"{run} {produced.outcome.value}" + (f": {detail}" if detail else ""))
 
 
-def _produce(runner: JobRunner, upstream: JobSpec, day: date, origin: str) -> RunRecord | str:
-    """Claim and run ``upstream``'s work for ``day``: its record, or why it cannot run."""
+def produce_here(runner: JobRunner, upstream: JobSpec, day: date, origin: str) -> RunRecord | str:
+    """Claim and run ``upstream``'s work for ``day`` in this process: its record, or why
+    it cannot run."""
     now = runner.clock.now()
     fire = upstream_fire(runner, upstream.name, day)
     at = fire if fire <= now else now

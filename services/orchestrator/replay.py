@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from services.common.job_api import Outcome
 from services.common.market_calendar import KRX_TZ
 from services.common.market_rules import RULES_FILE, market_rules
 from services.common.settings import Settings
+from services.orchestrator import replay_ahead
 from services.orchestrator.jobs import JobSpec
 from services.orchestrator.ledger import DATABASE_ERROR, SIMULATE, RunRecord
 from services.orchestrator.replay_lock import replay_lock
@@ -89,12 +90,14 @@ def replay_fires(jobs: Sequence[JobSpec], triggers: Mapping[str, CalendarTrigger
 
 
 def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
-           on_fire: Callable[[Fire, RunRecord | None], None] | None = None) -> list[RunRecord | None]:
+           on_fire: Callable[[Fire, RunRecord | None], None] | None = None,
+           ahead: replay_ahead.AheadProcess | None = None) -> list[RunRecord | None]:
     """Run ``fires`` in order on ``clock``, holding the database's replay lock. A fire an
     earlier replay of this database already ran is left as it is (``None``); one a killed
     replay left running, or whose last attempt failed on the database or was interrupted,
     runs again. Stops after a fire that failed on the database. The rows of fires skipped
-    as unchanged are written in batches (``JobRunner.batching_unchanged``)."""
+    as unchanged are written in batches (``JobRunner.batching_unchanged``). With
+    ``ahead``, the market-data fires run ahead in that process (:mod:`replay_ahead`)."""
     released = runner.ledger.release_interrupted(SIMULATE)
     if released:
         logger.warning("%d fires left running by an interrupted replay will run again", released)
@@ -102,17 +105,22 @@ def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
     if retry:
         logger.warning("%d fires that failed on the database or were interrupted will run again", len(retry))
     recorded = runner.ledger.recorded_fires()
+    plan = [(fire, retry.get((fire.job, fire.at))) for fire in fires]
+    items = [replay_ahead.item_of(runner.job(fire.job), fire.at, attempt) for fire, attempt in plan
+             if attempt is not None or (fire.job, fire.at) not in recorded] if ahead is not None else []
     records: list[RunRecord | None] = []
-    with runner.batching_unchanged():
-        for fire in fires:
+    engine = runner.session_factory.kw["bind"]
+    with (ahead.running(engine, [item for item in items if item is not None]) if ahead is not None
+          else nullcontext()) as market, \
+            runner.batching_unchanged():
+        if market is not None:
+            runner.produce_upstream = market.produce
+        for fire, attempt in plan:
             clock.set(fire.at)
-            attempt = retry.get((fire.job, fire.at))
-            if attempt is not None:
-                record = runner.retry_fire(fire.job, fire.at, attempt + 1, origin=SIMULATE)
-            elif (fire.job, fire.at) in recorded:
+            if attempt is None and (fire.job, fire.at) in recorded:
                 record = None  # as its claim would find: an earlier replay ran it
             else:
-                record = runner.run_fire(fire.job, fire.at, origin=SIMULATE)
+                record = _run(runner, fire, attempt, market)
             records.append(record)
             if on_fire is not None:
                 on_fire(fire, record)
@@ -121,7 +129,26 @@ def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
                 logger.warning("replay stopped at %s %s: %s; replaying the range again runs it again and goes on",
                                fire.job, fire.at.isoformat(), record.error)
                 break
+    runner.produce_upstream = None
     return records
+
+
+def _run(runner: JobRunner, fire: Fire, attempt: int | None,
+         market: replay_ahead.MarketAhead | None) -> RunRecord | None:
+    """Run ``fire`` (again, after ``attempt``), or take it from the process ahead."""
+    item = None if market is None else replay_ahead.item_of(runner.job(fire.job), fire.at, attempt)
+    if market is not None and item is not None and item.kind != "needs":
+        runner.write_unchanged()  # the rows of the fires before it come first, as a claim writes them
+        return market.take(item)
+    if market is not None and item is not None:
+        market.expect_needs(item)
+    if attempt is not None:
+        record = runner.retry_fire(fire.job, fire.at, attempt + 1, origin=SIMULATE)
+    else:
+        record = runner.run_fire(fire.job, fire.at, origin=SIMULATE)
+    if market is not None and item is not None:
+        market.settle_needs()
+    return record
 
 
 @dataclass
@@ -138,12 +165,14 @@ class Simulation:
 def simulate(settings: Settings, start: date, end: date, *,
              on_fires: Callable[[list[Fire]], None] | None = None,
              on_fire: Callable[[Fire, RunRecord | None], None] | None = None,
-             check_settings: bool = False, fresh: bool = False) -> Simulation:
+             check_settings: bool = False, fresh: bool = False, ahead: bool | None = None) -> Simulation:
     """Replay every enabled job's fires from ``start`` to ``end`` (KRX dates, whatever
     the configured timezone) in paper mode, into ``settings.database_url``. With
     ``check_settings`` the settings are recorded in the database, and a database whose
     replay was made with other settings is refused (``replay_settings.SettingsChanged``)
-    unless ``fresh``, which empties it first. The caller closes ``runtime``."""
+    unless ``fresh``, which empties it first. The market-data fires run ahead in a
+    process of their own where :func:`replay_ahead.usable` says so (``ahead`` True or
+    False decides it where it can). The caller closes ``runtime``."""
     settings = replace(settings, dry_run=True, paper_quotes="off")  # KIS quotes are now's, never a past day's
     check_market_rules(settings, start)
     first, last = replay_window(start, end)
@@ -151,31 +180,44 @@ def simulate(settings: Settings, start: date, end: date, *,
     runtime = Runtime.create(settings, clock=clock)
     for day in (start, end):
         runtime.calendar.session(day)  # a date outside the calendar data raises CalendarError
+    sessions = len(runtime.calendar.sessions(start, end))
     try:
-        engine = runtime.session_factory().kw["bind"]  # migrated (under the migration lock) first
-        with replay_lock(engine, f"simulate {start}..{end} pid {os.getpid()} on {socket.gethostname()}"):
-            if fresh:
-                empty_database(engine)
-            if check_settings:
-                check_and_record(engine, settings, clock.now())
-            jobs = [job for job in runtime.enabled_jobs if job.service_available()]
-            for job in jobs:
-                job.run_preflight(settings, clock, runtime.calendar)  # as ``start`` does: e.g. pykrx credentials
-            fires = replay_fires(jobs, runtime.triggers, first, last)
-            if on_fires is not None:
-                on_fires(fires)
-            market = _shared_market(settings, clock, runtime)
-            with _setup_frozen(), sole_writer(engine):
-                records = replay(runtime.runner(origin=SIMULATE), clock, fires, on_fire)
-            del market
+        with (replay_ahead.started(settings, first) if replay_ahead.usable(settings, sessions, wanted=ahead)
+              else nullcontext()) as market_ahead:
+            records, fires = _simulate(runtime, settings, clock, (start, end, first, last), on_fires, on_fire,
+                                       check_settings=check_settings, fresh=fresh, ahead=market_ahead)
     except BaseException:
         runtime.close()
         raise
     return Simulation(runtime, fires, records)
 
 
+def _simulate(runtime: Runtime, settings: Settings, clock: FixedClock, window: tuple[date, date, datetime, datetime],
+              on_fires: Callable[[list[Fire]], None] | None,
+              on_fire: Callable[[Fire, RunRecord | None], None] | None, *, check_settings: bool, fresh: bool,
+              ahead: replay_ahead.AheadProcess | None) -> tuple[list[RunRecord | None], list[Fire]]:
+    start, end, first, last = window
+    engine = runtime.session_factory().kw["bind"]  # migrated (under the migration lock) first
+    with replay_lock(engine, f"simulate {start}..{end} pid {os.getpid()} on {socket.gethostname()}"):
+        if fresh:
+            empty_database(engine)
+        if check_settings:
+            check_and_record(engine, settings, clock.now())
+        jobs = [job for job in runtime.enabled_jobs if job.service_available()]
+        for job in jobs:
+            job.run_preflight(settings, clock, runtime.calendar)  # as ``start`` does: e.g. pykrx credentials
+        fires = replay_fires(jobs, runtime.triggers, first, last)
+        if on_fires is not None:
+            on_fires(fires)
+        market = shared_market(settings, clock, runtime)
+        with setup_frozen(), sole_writer(engine):
+            records = replay(runtime.runner(origin=SIMULATE), clock, fires, on_fire, ahead)
+        del market
+    return records, fires
+
+
 @contextmanager
-def _setup_frozen() -> Iterator[None]:
+def setup_frozen() -> Iterator[None]:
     """What the replay set up (calendar, market, modules) lives through it: the garbage
     collector leaves it out of its full passes, which otherwise walk it over and over."""
     gc.collect()
@@ -186,7 +228,7 @@ def _setup_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _shared_market(settings: Settings, clock: FixedClock, runtime: Runtime) -> Any:
+def shared_market(settings: Settings, clock: FixedClock, runtime: Runtime) -> Any:
     """The simulated market, held for the whole replay: every job's provider shares it
     (its walk is built once) instead of building it again per fire."""
     if settings.data_provider != "simulated":

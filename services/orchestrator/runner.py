@@ -86,6 +86,8 @@ class JobRunner:
         #: (trading notices)
         self.starting_listeners: list[Callable[[JobContext], None]] = []
         self.finished_listeners: list[Callable[[JobContext, RunRecord], None]] = []
+        #: how a missing need's upstream work is made (None: run here, ``needs.produce_here``)
+        self.produce_upstream: Callable[[JobRunner, JobSpec, date, str], RunRecord | str] | None = None
 
     def job(self, name: str) -> JobSpec:
         return get_job(name, self.jobs)

@@ -75,11 +75,11 @@ def plan(settings: Settings, start: date, end: date, *, database_url: str | None
 
 def run(plan: ReplayPlan, *, on_fires: Callable[[list[Fire]], None] | None = None,
                on_fire: Callable[[Fire, RunRecord | None], None] | None = None, fresh: bool = False,
-               ) -> ReplayResult:
+               ahead: bool | None = None) -> ReplayResult:
     """Replay every fire of the enabled jobs in time order (``on_fires(fires)`` first,
     ``on_fire(fire, record)`` after each), then summarize it and write the report. The
     settings are recorded in the database: a database replayed with other settings is
-    refused unless ``fresh``, which empties it first."""
+    refused unless ``fresh``, which empties it first. ``ahead``: see ``replay.simulate``."""
     from services.orchestrator.replay import simulate
     from services.orchestrator.replay_lock import ReplayBusy
     from services.orchestrator.replay_report import summarize, write_report
@@ -88,7 +88,7 @@ def run(plan: ReplayPlan, *, on_fires: Callable[[list[Fire]], None] | None = Non
     settings, start, end = plan.settings, plan.start, plan.end
     try:
         simulation = simulate(settings, start, end, on_fires=on_fires, on_fire=on_fire, check_settings=True,
-                              fresh=fresh)
+                              fresh=fresh, ahead=ahead)
     except SettingsChanged as exc:
         raise ConfigurationError(str(exc)) from None
     except ReplayBusy as exc:

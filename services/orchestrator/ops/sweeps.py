@@ -85,9 +85,12 @@ def _safe(value: str) -> str:
 
 def run_sweep(settings: Settings, sweep: Sweep, start: date, end: date, *, fresh: bool = False,
               workers: int | None = None) -> list[SweepRow]:
-    """Each value's replay, in parallel processes (at most the CPUs), in value order."""
+    """Each value's replay, in parallel processes (at most the CPUs), in value order.
+    With more than one, none runs its market data ahead in another process
+    (``replay_ahead``): the replays already keep the CPUs busy."""
     databases = sweep_databases(settings, sweep)
-    jobs = [(replace(settings, **{sweep.field: parsed}), start, end, database, fresh)
+    ahead = None if len(databases) == 1 else False
+    jobs = [(replace(settings, **{sweep.field: parsed}), start, end, database, fresh, ahead)
             for parsed, database in zip(sweep.parsed, databases)]
     count = max(1, min(len(jobs), workers or os.cpu_count() or 1))
     with ProcessPoolExecutor(max_workers=count) as pool:
@@ -96,16 +99,16 @@ def run_sweep(settings: Settings, sweep: Sweep, start: date, end: date, *, fresh
             for value, database, (figures, failed) in zip(sweep.values, databases, results)]
 
 
-def _replay_one(job: tuple[Settings, date, date, str, bool]) -> tuple[dict[str, str], int]:
+def _replay_one(job: tuple[Settings, date, date, str, bool, bool | None]) -> tuple[dict[str, str], int]:
     """One replay of the sweep (in a worker process): its summary rows and failures."""
     import logging
 
     from services.orchestrator.ops import replays
 
     logging.getLogger("services").setLevel(logging.WARNING)
-    settings, start, end, database, fresh = job
+    settings, start, end, database, fresh, ahead = job
     plan = replays.plan(settings, start, end, database_url=database)
-    result = replays.run(plan, fresh=fresh)
+    result = replays.run(plan, fresh=fresh, ahead=ahead)
     return figures(result.summary), result.failed
 
 

@@ -1,0 +1,547 @@
+"""A replay's market-data fires, run ahead in a process of their own.
+
+The market-data jobs (``JobSpec.market_only``: collection, indicators, watchlist) read
+and write market data only, never an account's, so a replay need not wait for them
+fire by fire: a second process runs them, in fire order and through the same runner,
+into a copy of the replay's database made as the replay starts (``<database>.ahead.db``),
+while the replay runs the account's fires. Triggers in the copy log every row the
+market-data runs write, with its values as stored. When the replay reaches a
+market-data fire it waits for that fire to be done ahead, then writes the fire's rows
+(and the ledger rows of its runs) into its database in one transaction, at the very
+point of the fire: what the account's fires see is what they saw when the replay ran
+every fire itself, row for row. The upstream work a signal fire needs
+(``needs.meet_needs``: market data only) is run ahead the same way and written when
+the fire asks for it.
+
+A replay uses it on SQLite (the copy is a file beside the database), with two CPUs or
+more, over :data:`MIN_SESSIONS` sessions or more, when it sends no notification. Should
+the process ahead stop, the replay stops at the next fire it needs from it, and
+replaying the range again resumes both.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection as DbConnection
+from sqlalchemy import Engine, make_url
+
+from services.common.database import sqlite_file
+from services.common.job_api import Outcome
+from services.common.settings import Settings
+from services.orchestrator import needs
+from services.orchestrator.jobs import REGISTRY, JobSpec
+from services.orchestrator.ledger import DATABASE_ERROR, SIMULATE, RunRecord
+
+if TYPE_CHECKING:
+    from services.orchestrator.runner import JobRunner
+
+logger = logging.getLogger(__name__)
+
+#: the shortest replay (in sessions) worth a second process: it starts in about a second
+MIN_SESSIONS = 20
+_CLOSING_SECONDS = 5.0  # how long a closing process ahead may take before it is killed
+#: the tables whose rows are never copied back: the migration's own
+_NOT_LOGGED = ("alembic_version",)
+_RUNS = "job_runs"
+_CHANGES = "_changes_"  # the log table of a table: its name with this before it
+
+
+@dataclass(frozen=True)
+class Item:
+    """What the process ahead does at ``at``: run ``job``'s fire (``run``), run it again
+    as ``attempt`` (``retry``), or make present what the fire of ``job`` (not a
+    market-data job) needs (``needs``)."""
+
+    kind: str
+    job: str
+    at: datetime
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Done:
+    """An item done ahead: its record (``run``, ``retry``), or the upstream runs made
+    for it by (job, trading date) (``needs``), and how far each log table then reached."""
+
+    item: Item
+    record: RunRecord | None = None
+    produced: dict[tuple[str, date], RunRecord | str] = field(default_factory=dict)
+    upto: dict[str, int] = field(default_factory=dict)
+
+
+class AheadStopped(RuntimeError):
+    """The process running the market-data fires ahead stopped before the replay."""
+
+
+def runs_ahead(job: JobSpec) -> bool:
+    return job.market_only
+
+
+def usable(settings: Settings, sessions: int, *, wanted: bool | None = None) -> bool:
+    """Whether a replay of ``sessions`` sessions into ``settings.database_url`` runs its
+    market-data fires ahead (see the module's docstring); ``wanted`` True or False
+    decides it where it can (a SQLite file, no notification)."""
+    from services.common import notifications
+
+    url = make_url(settings.database_url)
+    possible = (url.get_backend_name() == "sqlite" and sqlite_file(url.database) is not None
+                and notifications.current() is None and _needs_are_market_data())
+    if wanted is not None:
+        return possible and wanted
+    return possible and _cpus() >= 2 and sessions >= MIN_SESSIONS
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _needs_are_market_data() -> bool:
+    """Every need in the registry is market data whose own needs are (what the process
+    ahead may run for a fire of the replay's)."""
+    return all(REGISTRY[need.job].market_only for job in REGISTRY.values() for need in job.needs)
+
+
+def item_of(job: JobSpec, at: datetime, attempt: int | None) -> Item | None:
+    """What the process ahead does for the fire of ``job`` at ``at`` that the replay runs
+    (``attempt``: the last attempt of a fire it runs again): the market-data fire itself,
+    or the needs of another fire that has some; None: nothing."""
+    if runs_ahead(job):
+        return Item("run", job.name, at) if attempt is None else Item("retry", job.name, at, attempt + 1)
+    return Item("needs", job.name, at) if job.needs else None
+
+
+# --- the replay's side ---------------------------------------------------------------------
+
+
+class AheadProcess:
+    """The process ahead, started as the replay starts so that it is ready (its modules
+    imported, its calendar and market built) when the replay has planned its items
+    (:meth:`running`). It is a new interpreter (not a fork of this one, nor one that
+    imports the caller's main module), on one end of a socket pair: what it logs comes
+    through it too. Closing it stops it and removes the database copy."""
+
+    def __init__(self, settings: Settings, database: Path, first: datetime) -> None:
+        self.copy = database.with_name(database.name + ".ahead.db")
+        self._database = database
+        self._made = False  # the copy: made (and removed) under the replay's lock only
+        self._abandoned = False
+        ours, theirs = socket.socketpair()
+        root = str(Path(__file__).resolve().parents[2])  # what holds the ``services`` package
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", f"from {__name__} import child_main; child_main({theirs.fileno()})"],
+            pass_fds=(theirs.fileno(),), env=environment, stdin=subprocess.DEVNULL)
+        theirs.close()
+        self._connection = Connection(ours.detach())
+        self._connection.send((replace(settings, database_url=f"sqlite:///{self.copy}"), first, _levels()))
+
+    @contextmanager
+    def running(self, engine: Engine, items: list[Item]) -> Iterator[MarketAhead]:
+        """The process doing ``items`` on a copy of ``engine``'s database as committed now."""
+        _remove(self.copy)
+        self._made = True
+        _copy_database(self._database, self.copy)
+        copier = _Copier(engine, self.copy, _log_writes(self.copy))
+        try:
+            self._connection.send(items)
+            yield MarketAhead(self._connection, copier)
+        except BaseException:
+            self._abandoned = True  # it may be far ahead: stopped at once
+            raise
+        finally:
+            copier.close()
+
+    def close(self) -> None:
+        """Stop the process (it is told there is nothing to do, or, busy, killed) once
+        what it logged is handled here."""
+        if self._abandoned:
+            self._process.kill()
+        with suppress(OSError):
+            self._connection.send(None)
+        deadline = time.monotonic() + _CLOSING_SECONDS
+        with suppress(OSError, EOFError):
+            while self._connection.poll(max(0.0, deadline - time.monotonic())):
+                _relay(self._connection.recv())
+        self._connection.close()
+        try:
+            self._process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._made:
+            _remove(self.copy)
+
+
+def _relay(message: Any) -> Any:
+    """A record the process ahead logged is handled here as this process's own (None);
+    any other message is returned."""
+    if isinstance(message, logging.LogRecord):
+        logging.getLogger(message.name).handle(message)
+        return None
+    return message
+
+
+@contextmanager
+def started(settings: Settings, first: datetime) -> Iterator[AheadProcess]:
+    """The process ahead for a replay into ``settings.database_url`` (a SQLite file)
+    from ``first``, started now, stopped at the end."""
+    ahead = AheadProcess(settings, Path(str(sqlite_file(make_url(settings.database_url).database))), first)
+    try:
+        yield ahead
+    finally:
+        ahead.close()
+
+
+class MarketAhead:
+    """The replay's end of the process ahead at work: waits for each item, and writes
+    what each wrote into the replay's database (:class:`_Copier`)."""
+
+    def __init__(self, connection: Any, copier: _Copier) -> None:
+        self._connection, self._copier = connection, copier
+        self._pending: Done | None = None
+
+    def take(self, item: Item) -> RunRecord | None:
+        """Item ``item`` done ahead: its rows written here, its record (with this
+        database's run id)."""
+        done = self._next(item)
+        self._copier.copy(done.upto)
+        return None if done.record is None else self._copier.here(done.record)
+
+    def expect_needs(self, item: Item) -> None:
+        """The needs of the fire ``item`` are made ahead: the fire's runner asks for
+        them (:meth:`produce`) when it finds them missing."""
+        self._pending = self._next(item)
+
+    def settle_needs(self) -> None:
+        """After the fire: what was made ahead for it and not asked for is written too."""
+        if self._pending is not None:
+            self._copier.copy(self._pending.upto)
+            self._pending = None
+
+    def produce(self, runner: JobRunner, upstream: JobSpec, day: date, origin: str) -> RunRecord | str:
+        """``needs.produce_here``'s stand-in: the upstream run made ahead for the fire."""
+        done = self._pending
+        if done is None or (upstream.name, day) not in done.produced:
+            return f"{upstream.name} for {day} was not run ahead"
+        self._copier.copy(done.upto)
+        produced = done.produced[(upstream.name, day)]
+        return produced if isinstance(produced, str) else self._copier.here(produced)
+
+    def _next(self, item: Item) -> Done:
+        message = None
+        with suppress(EOFError, OSError):
+            while (message := _relay(self._connection.recv())) is None:
+                pass
+        if isinstance(message, Done) and message.item == item:
+            return message
+        raise AheadStopped(message if isinstance(message, str) else
+                           f"the market-data process stopped before {item.job} {item.at.isoformat()}")
+
+
+def _levels() -> dict[str, int]:
+    return {name: logging.getLogger(name or None).level for name in ("", "services")}
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", ".migrate.lock"):
+        with suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").unlink()
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """``source`` as committed now (WAL included), into the new file ``target`` (0600)."""
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    with _sqlite(source) as reading, _sqlite(target) as writing:
+        reading.backup(writing)
+
+
+@contextmanager
+def _sqlite(path: Path) -> Iterator[sqlite3.Connection]:
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _log_writes(path: Path) -> dict[str, _Table]:
+    """Triggers in the database at ``path`` that log each row written to each table
+    (inserted or updated: its values; deleted: its key) in the table's log table, in
+    order; the tables, by name."""
+    with _sqlite(path) as connection:
+        tables = {name: _table(connection, name) for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT GLOB 'sqlite_*'")
+            if name not in _NOT_LOGGED}
+        for table in tables.values():
+            connection.executescript(table.logging_ddl())
+        connection.commit()
+    return tables
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (name, declared type)
+    key: tuple[str, ...]
+
+    @property
+    def log(self) -> str:
+        return f'"{_CHANGES}{self.name}"'
+
+    @property
+    def names(self) -> str:
+        return ", ".join(f'"{name}"' for name, _ in self.columns)
+
+    def logging_ddl(self) -> str:
+        declared = ", ".join(f'"{name}" {kind}' for name, kind in self.columns)
+        new = ", ".join(f'NEW."{name}"' for name, _ in self.columns)
+        keys = ", ".join(f'"{name}"' for name in self.key)
+        old = ", ".join(f'OLD."{name}"' for name in self.key)
+        table = f'"{self.name}"'
+        return (f"CREATE TABLE {self.log} (_n INTEGER PRIMARY KEY AUTOINCREMENT, _op TEXT NOT NULL, {declared});\n"
+                f'CREATE TRIGGER "_log_insert_{self.name}" AFTER INSERT ON {table} BEGIN '
+                f"INSERT INTO {self.log} (_op, {self.names}) VALUES ('u', {new}); END;\n"
+                f'CREATE TRIGGER "_log_update_{self.name}" AFTER UPDATE ON {table} BEGIN '
+                f"INSERT INTO {self.log} (_op, {self.names}) VALUES ('u', {new}); END;\n"
+                f'CREATE TRIGGER "_log_delete_{self.name}" AFTER DELETE ON {table} BEGIN '
+                f"INSERT INTO {self.log} (_op, {keys}) VALUES ('d', {old}); END;\n")
+
+
+def _table(connection: sqlite3.Connection, name: str) -> _Table:
+    info = connection.execute(f'PRAGMA table_info("{name}")').fetchall()  # cid, name, type, notnull, default, pk
+    columns = tuple((str(row[1]), str(row[2])) for row in info)
+    key = tuple(str(row[1]) for row in sorted((row for row in info if row[5]), key=lambda row: row[5]))
+    return _Table(name, columns, key or tuple(name for name, _ in columns))
+
+
+class _Copier:
+    """Writes the rows logged ahead into the replay's database, each batch in one
+    transaction (counted by ``database.write_generation``): rows as they were stored
+    there, the ledger's under run ids of this database's own."""
+
+    def __init__(self, engine: Engine, copy: Path, tables: dict[str, _Table]) -> None:
+        self._tables = tables
+        self._connection: DbConnection = engine.connect()
+        self._connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+            "ATTACH DATABASE ? AS ahead", (str(copy),))
+        self._copied: dict[str, int] = {}
+        self._run_ids: dict[int, int] = {}  # the run ids ahead -> here
+
+    def here(self, record: RunRecord) -> RunRecord:
+        return replace(record, run_id=self._run_ids.get(record.run_id, record.run_id))
+
+    def copy(self, upto: dict[str, int]) -> None:
+        due = {name: (self._copied.get(name, 0), last) for name, last in upto.items()
+               if last > self._copied.get(name, 0)}
+        if not due:
+            return
+        with self._connection.begin():
+            for name, (after, last) in due.items():
+                if name == _RUNS:
+                    self._copy_runs(self._tables[name], after, last)
+                else:
+                    self._copy_rows(self._tables[name], after, last)
+        self._copied.update({name: last for name, (_, last) in due.items()})
+
+    def _copy_rows(self, table: _Table, after: int, last: int) -> None:
+        deleted = [int(row[0]) for row in self._connection.exec_driver_sql(
+            f"SELECT _n FROM ahead.{table.log} WHERE _n > ? AND _n <= ? AND _op = 'd' ORDER BY _n", (after, last))]
+        start = after
+        for first, end in _runs(deleted):
+            self._upsert(table, start, first - 1)
+            keys = ", ".join(f'"{name}"' for name in table.key)
+            self._connection.exec_driver_sql(
+                f'DELETE FROM main."{table.name}" WHERE ({keys}) IN '
+                f"(SELECT {keys} FROM ahead.{table.log} WHERE _n >= ? AND _n <= ?)", (first, end))
+            start = end
+        self._upsert(table, start, last)
+
+    def _upsert(self, table: _Table, after: int, last: int) -> None:
+        if last <= after:
+            return
+        keys = ", ".join(f'"{name}"' for name in table.key)
+        values = [f'"{name}" = excluded."{name}"' for name, _ in table.columns if name not in table.key]
+        conflict = f"DO UPDATE SET {', '.join(values)}" if values else "DO NOTHING"
+        self._connection.exec_driver_sql(
+            f'INSERT INTO main."{table.name}" ({table.names}) SELECT {table.names} FROM ahead.{table.log} '
+            f"WHERE _n > ? AND _n <= ? AND _op = 'u' ORDER BY _n ON CONFLICT ({keys}) {conflict}", (after, last))
+
+    def _copy_runs(self, table: _Table, after: int, last: int) -> None:
+        """The ledger rows written ahead, as they stand at ``last``: a run's first row
+        here gets a run id of this database's (the replay writes the ledger too)."""
+        names = [name for name, _ in table.columns if name != "id"]
+        quoted = ", ".join(f'"{name}"' for name in names)
+        latest: dict[int, tuple[Any, ...]] = {}
+        for row in self._connection.exec_driver_sql(
+                f"SELECT _op, id, {quoted} FROM ahead.{table.log} WHERE _n > ? AND _n <= ? ORDER BY _n", (after, last)):
+            if row[0] != "u":
+                raise AheadStopped(f"a ledger row was deleted ahead (run {row[1]}); the ledger is never deleted from")
+            latest[int(row[1])] = tuple(row[2:])
+        for run_id, values in latest.items():
+            if run_id in self._run_ids:
+                assignments = ", ".join(f'"{name}" = ?' for name in names)
+                self._connection.exec_driver_sql(f'UPDATE main."{_RUNS}" SET {assignments} WHERE id = ?',
+                                                 (*values, self._run_ids[run_id]))
+            else:
+                inserted = self._connection.exec_driver_sql(
+                    f'INSERT INTO main."{_RUNS}" ({quoted}) VALUES ({", ".join("?" for _ in names)})', values)
+                self._run_ids[run_id] = int(inserted.lastrowid)
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self._connection.rollback()
+            self._connection.connection.driver_connection.execute("DETACH DATABASE ahead")  # type: ignore[union-attr]
+        self._connection.close()
+
+
+def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
+    """Consecutive ``numbers`` as (first, last) pairs."""
+    start = previous = None
+    for number in numbers:
+        if previous is not None and number == previous + 1:
+            previous = number
+            continue
+        if start is not None and previous is not None:
+            yield start, previous
+        start = previous = number
+    if start is not None and previous is not None:
+        yield start, previous
+
+
+# --- the process ahead -------------------------------------------------------------------
+
+
+def child_main(descriptor: int) -> None:
+    """The process ahead (:class:`AheadProcess` starts it): gets ready, waits for its
+    items, does them in order, each reported when done (:class:`Done`); stops after a
+    fire that failed on the database, as the replay does. What stops it is reported as
+    one line."""
+    connection = _Sending(Connection(descriptor))
+    try:
+        settings, first, levels = connection.recv()
+        _log_to(connection, levels)
+        _ready_then_run(settings, first, connection)
+    except BaseException as exc:  # noqa: BLE001 (told to the replay, which stops)
+        with suppress(OSError):
+            connection.send(f"the market-data process stopped: {type(exc).__name__}: {exc}")
+    finally:
+        connection.close()
+
+
+class _Sending:
+    """The process ahead's end of the socket: one message at a time, whichever thread
+    sends it (a log record may come from the lease heartbeat's)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection, self._lock = connection, threading.Lock()
+
+    def send(self, message: Any) -> None:
+        with self._lock:
+            self._connection.send(message)
+
+    def put_nowait(self, record: logging.LogRecord) -> None:  # as ``QueueHandler`` puts a record
+        self.send(record)
+
+    def recv(self) -> Any:
+        return self._connection.recv()
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def _log_to(connection: _Sending, levels: dict[str, int]) -> None:
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(connection)]  # type: ignore[arg-type]
+    root.setLevel(levels.get("", logging.WARNING))
+    logging.getLogger("services").setLevel(levels.get("services", logging.NOTSET))
+
+
+def _ready_then_run(settings: Settings, first: datetime, connection: _Sending) -> None:
+    from services.common.clock import FixedClock
+    from services.common.database import sole_writer
+    from services.orchestrator.replay import setup_frozen, shared_market
+    from services.orchestrator.runtime import Runtime
+
+    clock = FixedClock(first)
+    runtime = Runtime.create(settings, clock=clock)
+    try:
+        for job in runtime.all_jobs:
+            if runs_ahead(job) and job.service_available():
+                job.load_entry_point()  # imported while the replay plans
+        market = shared_market(settings, clock, runtime)
+        items: list[Item] | None = connection.recv()
+        if not items:
+            return
+        engine: Engine = runtime.session_factory().kw["bind"]
+        runner = runtime.runner(origin=SIMULATE)
+        written = _LogPositions(engine)
+        with setup_frozen(), sole_writer(engine):
+            for item in items:
+                clock.set(item.at)
+                done = _do(runner, item)
+                connection.send(replace(done, upto=written.now()))
+                if done.record is not None and done.record.outcome is Outcome.FAILED and (
+                        done.record.error or "").startswith(DATABASE_ERROR):
+                    break
+        del market
+    finally:
+        runtime.close()
+
+
+def _do(runner: JobRunner, item: Item) -> Done:
+    if item.kind == "run":
+        return Done(item, runner.run_fire(item.job, item.at, origin=SIMULATE))
+    if item.kind == "retry":
+        return Done(item, runner.retry_fire(item.job, item.at, item.attempt, origin=SIMULATE))
+    job = runner.job(item.job)
+    trading_date = runner.triggers[item.job].trading_date(item.at)
+    produced: dict[tuple[str, date], RunRecord | str] = {}
+    if job.sessions_only and not runner.calendar.is_session(trading_date):
+        return Done(item)  # the fire is skipped before its needs (``JobRunner._execute``)
+
+    def recording(runner: JobRunner, upstream: JobSpec, day: date, origin: str) -> RunRecord | str:
+        produced[(upstream.name, day)] = result = needs.produce_here(runner, upstream, day, origin)
+        return result
+
+    runner.produce_upstream = recording
+    try:
+        needs.meet_needs(runner, job, runner.context(item.job, trading_date, item.at, SIMULATE))
+    finally:
+        runner.produce_upstream = None
+    return Done(item, produced=produced)
+
+
+class _LogPositions:
+    """How far each log table of the database has reached (one statement)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        with engine.connect() as connection:
+            logs = [str(row[0]) for row in connection.exec_driver_sql(
+                f"SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB '{_CHANGES}*'")]
+        self._statement = " UNION ALL ".join(
+            f"SELECT '{name.removeprefix(_CHANGES)}', coalesce(max(_n), 0) FROM \"{name}\"" for name in logs)
+
+    def now(self) -> dict[str, int]:
+        with self._engine.connect() as connection:
+            return {str(row[0]): int(row[1]) for row in connection.exec_driver_sql(self._statement)}
