@@ -8,7 +8,7 @@ import itertools
 import logging
 import os
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -455,14 +455,23 @@ def fetch_compiled(connection: Any, statement: Any, params: dict[str, Any]) -> l
     with the driver's cursor, without SQLAlchemy's per-execution cache lookup and
     result objects. Values are what the driver gives (SQLite dates are ISO text)."""
     prepared = _prepared(connection.dialect, statement)
-    if not prepared.required.issubset(params):
-        raise ValueError(f"no value for the parameters {sorted(prepared.required.difference(params))}")
-    bound = {**prepared.defaults, **{name: prepared.bind(name, value) for name, value in params.items()}}
-    arguments: Any = tuple(bound[name] for name in prepared.order) if prepared.order is not None else bound
-    result = connection.exec_driver_sql(prepared.sql, arguments)  # SQLAlchemy's errors, disconnects handled
+    result = connection.exec_driver_sql(prepared.sql, prepared.arguments(params))  # SQLAlchemy's errors handled
     try:
         rows: list[tuple[Any, ...]] = result.cursor.fetchall()
         return rows
+    finally:
+        result.close()
+
+
+def execute_compiled(connection: Any, statement: Any, rows: Sequence[dict[str, Any]]) -> int:
+    """A Core write ``statement`` run thousands of times (a replay's ledger rows), as
+    :func:`fetch_compiled` runs a read: for each of ``rows`` (the driver's
+    ``executemany`` for more than one); how many rows it changed."""
+    prepared = _prepared(connection.dialect, statement)
+    arguments = [prepared.arguments(row) for row in rows]
+    result = connection.exec_driver_sql(prepared.sql, arguments if len(arguments) != 1 else arguments[0])
+    try:
+        return int(result.rowcount)
     finally:
         result.close()
 
@@ -478,6 +487,13 @@ class _Prepared:
     def bind(self, name: str, value: Any) -> Any:
         process = self.processors.get(name)
         return value if process is None or value is None else process(value)
+
+    def arguments(self, params: dict[str, Any]) -> Any:
+        """``params`` bound, as the driver takes them (a tuple for a positional one)."""
+        if not self.required.issubset(params):
+            raise ValueError(f"no value for the parameters {sorted(self.required.difference(params))}")
+        bound = {**self.defaults, **{name: self.bind(name, value) for name, value in params.items()}}
+        return tuple(bound[name] for name in self.order) if self.order is not None else bound
 
 
 @functools.lru_cache(maxsize=32)

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.common.clock import Clock
-from services.common.database import UNCOUNTED, dialect_insert, dialect_insert_for
+from services.common.database import UNCOUNTED, dialect_insert, dialect_insert_for, execute_compiled, fetch_compiled
 from services.common.job_api import Account, Origin, Outcome
 from services.orchestrator.models import JobRun
 
@@ -36,7 +36,11 @@ logger = logging.getLogger(__name__)
 
 _RUNS = JobRun.__table__
 # built once: a replay claims and finishes tens of thousands of fires
-_CLAIM = insert(_RUNS).returning(_RUNS.c.id)
+#: the columns of a fire's row as the ledger writes it (``RunLedger._fire_row``)
+_FIRE_COLUMNS = ("user_id", "dry_run", "job_name", "scheduled_for", "trading_date", "origin", "outcome",
+                 "started_at", "finished_at", "host", "pid", "instance_id", "reason", "attempt", "lease_until")
+_FIRE_VALUES: dict[str, Any] = {name: bindparam(name) for name in _FIRE_COLUMNS}
+_CLAIM = insert(_RUNS).values(_FIRE_VALUES).returning(_RUNS.c.id)
 _FINISH = update(_RUNS).where(_RUNS.c.id == bindparam("run_id")).values(
     outcome=bindparam("outcome"), finished_at=bindparam("finished_at"), reason=bindparam("reason"),
     error=bindparam("error"), summary=bindparam("summary"), lease_until=None)
@@ -52,7 +56,7 @@ _FIRE_KEY = next([column.name for column in constraint.columns] for constraint i
 def _insert_skipped(dialect: str) -> Any:
     """:meth:`RunLedger.write_skipped`'s statement, built once per dialect (a replay
     writes a batch before each of its thousands of runs)."""
-    return dialect_insert_for(dialect, _RUNS).on_conflict_do_nothing(index_elements=_FIRE_KEY)
+    return dialect_insert_for(dialect, _RUNS).values(_FIRE_VALUES).on_conflict_do_nothing(index_elements=_FIRE_KEY)
 
 
 #: the ledger's own account (not ``user_id``/``dry_run``: an UPDATE reserves its columns' names)
@@ -159,9 +163,10 @@ class RunLedger:
         already holds it."""
         try:
             with self._engine.begin() as connection:
-                return int(connection.execute(_CLAIM, self._fire_row(
+                ((run_id,),) = fetch_compiled(connection, _CLAIM, self._fire_row(
                     job_name, scheduled_for, trading_date, origin, outcome, self._clock.now(), reason=reason,
-                    attempt=attempt)).scalar_one())
+                    attempt=attempt))
+                return int(run_id)
         except IntegrityError:
             return None
 
@@ -187,7 +192,7 @@ class RunLedger:
         already recorded keeps its row."""
         if rows:
             with self._engine.begin() as connection:
-                connection.execute(_insert_skipped(connection.dialect.name), list(rows))
+                execute_compiled(connection, _insert_skipped(connection.dialect.name), rows)
 
     def recorded_fires(self) -> set[tuple[str, datetime]]:
         """This account's fires with a row, as (job, fire time)."""
@@ -343,9 +348,9 @@ class RunLedger:
         summary: dict[str, Any] | None = None,
     ) -> None:
         with self._engine.begin() as connection:
-            updated = connection.execute(_FINISH_HELD, {
+            updated = execute_compiled(connection, _FINISH_HELD, [{
                 "run_id": run_id, "outcome": outcome.value, "finished_at": self._clock.now(),
-                "reason": reason, "error": error, "summary": summary}).rowcount
+                "reason": reason, "error": error, "summary": summary}])
         if not updated:  # its lease lapsed and another instance recorded it abandoned
             logger.error("run %s ended %s after its claim was taken over (its lease had lapsed); the ledger "
                          "keeps it as abandoned", run_id, outcome.value)

@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -97,7 +97,8 @@ def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
     replay left running, or whose last attempt failed on the database or was interrupted,
     runs again. Stops after a fire that failed on the database. The rows of fires skipped
     as unchanged are written in batches (``JobRunner.batching_unchanged``). With
-    ``ahead``, the market-data fires run ahead in that process (:mod:`replay_ahead`)."""
+    ``ahead``, the market-data fires run ahead in that process (:mod:`replay_ahead`) from
+    the point :func:`_handover` gives."""
     released = runner.ledger.release_interrupted(SIMULATE)
     if released:
         logger.warning("%d fires left running by an interrupted replay will run again", released)
@@ -106,16 +107,18 @@ def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
         logger.warning("%d fires that failed on the database or were interrupted will run again", len(retry))
     recorded = runner.ledger.recorded_fires()
     plan = [(fire, retry.get((fire.job, fire.at))) for fire in fires]
-    items = [replay_ahead.item_of(runner.job(fire.job), fire.at, attempt) for fire, attempt in plan
-             if attempt is not None or (fire.job, fire.at) not in recorded] if ahead is not None else []
+    items = [None if attempt is None and (fire.job, fire.at) in recorded
+             else replay_ahead.item_of(runner.job(fire.job), fire.at, attempt) for fire, attempt in plan]
+    handover = _handover(items) if ahead is not None else None
     records: list[RunRecord | None] = []
-    engine = runner.session_factory.kw["bind"]
-    with (ahead.running(engine, [item for item in items if item is not None]) if ahead is not None
-          else nullcontext()) as market, \
-            runner.batching_unchanged():
-        if market is not None:
-            runner.produce_upstream = market.produce
-        for fire, attempt in plan:
+    market: replay_ahead.MarketAhead | None = None
+    with ExitStack() as stack:
+        stack.enter_context(runner.batching_unchanged())
+        for index, (fire, attempt) in enumerate(plan):
+            if index == handover and ahead is not None:
+                market = stack.enter_context(ahead.running(runner.session_factory.kw["bind"],
+                                                           [item for item in items[index:] if item is not None]))
+                runner.produce_upstream = market.produce
             clock.set(fire.at)
             if attempt is None and (fire.job, fire.at) in recorded:
                 record = None  # as its claim would find: an earlier replay ran it
@@ -131,6 +134,17 @@ def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
                 break
     runner.produce_upstream = None
     return records
+
+
+def _handover(items: Sequence[replay_ahead.Item | None]) -> int | None:
+    """Where the process ahead takes over the market-data fires: after the first fire
+    whose needs it would make (that one runs them here, as it starts: a replay into an
+    empty database backfills its history there, as the process ahead gets ready), or at
+    the first market-data fire; None: none left to run."""
+    first = next((index for index, item in enumerate(items) if item is not None), None)
+    if first is None:
+        return None
+    return first + 1 if items[first].kind == "needs" else first  # type: ignore[union-attr]
 
 
 def _run(runner: JobRunner, fire: Fire, attempt: int | None,

@@ -163,7 +163,8 @@ class AheadProcess:
         _copy_database(self._database, self.copy)
         copier = _Copier(engine, self.copy, _log_writes(self.copy))
         try:
-            self._connection.send(items)
+            with suppress(OSError):  # it stopped: the first item waited for says so
+                self._connection.send(items)
             yield MarketAhead(self._connection, copier)
         except BaseException:
             self._abandoned = True  # it may be far ahead: stopped at once

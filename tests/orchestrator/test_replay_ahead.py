@@ -60,14 +60,15 @@ def database_rows(settings: Any) -> dict[str, list[tuple[Any, ...]]]:
         connection.close()
 
 
-def run_pids(settings: Any) -> dict[str, set[int]]:
+def run_pids(settings: Any) -> tuple[set[tuple[str, date]], set[tuple[str, date]]]:
+    """(job, trading date) of the runs this process made, and of those another made."""
     path = settings.database_url.removeprefix("sqlite:///")
     connection = sqlite3.connect(path)
     try:
-        pids: dict[str, set[int]] = {}
-        for job, pid in connection.execute("SELECT job_name, pid FROM job_runs"):
-            pids.setdefault(job, set()).add(pid)
-        return pids
+        here, elsewhere = set(), set()
+        for job, day, pid in connection.execute("SELECT job_name, trading_date, pid FROM job_runs"):
+            (here if pid == os.getpid() else elsewhere).add((job, date.fromisoformat(day)))
+        return here, elsewhere
     finally:
         connection.close()
 
@@ -87,9 +88,10 @@ def test_market_data_run_ahead_writes_every_row_a_replay_on_its_own_writes(
     rows = database_rows(settings)
     assert rows == on_its_own
     assert len(rows["fills"]) > 0 and len(rows["daily_prices"]) > 0 and len(rows["watchlist_entries"]) > 0
-    pids = run_pids(settings)
-    assert all(pids[job] == {os.getpid()} for job in pids if job not in MARKET_JOBS)
-    assert all(os.getpid() not in pids[job] for job in MARKET_JOBS)  # they ran in the other process
+    here, ahead = run_pids(settings)
+    assert {job for job, _ in here} == {"risk_checks", "signal_generation", "position_monitoring", *MARKET_JOBS}
+    assert {job for job, _ in ahead} == MARKET_JOBS
+    assert {day for job, day in here if job in MARKET_JOBS} == {date(2026, 11, 9)}  # the first signals' needs
     assert sorted(path.name for path in tmp_path.iterdir() if "ahead" in path.name) == []
 
 
@@ -124,8 +126,8 @@ def test_when_the_process_ahead_dies_the_replay_stops_with_one_line_and_the_next
                 os.kill(pid, signal.SIGKILL)
 
     first_fire = Fire(datetime.combine(WINDOW[0], time(), KRX_TZ), "risk_checks")
-    with pytest.raises(AheadStopped, match=r"^the market-data process stopped before signal_generation "
-                                           r"2026-11-10T08:45:00\+09:00$"):
+    with pytest.raises(AheadStopped, match=r"^the market-data process stopped before data_collection "
+                                           r"2026-11-10T16:00:00\+09:00$"):
         simulate(settings, *WINDOW, ahead=True, on_fire=kill_it_before_the_first_signals)
     assert child_processes() == []
     replayed(settings, *WINDOW, ahead=True)
@@ -137,7 +139,7 @@ def test_what_the_process_ahead_logs_is_logged_here(
     caplog.set_level(logging.INFO)
     replayed(settings_in(tmp_path, calendar_cache_dir), date(2026, 11, 16), date(2026, 11, 17), ahead=True)
     ahead = [record for record in caplog.records if record.process != os.getpid()]
-    assert any(record.name == "services.jobs.data_collection" and "catching up" in record.getMessage()
+    assert any(record.name == "services.jobs.data_collection" and "] started (run " in record.getMessage()
                for record in ahead)
 
 
