@@ -80,6 +80,8 @@ class OneLineErrorGroup(TyperGroup):
             code = _fail(str(exc), EXIT_USAGE)
         except SQLAlchemyError as exc:
             code = _fail(f"database error: {database_error_line(exc)}", EXIT_FAILED)
+        except ops.replays.ReplayStopped as exc:
+            code = _fail(f"replay stopped: {exc}", EXIT_FAILED)
         except click_exceptions.ClickException as exc:
             code = _fail(exc.format_message(), exc.exit_code)
         except (typer.Abort, KeyboardInterrupt):

@@ -319,7 +319,7 @@ class _Table:
         keys = ", ".join(f'"{name}"' for name in self.key)
         old = ", ".join(f'OLD."{name}"' for name in self.key)
         table = f'"{self.name}"'
-        return (f"CREATE TABLE {self.log} (_n INTEGER PRIMARY KEY AUTOINCREMENT, _op TEXT NOT NULL, {declared});\n"
+        return (f"CREATE TABLE {self.log} (_n INTEGER PRIMARY KEY, _op TEXT NOT NULL, {declared});\n"
                 f'CREATE TRIGGER "_log_insert_{self.name}" AFTER INSERT ON {table} BEGIN '
                 f"INSERT INTO {self.log} (_op, {self.names}) VALUES ('u', {new}); END;\n"
                 f'CREATE TRIGGER "_log_update_{self.name}" AFTER UPDATE ON {table} BEGIN '

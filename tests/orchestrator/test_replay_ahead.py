@@ -18,7 +18,7 @@ import pytest
 from services.common.market_calendar import KRX_TZ
 from services.orchestrator.replay import Fire, simulate
 from services.orchestrator.replay_ahead import AheadStopped, usable
-from tests.conftest import make_settings
+from tests.conftest import in_process_cli, make_settings
 
 #: eleven sessions around the exam day, into a database that starts empty
 WINDOW = (date(2026, 11, 10), date(2026, 11, 24))
@@ -158,3 +158,19 @@ def test_a_replay_on_one_cpu_runs_every_fire_itself(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
     assert not usable(make_settings(database_url="sqlite:////data/replay.db"), 244)
     assert usable(make_settings(database_url="sqlite:////data/replay.db"), 2, wanted=True)
+
+
+def test_simulate_says_in_one_line_that_the_process_ahead_stopped_and_exits_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar_cache_dir: Path) -> None:
+    from services.orchestrator import replay_ahead
+
+    def stopped(_self: Any, item: Any) -> None:
+        raise AheadStopped("the market-data process stopped: MemoryError: ")
+
+    monkeypatch.setattr(replay_ahead, "_cpus", lambda: 2)
+    monkeypatch.setattr(replay_ahead.MarketAhead, "take", stopped)
+    cli = in_process_cli(tmp_path, monkeypatch, calendar_cache_dir, datetime(2026, 11, 23, 9, 0, tzinfo=KRX_TZ))
+    result = cli("simulate", "--start", "2026-10-20", "--end", "2026-11-20")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "replay stopped: the market-data process stopped: MemoryError: ; replaying the range again goes on from there"]

@@ -73,14 +73,21 @@ def plan(settings: Settings, start: date, end: date, *, database_url: str | None
     return ReplayPlan(settings, start, end, report_dir)
 
 
+class ReplayStopped(RuntimeError):
+    """A replay stopped before its end by what it cannot go on without (the process that
+    runs its market data ahead); what it ran is kept."""
+
+
 def run(plan: ReplayPlan, *, on_fires: Callable[[list[Fire]], None] | None = None,
                on_fire: Callable[[Fire, RunRecord | None], None] | None = None, fresh: bool = False,
                ahead: bool | None = None) -> ReplayResult:
     """Replay every fire of the enabled jobs in time order (``on_fires(fires)`` first,
     ``on_fire(fire, record)`` after each), then summarize it and write the report. The
     settings are recorded in the database: a database replayed with other settings is
-    refused unless ``fresh``, which empties it first. ``ahead``: see ``replay.simulate``."""
+    refused unless ``fresh``, which empties it first. ``ahead``: see ``replay.simulate``;
+    should that process stop, :class:`ReplayStopped` says so."""
     from services.orchestrator.replay import simulate
+    from services.orchestrator.replay_ahead import AheadStopped
     from services.orchestrator.replay_lock import ReplayBusy
     from services.orchestrator.replay_report import summarize, write_report
     from services.orchestrator.replay_settings import SettingsChanged
@@ -94,6 +101,8 @@ def run(plan: ReplayPlan, *, on_fires: Callable[[list[Fire]], None] | None = Non
     except ReplayBusy as exc:
         raise InvalidArgument("database_url", f"{exc}: wait for it to end, or replay into another "
                                               "database") from None
+    except AheadStopped as exc:
+        raise ReplayStopped(f"{exc}; replaying the range again goes on from there") from None
     runtime, jobs = simulation.runtime, sorted({fire.job for fire in simulation.fires}, key=JOB_NAMES.index)
     try:
         sessions = len(runtime.calendar.sessions(start, end))
