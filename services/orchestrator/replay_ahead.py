@@ -301,6 +301,11 @@ def _log_writes(path: Path) -> dict[str, _Table]:
 
 @dataclass(frozen=True)
 class _Table:
+    """A table of the copy, and how its writes are logged. A row inserted is logged by
+    its key (``i``): its values are read from the table when it is copied, unless a later
+    change logged them as they were (``u``, ``d``: the row before it was updated or
+    deleted, whole). The ledger's rows are logged whole as written (``w``)."""
+
     name: str
     columns: tuple[tuple[str, str], ...]  # (name, declared type)
     key: tuple[str, ...]
@@ -311,21 +316,36 @@ class _Table:
 
     @property
     def names(self) -> str:
-        return ", ".join(f'"{name}"' for name, _ in self.columns)
+        return _quoted(name for name, _ in self.columns)
+
+    @property
+    def keys(self) -> str:
+        return _quoted(self.key)
 
     def logging_ddl(self) -> str:
         declared = ", ".join(f'"{name}" {kind}' for name, kind in self.columns)
-        new = ", ".join(f'NEW."{name}"' for name, _ in self.columns)
-        keys = ", ".join(f'"{name}"' for name in self.key)
-        old = ", ".join(f'OLD."{name}"' for name in self.key)
-        table = f'"{self.name}"'
-        return (f"CREATE TABLE {self.log} (_n INTEGER PRIMARY KEY, _op TEXT NOT NULL, {declared});\n"
+        table, log = f'"{self.name}"', self.log
+        create = f"CREATE TABLE {log} (_n INTEGER PRIMARY KEY, _op TEXT NOT NULL, {declared});\n"
+        if self.name == _RUNS:
+            new = _quoted(self.columns, "NEW.")
+            return create + "".join(
+                f'CREATE TRIGGER "_log_{event}_{self.name}" AFTER {event} ON {table} BEGIN '
+                f"INSERT INTO {log} (_op, {self.names}) VALUES ('w', {new}); END;\n" for event in ("INSERT", "UPDATE"))
+        old, changed = _quoted(self.columns, "OLD."), " OR ".join(f'NEW."{k}" IS NOT OLD."{k}"' for k in self.key)
+        return (create +
+                f'CREATE INDEX "{_CHANGES}{self.name}_later" ON {log} (_n) WHERE _op <> \'i\';\n'
                 f'CREATE TRIGGER "_log_insert_{self.name}" AFTER INSERT ON {table} BEGIN '
-                f"INSERT INTO {self.log} (_op, {self.names}) VALUES ('u', {new}); END;\n"
+                f"INSERT INTO {log} (_op, {self.keys}) VALUES ('i', {_quoted(self.key, 'NEW.')}); END;\n"
+                f'CREATE TRIGGER "_log_rekey_{self.name}" BEFORE UPDATE ON {table} WHEN {changed} BEGIN '
+                f"SELECT RAISE(ABORT, 'a key of {self.name} was updated: the replay cannot copy that'); END;\n"
                 f'CREATE TRIGGER "_log_update_{self.name}" AFTER UPDATE ON {table} BEGIN '
-                f"INSERT INTO {self.log} (_op, {self.names}) VALUES ('u', {new}); END;\n"
+                f"INSERT INTO {log} (_op, {self.names}) VALUES ('u', {old}); END;\n"
                 f'CREATE TRIGGER "_log_delete_{self.name}" AFTER DELETE ON {table} BEGIN '
-                f"INSERT INTO {self.log} (_op, {keys}) VALUES ('d', {old}); END;\n")
+                f"INSERT INTO {log} (_op, {self.names}) VALUES ('d', {old}); END;\n")
+
+
+def _quoted(names: Any, prefix: str = "") -> str:
+    return ", ".join(f'{prefix}"{name if isinstance(name, str) else name[0]}"' for name in names)
 
 
 def _table(connection: sqlite3.Connection, name: str) -> _Table:
@@ -365,27 +385,29 @@ class _Copier:
         self._copied.update({name: last for name, (_, last) in due.items()})
 
     def _copy_rows(self, table: _Table, after: int, last: int) -> None:
-        deleted = [int(row[0]) for row in self._connection.exec_driver_sql(
-            f"SELECT _n FROM ahead.{table.log} WHERE _n > ? AND _n <= ? AND _op = 'd' ORDER BY _n", (after, last))]
-        start = after
-        for first, end in _runs(deleted):
-            self._upsert(table, start, first - 1)
-            keys = ", ".join(f'"{name}"' for name in table.key)
-            self._connection.exec_driver_sql(
-                f'DELETE FROM main."{table.name}" WHERE ({keys}) IN '
-                f"(SELECT {keys} FROM ahead.{table.log} WHERE _n >= ? AND _n <= ?)", (first, end))
-            start = end
-        self._upsert(table, start, last)
-
-    def _upsert(self, table: _Table, after: int, last: int) -> None:
-        if last <= after:
-            return
-        keys = ", ".join(f'"{name}"' for name in table.key)
-        values = [f'"{name}" = excluded."{name}"' for name, _ in table.columns if name not in table.key]
-        conflict = f"DO UPDATE SET {', '.join(values)}" if values else "DO NOTHING"
-        self._connection.exec_driver_sql(
-            f'INSERT INTO main."{table.name}" ({table.names}) SELECT {table.names} FROM ahead.{table.log} '
-            f"WHERE _n > ? AND _n <= ? AND _op = 'u' ORDER BY _n ON CONFLICT ({keys}) {conflict}", (after, last))
+        """Each row written ahead in ``after``..``last``, as it stood at ``last``: deleted
+        here if it was deleted then, else written with its values then (the table's, or
+        those a later change logged), in the order the rows were first written."""
+        touched, keys = f'temp."_touched_{table.name}"', table.keys
+        on_key = " AND ".join(f'{{0}}."{k}" = t."{k}"' for k in table.key)
+        run = self._connection.exec_driver_sql
+        run(f"CREATE TEMP TABLE IF NOT EXISTS {touched} ({keys}, first_n INTEGER, last_n INTEGER, later_n INTEGER, "
+            f"PRIMARY KEY ({keys}))")
+        run(f"DELETE FROM {touched}")
+        run(f"INSERT INTO {touched} ({keys}, first_n, last_n) SELECT {keys}, min(_n), max(_n) FROM ahead.{table.log} "
+            f"WHERE _n > ? AND _n <= ? GROUP BY {keys}", (after, last))
+        run(f"UPDATE {touched} AS t SET later_n = l.n FROM (SELECT {keys}, min(_n) AS n FROM ahead.{table.log} "
+            f"WHERE _op <> 'i' AND _n > ? GROUP BY {keys}) AS l WHERE {on_key.format('l')}", (last,))
+        run(f'DELETE FROM main."{table.name}" WHERE ({keys}) IN (SELECT {_quoted(table.key, "t.")} FROM {touched} '
+            f"AS t JOIN ahead.{table.log} AS lo ON lo._n = t.last_n WHERE lo._op = 'd')")
+        values = ", ".join(f'CASE WHEN t.later_n IS NULL THEN s."{name}" ELSE o."{name}" END'
+                           for name, _ in table.columns)
+        updates = [f'"{name}" = excluded."{name}"' for name, _ in table.columns if name not in table.key]
+        conflict = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
+        run(f'INSERT INTO main."{table.name}" ({table.names}) SELECT {values} FROM {touched} AS t '
+            f"JOIN ahead.{table.log} AS lo ON lo._n = t.last_n LEFT JOIN ahead.{table.log} AS o ON o._n = t.later_n "
+            f'LEFT JOIN ahead."{table.name}" AS s ON t.later_n IS NULL AND {on_key.format("s")} '
+            f"WHERE lo._op <> 'd' ORDER BY t.first_n ON CONFLICT ({keys}) {conflict}")
 
     def _copy_runs(self, table: _Table, after: int, last: int) -> None:
         """The ledger rows written ahead, as they stand at ``last``: a run's first row
@@ -395,7 +417,7 @@ class _Copier:
         latest: dict[int, tuple[Any, ...]] = {}
         for row in self._connection.exec_driver_sql(
                 f"SELECT _op, id, {quoted} FROM ahead.{table.log} WHERE _n > ? AND _n <= ? ORDER BY _n", (after, last)):
-            if row[0] != "u":
+            if row[0] != "w":
                 raise AheadStopped(f"a ledger row was deleted ahead (run {row[1]}); the ledger is never deleted from")
             latest[int(row[1])] = tuple(row[2:])
         for run_id, values in latest.items():
@@ -413,20 +435,6 @@ class _Copier:
             self._connection.rollback()
             self._connection.connection.driver_connection.execute("DETACH DATABASE ahead")  # type: ignore[union-attr]
         self._connection.close()
-
-
-def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
-    """Consecutive ``numbers`` as (first, last) pairs."""
-    start = previous = None
-    for number in numbers:
-        if previous is not None and number == previous + 1:
-            previous = number
-            continue
-        if start is not None and previous is not None:
-            yield start, previous
-        start = previous = number
-    if start is not None and previous is not None:
-        yield start, previous
 
 
 # --- the process ahead -------------------------------------------------------------------

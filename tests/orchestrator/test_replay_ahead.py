@@ -173,4 +173,62 @@ def test_simulate_says_in_one_line_that_the_process_ahead_stopped_and_exits_1(
     result = cli("simulate", "--start", "2026-10-20", "--end", "2026-11-20")
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        "replay stopped: the market-data process stopped: MemoryError: ; replaying the range again goes on from there"]
+        "Error: replay stopped: the market-data process stopped: MemoryError: ; replaying the range again goes on "
+        "from there"]
+
+
+SCHEMA = ("CREATE TABLE prices (ticker TEXT NOT NULL, day DATE NOT NULL, close REAL, PRIMARY KEY (ticker, day)) "
+          "WITHOUT ROWID",
+          "CREATE TABLE names (id INTEGER PRIMARY KEY, ticker TEXT NOT NULL UNIQUE, name TEXT)")
+#: what the process ahead writes, fire by fire (each a list of statements)
+FIRES = (
+    ["INSERT INTO prices VALUES ('A', '2026-11-02', 100.5), ('B', '2026-11-02', 7.25)",
+     "INSERT INTO names VALUES (1, 'A', 'Alpha')"],
+    ["UPDATE prices SET close = 101.125 WHERE ticker = 'A'", "INSERT INTO prices VALUES ('C', '2026-11-02', 3)",
+     "INSERT INTO names VALUES (2, 'B', 'Beta') ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+     "UPDATE names SET name = 'Alpha Two' WHERE id = 1"],
+    ["DELETE FROM prices WHERE ticker = 'B'", "DELETE FROM names WHERE id = 1",
+     "INSERT INTO names VALUES (3, 'A', 'Alpha Three')"],  # a new row of a deleted one's unique ticker
+    ["INSERT INTO prices VALUES ('B', '2026-11-02', 8.5)", "UPDATE prices SET close = NULL WHERE ticker = 'C'"],
+    ["DELETE FROM prices", "UPDATE names SET name = 'Beta Four' WHERE id = 2"],
+)
+
+
+def test_each_fires_rows_are_copied_as_they_stood_after_it_whatever_the_process_ahead_did_since(
+        tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from services.orchestrator.replay_ahead import _Copier, _log_writes, _LogPositions
+
+    ahead_path, here_path = tmp_path / "ahead.db", tmp_path / "here.db"
+    for path in (ahead_path, here_path):
+        with sqlite3.connect(path) as connection:
+            for statement in SCHEMA:
+                connection.execute(statement)
+    tables = _log_writes(ahead_path)
+    ahead, here = create_engine(f"sqlite:///{ahead_path}"), create_engine(f"sqlite:///{here_path}")
+    positions, states = [], []
+    for fire in FIRES:  # all of them run before the first is copied: the process is far ahead
+        with ahead.begin() as connection:
+            for statement in fire:
+                connection.exec_driver_sql(statement)
+        positions.append(_LogPositions(ahead).now())
+        states.append(table_rows(ahead_path))
+    copier = _Copier(here, ahead_path, tables)
+    try:
+        copied = []
+        for upto in positions:
+            copier.copy(upto)
+            copied.append(table_rows(here_path))
+    finally:
+        copier.close()
+    assert copied == states
+    assert states[2]["names"] == [(2, "B", "Beta"), (3, "A", "Alpha Three")]  # the answer, by hand
+
+
+def table_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    connection = sqlite3.connect(path)
+    try:
+        return {table: list(connection.execute(f"SELECT * FROM {table}")) for table in ("prices", "names")}
+    finally:
+        connection.close()
