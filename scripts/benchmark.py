@@ -732,7 +732,10 @@ def bench_replay(workdir: Path, cache_dir: Path, _repeat: int) -> list[Row]:
             rows.append(Row(f"replay of a year: {ours['sessions']} sessions, {ours['fires']:,} fires, {universe:,} "
                             "tickers, SQLite", ours["seconds"], theirs["seconds"] if theirs else None, "s",
                             f"< {budget:.0f} s", ours["seconds"] < budget and ours["failed"] == 0,
-                            f"baseline: {BASELINE_REVISION}; {skipped:,} fires skipped as unchanged "
+                            f"baseline: {BASELINE_REVISION}; "
+                            + ("market-data fires run ahead in a second process (their share here: the wait and "
+                               "the copy); " if ours.get("ran_ahead") else "")
+                            + f"{skipped:,} fires skipped as unchanged "
                             f"({', '.join(fingerprinted)}); "
                             f"by job: {shares}"))
     return rows

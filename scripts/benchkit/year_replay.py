@@ -41,7 +41,7 @@ def main() -> None:
     simulation.runtime.close()
     print(json.dumps({"seconds": seconds, "fires": len(simulation.fires), "sessions": sessions,
                       "failed": simulation.failed, "per_job": per_job, "fires_by_job": fires,
-                      "outcomes": outcomes}))
+                      "outcomes": outcomes, "ran_ahead": simulation.ran_ahead}))
 
 
 if __name__ == "__main__":

@@ -170,6 +170,7 @@ class Simulation:
     runtime: Runtime
     fires: list[Fire]
     records: list[RunRecord | None]
+    ran_ahead: bool = False  # the market-data fires ran ahead in a process of their own
 
     @property
     def failed(self) -> int:
@@ -195,15 +196,15 @@ def simulate(settings: Settings, start: date, end: date, *,
     for day in (start, end):
         runtime.calendar.session(day)  # a date outside the calendar data raises CalendarError
     sessions = len(runtime.calendar.sessions(start, end))
+    ran_ahead = replay_ahead.usable(settings, sessions, wanted=ahead)
     try:
-        with (replay_ahead.started(settings, first) if replay_ahead.usable(settings, sessions, wanted=ahead)
-              else nullcontext()) as market_ahead:
+        with replay_ahead.started(settings, first) if ran_ahead else nullcontext() as market_ahead:
             records, fires = _simulate(runtime, settings, clock, (start, end, first, last), on_fires, on_fire,
                                        check_settings=check_settings, fresh=fresh, ahead=market_ahead)
     except BaseException:
         runtime.close()
         raise
-    return Simulation(runtime, fires, records)
+    return Simulation(runtime, fires, records, ran_ahead)
 
 
 def _simulate(runtime: Runtime, settings: Settings, clock: FixedClock, window: tuple[date, date, datetime, datetime],
