@@ -3,20 +3,23 @@
 The market-data jobs (``JobSpec.market_only``: collection, indicators, watchlist) read
 and write market data only, never an account's, so a replay need not wait for them
 fire by fire: a second process runs them, in fire order and through the same runner,
-into a copy of the replay's database made as the replay starts (``<database>.ahead.db``),
-while the replay runs the account's fires. Triggers in the copy log every row the
-market-data runs write, with its values as stored. When the replay reaches a
-market-data fire it waits for that fire to be done ahead, then writes the fire's rows
-(and the ledger rows of its runs) into its database in one transaction, at the very
-point of the fire: what the account's fires see is what they saw when the replay ran
-every fire itself, row for row. The upstream work a signal fire needs
-(``needs.meet_needs``: market data only) is run ahead the same way and written when
+on a copy of the replay's database, while the replay runs the account's fires. The
+copy is made where the process takes over (``replay._handover``: after the first fire
+whose needs it would make, which the replay makes itself while the process starts).
+Triggers in the copy log every row the market-data runs write (:class:`_Table`). When
+the replay reaches a market-data fire it waits for that fire to be done ahead, then
+writes the rows it wrote, as they stood at its end, and the ledger rows of its runs,
+into its own database in one transaction, at the very point of the fire
+(:class:`_Copier`): what the account's fires read is what they read when the replay
+ran every fire itself, row for row. The upstream work a signal fire needs
+(``needs.meet_needs``: market data only) is made ahead the same way and written when
 the fire asks for it.
 
-A replay uses it on SQLite (the copy is a file beside the database), with two CPUs or
-more, over :data:`MIN_SESSIONS` sessions or more, when it sends no notification. Should
-the process ahead stop, the replay stops at the next fire it needs from it, and
-replaying the range again resumes both.
+A replay uses it on a SQLite file (the copy, ``<database>.ahead.db``, lies beside it),
+with two CPUs or more, over :data:`MIN_SESSIONS` sessions or more, when it sends no
+notification (:func:`usable`). Should the process ahead stop, the replay stops at the
+next fire it needs from it (:class:`AheadStopped`), and replaying the range again goes
+on from there.
 """
 
 from __future__ import annotations
@@ -153,7 +156,9 @@ class AheadProcess:
             pass_fds=(theirs.fileno(),), env=environment, stdin=subprocess.DEVNULL)
         theirs.close()
         self._connection = Connection(ours.detach())
-        self._connection.send((replace(settings, database_url=f"sqlite:///{self.copy}"), first, _levels()))
+        ahead = replace(settings, database_url=f"sqlite:///{self.copy}",  # stored history: the replay's own
+                        history_database_url=settings.history_database_url or settings.database_url)
+        self._connection.send((ahead, first, _levels()))
 
     @contextmanager
     def running(self, engine: Engine, items: list[Item]) -> Iterator[MarketAhead]:
@@ -162,20 +167,20 @@ class AheadProcess:
         self._made = True
         _copy_database(self._database, self.copy)
         copier = _Copier(engine, self.copy, _log_writes(self.copy))
+        market = MarketAhead(self._connection, copier)
         try:
             with suppress(OSError):  # it stopped: the first item waited for says so
                 self._connection.send(items)
-            yield MarketAhead(self._connection, copier)
-        except BaseException:
-            self._abandoned = True  # it may be far ahead: stopped at once
-            raise
+            yield market
         finally:
+            self._abandoned = market.taken < len(items)  # the replay stopped first
             copier.close()
 
     def close(self) -> None:
-        """Stop the process (it is told there is nothing to do, or, busy, killed) once
-        what it logged is handled here."""
-        if self._abandoned:
+        """Stop the process: told there is nothing more to do, and waited for while what
+        it logged is handled here; killed at once if it was given nothing to do, or the
+        replay stopped before its end (it may be far ahead)."""
+        if self._abandoned or not self._made:
             self._process.kill()
         with suppress(OSError):
             self._connection.send(None)
@@ -220,6 +225,7 @@ class MarketAhead:
     def __init__(self, connection: Any, copier: _Copier) -> None:
         self._connection, self._copier = connection, copier
         self._pending: Done | None = None
+        self.taken = 0  # items done ahead and taken
 
     def take(self, item: Item) -> RunRecord | None:
         """Item ``item`` done ahead: its rows written here, its record (with this
@@ -254,6 +260,7 @@ class MarketAhead:
             while (message := _relay(self._connection.recv())) is None:
                 pass
         if isinstance(message, Done) and message.item == item:
+            self.taken += 1
             return message
         raise AheadStopped(message if isinstance(message, str) else
                            f"the market-data process stopped before {item.job} {item.at.isoformat()}")

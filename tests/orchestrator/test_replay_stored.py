@@ -53,11 +53,12 @@ def live_database(tmp_path_factory: pytest.TempPathFactory, calendar_cache_dir: 
     return url
 
 
-def replay_into(directory: Path, live_url: str, cache_dir: Path, **values: str) -> replays.ReplayResult:
+def replay_into(directory: Path, live_url: str, cache_dir: Path, *, ahead: bool | None = None,
+                **values: str) -> replays.ReplayResult:
     settings = make_settings(database_url=live_url, cache_dir=str(cache_dir), data_provider="stored",
                              simulated_universe="30", enable_risk_checks="false", **values)
     plan = replays.plan(settings, *REPLAY, database_url=f"sqlite:///{directory / 'replay.db'}")
-    return replays.run(plan)
+    return replays.run(plan, ahead=ahead)
 
 
 def ledger(url: str) -> list[tuple[Any, ...]]:
@@ -159,3 +160,15 @@ def test_a_session_missing_from_the_history_fails_naming_the_backfill_to_run(liv
     engine.dispose()
     assert any("2026-03-16 is not in the history of" in (error or "")
                and "backfill --start 2026-03-16 --end 2026-03-16" in error for error in errors)
+
+
+def test_a_replay_of_stored_history_with_its_market_data_ahead_writes_what_one_on_its_own_writes(
+        live_database: str, tmp_path: Path, calendar_cache_dir: Path) -> None:
+    from tests.orchestrator.test_replay_ahead import database_rows
+
+    written = {}
+    for ahead in (False, True):
+        replay_into(tmp_path / str(ahead), live_database, calendar_cache_dir, ahead=ahead)
+        written[ahead] = database_rows(make_settings(database_url=f"sqlite:///{tmp_path / str(ahead) / 'replay.db'}"))
+    assert written[True] == written[False]
+    assert written[True]["fills"] and written[True]["daily_prices"]
