@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -63,6 +64,8 @@ _CLOSING_SECONDS = 5.0  # how long a closing process ahead may take before it is
 _NOT_LOGGED = ("alembic_version",)
 _RUNS = "job_runs"
 _CHANGES = "_changes_"  # the log table of a table: its name with this before it
+#: a run named in a reason or an error, as ``needs`` names one: "data_collection run 12"
+_RUN_MENTION = re.compile(rf"\b({'|'.join(map(re.escape, REGISTRY))}) run (\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ class AheadProcess:
         self.copy = database.with_name(database.name + ".ahead.db")
         self._database = database
         self._made = False  # the copy: made (and removed) under the replay's lock only
-        self._abandoned = False
+        self._abandoned = self._closed = False
         ours, theirs = socket.socketpair()
         root = str(Path(__file__).resolve().parents[2])  # what holds the ``services`` package
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -156,9 +159,8 @@ class AheadProcess:
             pass_fds=(theirs.fileno(),), env=environment, stdin=subprocess.DEVNULL)
         theirs.close()
         self._connection = Connection(ours.detach())
-        ahead = replace(settings, database_url=f"sqlite:///{self.copy}",  # stored history: the replay's own
-                        history_database_url=settings.history_database_url or settings.database_url)
-        self._connection.send((ahead, first, _levels()))
+        # stored history is read from ORCHESTRATOR_HISTORY_DATABASE_URL there too (unset: refused, as here)
+        self._connection.send((replace(settings, database_url=f"sqlite:///{self.copy}"), first, _levels()))
 
     @contextmanager
     def running(self, engine: Engine, items: list[Item]) -> Iterator[MarketAhead]:
@@ -175,11 +177,15 @@ class AheadProcess:
         finally:
             self._abandoned = market.taken < len(items)  # the replay stopped first
             copier.close()
+            self.close()  # under the replay's lock, which the copy is made and removed under
 
     def close(self) -> None:
         """Stop the process: told there is nothing more to do, and waited for while what
         it logged is handled here; killed at once if it was given nothing to do, or the
-        replay stopped before its end (it may be far ahead)."""
+        replay stopped before its end (it may be far ahead). Closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         if self._abandoned or not self._made:
             self._process.kill()
         with suppress(OSError):
@@ -373,10 +379,17 @@ class _Copier:
         self._connection.connection.driver_connection.execute(  # type: ignore[union-attr]
             "ATTACH DATABASE ? AS ahead", (str(copy),))
         self._copied: dict[str, int] = {}
-        self._run_ids: dict[int, int] = {}  # the run ids ahead -> here
+        self._run_ids: dict[int, int] = {}  # the run ids ahead -> here, of the runs made ahead
+        self._copied_from = 0  # the last run id the copy was made with
+        if _RUNS in tables:
+            self._copied_from = int(self._connection.exec_driver_sql(
+                f'SELECT coalesce(max(id), 0) FROM ahead."{_RUNS}"').scalar_one())
+            self._connection.commit()
 
     def here(self, record: RunRecord) -> RunRecord:
-        return replace(record, run_id=self._run_ids.get(record.run_id, record.run_id))
+        """``record`` of a run made ahead, as this database has it."""
+        return replace(record, run_id=self._id_here(record.run_id) or record.run_id,
+                       reason=self._mentions_here(record.reason), error=self._mentions_here(record.error))
 
     def copy(self, upto: dict[str, int]) -> None:
         due = {name: (self._copied.get(name, 0), last) for name, last in upto.items()
@@ -418,24 +431,42 @@ class _Copier:
 
     def _copy_runs(self, table: _Table, after: int, last: int) -> None:
         """The ledger rows written ahead, as they stand at ``last``: a run's first row
-        here gets a run id of this database's (the replay writes the ledger too)."""
+        here gets a run id of this database's (the replay writes the ledger too), and a
+        run named in a reason or an error ("data_collection run 12 failed") is named by
+        its id here."""
         names = [name for name, _ in table.columns if name != "id"]
         quoted = ", ".join(f'"{name}"' for name in names)
         latest: dict[int, tuple[Any, ...]] = {}
         for row in self._connection.exec_driver_sql(
                 f"SELECT _op, id, {quoted} FROM ahead.{table.log} WHERE _n > ? AND _n <= ? ORDER BY _n", (after, last)):
-            if row[0] != "w":
-                raise AheadStopped(f"a ledger row was deleted ahead (run {row[1]}); the ledger is never deleted from")
             latest[int(row[1])] = tuple(row[2:])
+        assignments = ", ".join(f'"{name}" = ?' for name in names)
         for run_id, values in latest.items():
-            if run_id in self._run_ids:
-                assignments = ", ".join(f'"{name}" = ?' for name in names)
+            here = self._id_here(run_id)
+            if here is not None:
                 self._connection.exec_driver_sql(f'UPDATE main."{_RUNS}" SET {assignments} WHERE id = ?',
-                                                 (*values, self._run_ids[run_id]))
+                                                 (*values, here))
             else:
                 inserted = self._connection.exec_driver_sql(
                     f'INSERT INTO main."{_RUNS}" ({quoted}) VALUES ({", ".join("?" for _ in names)})', values)
                 self._run_ids[run_id] = int(inserted.lastrowid)
+        texts = [names.index("reason"), names.index("error")]
+        for run_id, values in latest.items():  # every run of the batch has its id here by now
+            told = [values[index] for index in texts]
+            retold = [self._mentions_here(text) for text in told]
+            if retold != told:
+                self._connection.exec_driver_sql(f'UPDATE main."{_RUNS}" SET reason = ?, error = ? WHERE id = ?',
+                                                 (*retold, self._id_here(run_id)))
+
+    def _id_here(self, run_id: int) -> int | None:
+        """The id here of run ``run_id`` of the copy (None: not copied yet): the rows the
+        copy was made with keep theirs."""
+        return run_id if run_id <= self._copied_from else self._run_ids.get(run_id)
+
+    def _mentions_here(self, text: Any) -> Any:
+        if not isinstance(text, str):
+            return text
+        return _RUN_MENTION.sub(lambda found: f"{found[1]} run {self._id_here(int(found[2])) or found[2]}", text)
 
     def close(self) -> None:
         with suppress(Exception):

@@ -162,13 +162,17 @@ def test_a_session_missing_from_the_history_fails_naming_the_backfill_to_run(liv
                and "backfill --start 2026-03-16 --end 2026-03-16" in error for error in errors)
 
 
+@pytest.mark.parametrize("end", [REPLAY[1], date(2026, 3, 17)])  # the second: two sessions past the history
 def test_a_replay_of_stored_history_with_its_market_data_ahead_writes_what_one_on_its_own_writes(
-        live_database: str, tmp_path: Path, calendar_cache_dir: Path) -> None:
+        live_database: str, tmp_path: Path, calendar_cache_dir: Path, end: date) -> None:
     from tests.orchestrator.test_replay_ahead import database_rows
 
+    settings = make_settings(database_url=live_database, cache_dir=str(calendar_cache_dir), data_provider="stored",
+                             simulated_universe="30", enable_risk_checks="false")
     written = {}
     for ahead in (False, True):
-        replay_into(tmp_path / str(ahead), live_database, calendar_cache_dir, ahead=ahead)
-        written[ahead] = database_rows(make_settings(database_url=f"sqlite:///{tmp_path / str(ahead) / 'replay.db'}"))
-    assert written[True] == written[False]
+        url = f"sqlite:///{tmp_path / str(ahead) / 'replay.db'}"
+        replays.run(replays.plan(settings, REPLAY[0], end, database_url=url), ahead=ahead)
+        written[ahead] = database_rows(make_settings(database_url=url))
+    assert written[True] == written[False]  # reasons naming another run by its id included
     assert written[True]["fills"] and written[True]["daily_prices"]
