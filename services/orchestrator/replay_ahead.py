@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection as DbConnection
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine, event, make_url
 
 from services.common.database import sqlite_file
 from services.common.job_api import Outcome
@@ -299,9 +299,9 @@ def _sqlite(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _log_writes(path: Path) -> dict[str, _Table]:
-    """Triggers in the database at ``path`` that log each row written to each table
-    (inserted or updated: its values; deleted: its key) in the table's log table, in
-    order; the tables, by name."""
+    """Triggers in the database at ``path`` that log each row written to each table in
+    the table's log table, in order (:class:`_Table`); the tables, by name. Its writers
+    connect through :func:`logging_deletes_replaced`."""
     with _sqlite(path) as connection:
         tables = {name: _table(connection, name) for (name,) in connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT GLOB 'sqlite_*'")
@@ -540,6 +540,7 @@ def _ready_then_run(settings: Settings, first: datetime, connection: _Sending) -
         if not items:
             return
         engine: Engine = runtime.session_factory().kw["bind"]
+        logging_deletes_replaced(engine)
         runner = runtime.runner(origin=SIMULATE)
         written = _LogPositions(engine)
         with setup_frozen(), sole_writer(engine):
@@ -576,6 +577,14 @@ def _do(runner: JobRunner, item: Item) -> Done:
     finally:
         runner.produce_upstream = None
     return Done(item, produced=produced)
+
+
+def logging_deletes_replaced(engine: Engine) -> None:
+    """``engine``'s connections fire the delete triggers for the rows an ``INSERT OR
+    REPLACE`` (or a REPLACE conflict clause) deletes, which SQLite fires only with
+    recursive triggers on: those rows are logged as deleted too."""
+    event.listen(engine, "connect", lambda connection, _record: connection.execute("PRAGMA recursive_triggers=ON"))
+    engine.dispose()  # the connections opened so far: opened again with it
 
 
 class _LogPositions:

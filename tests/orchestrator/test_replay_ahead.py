@@ -191,6 +191,8 @@ FIRES = (
      "INSERT INTO names VALUES (3, 'A', 'Alpha Three')"],  # a new row of a deleted one's unique ticker
     ["INSERT INTO prices VALUES ('B', '2026-11-02', 8.5)", "UPDATE prices SET close = NULL WHERE ticker = 'C'"],
     ["DELETE FROM prices", "UPDATE names SET name = 'Beta Four' WHERE id = 2"],
+    ["INSERT OR REPLACE INTO names VALUES (4, 'B', 'Beta Five')"],  # replaces row 2 (its ticker): a delete
+    ["INSERT INTO prices VALUES ('D', '2026-11-03', 1.5)"],
 )
 
 
@@ -198,7 +200,7 @@ def test_each_fires_rows_are_copied_as_they_stood_after_it_whatever_the_process_
         tmp_path: Path) -> None:
     from sqlalchemy import create_engine
 
-    from services.orchestrator.replay_ahead import _Copier, _log_writes, _LogPositions
+    from services.orchestrator.replay_ahead import _Copier, _log_writes, _LogPositions, logging_deletes_replaced
 
     ahead_path, here_path = tmp_path / "ahead.db", tmp_path / "here.db"
     for path in (ahead_path, here_path):
@@ -207,6 +209,7 @@ def test_each_fires_rows_are_copied_as_they_stood_after_it_whatever_the_process_
                 connection.execute(statement)
     tables = _log_writes(ahead_path)
     ahead, here = create_engine(f"sqlite:///{ahead_path}"), create_engine(f"sqlite:///{here_path}")
+    logging_deletes_replaced(ahead)
     positions, states = [], []
     for fire in FIRES:  # all of them run before the first is copied: the process is far ahead
         with ahead.begin() as connection:
@@ -223,7 +226,8 @@ def test_each_fires_rows_are_copied_as_they_stood_after_it_whatever_the_process_
     finally:
         copier.close()
     assert copied == states
-    assert states[2]["names"] == [(2, "B", "Beta"), (3, "A", "Alpha Three")]  # the answer, by hand
+    assert states[2]["names"] == [(2, "B", "Beta"), (3, "A", "Alpha Three")]  # the answers, by hand
+    assert states[5]["names"] == [(3, "A", "Alpha Three"), (4, "B", "Beta Five")]
 
 
 def table_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
