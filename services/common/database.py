@@ -485,8 +485,10 @@ class _Prepared:
     required: frozenset[str]  # the parameters without a value of their own
 
     def bind(self, name: str, value: Any) -> Any:
+        """``value`` as SQLAlchemy binds it: through the type's processor, None included
+        (a JSON column's None is JSON ``null``)."""
         process = self.processors.get(name)
-        return value if process is None or value is None else process(value)
+        return value if process is None else process(value)
 
     @functools.cached_property
     def _steps(self) -> tuple[tuple[str, Callable[[Any], Any] | None, bool, Any], ...]:
@@ -504,7 +506,7 @@ class _Prepared:
         for name, process, has_default, default in self._steps:  # a replay binds thousands of rows
             if name in params:
                 value = params[name]
-                values.append(value if process is None or value is None else process(value))
+                values.append(value if process is None else process(value))
             elif has_default:
                 values.append(default)
             else:
@@ -524,7 +526,7 @@ def _prepared(dialect: Any, statement: Any) -> _Prepared:
     processors = dict(compiled._bind_processors)
     required = frozenset(bind.key for bind in compiled.binds.values() if bind.required)
     given = compiled.construct_params(dict.fromkeys(required))
-    defaults = {name: (processors[name](value) if name in processors and value is not None else value)
+    defaults = {name: (processors[name](value) if name in processors and name not in required else value)
                 for name, value in given.items()}
     order = tuple(compiled.positiontup) if compiled.positional else None
     return _Prepared(str(compiled), order, defaults, processors, required)

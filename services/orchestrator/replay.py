@@ -114,7 +114,8 @@ def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
     market: replay_ahead.MarketAhead | None = None
     with ExitStack() as stack:
         stack.enter_context(runner.batching_unchanged())
-        for index, (fire, attempt) in enumerate(plan):
+        stack.callback(setattr, runner, "produce_upstream", None)
+        for index, ((fire, attempt), item) in enumerate(zip(plan, items)):
             if index == handover and ahead is not None:
                 market = stack.enter_context(ahead.running(runner.session_factory.kw["bind"],
                                                            [item for item in items[index:] if item is not None]))
@@ -123,7 +124,7 @@ def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
             if attempt is None and (fire.job, fire.at) in recorded:
                 record = None  # as its claim would find: an earlier replay ran it
             else:
-                record = _run(runner, fire, attempt, market)
+                record = _run(runner, fire, attempt, None if market is None else item, market)
             records.append(record)
             if on_fire is not None:
                 on_fire(fire, record)
@@ -132,7 +133,6 @@ def replay(runner: JobRunner, clock: FixedClock, fires: Sequence[Fire],
                 logger.warning("replay stopped at %s %s: %s; replaying the range again runs it again and goes on",
                                fire.job, fire.at.isoformat(), record.error)
                 break
-    runner.produce_upstream = None
     return records
 
 
@@ -147,10 +147,9 @@ def _handover(items: Sequence[replay_ahead.Item | None]) -> int | None:
     return first + 1 if items[first].kind == "needs" else first  # type: ignore[union-attr]
 
 
-def _run(runner: JobRunner, fire: Fire, attempt: int | None,
+def _run(runner: JobRunner, fire: Fire, attempt: int | None, item: replay_ahead.Item | None,
          market: replay_ahead.MarketAhead | None) -> RunRecord | None:
-    """Run ``fire`` (again, after ``attempt``), or take it from the process ahead."""
-    item = None if market is None else replay_ahead.item_of(runner.job(fire.job), fire.at, attempt)
+    """Run ``fire`` (again, after ``attempt``), or take it (``item``) from the process ahead."""
     if market is not None and item is not None and item.kind != "needs":
         runner.write_unchanged()  # the rows of the fires before it come first, as a claim writes them
         return market.take(item)

@@ -45,8 +45,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection as DbConnection
 from sqlalchemy import Engine, event, make_url
 
-from services.common.database import sqlite_file
+from services.common.database import SQLITE_BEGIN, sqlite_file
 from services.common.job_api import Outcome
+from services.common.private_files import create_private_file
 from services.common.settings import Settings
 from services.orchestrator import needs
 from services.orchestrator.jobs import REGISTRY, JobSpec
@@ -284,7 +285,7 @@ def _remove(path: Path) -> None:
 
 def _copy_database(source: Path, target: Path) -> None:
     """``source`` as committed now (WAL included), into the new file ``target`` (0600)."""
-    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    create_private_file(target)
     with _sqlite(source) as reading, _sqlite(target) as writing:
         reading.backup(writing)
 
@@ -375,9 +376,11 @@ class _Copier:
 
     def __init__(self, engine: Engine, copy: Path, tables: dict[str, _Table]) -> None:
         self._tables = tables
-        self._connection: DbConnection = engine.connect()
+        # each copy one transaction from its first statement: what it reads of the copy is
+        # one state of it, whatever the process ahead commits meanwhile (WAL)
+        self._connection: DbConnection = engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"})
         self._connection.connection.driver_connection.execute(  # type: ignore[union-attr]
-            "ATTACH DATABASE ? AS ahead", (str(copy),))
+            "ATTACH DATABASE ? AS ahead", (str(copy),))  # before the first transaction: not inside one
         self._copied: dict[str, int] = {}
         self._run_ids: dict[int, int] = {}  # the run ids ahead -> here, of the runs made ahead
         self._copied_from = 0  # the last run id the copy was made with

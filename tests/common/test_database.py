@@ -315,3 +315,26 @@ def test_a_compiled_read_binds_as_sqlalchemy_does_and_gives_the_drivers_values(s
             fetch_compiled(connection, statement, {"owner": "u", "mode": True})
     with pytest.raises(ValueError, match="no expanding IN"):
         fetch_compiled(connection, select(runs.pid).where(runs.pid.in_([1, 2])), {})
+
+
+def test_a_compiled_write_stores_what_sqlalchemy_stores_none_included(session_factory: Any) -> None:
+    from sqlalchemy import bindparam, text, update
+
+    from services.common.database import execute_compiled
+
+    at = datetime(2026, 11, 19, 9, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+    with session_factory.begin() as session:
+        for pid in (1, 2):
+            session.add(JobRun(job_name="j", user_id="u", scheduled_for=at, trading_date=at.date(), origin="manual",
+                               dry_run=True, outcome="running", started_at=at, host="h", pid=pid, attempt=pid))
+    runs = JobRun.__table__.c
+    finish = update(JobRun.__table__).where(runs.pid == bindparam("p")).values(
+        summary=bindparam("summary"), reason=bindparam("reason"), finished_at=bindparam("finished_at"))
+    values = {"summary": None, "reason": None, "finished_at": at}
+    with session_factory.begin() as session:
+        connection = session.connection()
+        connection.execute(finish, {"p": 1, **values})  # the answer: SQLAlchemy's own binding
+        assert execute_compiled(connection, finish, [{"p": 2, **values}]) == 1
+        stored = connection.execute(text(
+            "SELECT pid, summary IS NULL, CAST(summary AS TEXT), finished_at FROM job_runs ORDER BY pid")).all()
+    assert stored[0][1:] == stored[1][1:]

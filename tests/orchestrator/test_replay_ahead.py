@@ -19,6 +19,7 @@ from services.common.market_calendar import KRX_TZ
 from services.orchestrator.replay import Fire, simulate
 from services.orchestrator.replay_ahead import AheadStopped, usable
 from tests.conftest import in_process_cli, make_settings
+from tests.orchestrator.test_replay import replay_settings
 
 #: eleven sessions around the exam day, into a database that starts empty
 WINDOW = (date(2026, 11, 10), date(2026, 11, 24))
@@ -29,8 +30,7 @@ RUN_COLUMNS_OF_THE_PROCESS = ("id", "host", "pid", "instance_id")  # which proce
 
 def settings_in(directory: Path, cache_dir: Path) -> Any:
     directory.mkdir(parents=True, exist_ok=True)
-    return make_settings(database_url=f"sqlite:///{directory / 'replay.db'}", cache_dir=str(cache_dir),
-                         simulated_universe="30", bootstrap_sessions="130")
+    return replay_settings(directory, cache_dir)
 
 
 def replayed(settings: Any, start: date, end: date, *, ahead: bool, **options: Any) -> Any:
