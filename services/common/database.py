@@ -11,7 +11,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from weakref import WeakKeyDictionary
@@ -468,12 +468,16 @@ def execute_compiled(connection: Any, statement: Any, rows: Sequence[dict[str, A
     :func:`fetch_compiled` runs a read: for each of ``rows`` (the driver's
     ``executemany`` for more than one); how many rows it changed."""
     prepared = _prepared(connection.dialect, statement)
-    arguments = [prepared.arguments(row) for row in rows]
+    bound: dict[tuple[Any, Any], Any] = {}  # rows repeat their moments and dates: each bound once
+    arguments = [prepared.arguments(row, bound) for row in rows]
     result = connection.exec_driver_sql(prepared.sql, arguments if len(arguments) != 1 else arguments[0])
     try:
         return int(result.rowcount)
     finally:
         result.close()
+
+
+_MOMENTS = (datetime, date)  # the types :meth:`_Prepared.arguments` binds once per value
 
 
 @dataclass(frozen=True)
@@ -497,8 +501,10 @@ class _Prepared:
         return tuple((name, self.processors.get(name), name not in self.required, self.defaults.get(name))
                      for name in self.order)
 
-    def arguments(self, params: dict[str, Any]) -> Any:
-        """``params`` bound, as the driver takes them (a tuple for a positional one)."""
+    def arguments(self, params: dict[str, Any], bound: dict[tuple[Any, Any], Any] | None = None) -> Any:
+        """``params`` bound, as the driver takes them (a tuple for a positional one);
+        ``bound``: the dates and datetimes bound so far, by processor and value (a
+        processor gives equal values the same result)."""
         if self.order is None:
             self._check(params)
             return {**self.defaults, **{name: self.bind(name, value) for name, value in params.items()}}
@@ -506,7 +512,15 @@ class _Prepared:
         for name, process, has_default, default in self._steps:  # a replay binds thousands of rows
             if name in params:
                 value = params[name]
-                values.append(value if process is None else process(value))
+                if process is None:
+                    values.append(value)
+                elif bound is not None and type(value) in _MOMENTS:
+                    key = (process, value)
+                    if key not in bound:
+                        bound[key] = process(value)
+                    values.append(bound[key])
+                else:
+                    values.append(process(value))
             elif has_default:
                 values.append(default)
             else:

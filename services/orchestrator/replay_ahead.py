@@ -358,6 +358,12 @@ class _Table:
                 f"INSERT INTO {log} (_op, {self.names}) VALUES ('d', {old}); END;\n")
 
 
+def _on_conflict(table: _Table) -> str:
+    """A copied row replaces the row of its key here (one a replay ahead of this one wrote)."""
+    updates = [f'"{name}" = excluded."{name}"' for name, _ in table.columns if name not in table.key]
+    return f" ON CONFLICT ({table.keys}) " + (f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING")
+
+
 def _quoted(names: Any, prefix: str = "") -> str:
     return ", ".join(f'{prefix}"{name if isinstance(name, str) else name[0]}"' for name in names)
 
@@ -411,9 +417,12 @@ class _Copier:
         """Each row written ahead in ``after``..``last``, as it stood at ``last``: deleted
         here if it was deleted then, else written with its values then (the table's, or
         those a later change logged), in the order the rows were first written."""
+        run = self._connection.exec_driver_sql
+        if run(f"SELECT 1 FROM ahead.{table.log} WHERE _op <> 'i' AND _n > ? LIMIT 1", (after,)).first() is None:
+            self._copy_inserted(table, after, last)
+            return
         touched, keys = f'temp."_touched_{table.name}"', table.keys
         on_key = " AND ".join(f'{{0}}."{k}" = t."{k}"' for k in table.key)
-        run = self._connection.exec_driver_sql
         run(f"CREATE TEMP TABLE IF NOT EXISTS {touched} ({keys}, first_n INTEGER, last_n INTEGER, later_n INTEGER, "
             f"PRIMARY KEY ({keys}))")
         run(f"DELETE FROM {touched}")
@@ -425,12 +434,20 @@ class _Copier:
             f"AS t JOIN ahead.{table.log} AS lo ON lo._n = t.last_n WHERE lo._op = 'd')")
         values = ", ".join(f'CASE WHEN t.later_n IS NULL THEN s."{name}" ELSE o."{name}" END'
                            for name, _ in table.columns)
-        updates = [f'"{name}" = excluded."{name}"' for name, _ in table.columns if name not in table.key]
-        conflict = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
         run(f'INSERT INTO main."{table.name}" ({table.names}) SELECT {values} FROM {touched} AS t '
             f"JOIN ahead.{table.log} AS lo ON lo._n = t.last_n LEFT JOIN ahead.{table.log} AS o ON o._n = t.later_n "
             f'LEFT JOIN ahead."{table.name}" AS s ON t.later_n IS NULL AND {on_key.format("s")} '
-            f"WHERE lo._op <> 'd' ORDER BY t.first_n ON CONFLICT ({keys}) {conflict}")
+            f"WHERE lo._op <> 'd' ORDER BY t.first_n{_on_conflict(table)}")
+
+    def _copy_inserted(self, table: _Table, after: int, last: int) -> None:
+        """:meth:`_copy_rows` where nothing was updated or deleted ahead since ``after``:
+        each key logged in ``after``..``last`` was inserted once, and the table holds it
+        as it was then."""
+        on_key = " AND ".join(f's."{k}" = lo."{k}"' for k in table.key)
+        self._connection.exec_driver_sql(
+            f'INSERT INTO main."{table.name}" ({table.names}) SELECT {_quoted(table.columns, "s.")} '
+            f'FROM ahead.{table.log} AS lo JOIN ahead."{table.name}" AS s ON {on_key} '
+            f"WHERE lo._n > ? AND lo._n <= ? ORDER BY lo._n{_on_conflict(table)}", (after, last))
 
     def _copy_runs(self, table: _Table, after: int, last: int) -> None:
         """The ledger rows written ahead, as they stand at ``last``: a run's first row

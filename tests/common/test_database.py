@@ -338,3 +338,31 @@ def test_a_compiled_write_stores_what_sqlalchemy_stores_none_included(session_fa
         stored = connection.execute(text(
             "SELECT pid, summary IS NULL, CAST(summary AS TEXT), finished_at FROM job_runs ORDER BY pid")).all()
     assert stored[0][1:] == stored[1][1:]
+
+
+def test_rows_written_together_bind_each_moment_as_sqlalchemy_does(session_factory: Any) -> None:
+    """Rows that repeat a moment (the same instant in two zones), a date, or give one
+    moment to two columns store what SQLAlchemy stores, row by row."""
+    from sqlalchemy import bindparam, insert, text
+
+    from services.common.database import execute_compiled
+
+    seoul, utc = ZoneInfo("Asia/Seoul"), ZoneInfo("UTC")
+    moments = [datetime(2026, 11, 19, 9, 0, tzinfo=seoul), datetime(2026, 11, 19, 0, 0, tzinfo=utc),
+               datetime(2026, 11, 19, 9, 30, tzinfo=seoul), datetime(2026, 11, 19, 9, 0, tzinfo=seoul),
+               datetime(2026, 11, 19, 9, 0, tzinfo=utc)]
+    rows = [{"job_name": "j", "user_id": "u", "scheduled_for": at, "trading_date": at.date(), "origin": "manual",
+             "dry_run": True, "outcome": "skipped", "started_at": at, "finished_at": moments[2], "host": "h",
+             "pid": index, "attempt": index + 1} for index, at in enumerate(moments)]
+    statement = insert(JobRun.__table__).values({name: bindparam(name) for name in rows[0]})
+    with session_factory.begin() as session:
+        connection = session.connection()
+        for row in rows:  # the answer: SQLAlchemy's own binding, row by row
+            connection.execute(statement, {**row, "user_id": "sqlalchemy"})
+        assert execute_compiled(connection, statement, rows) == len(rows)
+        stored = connection.execute(text(
+            "SELECT user_id, pid, scheduled_for, trading_date, started_at, finished_at FROM job_runs "
+            "ORDER BY user_id, pid")).all()
+    ours, theirs = stored[:len(rows)], stored[len(rows):]
+    assert [row[1:] for row in ours] == [row[1:] for row in theirs]
+    assert ours[0][2] == ours[1][2] == ours[3][2] != ours[4][2]  # 09:00 KST is 00:00 UTC, not 09:00 UTC
