@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import functools
 import itertools
@@ -463,6 +464,37 @@ def fetch_compiled(connection: Any, statement: Any, params: dict[str, Any]) -> l
         result.close()
 
 
+def fetch_typed(connection: Any, statement: Any, params: dict[str, Any]) -> list[Any]:
+    """The rows of a Core ``statement`` read at every fire (a paper account's), as
+    SQLAlchemy gives them, run as :func:`fetch_compiled` runs it: each value through its
+    type's result processor, each row a named tuple (``row.ticker``; a column without a
+    name of its own is ``row[1]``)."""
+    prepared = _prepared(connection.dialect, statement)
+    result = connection.exec_driver_sql(prepared.sql, prepared.arguments(params))  # SQLAlchemy's errors handled
+    try:
+        shape = _row_shape(connection.dialect, statement, tuple(column[1] for column in result.cursor.description))
+        raw = result.cursor.fetchall()
+    finally:
+        result.close()
+    make, processors = shape
+    if not any(processors):
+        return [make(row) for row in raw]
+    return [make(value if process is None else process(value) for process, value in zip(processors, row))
+            for row in raw]
+
+
+@functools.lru_cache(maxsize=64)
+def _row_shape(dialect: Any, statement: Any, types: tuple[Any, ...]) -> tuple[Callable[[Any], Any],
+                                                                               tuple[Any, ...]]:
+    """How :func:`fetch_typed` makes a row of ``statement``: its named tuple's maker, and
+    each column's result processor (``types``: the driver's column types)."""
+    compiled = _prepared(dialect, statement).compiled
+    columns = compiled._result_columns
+    row = collections.namedtuple("Row", [column.keyname for column in columns], rename=True)  # type: ignore[misc]
+    processors = tuple(column.type._cached_result_processor(dialect, kind) for column, kind in zip(columns, types))
+    return row._make, processors
+
+
 def execute_compiled(connection: Any, statement: Any, rows: Sequence[dict[str, Any]]) -> int:
     """A Core write ``statement`` run thousands of times (a replay's ledger rows), as
     :func:`fetch_compiled` runs a read: for each of ``rows`` (the driver's
@@ -482,6 +514,7 @@ _MOMENTS = (datetime, date)  # the types :meth:`_Prepared.arguments` binds once 
 
 @dataclass(frozen=True)
 class _Prepared:
+    compiled: Any  # SQLAlchemy's compiled statement
     sql: str
     order: tuple[str, ...] | None  # the parameters' order (positional drivers), else None: named
     defaults: dict[str, Any]  # the statement's own values (its literals, limits), bound
@@ -532,7 +565,7 @@ class _Prepared:
             raise ValueError(f"no value for the parameters {sorted(self.required.difference(params))}")
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=128)
 def _prepared(dialect: Any, statement: Any) -> _Prepared:
     compiled = statement.compile(dialect=dialect)
     if compiled.post_compile_params:
@@ -543,7 +576,7 @@ def _prepared(dialect: Any, statement: Any) -> _Prepared:
     defaults = {name: (processors[name](value) if name in processors and name not in required else value)
                 for name, value in given.items()}
     order = tuple(compiled.positiontup) if compiled.positional else None
-    return _Prepared(str(compiled), order, defaults, processors, required)
+    return _Prepared(compiled, str(compiled), order, defaults, processors, required)
 
 
 def python_values(values: Any) -> list[Any]:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, Select, bindparam, event, literal, select
 
 from services.common.alerts import Alert, raise_alert
-from services.common.database import dialect_insert
+from services.common.database import dialect_insert, fetch_typed
 from services.common.job_api import Account
 from services.common.market_calendar import KRX_TZ
 from services.risk_manager.halts import Halt, halt_of, halt_trading, set_baseline_equity
@@ -88,7 +88,7 @@ def assess(connection: Connection, account: Account, state: AccountState, limits
     """Measure ``account`` in ``state`` for the session ``day`` at ``moment``, record
     what breaches ``limits``, halt on the total-loss limit (the caller owns the
     transaction)."""
-    risk = connection.execute(_RISK_STATE, {"owner": account.user_id, "dry_run": account.dry_run, "day": day}).one()
+    (risk,) = fetch_typed(connection, _RISK_STATE, {"owner": account.user_id, "dry_run": account.dry_run, "day": day})
     record = halt_of(risk)
     baseline, since = _baseline(connection, record, account, state)
     metrics = portfolio_metrics(state.cash, state.holdings, _history(state, baseline, since))

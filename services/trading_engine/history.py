@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, func, literal, select
 
+from services.common.database import fetch_typed
 from services.risk_manager.assessment import AccountState
 from services.risk_manager.metrics import Holding
 from services.trading_engine.models import ClosedTrade, PortfolioSnapshot
@@ -57,7 +58,7 @@ def account_state(connection: Connection, broker: Broker, positions: Sequence[Po
     """The account of ``broker`` holding ``positions`` valued at ``prices``, for the session ``day``."""
     parameters = {"owner": broker.account.user_id, "dry_run": broker.account.dry_run, "day": day}
     balance = broker.balance()
-    past = connection.execute(_HISTORY, parameters).one()
+    (past,) = fetch_typed(connection, _HISTORY, parameters)
 
     def peak_since(since: datetime) -> int | None:
         return _int_or_none(connection.scalar(_PEAK_SINCE, {**parameters, "since": since}))

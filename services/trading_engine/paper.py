@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 
 from services.common.clock import Clock
+from services.common.database import fetch_typed
 from services.common.job_api import Account
 from services.common.krx_market import FALLBACK_MARKET, TODAY, PriceGrid, grid_on
 from services.common.market_calendar import KRX_TZ, MarketCalendar
@@ -195,15 +196,14 @@ class PaperBroker:
 
     def paper_account(self) -> PaperAccount:
         """The user's account, opened with ``initial_cash`` on first use."""
-        row = self.connection.execute(_ACCOUNT, self._me).first()
-        if row is None:
+        rows = fetch_typed(self.connection, _ACCOUNT, self._me)
+        if not rows:
             self.connection.execute(insert(PaperAccount).values(
                 user_id=self.user_id, initial_cash=self.initial_cash, cash=self.initial_cash,
                 opened_at=self.clock.now()))
             logger.info("opened paper account %s with %d KRW", self.user_id, self.initial_cash)
-            row = self.connection.execute(_ACCOUNT, self._me).first()
-        assert row is not None
-        return row  # type: ignore[return-value]
+            rows = fetch_typed(self.connection, _ACCOUNT, self._me)
+        return rows[0]  # type: ignore[no-any-return]
 
     def _balance(self) -> int:
         return int(self.paper_account().cash)
@@ -212,13 +212,13 @@ class PaperBroker:
         return int(self.connection.scalar(_RESERVED, self._me) or 0)
 
     def cash(self) -> Cash:
-        row: Any = self.connection.execute(_BALANCE, self._me).first()
-        if row is None:
+        rows = fetch_typed(self.connection, _BALANCE, self._me)
+        if not rows:
             self.paper_account()  # opened on first use
-            row = self.connection.execute(_BALANCE, self._me).one()
-        balance, reserved = row
+            rows = fetch_typed(self.connection, _BALANCE, self._me)
+        ((balance, reserved),) = rows
         today = self.clock.now().astimezone(KRX_TZ).date()
-        pending: Any = self.connection.execute(_UNSETTLED, {**self._me, "today": today}).all()
+        pending = fetch_typed(self.connection, _UNSETTLED, {**self._me, "today": today})
         # the deposit before unsettled trades (sale proceeds not yet in, buys not yet paid),
         # as the part of ``available`` it covers (the way KIS's D+0 / D+2 deposits relate)
         unsettled = sum(_cash_change(Side(side), q * p, c, t) for side, q, p, c, t in pending)
@@ -227,7 +227,7 @@ class PaperBroker:
                     held_back=int(reserved))
 
     def positions(self) -> list[Position]:
-        rows = self.connection.execute(_HELD, self._me).all()
+        rows = fetch_typed(self.connection, _HELD, self._me)
         return [Position(r.ticker, int(r.quantity), int(r.cost), r.opened_on, int(r.high_water)) for r in rows]
 
     def fills(self, day: date) -> list[Fill]:
@@ -235,7 +235,7 @@ class PaperBroker:
         return [_fill_of(row) for row in rows]
 
     def open_orders(self) -> list[Order]:
-        rows = self.connection.execute(_OPEN_ORDERS, self._me).all()
+        rows = fetch_typed(self.connection, _OPEN_ORDERS, self._me)
         return [_order_of(row) for row in rows]
 
     def orders(self, day: date) -> list[Order]:

@@ -340,6 +340,33 @@ def test_a_compiled_write_stores_what_sqlalchemy_stores_none_included(session_fa
     assert stored[0][1:] == stored[1][1:]
 
 
+def test_a_typed_read_gives_the_rows_sqlalchemy_gives(session_factory: Any) -> None:
+    """Aware datetimes, dates, booleans, JSON and a scalar subquery's column come back
+    as SQLAlchemy's own execution gives them, by position and by name."""
+    from sqlalchemy import bindparam, func, select
+
+    from services.common.database import fetch_typed
+
+    at = datetime(2026, 11, 19, 9, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+    with session_factory.begin() as session:
+        for pid, summary in ((1, {"state": "a", "n": 2}), (2, None)):
+            session.add(JobRun(job_name="j", user_id="u", scheduled_for=at, trading_date=at.date(), origin="manual",
+                               dry_run=pid == 1, outcome="success", started_at=at, host="h", pid=pid,
+                               summary=summary))
+    runs = JobRun.__table__.c
+    count = select(func.count()).where(runs.user_id == bindparam("owner")).scalar_subquery()
+    statement = select(runs.pid, runs.scheduled_for, runs.trading_date, runs.dry_run, runs.summary,
+                       runs.finished_at, count).where(runs.user_id == bindparam("owner")).order_by(runs.pid)
+    with session_factory() as session:
+        connection = session.connection()
+        theirs = connection.execute(statement, {"owner": "u"}).all()
+        ours = fetch_typed(connection, statement, {"owner": "u"})
+    assert [tuple(row) for row in ours] == [tuple(row) for row in theirs]
+    assert ours[0].scheduled_for == at and ours[0].scheduled_for.utcoffset() is not None
+    assert (ours[0].trading_date, ours[0].dry_run, ours[1].dry_run) == (at.date(), True, False)
+    assert (ours[0].summary, ours[1].summary, ours[0][6]) == ({"state": "a", "n": 2}, None, 2)
+
+
 def test_rows_written_together_bind_each_moment_as_sqlalchemy_does(session_factory: Any) -> None:
     """Rows that repeat a moment (the same instant in two zones), a date, or give one
     moment to two columns store what SQLAlchemy stores, row by row."""
