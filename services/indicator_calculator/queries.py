@@ -3,10 +3,12 @@ watchlist and the trading engine)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, bindparam, select
 
 from services.common.database import fetch_rows
 from services.indicator_calculator.models import CalculatedSession, TechnicalIndicator
@@ -18,10 +20,16 @@ def technical_values(connection: Connection, day: date, tickers: Sequence[str],
     ``tickers`` calculated for it, by ticker."""
     if not tickers:
         return {}
-    columns = [getattr(TechnicalIndicator, name) for name in names]
-    rows = connection.execute(select(TechnicalIndicator.ticker, *columns).where(
-        TechnicalIndicator.date == day, TechnicalIndicator.ticker.in_(list(tickers)))).all()
+    rows = connection.execute(_technical_values(tuple(names)), {"day": day, "tickers": list(tickers)}).all()
     return {row[0]: tuple(None if value is None else float(value) for value in row[1:]) for row in rows}
+
+
+@functools.lru_cache(maxsize=16)
+def _technical_values(names: tuple[str, ...]) -> Select[Any]:
+    """:func:`technical_values`' statement, built once per set of names (read at every signal generation)."""
+    return select(TechnicalIndicator.ticker, *(getattr(TechnicalIndicator, name) for name in names)).where(
+        TechnicalIndicator.date == bindparam("day"),
+        TechnicalIndicator.ticker.in_(bindparam("tickers", expanding=True)))
 
 
 #: the indicators of :func:`screening_values`, in this order

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
-from services.common.database import upsert
+from services.common.database import fetch_typed, upsert
 from services.common.job_api import Account, JobContext, JobResult
 from services.common.krx_market import FALLBACK_MARKET, TODAY, PriceGrid, grid_on
 from services.data_collector.queries import closes_on, market_rows, markets_on
@@ -84,10 +84,17 @@ def load_market_rows(connection: Connection, day: date, tickers: list[str]) -> p
     return frame
 
 
+# built once: read by every signal generation
+_TRADES = select(ClosedTrade.pnl, ClosedTrade.cost).where(
+    ClosedTrade.user_id == bindparam("owner"), ClosedTrade.dry_run == bindparam("dry_run"), ClosedTrade.cost > 0,
+).order_by(ClosedTrade.fill_id)
+_SIGNAL_RUN = select(SignalRun.watchlist_date, SignalRun.entries, SignalRun.exits, SignalRun.orders).where(
+    SignalRun.user_id == bindparam("owner"), SignalRun.dry_run == bindparam("dry_run"),
+    SignalRun.trading_date == bindparam("day"))
+
+
 def trade_returns(connection: Connection, account: Account) -> list[float]:
-    rows = connection.execute(select(ClosedTrade.pnl, ClosedTrade.cost).where(
-        ClosedTrade.user_id == account.user_id, ClosedTrade.dry_run.is_(account.dry_run), ClosedTrade.cost > 0)
-        .order_by(ClosedTrade.fill_id)).all()
+    rows = fetch_typed(connection, _TRADES, {"owner": account.user_id, "dry_run": account.dry_run})
     return [pnl / cost for pnl, cost in rows]
 
 
@@ -170,9 +177,12 @@ def _signal_row(signal: Mapping[str, Any], account: Account, day: date, quantity
             "quantity": int(quantity), "client_order_id": order_id, "created_at": now}
 
 
-def _already_generated(ctx: JobContext) -> SignalRun | None:
+def _already_generated(ctx: JobContext) -> Any:
+    """The run of the day's signals already made (its watchlist date and counts), if any."""
     with ctx.session_factory() as session:
-        return session.get(SignalRun, (ctx.account.user_id, ctx.account.dry_run, ctx.trading_date))
+        rows = fetch_typed(session.connection(), _SIGNAL_RUN, {
+            "owner": ctx.account.user_id, "dry_run": ctx.account.dry_run, "day": ctx.trading_date})
+    return rows[0] if rows else None
 
 
 def gate_prices(connection: Connection, user_id: str, previous: date, held: list[str]) -> dict[str, int]:
