@@ -158,16 +158,21 @@ class RunLedger:
         outcome: Outcome = Outcome.RUNNING,
         reason: str | None = None,
         attempt: int = 1,
+        skipped: Sequence[dict[str, Any]] = (),
     ) -> int | None:
         """Insert the fire's row (a running one with a lease); ``None`` if another run
-        already holds it."""
+        already holds it. ``skipped``: :meth:`skipped_row` rows of the fires before it,
+        written first, in the same transaction (kept when the claim is not)."""
         try:
             with self._engine.begin() as connection:
+                if skipped:
+                    execute_compiled(connection, _insert_skipped(connection.dialect.name), skipped)
                 ((run_id,),) = fetch_compiled(connection, _CLAIM, self._fire_row(
                     job_name, scheduled_for, trading_date, origin, outcome, self._clock.now(), reason=reason,
                     attempt=attempt))
                 return int(run_id)
         except IntegrityError:
+            self.write_skipped(skipped)
             return None
 
     def _fire_row(self, job_name: str, scheduled_for: datetime, trading_date: date | None, origin: str,

@@ -160,8 +160,7 @@ class JobRunner:
         :meth:`RunLedger.retryable`); None if another run claimed that attempt."""
         job = self.job(job_name)
         trading_date = self.triggers[job_name].trading_date(fire_time)
-        self.write_unchanged()
-        run_id = self.ledger.claim(job_name, fire_time, trading_date=trading_date, origin=origin, attempt=attempt)
+        run_id = self._claim(job_name, fire_time, trading_date=trading_date, origin=origin, attempt=attempt)
         if run_id is None:
             logger.info("%s %s: attempt %d claimed by another run; leaving it", job_name, self.shown(fire_time),
                         attempt)
@@ -228,9 +227,8 @@ class JobRunner:
         *, origin: str | None = None,
     ) -> RunRecord | None:
         """Record a fire that does not run (missed, or skipped), and say so."""
-        self.write_unchanged()
-        run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin or self.origin,
-                                   outcome=outcome, reason=reason)
+        run_id = self._claim(job.name, fire_time, trading_date=trading_date, origin=origin or self.origin,
+                             outcome=outcome, reason=reason)
         if run_id is None:
             logger.info("%s %s: already recorded by another run", job.name, self.shown(fire_time))
             return None
@@ -274,8 +272,7 @@ class JobRunner:
             if self._unchanged_rows is not None:
                 return self._record_later(job, fire_time, trading_date, reason, origin)
             return self.record_only(job, fire_time, trading_date, Outcome.SKIPPED, reason, origin=origin)
-        self.write_unchanged()
-        run_id = self.ledger.claim(job.name, fire_time, trading_date=trading_date, origin=origin)
+        run_id = self._claim(job.name, fire_time, trading_date=trading_date, origin=origin)
         if run_id is None:
             logger.info("%s %s: already claimed (by another orchestrator, or run first as another job's input); "
                         "leaving it", job.name, self.shown(fire_time))
@@ -285,8 +282,9 @@ class JobRunner:
     @contextmanager
     def batching_unchanged(self) -> Iterator[None]:
         """While this process alone writes the database (a replay holds its replay lock),
-        the rows of fires skipped as unchanged are kept and written together: before the
-        next run is claimed or recorded, and at the end (in fire order). Their records
+        the rows of fires skipped as unchanged are kept and written together: in the
+        transaction of the next run's claim or record (before it), and at the end (in fire
+        order). Their records
         carry run id 0. A process killed meanwhile leaves them unwritten; the next replay
         of the range decides those fires again."""
         self._unchanged_rows = []
@@ -309,6 +307,14 @@ class JobRunner:
         if self._unchanged_rows:
             rows, self._unchanged_rows = self._unchanged_rows, []
             self.ledger.write_skipped(rows)
+
+    def _claim(self, job_name: str, fire_time: datetime, **fire: Any) -> int | None:
+        """:meth:`RunLedger.claim`, the rows :meth:`batching_unchanged` keeps written
+        first in its transaction (kept here until it is done)."""
+        run_id = self.ledger.claim(job_name, fire_time, skipped=self._unchanged_rows or (), **fire)
+        if self._unchanged_rows:
+            self._unchanged_rows = []
+        return run_id
 
     def _record_later(self, job: JobSpec, fire_time: datetime, trading_date: date, reason: str,
                       origin: str) -> RunRecord:

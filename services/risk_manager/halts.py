@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, event, select, update
 
 from services.common.alerts import Alert, raise_alert
-from services.common.database import upsert
+from services.common.database import fetch_typed, upsert
 from services.common.market_calendar import KRX_TZ
 from services.risk_manager.models import TradingHalt
 
@@ -59,7 +59,8 @@ def set_baseline_equity(connection: Connection, user_id: str, dry_run: bool, equ
 
 def halt_record(connection: Connection, user_id: str) -> Halt | None:
     """The user's last halt, active or resumed; None if trading was never halted."""
-    return halt_of(connection.execute(_HALT, {"owner": user_id}).first())
+    rows = fetch_typed(connection, _HALT, {"owner": user_id})
+    return halt_of(rows[0] if rows else None)
 
 
 def halt_of(row: Any) -> Halt | None:

@@ -313,6 +313,28 @@ def test_history_and_last_runs_read_back_the_ledger(session_factory, krx_calenda
         "data_collection": "success", "indicator_calculation": "failed"}
 
 
+def test_a_batch_writes_its_unchanged_fires_with_the_next_claim_and_keeps_them_when_the_claim_is_refused(
+        session_factory, krx_calendar):
+    clock = FixedClock(at("2026-11-17T22:00"))
+    runner = make_runner(session_factory, krx_calendar, clock)
+    # another run holds data_collection's fire of the 18th
+    runner.ledger.claim("data_collection", at("2026-11-18T16:00"), trading_date=date(2026, 11, 18), origin="simulate")
+    with runner.batching_unchanged():
+        for moment in ("2026-11-17T22:00", "2026-11-17T22:30", "2026-11-17T23:00"):
+            clock.set(at(moment))
+            runner.run_fire("risk_checks", at(moment), origin="simulate")
+        clock.set(at("2026-11-18T16:00"))
+        assert runner.run_fire("data_collection", at("2026-11-18T16:00"), origin="simulate") is None
+        assert ("risk_checks", at("2026-11-17T23:00"), "skipped") in [  # kept though the claim was refused
+            (row.job_name, row.scheduled_for, row.outcome) for row in ledger_rows(session_factory)]
+        clock.set(at("2026-11-18T16:30"))
+        runner.run_fire("risk_checks", at("2026-11-18T16:30"), origin="simulate")
+    assert [(row.job_name, row.scheduled_for, row.outcome) for row in ledger_rows(session_factory)] == [
+        ("data_collection", at("2026-11-18T16:00"), "running"),
+        ("risk_checks", at("2026-11-17T22:00"), "success"), ("risk_checks", at("2026-11-17T22:30"), "success"),
+        ("risk_checks", at("2026-11-17T23:00"), "skipped"), ("risk_checks", at("2026-11-18T16:30"), "success")]
+
+
 def test_a_batch_writes_its_unchanged_fires_when_it_ends_and_a_stop_is_reported_over_a_failed_write(
         session_factory, krx_calendar, monkeypatch):
     # 22:00 opens the paper account, 22:30 is the first check to find it: 23:00 finds what 22:30 read
