@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
@@ -27,13 +27,15 @@ from services.common.clock import Clock, FixedClock
 from services.common.database import account_transaction, snapshot_transaction
 from services.common.job_api import Account, JobContext
 from services.common.market_calendar import KRX_TZ, Session
-from services.common.settings import Settings
+from services.common.settings import ConfigurationError, Settings
 from services.trading_engine.bar_settlement import Settlement, settle_daily_bars
 from services.trading_engine.fees import FeeSchedule
-from services.trading_engine.kis_api.quotes import KisQuotes, QuoteConfig, check_paper_quotes, kis_quotes_wanted
 from services.trading_engine.orders import Broker
 from services.trading_engine.paper import PaperBroker, Pricing, QuoteSource, settlement_date
 from services.trading_engine.signals import SignalRules
+
+if TYPE_CHECKING:
+    from services.trading_engine.kis_api.quotes import KisQuotes
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +146,8 @@ class PaperTrading(TradingAccount):
         if pricing is Pricing.INTRADAY:
             return pricing, self._simulated_quotes()
         if pricing is Pricing.LIVE_QUOTES:
+            from services.trading_engine.kis_api.quotes import KisQuotes, QuoteConfig  # live quotes only: httpx
+
             settings = self.ctx.settings
             source = KisQuotes(QuoteConfig.from_settings(settings), clock=self.ctx.clock,
                                cache_dir=Path(settings.cache_dir or _default_cache_dir()))
@@ -208,6 +212,31 @@ def paper_pricing(settings: Settings) -> Pricing:
     if settings.data_provider == "simulated":
         return Pricing.INTRADAY
     return Pricing.LIVE_QUOTES if kis_quotes_wanted(settings) else Pricing.DAILY_BARS
+
+
+def kis_quotes_wanted(settings: Settings) -> bool:
+    """Whether a paper account on a real provider prices its ticks from KIS: ``kis``, or
+    ``auto`` with the app key and secret set."""
+    if settings.paper_quotes == "auto":
+        return bool(settings.kis_app_key and settings.kis_app_secret)
+    return settings.paper_quotes == "kis"
+
+
+def check_paper_quotes(settings: Settings) -> None:
+    """Refuse ``ORCHESTRATOR_PAPER_QUOTES=kis`` where it cannot work, with one line."""
+    if settings.paper_quotes != "kis":
+        return
+    if settings.data_provider == "simulated":
+        raise ConfigurationError(
+            "ORCHESTRATOR_PAPER_QUOTES=kis prices dry run from KIS, but ORCHESTRATOR_DATA_PROVIDER=simulated "
+            "prices its own ticks; expected a real provider (pykrx, stored) or ORCHESTRATOR_PAPER_QUOTES=auto/off")
+    missing = [name for name, value in (("KIS_APP_KEY", settings.kis_app_key),
+                                        ("KIS_APP_SECRET", settings.kis_app_secret)) if not value]
+    if missing:
+        raise ConfigurationError(
+            f"ORCHESTRATOR_PAPER_QUOTES=kis needs {' and '.join(missing)}, not set in the environment or .env; "
+            "expected the KIS open API app key and secret (no account number: quotes only), or "
+            "ORCHESTRATOR_PAPER_QUOTES=auto/off")
 
 
 class LiveTrading(TradingAccount):

@@ -109,7 +109,7 @@ def test_a_replay_never_prices_from_kis_even_told_to_with_keys_set(replayed: str
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a replay made a KIS quote source: KIS gives today's prices, not a past day's")
 
-    monkeypatch.setattr("services.trading_engine.broker.KisQuotes", refuse)
+    monkeypatch.setattr("services.trading_engine.kis_api.quotes.KisQuotes", refuse)
     result = replay_into(tmp_path, live_database, calendar_cache_dir, paper_quotes="kis", kis_app_key="k" * 36,
                          kis_app_secret="s" * 180)
     assert result.failed == 0

@@ -64,31 +64,6 @@ def current_quote(client: KisClient, tr_id: str, ticker: str) -> Quote:
     return Quote(price, halted)
 
 
-def kis_quotes_wanted(settings: Settings) -> bool:
-    """Whether a paper account on a real provider prices its ticks from KIS: ``kis``, or
-    ``auto`` with the app key and secret set."""
-    if settings.paper_quotes == "auto":
-        return bool(settings.kis_app_key and settings.kis_app_secret)
-    return settings.paper_quotes == "kis"
-
-
-def check_paper_quotes(settings: Settings) -> None:
-    """Refuse ``ORCHESTRATOR_PAPER_QUOTES=kis`` where it cannot work, with one line."""
-    if settings.paper_quotes != "kis":
-        return
-    if settings.data_provider == "simulated":
-        raise ConfigurationError(
-            "ORCHESTRATOR_PAPER_QUOTES=kis prices dry run from KIS, but ORCHESTRATOR_DATA_PROVIDER=simulated "
-            "prices its own ticks; expected a real provider (pykrx, stored) or ORCHESTRATOR_PAPER_QUOTES=auto/off")
-    missing = [name for name, value in (("KIS_APP_KEY", settings.kis_app_key),
-                                        ("KIS_APP_SECRET", settings.kis_app_secret)) if not value]
-    if missing:
-        raise ConfigurationError(
-            f"ORCHESTRATOR_PAPER_QUOTES=kis needs {' and '.join(missing)}, not set in the environment or .env; "
-            "expected the KIS open API app key and secret (no account number: quotes only), or "
-            "ORCHESTRATOR_PAPER_QUOTES=auto/off")
-
-
 @dataclass(frozen=True, repr=False)
 class QuoteConfig:
     """The KIS app quotes are read as: host and quote tr_id of the configured
