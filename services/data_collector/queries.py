@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, String, bindparam, cast, func, select
 
-from services.common.database import fetch_columns, fetch_rows
+from services.common.database import fetch_columns, fetch_rows, fetch_typed
 from services.data_collector.models import CollectedSession, CorporateAction, DailyPrice, MarketIndex, Stock
 
 _TICKERS = DailyPrice.ticker.in_(bindparam("tickers", expanding=True))
@@ -30,7 +30,7 @@ _ALL_CLOSES_BEFORE = select(DailyPrice.ticker, DailyPrice.close).where(
 
 def all_closes_before(connection: Connection, before: date) -> dict[str, int]:
     """Every ticker's close in the latest collected session before ``before``."""
-    return {ticker: int(close) for ticker, close in connection.execute(_ALL_CLOSES_BEFORE, {"before": before})}
+    return {ticker: int(close) for ticker, close in fetch_typed(connection, _ALL_CLOSES_BEFORE, {"before": before})}
 
 
 def latest_closes_before(connection: Connection, tickers: Sequence[str], before: date) -> dict[str, int]:

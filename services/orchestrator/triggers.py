@@ -9,6 +9,7 @@ data ends. The scheduler, ``next-runs``, ``status`` and replays all read these c
 
 from __future__ import annotations
 
+import functools
 from abc import abstractmethod
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
@@ -234,6 +235,14 @@ class SessionAnchoredTrigger(_SessionTrigger):
         return f"<SessionAnchoredTrigger ({self.describe()}, timezone='{self.timezone}')>"
 
 
+@functools.lru_cache(maxsize=512)
+def _interval_fires(open_: datetime, close: datetime, interval: timedelta, zone: Any) -> tuple[datetime, ...]:
+    """Every ``interval`` from ``open_`` to ``close``, both included, in ``open_``'s zone
+    (a key apart: equal instants hash alike), asked at every tick of a session."""
+    count = int((close - open_) / interval)
+    return tuple(open_ + k * interval for k in range(count + 1))
+
+
 class InSessionIntervalTrigger(_SessionTrigger):
     """Every ``interval`` from the actual open to the actual close, both included."""
 
@@ -245,8 +254,7 @@ class InSessionIntervalTrigger(_SessionTrigger):
         self.interval = interval
 
     def session_fires(self, session: Session) -> list[datetime]:
-        count = int((session.close - session.open) / self.interval)
-        return [session.open + k * self.interval for k in range(count + 1)]
+        return list(_interval_fires(session.open, session.close, self.interval, session.open.tzinfo))
 
     def market_deadline(self, fire_time: datetime) -> datetime | None:
         return fire_time + self.interval  # a tick is useful until the next tick
