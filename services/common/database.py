@@ -465,10 +465,10 @@ def fetch_compiled(connection: Any, statement: Any, params: dict[str, Any]) -> l
 
 
 def fetch_typed(connection: Any, statement: Any, params: dict[str, Any]) -> list[Any]:
-    """The rows of a Core ``statement`` read at every fire (a paper account's), as
-    SQLAlchemy gives them, run as :func:`fetch_compiled` runs it: each value through its
-    type's result processor, each row a named tuple (``row.ticker``; a column without a
-    name of its own is ``row[1]``)."""
+    """The rows of a Core ``statement`` read at every fire (an account's, a session's
+    market data), as SQLAlchemy gives them, run as :func:`fetch_compiled` runs it: each
+    value through its type's result processor, each row a named tuple (``row.ticker``;
+    by position too)."""
     prepared = _prepared(connection.dialect, statement)
     result = connection.exec_driver_sql(prepared.sql, prepared.arguments(params))  # SQLAlchemy's errors handled
     try:

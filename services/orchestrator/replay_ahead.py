@@ -359,7 +359,7 @@ class _Table:
 
 
 def _on_conflict(table: _Table) -> str:
-    """A copied row replaces the row of its key here (one a replay ahead of this one wrote)."""
+    """A copied row replaces the row of its key already here, if any."""
     updates = [f'"{name}" = excluded."{name}"' for name, _ in table.columns if name not in table.key]
     return f" ON CONFLICT ({table.keys}) " + (f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING")
 
