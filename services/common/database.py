@@ -536,8 +536,8 @@ class _Prepared:
 
     def arguments(self, params: dict[str, Any], bound: dict[tuple[Any, Any], Any] | None = None) -> Any:
         """``params`` bound, as the driver takes them (a tuple for a positional one);
-        ``bound``: the dates and datetimes bound so far, by processor and value (a
-        processor gives equal values the same result)."""
+        ``bound``: the dates and datetimes bound so far, by processor, value, zone and
+        fold (a processor gives the same result for the same four)."""
         if self.order is None:
             self._check(params)
             return {**self.defaults, **{name: self.bind(name, value) for name, value in params.items()}}
@@ -548,7 +548,8 @@ class _Prepared:
                 if process is None:
                     values.append(value)
                 elif bound is not None and type(value) in _MOMENTS:
-                    key = (process, value)
+                    # equal datetimes may differ in zone or fold (a processor may keep either)
+                    key = (process, value, getattr(value, "tzinfo", None), getattr(value, "fold", 0))
                     if key not in bound:
                         bound[key] = process(value)
                     values.append(bound[key])

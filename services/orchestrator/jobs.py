@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, time, timedelta
@@ -178,8 +177,7 @@ class JobSpec:
 def _load(reference: str) -> Any:
     """The function a "module:function" reference names."""
     module_name, function_name = reference.split(":", 1)
-    module = sys.modules.get(module_name) or importlib.import_module(module_name)  # asked at every fire
-    return getattr(module, function_name)
+    return getattr(importlib.import_module(module_name), function_name)  # waits for a module another thread imports
 
 
 JOBS: tuple[JobSpec, ...] = (

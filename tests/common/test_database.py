@@ -374,10 +374,12 @@ def test_rows_written_together_bind_each_moment_as_sqlalchemy_does(session_facto
 
     from services.common.database import execute_compiled
 
-    seoul, utc = ZoneInfo("Asia/Seoul"), ZoneInfo("UTC")
+    seoul, utc, new_york = ZoneInfo("Asia/Seoul"), ZoneInfo("UTC"), ZoneInfo("America/New_York")
     moments = [datetime(2026, 11, 19, 9, 0, tzinfo=seoul), datetime(2026, 11, 19, 0, 0, tzinfo=utc),
                datetime(2026, 11, 19, 9, 30, tzinfo=seoul), datetime(2026, 11, 19, 9, 0, tzinfo=seoul),
-               datetime(2026, 11, 19, 9, 0, tzinfo=utc)]
+               datetime(2026, 11, 19, 9, 0, tzinfo=utc),
+               # 01:30 twice as New York's clocks go back: equal as datetimes, an hour apart (05:30, 06:30 UTC)
+               datetime(2026, 11, 1, 1, 30, tzinfo=new_york), datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=new_york)]
     rows = [{"job_name": "j", "user_id": "u", "scheduled_for": at, "trading_date": at.date(), "origin": "manual",
              "dry_run": True, "outcome": "skipped", "started_at": at, "finished_at": moments[2], "host": "h",
              "pid": index, "attempt": index + 1} for index, at in enumerate(moments)]
@@ -393,3 +395,30 @@ def test_rows_written_together_bind_each_moment_as_sqlalchemy_does(session_facto
     ours, theirs = stored[:len(rows)], stored[len(rows):]
     assert [row[1:] for row in ours] == [row[1:] for row in theirs]
     assert ours[0][2] == ours[1][2] == ours[3][2] != ours[4][2]  # 09:00 KST is 00:00 UTC, not 09:00 UTC
+    assert ours[5][2] != ours[6][2]
+
+
+def test_a_plain_datetime_column_written_together_stores_what_sqlalchemy_stores(session_factory: Any) -> None:
+    """A column that keeps a datetime's wall time (SQLite's ``DateTime``): the same
+    instant in two zones is bound as each is, not as the first one."""
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, bindparam, insert, select
+
+    from services.common.database import execute_compiled
+
+    table = Table("plain_moments_test", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("side", String(16)), Column("at", DateTime(timezone=True)))
+    moments = [datetime(2026, 11, 19, 9, 0, tzinfo=ZoneInfo("Asia/Seoul")),
+               datetime(2026, 11, 19, 0, 0, tzinfo=ZoneInfo("UTC"))]
+    statement = insert(table).values(id=bindparam("id"), side=bindparam("side"), at=bindparam("at"))
+    with session_factory.begin() as session:
+        connection = session.connection()
+        table.create(connection)
+        try:
+            for index, at in enumerate(moments):  # the answer: SQLAlchemy's own binding
+                connection.execute(statement, {"id": index, "side": "sqlalchemy", "at": at})
+            execute_compiled(connection, statement, [{"id": 10 + index, "side": "compiled", "at": at}
+                                                     for index, at in enumerate(moments)])
+            stored = connection.execute(select(table.c.side, table.c.at).order_by(table.c.id)).all()
+        finally:
+            table.drop(connection)
+    assert [at for side, at in stored if side == "compiled"] == [at for side, at in stored if side == "sqlalchemy"]

@@ -1,7 +1,7 @@
 """Current prices from KIS (inquire-price), for the live adapter and for dry run.
 
 Dry run may price its intraday ticks from KIS when ``ORCHESTRATOR_PAPER_QUOTES`` says so
-(:func:`kis_quotes_wanted`); its orders stay in the paper broker. It does so through
+(``broker.kis_quotes_wanted``); its orders stay in the paper broker. It does so through
 :class:`KisQuotes` only, which can do nothing but read prices:
 
 - this package (``kis_api``) never imports the live adapter (``services.trading_engine.kis``):
