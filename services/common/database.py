@@ -500,7 +500,7 @@ def execute_compiled(connection: Any, statement: Any, rows: Sequence[dict[str, A
     :func:`fetch_compiled` runs a read: for each of ``rows`` (the driver's
     ``executemany`` for more than one); how many rows it changed."""
     prepared = _prepared(connection.dialect, statement)
-    bound: dict[tuple[Any, Any], Any] = {}  # rows repeat their moments and dates: each bound once
+    bound: dict[tuple[Any, ...], Any] = {}  # rows repeat their moments and dates: each bound once
     arguments = [prepared.arguments(row, bound) for row in rows]
     result = connection.exec_driver_sql(prepared.sql, arguments if len(arguments) != 1 else arguments[0])
     try:
@@ -534,7 +534,7 @@ class _Prepared:
         return tuple((name, self.processors.get(name), name not in self.required, self.defaults.get(name))
                      for name in self.order)
 
-    def arguments(self, params: dict[str, Any], bound: dict[tuple[Any, Any], Any] | None = None) -> Any:
+    def arguments(self, params: dict[str, Any], bound: dict[tuple[Any, ...], Any] | None = None) -> Any:
         """``params`` bound, as the driver takes them (a tuple for a positional one);
         ``bound``: the dates and datetimes bound so far, by processor, value, zone and
         fold (a processor gives the same result for the same four)."""
