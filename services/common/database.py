@@ -19,6 +19,7 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import Date, DateTime, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -420,6 +421,43 @@ def _cached_upsert_statement(dialect: str, table: Any, key_columns: tuple[str, .
                              update_only=None if update_only is None else list(update_only))
 
 
+@contextmanager
+def driver_cursor(connection: Any, sql: str, arguments: Any) -> Iterator[Any]:
+    """The driver's cursor, ``sql`` run on it with ``arguments`` (a list of them: once
+    for each), in the connection's transaction; closed after the block.
+
+    On SQLite the statement goes straight to the driver's own cursor, without
+    SQLAlchemy's execution context and result objects, which cost a replay's tens of
+    thousands of small statements as much again as SQLite's own work: the transaction
+    begins as SQLAlchemy's autobegin begins it (its ``begin`` event, which takes
+    :data:`SQLITE_BEGIN`), and a driver error is raised as SQLAlchemy raises it
+    (``IntegrityError``, ``OperationalError``). Other backends run it through
+    ``exec_driver_sql``: SQLAlchemy's handling of a lost connection."""
+    if connection.dialect.name != "sqlite":
+        result = connection.exec_driver_sql(sql, arguments)
+        try:  # a write without rows has its cursor closed already: its count is the result's
+            yield result.cursor if result.returns_rows else result
+        finally:
+            result.close()
+        return
+    if not connection.in_transaction():
+        connection.begin()  # SQLAlchemy's autobegin, as before any statement it runs
+    many = isinstance(arguments, list)
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        try:
+            if many:
+                cursor.executemany(sql, arguments)
+            else:
+                cursor.execute(sql, arguments)
+        except connection.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, arguments, exc, connection.dialect.loaded_dbapi.Error,
+                                      dialect=connection.dialect, ismulti=many) from exc
+        yield cursor
+    finally:
+        cursor.close()
+
+
 def fetch_columns(connection: Any, sql: str, params: dict[str, Any], names: list[str]) -> dict[str, list[Any]]:
     """:func:`fetch_rows` as columns (lists), named ``names``."""
     rows = fetch_rows(connection, sql, params)
@@ -442,12 +480,9 @@ def fetch_rows(connection: Any, sql: str, params: dict[str, Any]) -> list[tuple[
         arguments: Any = tuple(compiled.params[name] for name in compiled.positiontup)
     else:
         arguments = compiled.params
-    result = connection.exec_driver_sql(str(compiled), arguments)  # SQLAlchemy's errors, disconnects handled
-    try:
-        rows: list[tuple[Any, ...]] = result.cursor.fetchall()  # the driver's own rows
+    with driver_cursor(connection, str(compiled), arguments) as cursor:
+        rows: list[tuple[Any, ...]] = cursor.fetchall()  # the driver's own rows
         return rows
-    finally:
-        result.close()
 
 
 def fetch_compiled(connection: Any, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -456,12 +491,9 @@ def fetch_compiled(connection: Any, statement: Any, params: dict[str, Any]) -> l
     with the driver's cursor, without SQLAlchemy's per-execution cache lookup and
     result objects. Values are what the driver gives (SQLite dates are ISO text)."""
     prepared = _prepared(connection.dialect, statement)
-    result = connection.exec_driver_sql(prepared.sql, prepared.arguments(params))  # SQLAlchemy's errors handled
-    try:
-        rows: list[tuple[Any, ...]] = result.cursor.fetchall()
+    with driver_cursor(connection, prepared.sql, prepared.arguments(params)) as cursor:
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
         return rows
-    finally:
-        result.close()
 
 
 def fetch_typed(connection: Any, statement: Any, params: dict[str, Any]) -> list[Any]:
@@ -470,12 +502,9 @@ def fetch_typed(connection: Any, statement: Any, params: dict[str, Any]) -> list
     value through its type's result processor, each row a named tuple (``row.ticker``;
     by position too)."""
     prepared = _prepared(connection.dialect, statement)
-    result = connection.exec_driver_sql(prepared.sql, prepared.arguments(params))  # SQLAlchemy's errors handled
-    try:
-        shape = _row_shape(connection.dialect, statement, tuple(column[1] for column in result.cursor.description))
-        raw = result.cursor.fetchall()
-    finally:
-        result.close()
+    with driver_cursor(connection, prepared.sql, prepared.arguments(params)) as cursor:
+        shape = _row_shape(connection.dialect, statement, tuple(column[1] for column in cursor.description))
+        raw = cursor.fetchall()
     make, processors = shape
     if not any(processors):
         return [make(row) for row in raw]
@@ -502,11 +531,8 @@ def execute_compiled(connection: Any, statement: Any, rows: Sequence[dict[str, A
     prepared = _prepared(connection.dialect, statement)
     bound: dict[tuple[Any, ...], Any] = {}  # rows repeat their moments and dates: each bound once
     arguments = [prepared.arguments(row, bound) for row in rows]
-    result = connection.exec_driver_sql(prepared.sql, arguments if len(arguments) != 1 else arguments[0])
-    try:
-        return int(result.rowcount)
-    finally:
-        result.close()
+    with driver_cursor(connection, prepared.sql, arguments if len(arguments) != 1 else arguments[0]) as cursor:
+        return int(cursor.rowcount)
 
 
 _MOMENTS = (datetime, date)  # the types :meth:`_Prepared.arguments` binds once per value
@@ -631,8 +657,8 @@ def upsert_columns(connection: Any, table: Any, columns: dict[str, list[Any]],
         parameters: list[Any] = list(zip(*(columns[name] for name in positions)))
     else:
         parameters = [dict(zip(names, values)) for values in zip(*(columns[n] for n in names))]
-    connection.exec_driver_sql(sql, parameters)
-    return count
+    with driver_cursor(connection, sql, parameters):
+        return count
 
 
 @functools.lru_cache(maxsize=64)

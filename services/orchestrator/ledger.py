@@ -28,7 +28,14 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from services.common.clock import Clock
-from services.common.database import UNCOUNTED, dialect_insert, dialect_insert_for, execute_compiled, fetch_compiled
+from services.common.database import (
+    UNCOUNTED,
+    dialect_insert,
+    dialect_insert_for,
+    execute_compiled,
+    fetch_compiled,
+    fetch_typed,
+)
 from services.common.job_api import Account, Origin, Outcome
 from services.orchestrator.models import JobRun
 
@@ -209,7 +216,8 @@ class RunLedger:
         """When the job's last successful run of this account was scheduled, if it
         recorded ``state`` as what it read (see ``JobSpec.state``); else None."""
         with self._engine.connect() as connection:
-            row = connection.execute(_LAST_SUCCESS, {**self._mine, "job_name": job_name}).first()
+            rows = fetch_typed(connection, _LAST_SUCCESS, {**self._mine, "job_name": job_name})
+        row = rows[0] if rows else None
         if row is None or not isinstance(row.summary, dict) or row.summary.get(STATE_KEY) != state:
             return None
         return row.scheduled_for  # type: ignore[no-any-return]

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection as DbConnection
 from sqlalchemy import Engine, event, make_url
 
-from services.common.database import SQLITE_BEGIN, sqlite_file
+from services.common.database import SQLITE_BEGIN, driver_cursor, sqlite_file
 from services.common.job_api import Outcome
 from services.common.private_files import create_private_file
 from services.common.settings import Settings
@@ -417,10 +417,13 @@ class _Copier:
         """Each row written ahead in ``after``..``last``, as it stood at ``last``: deleted
         here if it was deleted then, else written with its values then (the table's, or
         those a later change logged), in the order the rows were first written."""
-        run = self._connection.exec_driver_sql
-        if run(f"SELECT 1 FROM ahead.{table.log} WHERE _op <> 'i' AND _n > ? LIMIT 1", (after,)).first() is None:
+        with driver_cursor(self._connection, f"SELECT 1 FROM ahead.{table.log} WHERE _op <> 'i' AND _n > ? LIMIT 1",
+                           (after,)) as cursor:
+            inserted_only = cursor.fetchone() is None
+        if inserted_only:
             self._copy_inserted(table, after, last)
             return
+        run = self._connection.exec_driver_sql
         touched, keys = f'temp."_touched_{table.name}"', table.keys
         on_key = " AND ".join(f'{{0}}."{k}" = t."{k}"' for k in table.key)
         run(f"CREATE TEMP TABLE IF NOT EXISTS {touched} ({keys}, first_n INTEGER, last_n INTEGER, later_n INTEGER, "
@@ -444,10 +447,11 @@ class _Copier:
         each key logged in ``after``..``last`` was inserted once, and the table holds it
         as it was then."""
         on_key = " AND ".join(f's."{k}" = lo."{k}"' for k in table.key)
-        self._connection.exec_driver_sql(
-            f'INSERT INTO main."{table.name}" ({table.names}) SELECT {_quoted(table.columns, "s.")} '
-            f'FROM ahead.{table.log} AS lo JOIN ahead."{table.name}" AS s ON {on_key} '
-            f"WHERE lo._n > ? AND lo._n <= ? ORDER BY lo._n{_on_conflict(table)}", (after, last))
+        with driver_cursor(self._connection,
+                           f'INSERT INTO main."{table.name}" ({table.names}) SELECT {_quoted(table.columns, "s.")} '
+                           f'FROM ahead.{table.log} AS lo JOIN ahead."{table.name}" AS s ON {on_key} '
+                           f"WHERE lo._n > ? AND lo._n <= ? ORDER BY lo._n{_on_conflict(table)}", (after, last)):
+            pass
 
     def _copy_runs(self, table: _Table, after: int, last: int) -> None:
         """The ledger rows written ahead, as they stand at ``last``: a run's first row

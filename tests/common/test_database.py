@@ -422,3 +422,54 @@ def test_a_plain_datetime_column_written_together_stores_what_sqlalchemy_stores(
         finally:
             table.drop(connection)
     assert [at for side, at in stored if side == "compiled"] == [at for side, at in stored if side == "sqlalchemy"]
+
+
+def test_a_compiled_read_begins_the_transaction_as_sqlalchemy_does(database_url: str) -> None:
+    """The first compiled read of a connection begins its transaction as SQLAlchemy's
+    own first statement would (the ``begin`` event: a snapshot's deferred ``BEGIN``), so
+    a second read sees the state of the first, whatever another connection commits."""
+    from sqlalchemy import select, text
+
+    from services.common.database import SQLITE_BEGIN, create_db_engine, fetch_compiled, fetch_typed
+
+    engine, other = create_db_engine(database_url), create_db_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE cash (n INTEGER)"))
+        connection.execute(text("INSERT INTO cash VALUES (100)"))
+    options = ({"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql"
+               else {SQLITE_BEGIN: "DEFERRED"})
+    cash = select(text("n")).select_from(text("cash"))
+    try:
+        with engine.connect() as connection:
+            connection = connection.execution_options(**options)
+            assert fetch_compiled(connection, cash, {}) == [(100,)]
+            assert connection.in_transaction()
+            with other.begin() as writing:
+                writing.execute(text("UPDATE cash SET n = 50"))
+            assert [tuple(row) for row in fetch_typed(connection, cash, {})] == [(100,)]
+            connection.rollback()
+            assert fetch_compiled(connection, cash, {}) == [(50,)]
+    finally:
+        other.dispose()
+        engine.dispose()
+
+
+def test_a_compiled_write_refused_by_the_database_raises_sqlalchemys_error(session_factory: Any) -> None:
+    """The driver's error comes as SQLAlchemy's (a refused claim is an ``IntegrityError``),
+    and the rows written before it in the transaction stay."""
+    from sqlalchemy import bindparam, insert
+    from sqlalchemy.exc import IntegrityError
+
+    from services.common.database import execute_compiled
+
+    at = datetime(2026, 11, 19, 9, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+    row = {"job_name": "j", "user_id": "u", "scheduled_for": at, "trading_date": at.date(), "origin": "manual",
+           "dry_run": True, "outcome": "success", "started_at": at, "host": "h", "pid": 1, "attempt": 1}
+    statement = insert(JobRun.__table__).values({name: bindparam(name) for name in row})
+    with session_factory.begin() as session:
+        connection = session.connection()
+        assert execute_compiled(connection, statement, [row]) == 1
+        with pytest.raises(IntegrityError), connection.begin_nested():
+            execute_compiled(connection, statement, [{**row, "pid": 2}])  # the same fire again
+    with session_factory() as session:
+        assert [run.pid for run in session.query(JobRun)] == [1]

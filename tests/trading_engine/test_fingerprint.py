@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 
 from services.common.clock import FixedClock
 from services.common.database import sole_writer, write_generation
@@ -13,6 +13,7 @@ from services.common.job_api import Account, JobContext
 from services.common.market_calendar import KRX_TZ
 from services.orchestrator.ledger import RunLedger
 from services.risk_manager.halts import halt_trading
+from services.trading_engine import fingerprint
 from services.trading_engine.fingerprint import account_fingerprint
 from services.trading_engine.models import PaperAccount
 from tests.conftest import make_settings
@@ -27,13 +28,18 @@ def ctx(session_factory, krx_calendar) -> JobContext:
 
 
 def test_a_sole_writer_reads_the_fingerprint_again_only_after_a_commit_that_is_not_a_ledger_row(
-        session_factory, krx_calendar):
+        session_factory, krx_calendar, monkeypatch):
     engine = session_factory.kw["bind"]
     with session_factory.begin() as db:
         db.execute(insert(PaperAccount).values(user_id="solo", initial_cash=1_000, cash=1_000, opened_at=NIGHT))
     reads = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda *args: reads.append(1) if "collected_sessions" in args[2] else None)
+    read = fingerprint.fetch_compiled
+
+    def counted(*args, **kwargs):
+        reads.append(1)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(fingerprint, "fetch_compiled", counted)  # the fingerprint's one read
     day = NIGHT.date()
     with sole_writer(engine):
         first = account_fingerprint(ctx(session_factory, krx_calendar), day, day)
