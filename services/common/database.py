@@ -10,7 +10,7 @@ import logging
 import os
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -93,11 +93,11 @@ def create_db_engine(url: str, *, connect_timeout_seconds: int = DEFAULT_CONNECT
                     f"DATABASE_URL: cannot create the directory {directory} ({exc.strerror}); "
                     "expected a writable path") from None
             _create_sqlite_file(database)
+            # the connection returned last is handed out next: SQLite empties a connection's
+            # page cache when another connection committed since its last transaction, so
+            # taking turns (the pool's default) reads the pages again at every checkout
+            kwargs["pool_use_lifo"] = True
         kwargs["connect_args"] = {"timeout": 30}
-        # the connection returned last is handed out next: SQLite empties a connection's
-        # page cache when another connection committed since its last transaction, so
-        # taking turns (the pool's default) reads the pages again at every checkout
-        kwargs["pool_use_lifo"] = True
     else:
         kwargs["connect_args"] = _server_connect_args(parsed, connect_timeout_seconds, statement_timeout_seconds)
     engine = create_engine(url, **kwargs)
@@ -435,9 +435,12 @@ def driver_cursor(connection: Any, sql: str, arguments: Any) -> Iterator[Any]:
     thousands of small statements as much again as SQLite's own work: the transaction
     begins as SQLAlchemy's autobegin begins it (its ``begin`` event, which takes
     :data:`SQLITE_BEGIN`), and a driver error is raised as SQLAlchemy raises it
-    (``IntegrityError``, ``OperationalError``). Other backends run it through
-    ``exec_driver_sql``: SQLAlchemy's handling of a lost connection."""
-    if connection.dialect.name != "sqlite":
+    (``IntegrityError``, ``OperationalError``; a lost connection, or an interrupt during
+    the statement, invalidates the connection). A connection SQLAlchemy would refuse
+    (closed, invalidated, in a transaction that failed), and other backends, run it
+    through ``exec_driver_sql``: SQLAlchemy's own checks and handling of a lost
+    connection."""
+    if connection.dialect.name != "sqlite" or not _usable_as_it_is(connection):
         result = connection.exec_driver_sql(sql, arguments)
         try:  # a write without rows has its cursor closed already: its count is the result's
             yield result.cursor if result.returns_rows else result
@@ -446,20 +449,39 @@ def driver_cursor(connection: Any, sql: str, arguments: Any) -> Iterator[Any]:
         return
     if not connection.in_transaction():
         connection.begin()  # SQLAlchemy's autobegin, as before any statement it runs
-    many = isinstance(arguments, list)
-    cursor = connection.connection.driver_connection.cursor()
+    many, error = isinstance(arguments, list), connection.dialect.loaded_dbapi.Error
+    cursor = None
     try:
         try:
+            cursor = connection.connection.driver_connection.cursor()
             if many:
                 cursor.executemany(sql, arguments)
             else:
                 cursor.execute(sql, arguments)
-        except connection.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(sql, arguments, exc, connection.dialect.loaded_dbapi.Error,
+        except error as exc:
+            lost = connection.dialect.is_disconnect(exc, connection.connection, cursor)
+            if lost:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(sql, arguments, exc, error, connection_invalidated=lost,
                                       dialect=connection.dialect, ismulti=many) from exc
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # KeyboardInterrupt: the statement's state is unknown
+                connection.invalidate(exc)
+            raise
         yield cursor
     finally:
-        cursor.close()
+        if cursor is not None:
+            with suppress(error):  # a connection lost meanwhile has no cursor left to close
+                cursor.close()
+
+
+def _usable_as_it_is(connection: Any) -> bool:
+    """Whether SQLAlchemy would run a statement on ``connection`` without first raising
+    or reconnecting: open, valid, and not in a transaction that failed."""
+    if connection.closed or connection.invalidated:
+        return False
+    transaction = connection.get_nested_transaction() or connection.get_transaction()
+    return transaction is None or bool(transaction.is_active)
 
 
 def fetch_columns(connection: Any, sql: str, params: dict[str, Any], names: list[str]) -> dict[str, list[Any]]:

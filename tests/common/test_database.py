@@ -491,3 +491,64 @@ def test_a_sqlite_pool_hands_out_the_connection_returned_last(tmp_path) -> None:
             assert connection.connection.driver_connection is drivers[-1]
     finally:
         engine.dispose()
+
+
+def test_an_in_memory_sqlite_engine_reads_compiled(tmp_path) -> None:
+    from sqlalchemy import select, text
+
+    from services.common.database import create_db_engine, fetch_compiled
+
+    engine = create_db_engine("sqlite://")  # its pool keeps one connection per thread
+    try:
+        with engine.connect() as connection:
+            assert fetch_compiled(connection, select(text("1")), {}) == [(1,)]
+    finally:
+        engine.dispose()
+
+
+def test_a_compiled_read_on_a_lost_sqlite_connection_is_sqlalchemys_error_and_invalidates_it(tmp_path) -> None:
+    """As SQLAlchemy's own execution: the error is SQLAlchemy's, the connection is
+    invalidated, and the next one works."""
+    from sqlalchemy import select, text
+    from sqlalchemy.exc import ProgrammingError
+
+    from services.common.database import create_db_engine, fetch_compiled
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'lost.db'}")
+    try:
+        with engine.connect() as connection:
+            connection.connection.driver_connection.close()  # lost under it
+            with pytest.raises(ProgrammingError) as raised:
+                fetch_compiled(connection, select(text("1")), {})
+            assert raised.value.connection_invalidated and connection.invalidated
+        with engine.connect() as connection:
+            assert fetch_compiled(connection, select(text("1")), {}) == [(1,)]
+    finally:
+        engine.dispose()
+
+
+def test_a_compiled_read_in_a_failed_transaction_is_refused_as_sqlalchemy_refuses_it(tmp_path) -> None:
+    """A commit that failed leaves the transaction to be rolled back first: a compiled
+    read is refused then, as any statement SQLAlchemy runs, not run in it."""
+    from sqlalchemy import select, text
+    from sqlalchemy.exc import IntegrityError, PendingRollbackError
+
+    from services.common.database import create_db_engine, fetch_compiled
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'failed.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+        connection.execute(text("CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER "
+                                "REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"))
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("INSERT INTO child VALUES (1, 99)"))  # checked at the commit
+            with pytest.raises(IntegrityError):
+                connection.commit()
+            with pytest.raises(PendingRollbackError):
+                fetch_compiled(connection, select(text("id")).select_from(text("child")), {})
+            connection.rollback()  # then it reads what SQLAlchemy's own execution reads
+            assert fetch_compiled(connection, select(text("id")).select_from(text("child")), {}) == [
+                tuple(row) for row in connection.execute(text("SELECT id FROM child"))]
+    finally:
+        engine.dispose()
