@@ -493,7 +493,7 @@ def test_a_sqlite_pool_hands_out_the_connection_returned_last(tmp_path) -> None:
         engine.dispose()
 
 
-def test_an_in_memory_sqlite_engine_reads_compiled(tmp_path) -> None:
+def test_an_in_memory_sqlite_engine_reads_compiled() -> None:
     from sqlalchemy import select, text
 
     from services.common.database import create_db_engine, fetch_compiled
