@@ -93,10 +93,6 @@ def create_db_engine(url: str, *, connect_timeout_seconds: int = DEFAULT_CONNECT
                     f"DATABASE_URL: cannot create the directory {directory} ({exc.strerror}); "
                     "expected a writable path") from None
             _create_sqlite_file(database)
-            # the connection returned last is handed out next: SQLite empties a connection's
-            # page cache when another connection committed since its last transaction, so
-            # taking turns (the pool's default) reads the pages again at every checkout
-            kwargs["pool_use_lifo"] = True
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["connect_args"] = _server_connect_args(parsed, connect_timeout_seconds, statement_timeout_seconds)

@@ -475,24 +475,6 @@ def test_a_compiled_write_refused_by_the_database_raises_sqlalchemys_error(sessi
         assert [run.pid for run in session.query(JobRun)] == [1]
 
 
-def test_a_sqlite_pool_hands_out_the_connection_returned_last(tmp_path) -> None:
-    """SQLite empties a connection's page cache when another connection committed since
-    its last transaction: the connection just returned (whose cache is warm) is the one
-    handed out next, not the one idle longest."""
-    from services.common.database import create_db_engine
-
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'pool.db'}")
-    try:
-        held = [engine.connect() for _ in range(3)]
-        drivers = [connection.connection.driver_connection for connection in held]
-        for connection in held:
-            connection.close()  # returned in this order: the third last
-        with engine.connect() as connection:
-            assert connection.connection.driver_connection is drivers[-1]
-    finally:
-        engine.dispose()
-
-
 def test_an_in_memory_sqlite_engine_reads_compiled() -> None:
     from sqlalchemy import select, text
 
